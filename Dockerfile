@@ -1,0 +1,10 @@
+# Serves the app on a GPU machine or a Hugging Face Space (port 7860).
+FROM python:3.11-slim
+RUN apt-get update && apt-get install -y --no-install-recommends git && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+ENV GRADIO_SERVER_NAME=0.0.0.0 PORT=7860
+EXPOSE 7860
+CMD ["python", "app.py"]

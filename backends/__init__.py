@@ -1,0 +1,17 @@
+"""Model loading and seeded generation for every backend (embedded, SD hub ids, local folders)."""
+
+from .generate import SamplerSettings, generate, grid, initial_latents
+from .loader import (
+    EMBEDDED,
+    PRESETS,
+    ModelUnavailableError,
+    load_classifier,
+    load_embedded_clip,
+    load_pipeline,
+    resolve_model,
+)
+
+__all__ = [
+    "EMBEDDED", "PRESETS", "ModelUnavailableError", "SamplerSettings", "generate", "grid",
+    "initial_latents", "load_classifier", "load_embedded_clip", "load_pipeline", "resolve_model",
+]

@@ -1,0 +1,68 @@
+"""Seeded generation shared by the app, sensitivity and evaluation.
+
+The initial noise z_T of each seed is drawn on the CPU from `torch.Generator(seed)`, so the
+same seed gives the same z_T for the original and the erased model and on CPU or GPU
+(SPEC 2: delta(c) compares images from the *same* initial noise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    steps: int = 25  # denoising steps (DDIM for the embedded model)
+    guidance: float = 5.0  # classifier-free guidance scale
+    height: int | None = None  # pixels; None = the model's native size
+    width: int | None = None
+
+    def check(self) -> None:
+        if not 1 <= self.steps <= 1000:
+            raise ValueError(f"steps must be in 1..1000, got {self.steps}")
+        if not 0.0 <= self.guidance <= 50.0:
+            raise ValueError(f"guidance must be in 0..50, got {self.guidance}")
+
+
+def native_size(pipe) -> int:
+    return pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+
+def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
+    """z_T per seed, [len(seeds), C, h, w], drawn on CPU in float32 then moved to the pipe."""
+    shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
+    z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    return z.to(pipe.device, pipe.unet.dtype)
+
+
+def generate(pipe, prompts: list[str], seeds: list[int], settings: SamplerSettings = SamplerSettings(),
+             batch_size: int = 64) -> np.ndarray:
+    """Images for (prompts[i], seeds[i]) pairs as uint8 [N, H, W, 3]."""
+    if len(prompts) != len(seeds):
+        raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
+    settings.check()
+    h = settings.height or native_size(pipe)
+    w = settings.width or native_size(pipe)
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        p, s = prompts[i : i + batch_size], seeds[i : i + batch_size]
+        images = pipe(
+            prompt=p, latents=initial_latents(pipe, s, h, w), num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance, height=h, width=w, output_type="np",
+        ).images
+        out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
+    return np.concatenate(out)
+
+
+def grid(images: np.ndarray, cols: int) -> np.ndarray:
+    """[N, H, W, 3] -> one image of rows x cols tiles (missing tiles white)."""
+    n, h, w, c = images.shape
+    rows = -(-n // cols)
+    canvas = np.full((rows * h, cols * w, c), 255, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, k = divmod(i, cols)
+        canvas[r * h : (r + 1) * h, k * w : (k + 1) * w] = im
+    return canvas

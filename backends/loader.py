@@ -1,0 +1,136 @@
+"""One loader for every backend (SPEC 1): the embedded ShapesWorld pipeline, hub repo ids and
+local diffusers folders all go through `load_pipeline`; only the model id differs.
+
+Weights are loaded as safetensors only and no remote code is ever trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "embedded"
+EMBEDDED = "embedded"
+PRESETS = {
+    EMBEDDED: str(ASSETS / "pipeline"),
+    "sd-1.4": "CompVis/stable-diffusion-v1-4",
+    "sd-2.1": "stabilityai/stable-diffusion-2-1",
+    "flux-schnell": "black-forest-labs/FLUX.1-schnell",
+}
+HUB_HOST = "huggingface.co"
+
+
+class ModelUnavailableError(RuntimeError):
+    """The requested model cannot be loaded here; the message says how to make it available."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # what the user asked for ("embedded", "sd-1.4", a repo id or a folder)
+    source: str  # local folder or hub repo id
+    is_local: bool
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.name == EMBEDDED
+
+
+def resolve_model(model: str) -> ModelSpec:
+    """Map a preset name, local folder or hub repo id to where its weights live."""
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a local folder or a hub repo id")
+    model = model.strip()
+    source = PRESETS.get(model, model)
+    path = Path(source).expanduser()
+    if path.exists():
+        if not (path / "model_index.json").is_file():
+            raise ModelUnavailableError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
+        return ModelSpec(model, str(path), True)
+    if model == EMBEDDED:
+        raise ModelUnavailableError(f"the embedded model is missing from {path}; restore assets/ from the repository")
+    if source.startswith((".", "/", "~")) or source.count("/") != 1:
+        raise ModelUnavailableError(
+            f"model {model!r} is neither a preset ({', '.join(PRESETS)}), an existing folder, nor a hub repo id 'owner/name'"
+        )
+    return ModelSpec(model, source, False)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((HUB_HOST, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _unavailable(spec: ModelSpec, reason: str) -> ModelUnavailableError:
+    return ModelUnavailableError(
+        f"model {spec.name!r} ({spec.source}) is not available: {reason}. To use it, download it on a machine "
+        f"with internet access (`huggingface-cli download {spec.source}`, after accepting its licence on "
+        f"https://huggingface.co/{spec.source} if it is gated) into the Hugging Face cache, or pass the path of a "
+        "local diffusers folder. The embedded model ('embedded') always works offline."
+    )
+
+
+def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Load a text-to-image pipeline; device and dtype are explicit (CPU/float32 by default)."""
+    from diffusers import DiffusionPipeline
+
+    spec = resolve_model(model)
+    kwargs = dict(dtype=dtype, use_safetensors=True)
+    if _pipeline_class(spec) == "StableDiffusionPipeline":
+        kwargs.update(safety_checker=None, requires_safety_checker=False)  # the app blurs with NudeNet instead
+    if spec.is_local:
+        pipe = DiffusionPipeline.from_pretrained(spec.source, local_files_only=True, **kwargs)
+    else:
+        pipe = _load_from_hub(spec, kwargs)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+def _load_from_hub(spec: ModelSpec, kwargs: dict):
+    from diffusers import DiffusionPipeline
+
+    try:  # a copy in the local cache works offline
+        return DiffusionPipeline.from_pretrained(spec.source, local_files_only=True, **kwargs)
+    except (OSError, ValueError) as cached_error:
+        if not _hub_reachable():
+            reason = "it is not in the local Hugging Face cache and the hub cannot be reached (offline)"
+            raise _unavailable(spec, reason) from cached_error
+    try:
+        return DiffusionPipeline.from_pretrained(spec.source, **kwargs)
+    except Exception as e:  # gated repo, missing safetensors, network failure mid-download ...
+        raise _unavailable(spec, f"download failed ({type(e).__name__}: {e})") from e
+
+
+def _pipeline_class(spec: ModelSpec) -> str | None:
+    if spec.is_local:
+        return json.loads((Path(spec.source) / "model_index.json").read_text()).get("_class_name")
+    return "FluxPipeline" if "flux" in spec.source.lower() else "StableDiffusionPipeline"
+
+
+def load_classifier(device: str | torch.device = "cpu"):
+    """The embedded world classifier (one head per attribute)."""
+    from shapesworld.classifier import WorldClassifier
+
+    return WorldClassifier.load(ASSETS / "classifier").to(device)
+
+
+def load_embedded_clip(device: str | torch.device = "cpu"):
+    """The embedded open_clip CLIP and its tokenizer function (texts -> ids)."""
+    from open_clip.model import CLIP
+    from safetensors.torch import load_file
+
+    from shapesworld.train_clip import tokenize
+
+    cfg = json.loads((ASSETS / "clip" / "open_clip_config.json").read_text())
+    model = CLIP(**cfg["model_cfg"])
+    model.load_state_dict(load_file(ASSETS / "clip" / "open_clip_model.safetensors"))
+    return model.eval().to(device), tokenize

@@ -1,0 +1,1 @@
+"""ShapesWorld: the procedural captioned world and the recipes that train the embedded models."""

@@ -1,0 +1,26 @@
+"""Shared fixtures. Tests never touch the network: the hub is forced offline."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if "OMP_NUM_THREADS" not in os.environ:  # respect an explicit thread budget
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def embedded_pipe():
+    from backends import load_pipeline
+
+    return load_pipeline("embedded")
+
+
+@pytest.fixture(scope="session")
+def classifier():
+    from backends import load_classifier
+
+    return load_classifier()
