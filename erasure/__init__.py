@@ -1,4 +1,16 @@
-"""Concept erasure by fine-tuning (SPEC 3): AP, ESD, UCE, CA and MCE behind one registry.
+"""Concept erasure by fine-tuning (SPEC 3): one registry, one run-folder format, one loop.
 
-Not implemented yet: the engine is issue 3 (ESD, AP) and issue 6 (UCE, CA, MCE).
+    from erasure import erase
+    run = erase("embedded", "ap", targets=["star"], presets="object,fast", out="runs/star")
 """
+
+from .config import PARAM_GROUPS, EraseConfig
+from .events import Cancelled, CancelToken, Event
+from .registry import get_method, list_methods
+from .runs import RunFolder, apply, export
+from .trainer import erase, resolve_config, resume
+
+__all__ = [
+    "PARAM_GROUPS", "CancelToken", "Cancelled", "EraseConfig", "Event", "RunFolder", "apply", "erase",
+    "export", "get_method", "list_methods", "resolve_config", "resume",
+]

@@ -1,0 +1,222 @@
+"""AP — Adversarial Preservation (Bui et al.), the core method (SPEC 3, paper algorithms 1-2).
+
+min over theta' of max over pi of E_{c_e}[L1 + lam L2]:
+  L1 = the ESD loss; L2 = ||eps_theta'(z_r, c_a, t) - eps_theta(z_r, c_a, t)||^2,
+  c_a = G(pi) @ R with G the hard (straight-through) Gumbel-Softmax at temperature tau.
+Each outer step first takes N_iter ascent steps on pi (algorithm 1), then one Adam step on
+theta' (algorithm 2). pi persists over training (uniform start), one per target concept.
+
+Variants (`preserve`): "adversarial" (AP), "none" (= ESD), "neutral" (c_a = ""),
+"fixed" (c_a = a chosen concept), "pgd" (continuous search on the embedding, paper fig. 4).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from .config import EraseConfig
+from .diffusion import loss_in_space, predict
+from .esd import esd_loss
+from .search_space import build_search_space
+
+PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd")
+VOCABULARIES = ("clip-words", "world", "world+clip-words")
+
+
+@dataclass
+class APConfig(EraseConfig):
+    preserve: str = "adversarial"  # adversarial | none | neutral | fixed | pgd
+    fixed_concept: str = ""  # the concept kept when preserve == "fixed" (e.g. "road", "person")
+    vocab: str = "clip-words"  # search vocabulary (backends.vocab): clip-words | world | world+clip-words
+    vocab_size: int = 10000  # first N clip-words
+    k_closest: int = 1000  # words nearest the target that k-means thins out
+    n_centres: int = 100  # |R|: concepts pi ranges over
+    n_iter: int = 2  # ascent steps on pi per outer step (paper: more hurts preservation)
+    search_lr: float = 1e-2  # Adam lr on pi (reference scripts; the paper states 1e-3)
+    tau: float = 2.0  # Gumbel-Softmax temperature
+    lam: float = 1.0  # weight of the preservation loss L2
+    pgd_eps: float = 1.0  # pgd variant: L-inf radius around the target embedding
+    pgd_step: float = 0.1  # pgd variant: signed-gradient step size
+
+    def validate(self) -> None:
+        super().validate()
+        if self.preserve not in PRESERVE:
+            raise ValueError(f"unknown preserve {self.preserve!r}; valid: {', '.join(PRESERVE)}")
+        if self.preserve == "fixed" and not self.fixed_concept.strip():
+            raise ValueError("preserve='fixed' needs fixed_concept, e.g. fixed_concept='road'")
+        for name in ("vocab_size", "k_closest", "n_centres", "tau", "search_lr", "pgd_eps", "pgd_step"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.vocab not in VOCABULARIES:
+            raise ValueError(f"unknown vocab {self.vocab!r}; valid: {', '.join(VOCABULARIES)}")
+        if self.n_iter < 0 or self.lam < 0:
+            raise ValueError("n_iter and lam must be >= 0")
+        if self.n_centres > self.k_closest:
+            raise ValueError(f"n_centres ({self.n_centres}) cannot exceed k_closest ({self.k_closest})")
+
+
+PRESETS = {
+    "object": {"param_group": "xattn", "k_closest": 1000, "n_centres": 100},
+    "style": {"param_group": "xattn", "k_closest": 1000, "n_centres": 100},
+    "nudity": {"param_group": "noxattn", "k_closest": 2000, "n_centres": 50},
+    "reference": {},  # the paper: lr 1e-5, 1000 steps, batch 1, DDIM 50, N_iter 2, tau 2, lam 1
+    "fast": {"steps": 200, "lr": 5e-5, "ddim_steps": 25, "zt_from": "frozen", "n_iter": 1},
+}
+
+
+def gumbel_softmax_hard(logits: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
+    """One-hot sample in the forward pass, softmax gradient in the backward pass; [n] -> [n]."""
+    u = torch.rand(logits.shape, generator=gen).to(logits.device)
+    soft = ((logits - torch.log(-torch.log(u + 1e-10) + 1e-10)) / tau).softmax(-1)
+    hard = torch.nn.functional.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard - soft.detach() + soft
+
+
+@contextmanager
+def no_param_grads(params):
+    """The inner search only needs gradients w.r.t. pi: skip theta' gradients (cheaper)."""
+    params = list(params)
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
+
+
+class Space:
+    """One target's search state: words, R [n, L, d], pi [n] and its optimiser."""
+
+    def __init__(self, words: list[str], R: torch.Tensor, lr: float):
+        self.words, self.R = words, R
+        self.pi = torch.full((len(words),), 1.0 / len(words), device=R.device, requires_grad=True)
+        self.opt = torch.optim.Adam([self.pi], lr=lr)
+
+    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
+        return (onehot @ self.R.flatten(1)).view(1, *self.R.shape[1:])  # [1, L, d]
+
+    def top(self, k: int = 5) -> list[tuple[str, float]]:
+        p = self.pi.detach().softmax(-1)
+        vals, idx = p.topk(min(k, len(self.words)))
+        return [(self.words[i], round(v, 4)) for v, i in zip(vals.tolist(), idx.tolist())]
+
+
+class AP:
+    Config = APConfig
+    PRESETS = PRESETS
+
+    def __init__(self, ctx):
+        from backends.vocab import get_vocabulary
+
+        self.ctx, cfg = ctx, ctx.config
+        prompts = cfg.prompts()
+        self.emb_targets = dict(zip(prompts, ctx.embed(prompts).split(1)))
+        self.spaces: dict[str, Space] = {}
+        self.delta: dict[str, torch.Tensor] = {}  # pgd variant: offset from the target embedding
+        if cfg.preserve in ("adversarial", "pgd"):
+            vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
+            exclude = {w.lower() for t in cfg.targets for w in t.split()}
+            for concept, prompt in zip(cfg.targets, prompts):
+                words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
+                self.spaces[prompt] = Space(words, R, cfg.search_lr)
+                self.delta[prompt] = torch.zeros_like(self.emb_targets[prompt])
+        if cfg.preserve in ("neutral", "fixed"):
+            fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
+            self.emb_fixed = ctx.embed([fixed])
+
+    # ------------------------------------------------------------------ the adversarial concept
+    def _ca(self, prompt: str, grad: bool) -> tuple[torch.Tensor, str]:
+        """c_a [1, L, d] and a label for it; differentiable w.r.t. the search variable when grad."""
+        cfg = self.ctx.config
+        if cfg.preserve in ("neutral", "fixed"):
+            return self.emb_fixed, cfg.fixed_concept if cfg.preserve == "fixed" else ""
+        if cfg.preserve == "pgd":
+            delta = self.delta[prompt].requires_grad_(grad)
+            return self.emb_targets[prompt] + delta, "pgd"
+        space = self.spaces[prompt]
+        onehot = gumbel_softmax_hard(space.pi if grad else space.pi.detach(), cfg.tau, self.ctx.gen)
+        return space.embed(onehot), space.words[int(onehot.argmax())]
+
+    def _l2(self, prompt: str, z_T: torch.Tensor, k: int, grad_search: bool):
+        c_a, label = self._ca(prompt, grad_search)
+        z_r, t, alpha_bar = self.ctx.sample_zt(c_a.detach(), z_T, k)
+        with torch.no_grad():
+            target = predict(self.ctx.frozen, z_r, t, c_a.detach())
+        pred = predict(self.ctx.unet, z_r, t, c_a)
+        return loss_in_space(pred, target, z_r, alpha_bar, self.ctx.config.loss_space), label
+
+    def _search(self, prompt: str) -> None:
+        """Algorithm 1: N_iter ascent steps on pi (or PGD steps on the embedding offset)."""
+        cfg = self.ctx.config
+        with no_param_grads(self.ctx.trained.values()):
+            for _ in range(cfg.n_iter):
+                z_T, k = self.ctx.draw()
+                l2, _ = self._l2(prompt, z_T, k, grad_search=True)
+                if cfg.preserve == "pgd":
+                    (g,) = torch.autograd.grad(l2, self.delta[prompt])
+                    with torch.no_grad():
+                        self.delta[prompt] = (self.delta[prompt] + cfg.pgd_step * g.sign()).clamp(-cfg.pgd_eps, cfg.pgd_eps)
+                else:
+                    space = self.spaces[prompt]
+                    space.opt.zero_grad()
+                    (-l2).backward()  # ascend L2
+                    space.opt.step()
+
+    # ------------------------------------------------------------------ one outer step
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        cfg = self.ctx.config
+        prompt = self.ctx.pick(list(self.emb_targets))
+        if cfg.preserve in ("adversarial", "pgd"):
+            self._search(prompt)
+        z_T, k = self.ctx.draw()  # one start code for z (under c_e) and z_r (under c_a)
+        z, t, alpha_bar = self.ctx.sample_zt(self.emb_targets[prompt], z_T, k)
+        l1 = esd_loss(self.ctx, z, t, alpha_bar, self.emb_targets[prompt])
+        info = {"message": prompt}
+        if cfg.preserve == "none" or cfg.lam == 0:
+            return l1, info | {"losses": {"l1": l1.item(), "total": l1.item()}}
+        l2, label = self._l2(prompt, z_T, k, grad_search=False)
+        total = l1 + cfg.lam * l2
+        info |= {"losses": {"l1": l1.item(), "l2": l2.item(), "total": total.item()}, "concept": label}
+        if prompt in self.spaces and cfg.preserve == "adversarial":
+            space = self.spaces[prompt]
+            info |= {"concept": space.words[int(space.pi.argmax())], "top5": space.top(), "sampled": label}
+        return total, info
+
+    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+        prompt = next(iter(self.emb_targets))
+        out = {"ce": self.emb_targets[prompt]}
+        if self.ctx.config.preserve != "none":
+            if prompt in self.spaces and self.ctx.config.preserve == "adversarial":
+                space = self.spaces[prompt]  # the current argmax concept, not a random sample
+                out["ca"] = space.R[int(space.pi.argmax())][None]
+            else:
+                out["ca"] = self._ca(prompt, grad=False)[0].detach()
+        return out
+
+    def search_spaces(self) -> dict[str, list[str]]:
+        return {p: s.words for p, s in self.spaces.items()}
+
+    # ------------------------------------------------------------------ resume
+    def state_dict(self) -> dict:
+        return {
+            "pi": {p: s.pi.detach() for p, s in self.spaces.items()},
+            "pi_opt": {p: s.opt.state_dict() for p, s in self.spaces.items()},
+            "delta": {p: d.detach() for p, d in self.delta.items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for p, s in self.spaces.items():
+            with torch.no_grad():
+                s.pi.copy_(state["pi"][p])
+            opt_state = state["pi_opt"][p]
+            opt_state["state"] = {int(k): v for k, v in opt_state["state"].items()}
+            s.opt.load_state_dict(opt_state)
+        for p in self.delta:
+            self.delta[p] = state["delta"][p].to(self.delta[p].device)
+
+
+METHOD = AP

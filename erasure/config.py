@@ -1,0 +1,108 @@
+"""Typed erasure configs, presets and model profiles.
+
+A config is resolved in layers: the method's dataclass defaults (the published settings),
+then named presets in the order given (e.g. "object,fast"), then the model profile (the
+embedded model needs its prompt template and a larger learning rate: SPEC 6 measured
+that tiny models need learning rates far above SD's 1e-5), then explicit overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
+
+
+@dataclass
+class EraseConfig:
+    """Settings shared by every fine-tuning method."""
+
+    targets: list[str] = field(default_factory=list)  # concepts to erase; one is sampled per step
+    template: str = "{concept}"  # prompt template for targets (and AP's vocabulary words)
+    param_group: str = "xattn"  # which UNet tensors train: xattn | noxattn | kv | full
+    steps: int = 1000  # outer optimisation steps
+    lr: float = 1e-5  # Adam learning rate for the UNet tensors
+    batch: int = 1  # start codes z_T per step
+    ddim_steps: int = 50  # DDIM steps of the sampler that produces z_t
+    start_guidance: float = 3.0  # classifier-free guidance while sampling z_t
+    negative_guidance: float = 1.0  # eta in ESD's target eps_n - eta (eps_e - eps_n)
+    zt_from: str = "trained"  # which UNet samples z_t: "trained" (reference) or "frozen"
+    loss_space: str = "eps"  # "eps" (paper) or "x0" (reference code: predicted x0)
+    seed: int = 0  # seeds every random draw (targets, z_T, timesteps, Gumbel noise)
+    checkpoint_every: int = 100  # steps between resumable checkpoints (0 = only at the end)
+    snapshot_every: int = 0  # steps between trajectory images (0 = none)
+    snapshot_steps: int = 20  # sampler steps for trajectory images
+    snapshot_guidance: float = 5.0  # guidance for trajectory images
+
+    def validate(self) -> None:
+        """Raise ValueError with a fix-it message for every bad field."""
+        if not self.targets or any(not isinstance(t, str) or not t.strip() for t in self.targets):
+            raise ValueError("targets must be a non-empty list of non-empty concepts, e.g. --target star")
+        if any(len(t) > 200 for t in self.targets):
+            raise ValueError("a target concept is longer than 200 characters; use a short word or phrase")
+        if "{concept}" not in self.template:
+            raise ValueError(f"template must contain '{{concept}}', got {self.template!r}")
+        if self.param_group not in PARAM_GROUPS:
+            raise ValueError(f"unknown parameter group {self.param_group!r}; valid: {', '.join(PARAM_GROUPS)}")
+        _positive(self, "steps", "lr", "batch", "ddim_steps", "snapshot_steps")
+        if self.steps > 1_000_000 or self.batch > 256 or self.ddim_steps > 1000:
+            raise ValueError("steps <= 1e6, batch <= 256 and ddim_steps <= 1000 are required")
+        if self.lr > 1.0:
+            raise ValueError(f"lr must be <= 1, got {self.lr}")
+        if self.zt_from not in ("trained", "frozen"):
+            raise ValueError(f"zt_from must be 'trained' or 'frozen', got {self.zt_from!r}")
+        if self.loss_space not in ("eps", "x0"):
+            raise ValueError(f"loss_space must be 'eps' or 'x0', got {self.loss_space!r}")
+        for name in ("checkpoint_every", "snapshot_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+
+    def prompts(self) -> list[str]:
+        return [self.template.format(concept=t.strip()) for t in self.targets]
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _positive(cfg, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value}")
+
+
+# Model profiles: what a model needs that the published SD settings do not give it.
+# Keys a method's config lacks are ignored (ESD has no search space).
+MODEL_PROFILES = {
+    "embedded": {
+        "template": "a {concept}",  # the world's caption form (SPEC 2)
+        "lr_scale": 100.0,  # SPEC 6: lr 1e-5 erases nothing on a 3 M-parameter UNet
+        "ddim_steps": 25,  # the sampler the embedded model is evaluated with
+        # The tiny text encoder only learnt the world's words; untrained CLIP tokens all embed
+        # near the null prompt, so they would crowd the search space with copies of "".
+        "vocab": "world",
+        "k_closest": 100,
+        "n_centres": 16,
+    },
+}
+
+
+def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
+                 overrides: dict) -> EraseConfig:
+    """defaults -> model profile -> presets (in order) -> the profile's lr scale -> overrides."""
+    values = config.to_dict()
+    profile = MODEL_PROFILES.get(model, {})
+    values.update({k: v for k, v in profile.items() if k in values})  # keys the method has
+    for name in names:
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
+        values.update(presets[name])
+    values["lr"] = values["lr"] * profile.get("lr_scale", 1.0)
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {sorted(values)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    resolved = type(config)(**values)
+    resolved.validate()
+    return resolved

@@ -1,0 +1,21 @@
+"""The method registry: a new erasure method is one new file plus one line in `_MODULES`."""
+
+from __future__ import annotations
+
+import importlib
+
+_MODULES = {
+    "esd": "erasure.esd",
+    "ap": "erasure.ap",
+}
+
+
+def list_methods() -> list[str]:
+    return list(_MODULES)
+
+
+def get_method(name: str):
+    """The method class registered under `name` (each module defines `METHOD`)."""
+    if name not in _MODULES:
+        raise ValueError(f"unknown erasure method {name!r}; valid: {', '.join(_MODULES)}")
+    return importlib.import_module(_MODULES[name]).METHOD

@@ -1,0 +1,178 @@
+"""Run folders: every erasure is a folder on disk, so jobs survive restarts (SPEC 3).
+
+    <run>/config.json          resolved config, method, model, seeds, versions
+    <run>/status.json          state (running | done | cancelled | failed), steps done
+    <run>/events.jsonl         one JSON event per line (losses, adversarial concepts, snapshots)
+    <run>/checkpoints/step_N/  trained tensors + optimiser + RNG state (safetensors + JSON)
+    <run>/trajectory/*.png     snapshot images over training
+    <run>/result.safetensors   the changed tensors only, named as in the pipeline ("unet.<param>")
+
+Every file is written atomically (temp file + rename), so a killed job never leaves a
+half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .events import Event
+from .state import load_state, save_state
+
+KEEP_CHECKPOINTS = 2
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def versions() -> dict[str, str]:
+    import diffusers
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__}
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path: str | Path, record: dict) -> RunFolder:
+        """A new run folder; refuses to overwrite an existing run and checks it is writable."""
+        run = cls(path)
+        if run.path.exists() and any(run.path.iterdir()):
+            raise FileExistsError(f"{run.path} already exists and is not empty; choose a new --out or resume it")
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+            probe = run.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as e:
+            raise PermissionError(f"cannot write to {run.path} ({e.strerror}); choose a writable --out folder") from e
+        _write_json(run.path / "config.json", {**record, "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        run.set_status("running", 0)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunFolder:
+        run = cls(path)
+        if not (run.path / "config.json").is_file():
+            raise FileNotFoundError(f"{run.path} is not an erasure run folder (no config.json)")
+        return run
+
+    # ------------------------------------------------------------------ records
+    @property
+    def record(self) -> dict:
+        return json.loads((self.path / "config.json").read_text())
+
+    def status(self) -> dict:
+        path = self.path / "status.json"
+        return json.loads(path.read_text()) if path.exists() else {"state": "unknown", "step": 0}
+
+    def set_status(self, state: str, step: int, message: str = "") -> None:
+        _write_json(self.path / "status.json", {"state": state, "step": step, "message": message,
+                                                "pid": os.getpid(), "updated": time.time()})
+
+    def append_event(self, event: Event) -> None:
+        with (self.path / "events.jsonl").open("a") as f:
+            f.write(json.dumps(event.to_dict()) + "\n")
+
+    def events(self) -> list[dict]:
+        path = self.path / "events.jsonl"
+        if not path.exists():
+            return []
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill mid-write is skipped, not fatal
+                continue
+        return rows
+
+    def truncate_events(self, step: int) -> None:
+        """On resume, drop events after the checkpoint so the log matches the replayed run."""
+        kept = [e for e in self.events() if e["step"] <= step and e["kind"] != "cancelled"]
+        tmp = self.path / "events.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
+        os.replace(tmp, self.path / "events.jsonl")
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, step: int, state: dict) -> Path:
+        folder = self.path / "checkpoints" / f"step_{step:07d}"
+        save_state(state, folder)
+        for old in self.checkpoints()[:-KEEP_CHECKPOINTS]:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+        return folder
+
+    def checkpoints(self) -> list[Path]:
+        root = self.path / "checkpoints"
+        if not root.exists():
+            return []
+        return sorted(p for p in root.iterdir() if re.fullmatch(r"step_\d{7}", p.name))
+
+    def latest_checkpoint(self) -> tuple[int, dict] | None:
+        ckpts = self.checkpoints()
+        if not ckpts:
+            return None
+        return int(ckpts[-1].name.split("_")[1]), load_state(ckpts[-1])
+
+    # ------------------------------------------------------------------ result
+    def save_result(self, tensors: dict[str, torch.Tensor]) -> Path:
+        path = self.path / "result.safetensors"
+        tmp = self.path / "result.safetensors.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    def result(self) -> dict[str, torch.Tensor]:
+        path = self.path / "result.safetensors"
+        if not path.exists():
+            raise FileNotFoundError(f"{self.path} has no result yet (state: {self.status()['state']}); resume or wait for it")
+        return load_file(str(path))
+
+
+def apply(pipe, run: str | Path | RunFolder):
+    """Put an erased result onto a base pipeline in place (and return it)."""
+    run = run if isinstance(run, RunFolder) else RunFolder.open(run)
+    tensors = run.result()
+    modules = {"unet": pipe.unet}
+    for key, value in tensors.items():
+        component, _, name = key.partition(".")
+        if component not in modules:
+            raise ValueError(f"result tensor {key!r} targets unknown component {component!r}")
+        param = modules[component].get_parameter(name) if name else None
+        if param is None or param.shape != value.shape:
+            raise ValueError(f"result tensor {key!r} does not fit this pipeline; was the run made on another model?")
+        with torch.no_grad():
+            param.copy_(value.to(param.device, param.dtype))
+    return pipe
+
+
+def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):
+    """Write a full diffusers folder of the base model with the erased tensors applied."""
+    from backends import load_pipeline
+
+    run = run if isinstance(run, RunFolder) else RunFolder.open(run)
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
+    pipe = apply(load_pipeline(run.record["model"], device=device), run)
+    tmp = out.with_name(out.name + ".tmp")
+    pipe.save_pretrained(tmp, safe_serialization=True)
+    _write_json(tmp / "erasure.json", run.record)
+    os.replace(tmp, out)
+    return out

@@ -1,0 +1,82 @@
+"""AP's search space R: the vocabulary words nearest a target, thinned to n centres (SPEC 3).
+
+Every word is embedded as its own prompt (through the same template as the target) to a
+[L, d] text-encoder output; the K closest to the target by L2 on the flattened embeddings
+are kept; their 1-D distances are clustered with k-means and the word nearest each centre
+is taken, as the reference implementation does. Embeddings are cached on disk per model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .diffusion import embed_prompts
+
+CACHE = Path(os.environ.get("CSE_CACHE_DIR", Path(__file__).resolve().parent.parent / "cache"))
+
+
+def model_fingerprint(text_encoder) -> str:
+    """Hash of the text encoder's weights: a cache key that changes whenever the model does."""
+    h = hashlib.sha1()
+    for name, tensor in sorted(text_encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().float().cpu().numpy().tobytes()[:65536])  # a prefix per tensor is enough
+        h.update(str(tuple(tensor.shape)).encode())
+    return h.hexdigest()[:16]
+
+
+def word_embeddings(pipe, words: list[str], template: str, batch: int = 256) -> torch.Tensor:
+    """[V, L, d] embeddings of template.format(concept=w), cached under cache/embeddings/."""
+    key = hashlib.sha1(("\n".join(words) + "|" + template).encode()).hexdigest()[:16]
+    path = CACHE / "embeddings" / model_fingerprint(pipe.text_encoder) / f"{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
+    prompts = [template.format(concept=w) for w in words]
+    emb = torch.cat([embed_prompts(pipe, prompts[i : i + batch]) for i in range(0, len(prompts), batch)]).float()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({"embeddings": emb.cpu().half().contiguous()}, str(tmp))  # half: SD vocabularies are large
+    os.replace(tmp, path)
+    return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
+
+
+def kmeans_1d(values: torch.Tensor, n: int, iters: int = 100) -> torch.Tensor:
+    """Lloyd's k-means on scalars, centres initialised at quantiles (deterministic); sorted centres."""
+    values = values.float().flatten()
+    if n >= len(values):
+        return values.sort().values
+    centres = torch.quantile(values, torch.linspace(0, 1, n))
+    for _ in range(iters):
+        assign = (values[:, None] - centres[None, :]).abs().argmin(1)
+        new = torch.stack([values[assign == j].mean() if (assign == j).any() else centres[j] for j in range(n)])
+        if torch.allclose(new, centres):
+            break
+        centres = new
+    return centres.sort().values
+
+
+def build_search_space(pipe, words: list[str], target_prompt: str, template: str, k_closest: int, n_centres: int,
+                       exclude: set[str]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """(chosen words, R [n, L, d], their L2 distances to the target)."""
+    candidates = [w for w in dict.fromkeys(words) if w.isalpha() and w.lower() not in exclude]
+    if len(candidates) < 2:
+        raise ValueError("the search vocabulary has fewer than 2 usable words; choose a larger vocabulary")
+    emb = word_embeddings(pipe, candidates, template)  # [V, L, d]
+    target = embed_prompts(pipe, [target_prompt]).float()  # [1, L, d]
+    dist = (emb - target).flatten(1).norm(dim=1)  # [V]
+    order = dist.argsort()[: min(k_closest, len(candidates))]
+    centres = kmeans_1d(dist[order].cpu(), n_centres)
+    chosen: list[int] = []
+    for c in centres:  # the unused word nearest each centre
+        gaps = (dist[order].cpu() - c).abs()
+        for j in gaps.argsort().tolist():
+            if int(order[j]) not in chosen:
+                chosen.append(int(order[j]))
+                break
+    idx = torch.tensor(chosen)
+    return [candidates[i] for i in chosen], emb[idx.to(emb.device)], dist[idx.to(dist.device)]

@@ -1,0 +1,209 @@
+"""The training loop every fine-tuning method shares: `erase` starts a run, `resume` continues one.
+
+A method supplies a loss per step; the loop owns the optimiser, events, snapshots,
+checkpoints, cancellation and exact resume (every random draw comes from generators whose
+state is checkpointed, so a resumed run replays the uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .config import EraseConfig, apply_layers
+from .diffusion import ddim_scheduler, embed_prompts, sample_until
+from .events import Callback, Cancelled, CancelToken, Event
+from .params import select_parameters
+from .registry import get_method
+from .runs import RunFolder
+
+
+class Context:
+    """What a method sees: the pipeline (its UNet is theta', being trained), the frozen original
+    UNet theta, the selected parameters, the z_t sampler and the seeded random sources."""
+
+    def __init__(self, pipe, config: EraseConfig):
+        self.pipe, self.config = pipe, config
+        self.device = pipe.device
+        self.frozen = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
+        pipe.text_encoder.requires_grad_(False)
+        pipe.vae.requires_grad_(False)
+        self.trained = select_parameters(pipe.unet, config.param_group)
+        pipe.unet.eval()  # no dropout/batch-norm train behaviour; gradients still flow
+        self.scheduler = ddim_scheduler(pipe, config.ddim_steps)
+        self.gen = torch.Generator().manual_seed(config.seed)  # CPU: same draws on CPU and GPU
+        self.rng = np.random.default_rng(config.seed)
+        self.emb_null = embed_prompts(pipe, [""])  # c_n, [1, L, d]
+
+    @property
+    def unet(self):
+        return self.pipe.unet
+
+    def embed(self, prompts: list[str]) -> torch.Tensor:
+        return embed_prompts(self.pipe, prompts)
+
+    def pick(self, items: list):
+        return items[int(self.rng.integers(len(items)))]
+
+    def draw(self) -> tuple[torch.Tensor, int]:
+        """A start code z_T [batch, C, h, w] and a sampler step index k (uniform)."""
+        unet = self.pipe.unet
+        size = unet.config.sample_size
+        z = torch.randn((self.config.batch, unet.config.in_channels, size, size), generator=self.gen)
+        k = int(torch.randint(0, self.config.ddim_steps, (1,), generator=self.gen))
+        return z.to(self.device, unet.dtype), k
+
+    def sample_zt(self, cond: torch.Tensor, z_T: torch.Tensor, k: int):
+        """z_t by k guided DDIM steps from z_T under `cond`; returns (z_t, t [B], alpha_bar)."""
+        unet = self.pipe.unet if self.config.zt_from == "trained" else self.frozen
+        z = sample_until(unet, self.scheduler, z_T, cond, self.emb_null, self.config.start_guidance, k)
+        t = self.scheduler.timesteps[k]
+        alpha_bar = self.scheduler.alphas_cumprod[t].to(self.device, z.dtype)
+        return z, t.expand(z.shape[0]).to(self.device), alpha_bar
+
+    def rng_state(self) -> dict:
+        return {"torch": self.gen.get_state(), "numpy": self.rng.bit_generator.state}
+
+    def load_rng_state(self, state: dict) -> None:
+        self.gen.set_state(state["torch"])
+        self.rng.bit_generator.state = state["numpy"]
+
+
+def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
+    """The method's config with presets, the model profile and overrides applied, validated."""
+    cls = get_method(method)
+    names = [p.strip() for p in presets.split(",")] if isinstance(presets, str) else list(presets)
+    return apply_layers(cls.Config(), cls.PRESETS, [n for n in names if n], model, overrides)
+
+
+def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
+          out: str | Path = "runs/erasure", callback: Callback | None = None, cancel: CancelToken | None = None,
+          device: str = "cpu", pipe=None, **overrides) -> RunFolder:
+    """Erase `targets` from `model` with `method`; returns the finished run folder.
+
+    The config is validated before anything is written; `pipe` may be passed to reuse a
+    loaded pipeline (its UNet is modified in place)."""
+    targets = [targets] if isinstance(targets, str) else list(targets)
+    config = resolve_config(method, model, presets, targets=targets, **overrides)
+    if pipe is None:
+        from backends import load_pipeline
+
+        pipe = load_pipeline(model, device=device)
+    names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
+    record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed}
+    run = RunFolder.create(out, record)
+    return _train(run, pipe, method, config, None, callback, cancel)
+
+
+def resume(run_path: str | Path, callback: Callback | None = None, cancel: CancelToken | None = None,
+           device: str = "cpu", pipe=None) -> RunFolder:
+    """Continue a stopped run from its latest checkpoint (or from the start if it has none)."""
+    run = RunFolder.open(run_path)
+    record = run.record
+    if run.status()["state"] == "done":
+        return run
+    cls = get_method(record["method"])
+    config = cls.Config(**record["config"])
+    config.validate()
+    if pipe is None:
+        from backends import load_pipeline
+
+        pipe = load_pipeline(record["model"], device=device)
+    return _train(run, pipe, record["method"], config, run.latest_checkpoint(), callback, cancel)
+
+
+def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
+    ctx = Context(pipe, config)
+    method = get_method(method_name)(ctx)
+    opt = torch.optim.Adam(list(ctx.trained.values()), lr=config.lr)
+    start = 0
+    if checkpoint is not None:
+        start, state = checkpoint
+        _restore(ctx, method, opt, state)
+        run.truncate_events(start)
+    emit = _emitter(run, callback)
+    t0 = time.time()
+    run.set_status("running", start)
+    emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}"))
+    try:
+        for step in range(start, config.steps):
+            if cancel is not None and cancel.cancelled:
+                _checkpoint(run, ctx, method, opt, step)
+                run.set_status("cancelled", step, "cancelled by the user; resume to continue")
+                emit(Event("cancelled", step, config.steps, time.time() - t0))
+                raise Cancelled(f"run {run.path} cancelled at step {step}; resume it to continue")
+            loss, info = method.loss(step)
+            opt.zero_grad(set_to_none=True)  # the inner search may have left gradients on theta'
+            loss.backward()
+            opt.step()
+            done = step + 1
+            emit(Event("step", done, config.steps, time.time() - t0, **info))
+            if config.snapshot_every and (done % config.snapshot_every == 0 or done == 1):
+                emit(Event("snapshot", done, config.steps, time.time() - t0, images=_snapshot(run, ctx, method, done)))
+            if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
+                _checkpoint(run, ctx, method, opt, done)
+                run.set_status("running", done)
+    except Cancelled:
+        raise
+    except BaseException as e:
+        run.set_status("failed", run.status()["step"], f"{type(e).__name__}: {e}")
+        raise
+    run.save_result({f"unet.{name}": p for name, p in ctx.trained.items()})
+    run.set_status("done", config.steps)
+    emit(Event("done", config.steps, config.steps, time.time() - t0))
+    return run
+
+
+def _emitter(run: RunFolder, callback: Callback | None):
+    def emit(event: Event) -> None:
+        run.append_event(event)
+        if callback is not None:
+            callback(event)
+
+    return emit
+
+
+def _checkpoint(run: RunFolder, ctx: Context, method, opt, step: int) -> None:
+    run.save_checkpoint(step, {
+        "step": step,
+        "params": {name: p.detach() for name, p in ctx.trained.items()},
+        "optimizer": opt.state_dict(),
+        "method": method.state_dict(),
+        "rng": ctx.rng_state(),
+    })
+
+
+def _restore(ctx: Context, method, opt, state: dict) -> None:
+    with torch.no_grad():
+        for name, p in ctx.trained.items():
+            p.copy_(state["params"][name].to(p.device, p.dtype))
+    opt_state = state["optimizer"]
+    opt_state["state"] = {int(k): v for k, v in opt_state["state"].items()}
+    opt.load_state_dict(opt_state)
+    method.load_state_dict(state["method"])
+    ctx.load_rng_state(state["rng"])
+
+
+@torch.no_grad()
+def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]:
+    """Trajectory images G(theta'_t, z_T, c) for the method's snapshot concepts, one fixed z_T."""
+    from backends.generate import initial_latents
+
+    folder = run.path / "trajectory"
+    folder.mkdir(exist_ok=True)
+    size = ctx.unet.config.sample_size * ctx.pipe.vae_scale_factor
+    z = initial_latents(ctx.pipe, [ctx.config.seed], size, size)  # fixed over training
+    saved = {}
+    for name, emb in method.snapshot_embeddings().items():
+        image = ctx.pipe(prompt_embeds=emb, negative_prompt_embeds=ctx.emb_null, latents=z.clone(),
+                         num_inference_steps=ctx.config.snapshot_steps, guidance_scale=ctx.config.snapshot_guidance,
+                         output_type="np").images[0]
+        rel = f"trajectory/step_{step:07d}_{name}.png"
+        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(run.path / rel)
+        saved[name] = rel
+    return saved

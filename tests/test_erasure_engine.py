@@ -1,0 +1,213 @@
+"""The erasure engine's contract: registry, configs, parameter groups, AP's search, runs, resume, CLI."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from backends import load_pipeline
+from erasure import CancelToken, Cancelled, RunFolder, apply, erase, get_method, list_methods, resolve_config, resume
+from erasure.ap import gumbel_softmax_hard
+from erasure.params import select_parameters
+from erasure.search_space import kmeans_1d
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(steps=4, checkpoint_every=2, ddim_steps=6)  # a few steps of a 6-step sampler
+
+
+@pytest.fixture()
+def pipe():
+    return load_pipeline("embedded")  # fresh: erasure modifies the UNet in place
+
+
+def test_registry_lists_methods_and_rejects_unknown():
+    assert {"esd", "ap"} <= set(list_methods())
+    with pytest.raises(ValueError, match="valid: .*esd.*ap"):
+        get_method("magic")
+
+
+def test_presets_resolve_in_layers():
+    ref = resolve_config("ap", "sd-1.4", "object,reference", targets=["church"])
+    assert (ref.lr, ref.steps, ref.n_iter, ref.tau, ref.n_centres, ref.ddim_steps) == (1e-5, 1000, 2, 2.0, 100, 50)
+    nud = resolve_config("ap", "sd-1.4", "nudity", targets=["nudity"])
+    assert (nud.param_group, nud.k_closest, nud.n_centres) == ("noxattn", 2000, 50)
+    emb = resolve_config("ap", "embedded", "object,reference", targets=["star"])
+    assert emb.template == "a {concept}" and emb.lr == pytest.approx(1e-3) and emb.vocab == "world"
+    fast = resolve_config("ap", "embedded", "object,fast", targets=["star"], steps=7)
+    assert fast.steps == 7 and fast.lr == pytest.approx(5e-3)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(targets=[]), "targets"), (dict(targets=["  "]), "targets"), (dict(steps=0), "steps"),
+    (dict(lr=-1.0), "lr"), (dict(param_group="attn9"), "parameter group"), (dict(preserve="fixed"), "fixed_concept"),
+    (dict(n_centres=500, k_closest=100), "n_centres"), (dict(vocab="klingon"), "vocab"), (dict(tau=0.0), "tau"),
+])
+def test_bad_configs_are_rejected(bad, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_config("ap", "embedded", "object", **{"targets": ["star"], **bad})
+
+
+@pytest.mark.parametrize("group", ["xattn", "noxattn", "kv", "full"])
+def test_parameter_groups_select_exactly_their_tensors(pipe, group):
+    chosen = select_parameters(pipe.unet, group)
+    names = set(chosen)
+    all_names = {n for n, _ in pipe.unet.named_parameters()}
+    expected = {
+        "xattn": {n for n in all_names if ".attn2." in n},
+        "kv": {n for n in all_names if ".attn2.to_k." in n or ".attn2.to_v." in n},
+        "noxattn": {n for n in all_names if ".attn2." not in n
+                    and not n.startswith(("time_embedding.", "conv_norm_out.", "conv_out."))},
+        "full": all_names,
+    }[group]
+    assert names == expected and names
+    assert all(p.requires_grad == (n in names) for n, p in pipe.unet.named_parameters())
+
+
+def test_only_the_group_changes_after_training(pipe, tmp_path):
+    before = {n: p.detach().clone() for n, p in pipe.unet.named_parameters()}
+    run = erase("embedded", "esd", ["star"], "object", tmp_path / "run", pipe=pipe, steps=2, ddim_steps=4, lr=1e-2)
+    changed = {n for n, p in pipe.unet.named_parameters() if not torch.equal(p, before[n])}
+    assert changed and all(".attn2." in n for n in changed)
+    assert set(run.result()) == {f"unet.{n}" for n in before if ".attn2." in n}
+
+
+def test_gumbel_softmax_is_one_hot_with_soft_gradient():
+    logits = torch.zeros(5, requires_grad=True)
+    y = gumbel_softmax_hard(logits, 2.0, torch.Generator().manual_seed(0))
+    assert torch.equal(y.detach().sort().values, torch.tensor([0.0, 0, 0, 0, 1]))
+    (y * torch.arange(5.0)).sum().backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_kmeans_1d_finds_separated_clusters():
+    values = torch.tensor([0.0, 0.1, 0.2, 5.0, 5.1, 9.9, 10.0])
+    centres = kmeans_1d(values, 3)
+    assert torch.allclose(centres, torch.tensor([0.1, 5.05, 9.95]), atol=1e-4)
+
+
+def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
+    from erasure.trainer import Context
+
+    cfg = resolve_config("ap", "embedded", "object", targets=["star"], ddim_steps=4, search_lr=0.5, n_iter=1)
+    ctx = Context(pipe, cfg)
+    with torch.no_grad():  # make theta' differ from theta so L2 is not identically zero
+        for p in ctx.trained.values():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    method = get_method("ap")(ctx)
+    prompt = cfg.prompts()[0]
+    space = method.spaces[prompt]
+    assert set(space.words) <= set(__import__("backends.vocab", fromlist=["x"]).world_words()) and "star" not in space.words
+    z_T, k = ctx.draw()
+
+    def expected_l2() -> float:  # E_{c ~ softmax(pi)} L2(c) on a fixed start code
+        with torch.no_grad():
+            per_word = []
+            for i in range(len(space.words)):
+                c = space.R[i][None]
+                z_r, t, ab = ctx.sample_zt(c, z_T, k)
+                per_word.append(torch.mean((ctx.unet(z_r, t, c).sample - ctx.frozen(z_r, t, c).sample) ** 2))
+            return float(space.pi.softmax(-1) @ torch.stack(per_word))
+
+    before = expected_l2()
+    for _ in range(30):
+        method._search(prompt)
+    after = expected_l2()
+    assert after > before
+    _, info = method.loss(0)
+    assert info["concept"] in space.words and info["sampled"] in space.words and len(info["top5"]) == 5
+
+
+def test_run_folder_records_and_apply_round_trip(pipe, tmp_path):
+    run = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "run", pipe=pipe, snapshot_every=2, **TINY)
+    record = json.loads((run.path / "config.json").read_text())
+    assert record["method"] == "ap" and record["config"]["targets"] == ["star"] and record["seed"] == 0
+    assert {"torch", "diffusers", "transformers", "python"} <= set(record["versions"])
+    events = run.events()
+    assert [e["kind"] for e in events][0] == "start" and events[-1]["kind"] == "done"
+    steps = [e for e in events if e["kind"] == "step"]
+    assert len(steps) == 4 and all({"l1", "l2", "total"} <= set(e["losses"]) for e in steps)
+    assert all(e["concept"] and len(e["top5"]) == 5 for e in steps)
+    shots = [e for e in events if e["kind"] == "snapshot"]
+    assert shots and all((run.path / f).is_file() for e in shots for f in e["images"].values())
+    assert {"ce", "ca"} <= set(shots[-1]["images"])
+    fresh = load_pipeline("embedded")
+    apply(fresh, run)
+    result = load_file(str(run.path / "result.safetensors"))
+    for key, value in result.items():
+        assert torch.equal(fresh.unet.get_parameter(key.removeprefix("unet.")), value)
+    assert not list(run.path.rglob("*.tmp"))
+
+
+def test_cancel_then_resume_equals_uninterrupted(tmp_path):
+    full = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "full", **TINY)
+    token = CancelToken()
+
+    def cancel_at_2(event):
+        if event.kind == "step" and event.step == 2:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        erase("embedded", "ap", ["star"], "object,fast", tmp_path / "cut", callback=cancel_at_2, cancel=token, **TINY)
+    cut = RunFolder.open(tmp_path / "cut")
+    assert cut.status()["state"] == "cancelled"
+    resumed = resume(tmp_path / "cut")
+    a, b = full.result(), resumed.result()
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+    steps = [e["step"] for e in resumed.events() if e["kind"] == "step"]
+    assert steps == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_the_same_result(tmp_path):
+    args = ["--target", "star", "--preset", "object,fast", "--steps", "6", "--set", "checkpoint_every=2",
+            "--set", "ddim_steps=6"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "erasure", "erase"]
+    subprocess.run(cli + args + ["--out", str(tmp_path / "full")], check=True, cwd=ROOT, env=env, capture_output=True)
+    proc = subprocess.Popen(cli + args + ["--out", str(tmp_path / "killed")], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "killed" / "checkpoints" / "step_0000004").exists():
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert RunFolder.open(tmp_path / "killed").status()["state"] == "running"  # died without a word
+    subprocess.run([sys.executable, "-m", "erasure", "resume", str(tmp_path / "killed")], check=True, cwd=ROOT, env=env,
+                   capture_output=True)
+    a = load_file(str(tmp_path / "full" / "result.safetensors"))
+    b = load_file(str(tmp_path / "killed" / "result.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--target", ""], "targets"), (["--target", "star", "--method", "nope"], "unknown erasure method"),
+    (["--target", "star", "--steps", "0"], "steps must be > 0"), (["--target", "star", "--lr", "-1"], "lr must be > 0"),
+    (["--target", "star", "--param-group", "wings"], "unknown parameter group"),
+])
+def test_cli_rejects_bad_input_and_writes_nothing(tmp_path, capsys, args, message):
+    from erasure.cli import main
+
+    out = tmp_path / "run"
+    assert main(["erase", *args, "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    from erasure.cli import main
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    assert main(["erase", "--target", "star", "--out", str(out)]) == 2
+    assert "not empty" in capsys.readouterr().err and (out / "keep.txt").read_text() == "precious"
