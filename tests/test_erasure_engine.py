@@ -211,3 +211,46 @@ def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     (out / "keep.txt").write_text("precious")
     assert main(["erase", "--target", "star", "--out", str(out)]) == 2
     assert "not empty" in capsys.readouterr().err and (out / "keep.txt").read_text() == "precious"
+
+
+def test_export_writes_a_loadable_diffusers_folder(pipe, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from erasure import export
+
+    run = erase("embedded", "esd", ["star"], "object", tmp_path / "run", pipe=pipe, steps=1, ddim_steps=4, lr=1e-2)
+    folder = export(run, tmp_path / "exported")
+    loaded = StableDiffusionPipeline.from_pretrained(folder, local_files_only=True)
+    for key, value in run.result().items():
+        assert torch.equal(loaded.unet.get_parameter(key.removeprefix("unet.")), value)
+    assert json.loads((folder / "erasure.json").read_text())["method"] == "esd"
+    with pytest.raises(FileExistsError):
+        export(run, tmp_path / "exported")
+
+
+def test_x0_loss_is_eps_loss_scaled_by_snr():
+    from erasure.diffusion import loss_in_space
+
+    g = torch.Generator().manual_seed(0)
+    z, a, b = (torch.randn(2, 4, 8, 8, generator=g) for _ in range(3))
+    alpha_bar = torch.tensor(0.3)
+    eps = loss_in_space(a, b, z, alpha_bar, "eps")
+    x0 = loss_in_space(a, b, z, alpha_bar, "x0")
+    torch.testing.assert_close(x0, eps * (1 - alpha_bar) / alpha_bar)
+
+
+@pytest.mark.parametrize("preserve, extra, concept", [
+    ("none", {}, None), ("neutral", {}, ""), ("fixed", {"fixed_concept": "heart"}, "heart"), ("pgd", {}, "pgd"),
+])
+def test_preservation_variants_run_and_report_their_concept(pipe, tmp_path, preserve, extra, concept):
+    run = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "run", pipe=pipe, steps=2, ddim_steps=4,
+                preserve=preserve, **extra)
+    step = [e for e in run.events() if e["kind"] == "step"][-1]
+    assert step["concept"] == concept
+    assert ("l2" in step["losses"]) == (preserve != "none")
+
+
+def test_several_targets_are_sampled_per_step(pipe, tmp_path):
+    run = erase("embedded", "esd", ["star", "moon"], "object", tmp_path / "run", pipe=pipe, steps=12, ddim_steps=2)
+    prompts = {e["message"] for e in run.events() if e["kind"] == "step"}
+    assert prompts == {"a star", "a moon"}

@@ -1,0 +1,87 @@
+"""Erasure on the embedded model: ESD vs AP and AP's preservation variants, side by side.
+
+    python -m benchmarks.bench_erasure                 # everything, reference preset included (slow)
+    python -m benchmarks.bench_erasure --skip-reference
+
+Each row erases one shape (default "star") and scores ESR-1/5 on it and PSR-1/5 on the other
+shapes with the world classifier over "a {colour} {shape}" prompts x seeds. The `fast` and
+`reference` AP presets run in the same invocation and their wall-time ratio is reported.
+Writes benchmarks/results/erasure.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from backends import SamplerSettings, load_classifier, load_pipeline
+from erasure import erase
+from evaluation import world_erasure_report
+
+from .common import print_table, write_result
+
+ROWS = [  # name, method, presets, overrides
+    ("ESD (fast)", "esd", "object,fast", {}),
+    ("AP: preserve nothing", "ap", "object,fast", {"preserve": "none"}),
+    ("AP: preserve \"\"", "ap", "object,fast", {"preserve": "neutral"}),
+    ("AP: preserve \"heart\"", "ap", "object,fast", {"preserve": "fixed", "fixed_concept": "heart"}),
+    ("AP (fast)", "ap", "object,fast", {}),
+    ("AP (reference)", "ap", "object,reference", {}),
+]
+
+
+def run_row(name, method, presets, overrides, target, seeds, settings, classifier, workdir: Path) -> dict:
+    pipe = load_pipeline("embedded")
+    t0 = time.perf_counter()
+    run = erase("embedded", method, [target], presets, workdir / name.replace(" ", "_").replace('"', ""), pipe=pipe,
+                checkpoint_every=0, **overrides)
+    wall = time.perf_counter() - t0
+    report = world_erasure_report(pipe, classifier, [target], seeds, settings)
+    cfg = run.record["config"]
+    return {"method": name, "steps": cfg["steps"], "lr": cfg["lr"], "wall_s": round(wall, 1),
+            **{k: round(report[k], 1) for k in ("esr1", "esr5", "psr1", "psr5")}, "per_shape_top1": report["per_shape_top1"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="star")
+    p.add_argument("--seeds", type=int, default=8)
+    p.add_argument("--skip-reference", action="store_true")
+    a = p.parse_args()
+    torch.manual_seed(0)
+    settings = SamplerSettings(steps=20, guidance=5.0)
+    classifier = load_classifier()
+    base = world_erasure_report(load_pipeline("embedded"), classifier, [a.target], a.seeds, settings)
+    rows = [{"method": "SD (base)", "steps": 0, "wall_s": 0.0, **{k: round(base[k], 1) for k in ("esr1", "esr5", "psr1", "psr5")},
+             "per_shape_top1": base["per_shape_top1"]}]
+    workdir = Path(tempfile.mkdtemp(prefix="bench_erasure_"))
+    try:
+        for name, method, presets, overrides in ROWS:
+            if a.skip_reference and "reference" in presets:
+                continue
+            rows.append(run_row(name, method, presets, overrides, a.target, a.seeds, settings, classifier, workdir))
+            print_table(rows[-1:], ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5"])
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for r in rows:
+        r["psr1_drop_vs_base"] = round(rows[0]["psr1"] - r["psr1"], 1)
+    print()
+    print_table(rows, ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5", "psr1_drop_vs_base"])
+    byname = {r["method"]: r for r in rows}
+    summary = {}
+    if "AP (reference)" in byname:
+        fast, ref = byname["AP (fast)"], byname["AP (reference)"]
+        summary = {"reference_over_fast_wall": round(ref["wall_s"] / fast["wall_s"], 2),
+                   "esr1_gap": round(abs(ref["esr1"] - fast["esr1"]), 1), "psr1_gap": round(abs(ref["psr1"] - fast["psr1"]), 1)}
+        print(f"\nfast vs reference: {summary}")
+    print("wrote", write_result("erasure", {"target": a.target, "seeds": a.seeds, "sampler": vars(settings), "rows": rows,
+                                            "fast_vs_reference": summary}))
+
+
+if __name__ == "__main__":
+    main()
