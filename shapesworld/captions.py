@@ -37,10 +37,12 @@ def prompt(shape: str, colour: str | None = None, background: str | None = None,
     return text
 
 
-def sample_mentions(scene: Scene, rng: np.random.Generator) -> dict[str, str | None]:
-    """Which attributes a random caption names (never a wrong one)."""
+def sample_mentions(scene: Scene, rng: np.random.Generator, bg_p: float | None = None) -> dict[str, str | None]:
+    """Which attributes a random caption names (never a wrong one); bg_p overrides how often
+    the background is named."""
     style_p = 0.25 if scene.style == "filled" else 0.7
-    bg_p = 0.3 if scene.background == "plain" else 0.6
+    if bg_p is None:
+        bg_p = 0.3 if scene.background == "plain" else 0.6
     return {
         "shape": scene.shape,
         "colour": scene.colour if rng.random() < 0.8 else None,
@@ -49,9 +51,9 @@ def sample_mentions(scene: Scene, rng: np.random.Generator) -> dict[str, str | N
     }
 
 
-def sample_caption(scene: Scene, rng: np.random.Generator) -> str:
+def sample_caption(scene: Scene, rng: np.random.Generator, bg_p: float | None = None) -> str:
     """A random training caption that is true of the scene."""
-    return caption_from(sample_mentions(scene, rng), rng)
+    return caption_from(sample_mentions(scene, rng, bg_p), rng)
 
 
 def caption_from(mentions: dict[str, str | None], rng: np.random.Generator) -> str:

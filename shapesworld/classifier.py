@@ -41,12 +41,12 @@ class WorldClassifier(nn.Module):
         return {k: torch.cat([o[k] for o in outs]).softmax(-1) for k in ATTRIBUTES}
 
     def save(self, folder: Path) -> None:
-        from .training import save_safetensors
+        from .training import half_floats, save_safetensors
 
         folder.mkdir(parents=True, exist_ok=True)
         cfg = {"width": self.width, "classes": {k: list(v) for k, v in ATTRIBUTES.items()}}
         (folder / "config.json").write_text(json.dumps(cfg, indent=2))
-        save_safetensors(self.state_dict(), folder / "model.safetensors")
+        save_safetensors(half_floats(self.state_dict()), folder / "model.safetensors")  # fp16 on disk
 
     @classmethod
     def load(cls, folder: Path) -> WorldClassifier:

@@ -49,6 +49,18 @@ def metrics_table(m: dict) -> list[str]:
     return rows
 
 
+_PHASE_DEFAULTS = {"steps": 3000, "batch": 64, "lr": 0.001, "ema": 0.998, "snr_gamma": 5.0, "dropout": 0.1,
+                   "images": 40000, "seed": 0, "save_every": 250, "bg_p": None, "offset_noise": 0.0, "high_t": 0.0}
+
+
+def _phase_command(phase: dict) -> str:
+    st = phase["settings"]
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in st.items() if k in _PHASE_DEFAULTS and k != "steps"
+             and v != _PHASE_DEFAULTS[k]]
+    resume = ["--resume"] if phase["from_step"] > 0 else []
+    return " ".join(["python -m shapesworld.train_unet", *resume, f"--steps {st['steps']}", *flags])
+
+
 def card() -> str:
     vae, unet, clip, cls = _load("vae"), _load("unet"), _load("clip"), _load("classifier")
     metrics_path = ASSETS / "metrics.json"
@@ -92,12 +104,21 @@ def card() -> str:
         "Recipe notes: the UNet and text encoder use AdamW (lr 1e-3, warm-up 100 steps, cosine tail over the last",
         "quarter), min-SNR-γ=5 loss weighting, EMA 0.998 (the EMA weights ship), 10 % caption dropout for",
         "classifier-free guidance, and captions re-sampled every step from the exact labels. Every job ran",
-        "with one CPU thread each on a 2-core machine (two jobs at once); no GPU was used. The CLIP uses soft",
+        "on a 2-core CPU machine (no GPU), up to two jobs at once with one thread each. The CLIP uses soft",
         "multi-positive contrastive targets (every caption true of an image counts as a positive). The",
         "classifier never sees generated images: blur/noise/shift augmentation makes it robust to them.",
         "",
-        "## Measured",
     ]
+    if unet.get("phases"):
+        lines += ["", "UNet training phases (each continues from the previous one's state with `--resume`):", ""]
+        for ph in unet["phases"]:
+            lines.append(f"- steps {ph['from_step']}–{ph['to_step']}: `{_phase_command(ph)}`")
+        lines += ["", "The second phase adds offset noise, draws half the timesteps from the noisiest 30 % and names the",
+                  "background in 80 % of captions, to make the background follow the prompt (see *Known limitations*)."]
+    if unet.get("process_segments", 1) > 1:
+        lines += ["", f"The UNet run was stopped and continued with `--resume` ({unet['process_segments']} process segments); "
+                  "its wall time is the sum over all segments, taken from the training log."]
+    lines += ["", "## Measured"]
     if m:
         s = m["sampler"]
         lines += [f"`{m['command']}` ({s['scheduler']}, {s['steps']} steps, guidance {s['guidance']}, fixed seeds 0..{s['seeds_per_prompt'] - 1}; "
@@ -108,6 +129,15 @@ def card() -> str:
     if speed:
         lines += ["", f"Generation speed (`python -m benchmarks.bench_generation`, {speed['images']} images × {speed['steps']} steps with "
                   f"guidance, CPU): median {speed['median_s']:.2f} s (bar ≤ 3 s; met: {_mark(speed['meets_bar'])})."]
+    lines += [
+        "", "## Known limitations",
+        "The background named in a prompt is not reliably drawn (see the table). SD's noise schedule keeps about",
+        "7 % of the signal at t = 999, so during training the large, low-frequency background leaks through the",
+        "noise and the model learns to read it off z_t rather than from the caption; at sampling time z_T is pure",
+        "noise and the background follows the seed. The text encoder barely separates background words as a",
+        "result. The planned fix is a zero-terminal-SNR schedule with v-prediction (Lin et al. 2023), which needs",
+        "a retrain and v-prediction support in the erasure losses.",
+    ]
     return "\n".join(lines) + "\n"
 
 

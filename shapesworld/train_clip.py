@@ -23,7 +23,7 @@ from .architectures import CLIP_CONFIG, TEXT_CONTEXT, new_clip
 from .captions import caption_from, is_true_of, prompt, sample_mentions
 from .data import make_dataset, to_tensor
 from .train_classifier import augment
-from .training import Log, lr_at, save_safetensors, seed_everything, versions
+from .training import Log, half_floats, lr_at, save_safetensors, seed_everything, versions
 from .world import COLOURS, SHAPES
 
 # CLIP's own pixel normalisation is folded into the model input: images in [-1, 1].
@@ -67,6 +67,13 @@ def zero_shot(model, x: torch.Tensor, scenes) -> dict[str, float]:
     }
 
 
+def save_clip(model, out: Path) -> None:
+    """Weights as fp16 safetensors (the loader casts to fp32) + the open_clip config."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_safetensors(half_floats(model.state_dict()), out / "open_clip_model.safetensors")
+    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": CLIP_CONFIG, "input_range": [-1, 1]}, indent=2))
+
+
 def train(out: Path, steps: int, batch: int, lr: float, seed: int) -> dict:
     gen = seed_everything(seed)
     rng = np.random.default_rng(seed)
@@ -93,9 +100,7 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int) -> dict:
         if step % 50 == 0:
             log(step=step, loss=loss.item(), scale=scale.item())
     acc = zero_shot(model, to_tensor(val_images), val_scenes)
-    out.mkdir(parents=True, exist_ok=True)
-    save_safetensors(model.state_dict(), out / "open_clip_model.safetensors")
-    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": CLIP_CONFIG, "input_range": [-1, 1]}, indent=2))
+    save_clip(model, out)
     summary = {
         "command": f"python -m shapesworld.train_clip --out {out} --steps {steps}",
         "steps": steps, "batch": batch, "lr": lr, "seed": seed, "train_images": 20000,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from .tokenizer import write_clip_tokenizer
 from .training import EMA, Log, lr_at, save_safetensors, seed_everything, versions
 
 STATE = Path(".train") / "unet_state"
+LOG = Path(".train") / "unet.jsonl"
 
 
 @torch.no_grad()
@@ -50,6 +50,9 @@ def save_pipeline(out: Path, unet, text_encoder, tokenizer, vae, scheduler) -> N
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
+    # transformers also writes tokenizer.json (3.6 MB), a copy of vocab.json + merges.txt that
+    # CLIPTokenizer rebuilds from them; dropping it keeps the assets under 40 MB.
+    (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
 
 
 def train(a: argparse.Namespace) -> dict:
@@ -64,21 +67,25 @@ def train(a: argparse.Namespace) -> dict:
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     ema_u, ema_t = EMA(unet, a.ema), EMA(text_encoder, a.ema)
-    start = 0
+    start, phases = 0, []
     if a.resume and (STATE / "meta.json").exists():
         start = _load_state(unet, text_encoder, ema_u, ema_t, opt, gen, rng)
-    log = Log(Path(".train") / "unet.jsonl")
+        phases = json.loads((STATE / "meta.json").read_text()).get("phases", [])
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k not in ("resume", "summary_only")}
+    phases.append({"from_step": start, "to_step": start, "settings": settings})
+    log = Log(LOG)
     token_cache: dict[str, list[int]] = {}
-    t0 = time.time()
     for step in range(start, a.steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25)
         idx = torch.randint(0, len(latents), (a.batch,), generator=gen)
-        caps = ["" if rng.random() < a.dropout else sample_caption(scenes[i], rng) for i in idx.tolist()]
+        caps = ["" if rng.random() < a.dropout else sample_caption(scenes[i], rng, a.bg_p) for i in idx.tolist()]
         ids = torch.tensor([_tokens(tokenizer, c, token_cache) for c in caps])  # [B, TEXT_CONTEXT]
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (a.batch,), generator=gen)
+        if a.offset_noise:  # per-channel constant noise: low frequencies cannot leak through z_T
+            noise = noise + a.offset_noise * torch.randn((a.batch, x0.shape[1], 1, 1), generator=gen)
+        t = _timesteps(scheduler, a, gen)
         pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
         per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
         loss = (min_snr_weights(scheduler, t, a.snr_gamma) * per).mean()
@@ -92,18 +99,54 @@ def train(a: argparse.Namespace) -> dict:
             log(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
         if (step + 1) % a.save_every == 0 or step + 1 == a.steps:
             save_pipeline(a.out, ema_u.shadow, ema_t.shadow, tokenizer, vae, scheduler)
-            _save_state(step + 1, unet, text_encoder, ema_u, ema_t, opt, gen, rng)
+            phases[-1]["to_step"] = step + 1
+            _save_state(step + 1, unet, text_encoder, ema_u, ema_t, opt, gen, rng, phases)
+    return write_summary(a, unet, text_encoder, phases)
+
+
+def total_wall_time(log: Path = LOG) -> tuple[float, int]:
+    """Seconds over every segment of the log (elapsed restarts at each resume) and segment count."""
+    total, last, segments = 0.0, 0.0, 1
+    for line in log.read_text().splitlines():
+        elapsed = json.loads(line)["elapsed_s"]
+        if elapsed < last:  # a resumed process started a new segment
+            total, segments = total + last, segments + 1
+        last = elapsed
+    return total + last, segments
+
+
+def write_summary(a: argparse.Namespace, unet=None, text_encoder=None, phases: list[dict] | None = None) -> dict:
+    if unet is None:
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        unet = UNet2DConditionModel.from_pretrained(a.out / "unet")
+        text_encoder = CLIPTextModel.from_pretrained(a.out / "text_encoder")
+    wall, segments = total_wall_time()
     summary = {
         "command": f"python -m shapesworld.train_unet --out {a.out} --steps {a.steps}",
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items()},
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k not in ("resume", "summary_only")},
         "unet_params": sum(p.numel() for p in unet.parameters()),
         "text_encoder_params": sum(p.numel() for p in text_encoder.parameters()),
-        "wall_time_s_this_run": round(time.time() - t0, 1), "resumed_from_step": start,
-        "versions": versions(),
+        "wall_time_s": round(wall, 1), "process_segments": segments, "versions": versions(),
+        "phases": phases if phases is not None else json.loads((STATE / "meta.json").read_text()).get("phases", []),
     }
     (a.out.parent / "training").mkdir(exist_ok=True)
     (a.out.parent / "training" / "unet.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _timesteps(scheduler, a: argparse.Namespace, gen: torch.Generator) -> torch.Tensor:
+    """Uniform timesteps, with a fraction `high_t` drawn from the noisiest 30 % instead.
+
+    Why: SD's schedule leaves ~7 % of the signal at t = 999, so the large, low-frequency
+    background leaks through the noise during training and the model learns to read it off
+    z_t instead of the caption; the first sampling steps are where the text must decide it."""
+    n_train = scheduler.config.num_train_timesteps
+    t = torch.randint(0, n_train, (a.batch,), generator=gen)
+    high = torch.rand(a.batch, generator=gen) < a.high_t
+    t[high] = torch.randint(int(0.7 * n_train), n_train, (int(high.sum()),), generator=gen)
+    return t
 
 
 def _tokens(tokenizer, caption: str, cache: dict[str, list[int]]) -> list[int]:
@@ -112,13 +155,15 @@ def _tokens(tokenizer, caption: str, cache: dict[str, list[int]]) -> list[int]:
     return cache[caption]
 
 
-def _save_state(step, unet, te, ema_u, ema_t, opt, gen, rng) -> None:
+def _save_state(step, unet, te, ema_u, ema_t, opt, gen, rng, phases: list[dict]) -> None:
     """Training state for --resume (own files, safetensors + a weights-only optimizer dump)."""
     STATE.mkdir(parents=True, exist_ok=True)
     for name, m in [("unet", unet), ("te", te), ("ema_unet", ema_u.shadow), ("ema_te", ema_t.shadow)]:
         save_safetensors(m.state_dict(), STATE / f"{name}.safetensors")
     torch.save({"opt": opt.state_dict(), "gen": gen.get_state()}, STATE / "opt.pt")
-    (STATE / "meta.json").write_text(json.dumps({"step": step, "rng": rng.bit_generator.state}))
+    meta = json.loads((STATE / "meta.json").read_text()) if (STATE / "meta.json").exists() else {}
+    meta.update({"step": step, "rng": rng.bit_generator.state, "phases": phases})
+    (STATE / "meta.json").write_text(json.dumps(meta))
 
 
 def _load_state(unet, te, ema_u, ema_t, opt, gen, rng) -> int:
@@ -146,8 +191,13 @@ def main() -> None:
     p.add_argument("--images", type=int, default=40000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=250)
+    p.add_argument("--bg-p", type=float, default=None, help="how often captions name the background (default: 0.3-0.6)")
+    p.add_argument("--offset-noise", type=float, default=0.0, help="std of per-channel constant noise")
+    p.add_argument("--high-t", type=float, default=0.0, help="fraction of timesteps drawn from the noisiest 30%%")
     p.add_argument("--resume", action="store_true")
-    print(train(p.parse_args()))
+    p.add_argument("--summary-only", action="store_true", help="rewrite training/unet.json from the log")
+    a = p.parse_args()
+    print(write_summary(a) if a.summary_only else train(a))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,11 @@ def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def half_floats(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Store float tensors as fp16 (our own loaders cast back to fp32 in load_state_dict)."""
+    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+
+
 def versions() -> dict[str, str]:
     import diffusers
     import numpy

@@ -60,3 +60,16 @@ def test_presets_resolve():
     assert resolve_model("embedded").is_local
     spec = resolve_model("sd-1.4")
     assert spec.source == "CompVis/stable-diffusion-v1-4" and not spec.is_local
+
+
+def test_assets_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in ASSETS.rglob("*") if p.is_file())
+    assert total <= 40e6, f"assets are {total / 1e6:.1f} MB; the bar is 40 MB"
+
+
+def test_fp16_stored_scorers_load_as_float32():
+    from backends import load_classifier, load_embedded_clip
+
+    clip, _ = load_embedded_clip()
+    assert all(p.dtype == torch.float32 for p in clip.parameters())
+    assert all(p.dtype == torch.float32 for p in load_classifier().parameters())
