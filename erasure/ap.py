@@ -120,7 +120,7 @@ class AP:
         if cfg.preserve in ("adversarial", "pgd"):
             vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
             exclude = {w.lower() for t in cfg.targets for w in t.split()}
-            for concept, prompt in zip(cfg.targets, prompts):
+            for prompt in prompts:
                 words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
                 self.spaces[prompt] = Space(words, R, cfg.search_lr)
                 self.delta[prompt] = torch.zeros_like(self.emb_targets[prompt])

@@ -30,8 +30,10 @@ def erasure_rates(probs: torch.Tensor, labels: torch.Tensor, erased: set[int], k
 
 
 def world_erasure_report(pipe, classifier, erased_shapes: list[str], seeds: int = 8,
-                         settings: SamplerSettings = SamplerSettings(steps=20, guidance=5.0)) -> dict:
-    """ESR/PSR over "a {colour} {shape}" prompts for every shape x colour x seed (seeds 0..seeds-1)."""
+                         settings: SamplerSettings | None = None) -> dict:
+    """ESR/PSR over "a {colour} {shape}" prompts for every shape x colour x seed (seeds 0..seeds-1);
+    20 DDIM steps with guidance 5 unless `settings` says otherwise."""
+    settings = settings or SamplerSettings(steps=20, guidance=5.0)
     unknown = set(erased_shapes) - set(SHAPES)
     if unknown:
         raise ValueError(f"unknown shapes {sorted(unknown)}; valid: {', '.join(SHAPES)}")

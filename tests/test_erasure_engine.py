@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from backends import load_pipeline
-from erasure import CancelToken, Cancelled, RunFolder, apply, erase, get_method, list_methods, resolve_config, resume
+from erasure import Cancelled, CancelToken, RunFolder, apply, erase, get_method, list_methods, resolve_config, resume
 from erasure.ap import gumbel_softmax_hard
 from erasure.params import select_parameters
 from erasure.search_space import kmeans_1d
