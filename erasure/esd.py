@@ -26,7 +26,7 @@ PRESETS = {
     "nudity": {"param_group": "noxattn"},
     "reference": {},  # lr 1e-5, 1000 steps, eta 1, DDIM 50, batch 1, z_t from the trained model
     "esd-2024": {"lr": 5e-5, "steps": 200, "negative_guidance": 2.0, "zt_from": "frozen"},  # newer ESD code
-    "fast": {"steps": 200, "lr": 5e-5, "ddim_steps": 25, "zt_from": "frozen"},
+    "fast": {"steps": 200, "ddim_steps": 25, "zt_from": "frozen"},
 }
 
 

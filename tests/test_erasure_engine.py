@@ -41,7 +41,7 @@ def test_presets_resolve_in_layers():
     emb = resolve_config("ap", "embedded", "object,reference", targets=["star"])
     assert emb.template == "a {concept}" and emb.lr == pytest.approx(1e-3) and emb.vocab == "world"
     fast = resolve_config("ap", "embedded", "object,fast", targets=["star"], steps=7)
-    assert fast.steps == 7 and fast.lr == pytest.approx(5e-3)
+    assert fast.steps == 7 and fast.lr == pytest.approx(1e-3) and fast.zt_from == "frozen"
 
 
 @pytest.mark.parametrize("bad, match", [

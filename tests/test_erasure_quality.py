@@ -1,0 +1,24 @@
+"""Integration: AP with the default object preset erases a shape and keeps the others (SPEC 7).
+
+Bar: ESR-1 >= 95 % on the erased shape and PSR-1 on the other shapes within 10 points of the
+base model, judged by the world classifier on 8 seeds per "a {colour} {shape}" prompt.
+"""
+
+import pytest
+
+from backends import SamplerSettings, load_classifier, load_pipeline
+from erasure import erase
+from evaluation import world_erasure_report
+
+SETTINGS = SamplerSettings(steps=20, guidance=5.0)
+
+
+@pytest.mark.slow
+def test_ap_erases_star_and_keeps_the_other_shapes(tmp_path):
+    classifier = load_classifier()
+    base = world_erasure_report(load_pipeline("embedded"), classifier, ["star"], seeds=8, settings=SETTINGS)
+    pipe = load_pipeline("embedded")
+    erase("embedded", "ap", ["star"], "object,fast", tmp_path / "run", pipe=pipe, checkpoint_every=0)
+    after = world_erasure_report(pipe, classifier, ["star"], seeds=8, settings=SETTINGS)
+    assert after["esr1"] >= 95.0, after
+    assert after["psr1"] >= base["psr1"] - 10.0, (base["psr1"], after)
