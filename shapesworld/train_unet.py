@@ -71,8 +71,7 @@ def train(a: argparse.Namespace) -> dict:
     if a.resume and (STATE / "meta.json").exists():
         start = _load_state(unet, text_encoder, ema_u, ema_t, opt, gen, rng)
         phases = json.loads((STATE / "meta.json").read_text()).get("phases", [])
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k not in ("resume", "summary_only")}
-    phases.append({"from_step": start, "to_step": start, "settings": settings})
+    phases.append({"from_step": start, "to_step": start, "settings": _settings(a)})
     log = Log(LOG)
     token_cache: dict[str, list[int]] = {}
     for step in range(start, a.steps):
@@ -125,7 +124,7 @@ def write_summary(a: argparse.Namespace, unet=None, text_encoder=None, phases: l
     wall, segments = total_wall_time()
     summary = {
         "command": f"python -m shapesworld.train_unet --out {a.out} --steps {a.steps}",
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k not in ("resume", "summary_only")},
+        **_settings(a),
         "unet_params": sum(p.numel() for p in unet.parameters()),
         "text_encoder_params": sum(p.numel() for p in text_encoder.parameters()),
         "wall_time_s": round(wall, 1), "process_segments": segments, "versions": versions(),
@@ -136,6 +135,11 @@ def write_summary(a: argparse.Namespace, unet=None, text_encoder=None, phases: l
     return summary
 
 
+def _settings(a: argparse.Namespace) -> dict:
+    """The run's training settings as JSON-ready values (without the process-control flags)."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k not in ("resume", "summary_only")}
+
+
 def _timesteps(scheduler, a: argparse.Namespace, gen: torch.Generator) -> torch.Tensor:
     """Uniform timesteps, with a fraction `high_t` drawn from the noisiest 30 % instead.
 
@@ -144,6 +148,8 @@ def _timesteps(scheduler, a: argparse.Namespace, gen: torch.Generator) -> torch.
     z_t instead of the caption; the first sampling steps are where the text must decide it."""
     n_train = scheduler.config.num_train_timesteps
     t = torch.randint(0, n_train, (a.batch,), generator=gen)
+    if not a.high_t:  # draw nothing more: keeps the random stream of runs made before --high-t existed
+        return t
     high = torch.rand(a.batch, generator=gen) < a.high_t
     t[high] = torch.randint(int(0.7 * n_train), n_train, (int(high.sum()),), generator=gen)
     return t
