@@ -44,14 +44,22 @@ def sample_until(unet, scheduler: DDIMScheduler, z: torch.Tensor, cond: torch.Te
     return z
 
 
-def to_x0(z: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
-    """Predicted clean latent x0 = (z - sqrt(1 - a) eps) / sqrt(a)."""
-    return (z - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()
+def to_x0(z: torch.Tensor, out: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:
+    """Predicted clean latent from a UNet output: eps gives (z - sqrt(1 - a) eps) / sqrt(a), v gives
+    sqrt(a) z - sqrt(1 - a) v (the only form defined at a zero-SNR timestep, where a = 0)."""
+    if prediction_type == "v_prediction":
+        return alpha_bar.sqrt() * z - (1 - alpha_bar).sqrt() * out
+    if prediction_type != "epsilon":
+        raise ValueError(f"prediction type {prediction_type!r} is not supported; use 'epsilon' or 'v_prediction'")
+    return (z - (1 - alpha_bar).sqrt() * out) / alpha_bar.sqrt()
 
 
-def loss_in_space(pred_eps: torch.Tensor, target_eps: torch.Tensor, z: torch.Tensor, alpha_bar: torch.Tensor,
-                  space: str) -> torch.Tensor:
-    """MSE between two noise predictions, in eps space or in predicted-x0 space (reference code)."""
+def loss_in_space(pred: torch.Tensor, target: torch.Tensor, z: torch.Tensor, alpha_bar: torch.Tensor,
+                  space: str, prediction_type: str = "epsilon") -> torch.Tensor:
+    """MSE between two UNet outputs, as predicted (eps or v) or in predicted-x0 space (reference code).
+
+    The ESD/AP targets are linear combinations of UNet outputs, so they carry over to v-prediction
+    unchanged; only the x0 conversion has to know which quantity the UNet predicts."""
     if space == "x0":
-        return F.mse_loss(to_x0(z, pred_eps, alpha_bar), to_x0(z, target_eps, alpha_bar))
-    return F.mse_loss(pred_eps, target_eps)
+        return F.mse_loss(to_x0(z, pred, alpha_bar, prediction_type), to_x0(z, target, alpha_bar, prediction_type))
+    return F.mse_loss(pred, target)

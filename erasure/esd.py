@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import EraseConfig
-from .diffusion import loss_in_space, predict
+from .diffusion import predict
 
 
 @dataclass
@@ -36,7 +36,7 @@ def esd_loss(ctx, z: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, emb
         eps_n = predict(ctx.frozen, z, t, ctx.emb_null)
         eps_e = predict(ctx.frozen, z, t, emb_e)
         target = eps_n - ctx.config.negative_guidance * (eps_e - eps_n)
-    return loss_in_space(predict(ctx.unet, z, t, emb_e), target, z, alpha_bar, ctx.config.loss_space)
+    return ctx.loss(predict(ctx.unet, z, t, emb_e), target, z, alpha_bar)
 
 
 class ESD:

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .config import EraseConfig, apply_layers
-from .diffusion import ddim_scheduler, embed_prompts, sample_until
+from .diffusion import ddim_scheduler, embed_prompts, loss_in_space, sample_until
 from .events import Callback, Cancelled, CancelToken, Event
 from .params import select_parameters
 from .registry import get_method
@@ -46,6 +46,10 @@ class Context:
 
     def embed(self, prompts: list[str]) -> torch.Tensor:
         return embed_prompts(self.pipe, prompts)
+
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, z: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
+        """MSE of two UNet outputs in the configured loss space (eps/v as predicted, or x0)."""
+        return loss_in_space(pred, target, z, alpha_bar, self.config.loss_space, self.scheduler.config.prediction_type)
 
     def pick(self, items: list):
         return items[int(self.rng.integers(len(items)))]

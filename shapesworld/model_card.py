@@ -50,15 +50,16 @@ def metrics_table(m: dict) -> list[str]:
 
 
 _PHASE_DEFAULTS = {"steps": 3000, "batch": 64, "lr": 0.001, "ema": 0.998, "snr_gamma": 5.0, "dropout": 0.1,
-                   "images": 40000, "seed": 0, "save_every": 250, "bg_p": None, "offset_noise": 0.0, "high_t": 0.0}
+                   "images": 40000, "seed": 0, "save_every": 250, "bg_p": None, "offset_noise": 0.0, "high_t": 0.0,
+                   "zero_snr": False}
 
 
 def _phase_command(phase: dict) -> str:
     st = phase["settings"]
-    flags = [f"--{k.replace('_', '-')} {v}" for k, v in st.items() if k in _PHASE_DEFAULTS and k != "steps"
-             and v != _PHASE_DEFAULTS[k]]
-    resume = ["--resume"] if phase["from_step"] > 0 else []
-    return " ".join(["python -m shapesworld.train_unet", *resume, f"--steps {st['steps']}", *flags])
+    flags = [f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in st.items()
+             if k in _PHASE_DEFAULTS and k != "steps" and v != _PHASE_DEFAULTS[k]]
+    start = ["--resume"] if phase["from_step"] > 0 else [f"--init-from {phase['init_from']}"] if "init_from" in phase else []
+    return " ".join(["python -m shapesworld.train_unet", *start, f"--steps {st['steps']}", *flags])
 
 
 def card() -> str:
@@ -88,6 +89,9 @@ def card() -> str:
         wall = s.get("wall_time_s", s.get("wall_time_s_this_run", "?"))
         lines.append(f"| {name} | `{folder}` | {arch} | `{s.get('command', '?')}` | {s.get(steps_key, '?')} × {s.get('batch', '?')} | {wall} s |")
     row("VAE (AutoencoderKL)", "pipeline/vae", f"blocks {VAE_CONFIG['block_out_channels']}, 32 px → 16×16×4", vae)
+    if len(unet.get("phases", [])) > 1:
+        unet = {**unet, "command": f"{len(unet['phases'])} phases, listed below", "steps": sum(
+            ph["to_step"] - ph["from_step"] for ph in unet["phases"])}
     row("UNet2DConditionModel + CLIPTextModel (trained jointly)", "pipeline/unet, pipeline/text_encoder",
         f"UNet blocks {UNET_CONFIG['block_out_channels']} ({unet.get('unet_params', 0) / 1e6:.2f} M params); text "
         f"{TEXT_CONFIG['num_hidden_layers']} layers × {TEXT_CONFIG['hidden_size']}, context {TEXT_CONFIG['max_position_embeddings']}", unet)
@@ -101,8 +105,9 @@ def card() -> str:
         "vocabulary file inside the `open_clip_torch` package by `shapesworld/tokenizer.py`; its context is",
         f"{TEXT_CONFIG['max_position_embeddings']} tokens (SD uses 77; no code assumes 77).",
         "",
-        "Recipe notes: the UNet and text encoder use AdamW (lr 1e-3, warm-up 100 steps, cosine tail over the last",
-        "quarter), min-SNR-γ=5 loss weighting, EMA 0.998 (the EMA weights ship), 10 % caption dropout for",
+        "Recipe notes: the UNet and text encoder use AdamW (lr 1e-3, 5e-4 in the third phase; warm-up 100 steps,",
+        "cosine tail over the last quarter), min-SNR-γ=5 loss weighting (with v-prediction the x0-space weight",
+        "is min(SNR + 1, γ), so the zero-SNR timestep keeps weight 1 instead of 0), EMA 0.998 (the EMA weights ship), 10 % caption dropout for",
         "classifier-free guidance, and captions re-sampled every step from the exact labels. Every job ran",
         "on a 2-core CPU machine (no GPU), up to two jobs at once with one thread each. The CLIP uses soft",
         "multi-positive contrastive targets (every caption true of an image counts as a positive). The",
@@ -110,14 +115,27 @@ def card() -> str:
         "",
     ]
     if unet.get("phases"):
-        lines += ["", "UNet training phases (each continues from the previous one's state with `--resume`):", ""]
+        lines += ["", "UNet training phases, in order:", ""]
         for ph in unet["phases"]:
-            lines.append(f"- steps {ph['from_step']}–{ph['to_step']}: `{_phase_command(ph)}`")
-        lines += ["", "The second phase adds offset noise, draws half the timesteps from the noisiest 30 % and names the",
-                  "background in 80 % of captions, to make the background follow the prompt (see *Known limitations*)."]
+            where = (f"a new phase of {ph['to_step']} steps from the step-{ph['init_step']} weights (fresh optimiser)"
+                     if "init_from" in ph else f"steps {ph['from_step']}–{ph['to_step']}")
+            lines.append(f"- {where}: `{_phase_command(ph)}`")
+        lines += [
+            "", "Why three phases: after the first, shape, colour and style followed the prompt but the named background",
+            "did not (25 %). SD's noise schedule keeps about 7 % of the signal at t = 999, so in training the large,",
+            "low-frequency background leaks through the noise and the model learns to read it off z_t instead of the",
+            "caption; at sampling time z_T is pure noise and the background follows the seed. The second phase (offset",
+            "noise, half the timesteps from the noisiest 30 %, the background named in 80 % of captions) only reached",
+            "32 %. The third switches to a zero-terminal-SNR schedule with v-prediction and trailing timesteps",
+            "(Lin et al. 2023; `--zero-snr`), so t = 999 carries no signal and the caption must decide the background.",
+            "It starts from the second phase's saved training state (copied to `.train/unet_state_4000_backup` before",
+            "the phase began, since a phase writes its own state to `.train/unet_state`). The shipped scheduler",
+            "config therefore says `prediction_type: v_prediction`, `rescale_betas_zero_snr: true`, and",
+            "`timestep_spacing: trailing`; the erasure losses convert v to x0 where they need it.",
+        ]
     if unet.get("process_segments", 1) > 1:
-        lines += ["", f"The UNet run was stopped and continued with `--resume` ({unet['process_segments']} process segments); "
-                  "its wall time is the sum over all segments, taken from the training log."]
+        lines += ["", f"The UNet trained in {unet['process_segments']} process segments (the phases, and a stop continued "
+                  "with `--resume`); its wall time is the sum over all segments, taken from the training log."]
     lines += ["", "## Measured"]
     if m:
         s = m["sampler"]
@@ -131,12 +149,9 @@ def card() -> str:
                   f"guidance, CPU): median {speed['median_s']:.2f} s (bar ≤ 3 s; met: {_mark(speed['meets_bar'])})."]
     lines += [
         "", "## Known limitations",
-        "The background named in a prompt is not reliably drawn (see the table). SD's noise schedule keeps about",
-        "7 % of the signal at t = 999, so during training the large, low-frequency background leaks through the",
-        "noise and the model learns to read it off z_t rather than from the caption; at sampling time z_T is pure",
-        "noise and the background follows the seed. The text encoder barely separates background words as a",
-        "result. The planned fix is a zero-terminal-SNR schedule with v-prediction (Lin et al. 2023), which needs",
-        "a retrain and v-prediction support in the erasure losses.",
+        "32 px images of one centred object: the world is legible, not rich. Words outside the world (most of the",
+        "CLIP vocabulary) were never trained, so they embed near the null prompt; spectra over `clip-words` on",
+        "this model mostly measure that cluster. Sizes, positions and multi-object scenes are not modelled.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -38,10 +38,23 @@ def encode_latents(vae: AutoencoderKL, images: np.ndarray, batch: int = 500) -> 
 
 
 def min_snr_weights(scheduler, t: torch.Tensor, gamma: float) -> torch.Tensor:
-    """min(SNR, gamma) / SNR for epsilon prediction (Hang et al. 2023); shape [B]."""
+    """Min-SNR-gamma loss weights (Hang et al. 2023), shape [B].
+
+    eps-loss: min(SNR, gamma) / SNR. v-loss: min(SNR + 1, gamma) / (SNR + 1), i.e. the x0-space
+    weight is min(SNR + 1, gamma) rather than min(SNR, gamma), so that the zero-SNR timestep
+    (the one that must learn to follow the caption) keeps weight 1 instead of 0."""
     ac = scheduler.alphas_cumprod[t]
     snr = ac / (1 - ac)
+    if scheduler.config.prediction_type == "v_prediction":
+        return torch.clamp(snr + 1, max=gamma) / (snr + 1)
     return torch.clamp(snr, max=gamma) / snr
+
+
+def target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the UNet learns to predict: the noise, or v = sqrt(a) eps - sqrt(1 - a) x0."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(x0, noise, t)
+    return noise
 
 
 def save_pipeline(out: Path, unet, text_encoder, tokenizer, vae, scheduler) -> None:
@@ -62,16 +75,18 @@ def train(a: argparse.Namespace) -> dict:
     vae = AutoencoderKL.from_pretrained(a.out / "vae").eval()
     images, scenes = make_dataset(a.images, seed=2)
     latents = encode_latents(vae, images)
-    scheduler = new_scheduler()
+    scheduler = new_scheduler(a.zero_snr)
     unet, text_encoder = new_unet().train(), new_text_encoder().train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
     ema_u, ema_t = EMA(unet, a.ema), EMA(text_encoder, a.ema)
-    start, phases = 0, []
+    start, phases, init = 0, [], {}
     if a.resume and (STATE / "meta.json").exists():
         start = _load_state(unet, text_encoder, ema_u, ema_t, opt, gen, rng)
         phases = json.loads((STATE / "meta.json").read_text()).get("phases", [])
-    phases.append({"from_step": start, "to_step": start, "settings": _settings(a)})
+    elif a.init_from:  # a new phase from an earlier run's weights: fresh optimizer, steps from 0
+        phases, init = _load_weights(a.init_from, unet, text_encoder, ema_u, ema_t)
+    phases.append({"from_step": start, "to_step": start, **init, "settings": _settings(a)})
     log = Log(LOG)
     token_cache: dict[str, list[int]] = {}
     for step in range(start, a.steps):
@@ -86,7 +101,7 @@ def train(a: argparse.Namespace) -> dict:
             noise = noise + a.offset_noise * torch.randn((a.batch, x0.shape[1], 1, 1), generator=gen)
         t = _timesteps(scheduler, a, gen)
         pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
-        per = (pred - noise).pow(2).mean(dim=(1, 2, 3))
+        per = (pred - target(scheduler, x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
         loss = (min_snr_weights(scheduler, t, a.snr_gamma) * per).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,11 +187,18 @@ def _save_state(step, unet, te, ema_u, ema_t, opt, gen, rng, phases: list[dict])
     (STATE / "meta.json").write_text(json.dumps(meta))
 
 
-def _load_state(unet, te, ema_u, ema_t, opt, gen, rng) -> int:
+def _load_weights(folder: Path, unet, te, ema_u, ema_t) -> tuple[list[dict], dict]:
+    """Weights (raw and EMA) of a saved training state; returns its phases and where it came from."""
     from safetensors.torch import load_file
 
     for name, m in [("unet", unet), ("te", te), ("ema_unet", ema_u.shadow), ("ema_te", ema_t.shadow)]:
-        m.load_state_dict(load_file(STATE / f"{name}.safetensors"))
+        m.load_state_dict(load_file(folder / f"{name}.safetensors"))
+    meta = json.loads((folder / "meta.json").read_text())
+    return meta.get("phases", []), {"init_from": str(folder), "init_step": int(meta["step"])}
+
+
+def _load_state(unet, te, ema_u, ema_t, opt, gen, rng) -> int:
+    _load_weights(STATE, unet, te, ema_u, ema_t)
     extra = torch.load(STATE / "opt.pt", weights_only=True)
     opt.load_state_dict(extra["opt"])
     gen.set_state(extra["gen"])
@@ -200,6 +222,8 @@ def main() -> None:
     p.add_argument("--bg-p", type=float, default=None, help="how often captions name the background (default: 0.3-0.6)")
     p.add_argument("--offset-noise", type=float, default=0.0, help="std of per-channel constant noise")
     p.add_argument("--high-t", type=float, default=0.0, help="fraction of timesteps drawn from the noisiest 30%%")
+    p.add_argument("--zero-snr", action="store_true", help="zero-terminal-SNR schedule with v-prediction")
+    p.add_argument("--init-from", type=Path, default=None, help="start from the weights of a saved training state")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--summary-only", action="store_true", help="rewrite training/unet.json from the log")
     a = p.parse_args()

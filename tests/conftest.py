@@ -24,3 +24,14 @@ def classifier():
     from backends import load_classifier
 
     return load_classifier()
+
+
+@pytest.fixture(scope="session")
+def ap_star_run(tmp_path_factory):
+    """AP with the default object preset (object,fast) erasing "star" from the shipped model: the
+    integration run that the erasure bar and the spectrum bar both judge (made once per session)."""
+    from backends import load_pipeline
+    from erasure import erase
+
+    out = tmp_path_factory.mktemp("ap_star") / "run"
+    return erase("embedded", "ap", ["star"], "object,fast", out, pipe=load_pipeline("embedded"), checkpoint_every=0).path

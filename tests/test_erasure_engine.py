@@ -241,6 +241,23 @@ def test_x0_loss_is_eps_loss_scaled_by_snr():
     torch.testing.assert_close(x0, eps * (1 - alpha_bar) / alpha_bar)
 
 
+@pytest.mark.parametrize("alpha_bar", [0.0, 0.3, 0.97])
+def test_x0_from_v_prediction_recovers_the_clean_latent(alpha_bar):
+    """z = sqrt(a) x0 + sqrt(1-a) eps and v = sqrt(a) eps - sqrt(1-a) x0 give back x0 exactly,
+    also at a = 0 (the zero-SNR timestep), where the eps formula divides by zero."""
+    from erasure.diffusion import loss_in_space, to_x0
+
+    g = torch.Generator().manual_seed(1)
+    x0, eps = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
+    a = torch.tensor(alpha_bar)
+    z = a.sqrt() * x0 + (1 - a).sqrt() * eps
+    v = a.sqrt() * eps - (1 - a).sqrt() * x0
+    torch.testing.assert_close(to_x0(z, v, a, "v_prediction"), x0)
+    assert loss_in_space(v, v + 1.0, z, a, "x0", "v_prediction") == pytest.approx(1 - alpha_bar, abs=1e-5)
+    with pytest.raises(ValueError, match="not supported"):
+        to_x0(z, v, a, "sample")
+
+
 @pytest.mark.parametrize("preserve, extra, concept", [
     ("none", {}, None), ("neutral", {}, ""), ("fixed", {"fixed_concept": "heart"}, "heart"), ("pgd", {}, "pgd"),
 ])

@@ -1,0 +1,84 @@
+"""Command line: `python -m sensitivity spectrum ...` (the app calls the same functions).
+
+    python -m sensitivity spectrum --model embedded --target star --run runs/star --vocab world --k 8 \\
+        --out results/star-spectrum
+    python -m sensitivity spectrum --target star --run runs/star --vocab clip-words --size 5000 --proxy-only \\
+        --out results/star-proxy
+
+Without --run, a quick default erasure (ESD, `fast` preset) is made first into <out>/erasure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sensitivity", description="Sensitivity spectra of concept erasure.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("spectrum", help="compute the spectrum of an erasure run over a vocabulary")
+    s.add_argument("--model", default="embedded", help="preset, local diffusers folder or hub repo id")
+    s.add_argument("--target", action="append", required=True, help="the erased concept (repeat for several)")
+    s.add_argument("--run", help="erasure run folder of the sanitized model (default: a quick ESD erasure)")
+    s.add_argument("--vocab", default="world", help="clip-words | clip-all | world | nearest-K | a .txt/.csv file")
+    s.add_argument("--size", type=int, help="first N words of clip-words / clip-all")
+    s.add_argument("--k", type=int, default=8, help="samples per concept")
+    s.add_argument("--seed", type=int, default=0, help="first seed (seeds are seed..seed+k-1)")
+    s.add_argument("--steps", type=int, default=25)
+    s.add_argument("--guidance", type=float, default=5.0)
+    s.add_argument("--template", help="prompt template, e.g. '{concept}' (default: the model's)")
+    s.add_argument("--scorer", help="'embedded' or an open_clip 'arch/pretrained' tag")
+    s.add_argument("--proxy-only", action="store_true", help="only the proxy D(c): no sampling, no CLIP")
+    s.add_argument("--dedupe", action="store_true", help="drop repeated concepts of a user list")
+    s.add_argument("--address", help="Ray cluster address, or 'local' for a local cluster (default: in-process)")
+    s.add_argument("--workers", type=int, default=2, help="Ray workers (with --address)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--out", required=True, help="output folder (CSV, parquet, figures, config.json)")
+    return p
+
+
+def _progress():
+    from tqdm import tqdm
+
+    bar = None
+
+    def callback(done: int, total: int, concept: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="concept", dynamic_ncols=True)
+        bar.update(done - bar.n)
+        bar.set_postfix(last=concept or '""')
+        if done == total:
+            bar.close()
+
+    return callback
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .results import check_writable, save_spectrum, summary
+    from .spectrum import SpectrumConfig, compute_spectrum, concept_list, quick_erasure
+
+    try:
+        config = SpectrumConfig(targets=args.target, vocab=args.vocab, size=args.size, k=args.k, seed=args.seed,
+                                steps=args.steps, guidance=args.guidance, template=args.template, scorer=args.scorer,
+                                proxy_only=args.proxy_only, dedupe=args.dedupe).resolved(args.model)
+        if not config.vocab.startswith("nearest-"):
+            concept_list(config)  # a bad vocabulary fails before any model is loaded or trained
+        out = check_writable(args.out)
+        run = args.run
+        if run is None:
+            print("no --run given: erasing with ESD (fast preset) first", file=sys.stderr)
+            run = str(quick_erasure(args.model, config.targets, out / "erasure", template=config.template).path)
+        t0 = time.perf_counter()
+        df = compute_spectrum(args.model, run, config, device=args.device, address=args.address,
+                              workers=args.workers, progress=_progress())
+        save_spectrum(df, out, config, args.model, run, {"wall_s": round(time.perf_counter() - t0, 1)})
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(df))
+    print(f"written: {out}")
+    return 0

@@ -1,0 +1,74 @@
+"""A spectrum's output folder: the table (CSV + parquet), the figures, and what produced them.
+
+    <out>/spectrum.csv, spectrum.parquet   one row per concept (sensitivity.spectrum.COLUMNS)
+    <out>/config.json                      resolved config, model, run, seeds, versions, summary
+    <out>/figures/*.html                   histogram, top-N, similarity scatter (plotly)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from . import figures
+
+
+def check_writable(out: str | Path) -> Path:
+    """Create `out` (or fail at once, before any compute, with a message saying what to change)."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write to {out} ({e.strerror}); choose a folder you can write to") from e
+    return out
+
+
+def summary(df: pd.DataFrame) -> dict:
+    """The numbers a reader looks for first: where the target and the neutral concepts rank."""
+    out = {"concepts": len(df)}
+    if df["delta"].notna().any():
+        ranked = df.sort_values("delta", ascending=False)
+        out["top5"] = ranked["concept"].head(5).tolist()
+        for kind in ("target", "null", "neutral"):
+            rows = df[df["kind"] == kind]
+            if len(rows):
+                out[f"{kind}_rank"] = int(rows["rank"].min())
+                out[f"{kind}_percentile"] = round(100 * float(rows["rank"].min()) / len(df), 1)
+    if "spearman_proxy_delta" in df.attrs:
+        out["spearman_proxy_delta"] = round(df.attrs["spearman_proxy_delta"], 4)
+    return out
+
+
+def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: str | None, extra: dict | None = None) -> Path:
+    from erasure.runs import versions
+
+    out = check_writable(out)
+    _atomic(out / "spectrum.csv", lambda p: df.to_csv(p, index=False))
+    _atomic(out / "spectrum.parquet", lambda p: df.to_parquet(p, index=False))
+    record = {"model": model, "run": run, "config": dataclasses.asdict(config), "seeds": config.seeds(),
+              "summary": summary(df), "versions": versions(), **(extra or {})}
+    _atomic(out / "config.json", lambda p: Path(p).write_text(json.dumps(record, indent=2, default=str)))
+    (out / "figures").mkdir(exist_ok=True)
+    column = "proxy" if config.proxy_only else "delta"
+    for name, fig in [("histogram", figures.histogram(df, column)), ("top", figures.top_affected(df, 20, column)),
+                      ("similarity", figures.similarity_scatter(df, column))]:
+        _atomic(out / "figures" / f"{name}.html", lambda p, f=fig: f.write_html(p, include_plotlyjs="cdn"))
+    return out
+
+
+def load_spectrum(out: str | Path) -> pd.DataFrame:
+    return pd.read_csv(Path(out) / "spectrum.csv", keep_default_na=False, na_values=[""]).assign(
+        concept=lambda d: d["concept"].fillna(""))
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp" + path.suffix)
+    write(tmp)
+    os.replace(tmp, path)

@@ -1,0 +1,242 @@
+"""The sensitivity spectrum (SPEC 2; AP paper section 3.2): how much erasing a target hurt every concept.
+
+    from sensitivity import SpectrumConfig, compute_spectrum
+    df = compute_spectrum("embedded", run="runs/star", config=SpectrumConfig(targets=["star"], vocab="world"))
+
+For each concept c: delta(c) = mean_i [S(G(theta, c, z_i), c) - S(G(theta', c, z_i), c)] over k seeds,
+the *same* z_i for both models (backends.generate draws z_T per seed on the CPU). Per concept the
+table also holds delta_std, the scores before/after, the paired-image CLIP similarity, the text
+similarity to the target, and the proxy D(c). The original model's samples come from a disk cache.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from backends import SamplerSettings, generate
+from erasure.diffusion import embed_prompts
+
+from .cache import SampleCache, pipeline_fingerprint
+from .proxy import proxy_divergence, proxy_points
+from .scorers import Scorer, default_scorer_for, get_scorer, scores_from_features
+from .vocab import kind_of, prompt_of, resolve_vocabulary, validate_concepts, with_neutral
+
+Progress = Callable[[int, int, str], None]  # (concepts done, concepts total, message)
+COLUMNS = ["concept", "kind", "prompt", "delta", "delta_std", "score_before", "score_after", "image_sim",
+           "proxy", "text_sim", "rank", "proxy_rank"]
+
+
+@dataclass
+class SpectrumConfig:
+    targets: list[str] = field(default_factory=list)  # the erased concept(s), as words
+    vocab: str = "world"  # clip-words | clip-all | world | nearest-K | a .txt/.csv path
+    size: int | None = None  # first N words of clip-words / clip-all / the nearest-K pool
+    k: int = 8  # samples per concept; seeds are seed .. seed + k - 1
+    seed: int = 0  # first seed
+    steps: int = 25  # sampler steps
+    guidance: float = 5.0  # classifier-free guidance scale
+    template: str | None = None  # prompt template; None = the model's ("a {concept}" embedded, "{concept}" SD)
+    scorer: str | None = None  # "embedded" or open_clip "arch/pretrained"; None = the model's default
+    proxy_only: bool = False  # only D(c) and text similarity: no sampling, no CLIP scores
+    proxy_timesteps: int = 2  # D(c): timesteps in the fixed set (2: t = 750 and 250 on a 1000-step schedule)
+    proxy_latents: int = 1  # D(c): z_t per timestep in the fixed set
+    chunk: int = 8  # concepts per work unit (and per Ray task); results do not depend on it
+    batch: int = 64  # images per generation call (lower it for large models on small GPUs)
+    dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
+    nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
+
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.k))
+
+    def sampler(self) -> SamplerSettings:
+        return SamplerSettings(steps=self.steps, guidance=self.guidance)
+
+    def resolved(self, model: str) -> SpectrumConfig:
+        """Model-dependent defaults filled in, then checked (the form recorded next to results)."""
+        from erasure.config import MODEL_PROFILES
+
+        profile = MODEL_PROFILES.get(model, {})
+        out = dataclasses.replace(self, targets=[t.strip() for t in self.targets],
+                                  template=self.template or profile.get("template", "{concept}"),
+                                  scorer=self.scorer or default_scorer_for(model),
+                                  nearest_pool=self.nearest_pool or profile.get("vocab", "clip-words"))
+        out.check()
+        return out
+
+    def check(self) -> None:
+        if not self.targets or not all(self.targets):
+            raise ValueError("give at least one non-empty target concept (the concept that was erased)")
+        if not 1 <= self.k <= 1000:
+            raise ValueError(f"k (samples per concept) must be in 1..1000, got {self.k}")
+        if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
+            raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size (first N words of the vocabulary) must be >= 1, got {self.size}")
+        if self.template is not None and "{concept}" not in self.template:
+            raise ValueError(f"template must contain '{{concept}}', got {self.template!r}")
+        self.sampler().check()
+
+
+@dataclass
+class Models:
+    """Both models and the scorer; the erased pipeline shares every component but the UNet."""
+
+    base: object
+    erased: object
+    scorer: Scorer
+    cache: SampleCache | None
+
+
+def erased_copy(pipe, run) -> object:
+    """A pipeline with the base's text encoder/VAE and a copy of its UNet carrying the run's result."""
+    from erasure import apply
+
+    components = {**pipe.components, "unet": copy.deepcopy(pipe.unet)}
+    erased = type(pipe)(**components)
+    erased.set_progress_bar_config(disable=True)
+    return apply(erased, run)
+
+
+def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", cache_root=None, pipe=None) -> Models:
+    """Base pipeline (loaded unless given), theta' from a run folder, the scorer, the base's sample cache."""
+    from backends import load_pipeline
+
+    base = pipe if pipe is not None else load_pipeline(model, device=device)
+    scorer = get_scorer(config.scorer, device)
+    # everything that changes the original model's samples or their scores is in the key
+    key = {"steps": config.steps, "guidance": config.guidance, "scorer": scorer.name, "scorer_weights": scorer.fingerprint(),
+           "size": base.unet.config.sample_size, "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
+    cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
+    return Models(base, erased_copy(base, run), scorer, cache)
+
+
+def concept_list(config: SpectrumConfig, pipe=None) -> list[str]:
+    """Neutral concepts, targets, then the vocabulary: the spectrum's rows in order."""
+    words = resolve_vocabulary(config.vocab, config.size, pipe=pipe, target=config.targets[0],
+                               template=config.template or "{concept}", dedupe=config.dedupe,
+                               pool=config.nearest_pool or "clip-words")
+    return validate_concepts(with_neutral(words, config.targets), source=f"vocabulary {config.vocab!r}")
+
+
+def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> list[dict]:
+    """Rows for one chunk of concepts (one generation batch per model)."""
+    prompts = [prompt_of(c, config.template) for c in concepts]
+    text = models.scorer.text_features(prompts)  # [n, d]
+    target_text = models.scorer.text_features([prompt_of(t, config.template) for t in config.targets])
+    rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
+             "text_sim": (text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
+    emb = embed_prompts(models.base, prompts)
+    t, z = proxy_points(models.base.unet, models.base.scheduler, config.proxy_timesteps, config.proxy_latents, config.seed)
+    for row, d in zip(rows, proxy_divergence(models.base.unet, models.erased.unet, emb, t, z).tolist()):
+        row["proxy"] = d
+    if config.proxy_only:
+        return rows
+    before = _base_samples(models, prompts, text, config)  # per prompt: (scores [k], features [k, d])
+    after_scores, after_feats = _samples(models.erased, models.scorer, prompts, text, config)
+    for i, row in enumerate(rows):
+        s0, f0 = before[i]
+        diff = s0 - after_scores[i]
+        row.update(delta=diff.mean().item(), delta_std=diff.std(unbiased=False).item(),
+                   score_before=s0.mean().item(), score_after=after_scores[i].mean().item(),
+                   image_sim=(f0 * after_feats[i]).sum(-1).mean().item())
+    return rows
+
+
+def _samples(pipe, scorer: Scorer, prompts: list[str], text: torch.Tensor, config: SpectrumConfig):
+    """Scores [n, k] and image features [n, k, d] of k seeded samples per prompt."""
+    seeds = config.seeds()
+    images = generate(pipe, [p for p in prompts for _ in seeds], seeds * len(prompts), config.sampler(),
+                      batch_size=config.batch)
+    feats = scorer.image_features(images)  # [n * k, d]
+    scores = scores_from_features(feats, text.repeat_interleave(len(seeds), dim=0))
+    return scores.view(len(prompts), len(seeds)), feats.view(len(prompts), len(seeds), -1)
+
+
+def _base_samples(models: Models, prompts: list[str], text: torch.Tensor, config: SpectrumConfig) -> list:
+    """The original model's samples: from the cache where present, generated (and stored) otherwise."""
+    seeds = config.seeds()
+    found = [models.cache.get(p, seeds) if models.cache else None for p in prompts]
+    missing = [i for i, f in enumerate(found) if f is None]
+    if missing:
+        scores, feats = _samples(models.base, models.scorer, [prompts[i] for i in missing], text[missing], config)
+        for j, i in enumerate(missing):
+            found[i] = (scores[j], feats[j])
+            if models.cache:
+                models.cache.put(prompts[i], seeds, scores[j], feats[j])
+    return found
+
+
+def spectrum_rows(models: Models, concepts: list[str], config: SpectrumConfig, progress: Progress | None = None,
+                  cancel=None) -> list[dict]:
+    """Rows for every concept, chunk by chunk; `cancel` (erasure.CancelToken) stops between chunks."""
+    rows: list[dict] = []
+    for start in range(0, len(concepts), config.chunk):
+        if cancel is not None and cancel.cancelled:
+            from erasure import Cancelled
+
+            raise Cancelled(f"spectrum cancelled after {len(rows)} of {len(concepts)} concepts")
+        rows += chunk_rows(models, concepts[start : start + config.chunk], config)
+        if progress:
+            progress(len(rows), len(concepts), rows[-1]["concept"])
+    return rows
+
+
+def to_frame(rows: list[dict], config: SpectrumConfig) -> pd.DataFrame:
+    """The spectrum table: ranks (1 = most damaged) and the proxy's Spearman correlation in attrs."""
+    df = pd.DataFrame(rows)
+    for col in COLUMNS:
+        if col not in df:
+            df[col] = float("nan")
+    if not config.proxy_only:
+        df["rank"] = df["delta"].rank(ascending=False, method="min").astype(int)
+    df["proxy_rank"] = df["proxy"].rank(ascending=False, method="min").astype(int)
+    df = df[COLUMNS]
+    if not config.proxy_only and len(df) > 2:
+        df.attrs["spearman_proxy_delta"] = spearman(df["proxy"], df["delta"])
+    return df
+
+
+def spearman(a: pd.Series, b: pd.Series) -> float:
+    """Spearman's rho: Pearson's r of the average ranks (pandas' own method needs scipy)."""
+    return float(a.rank().corr(b.rank()))
+
+
+def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig | None = None, *,
+                     device: str = "cpu", pipe=None, cache_root=None, address: str | None = None,
+                     workers: int = 1, progress: Progress | None = None, cancel=None) -> pd.DataFrame:
+    """The spectrum of `run` (an erasure run folder) against `model`; sharded over Ray when
+    `address` is given ("local" starts a local cluster of `workers` processes)."""
+    if run is None:
+        raise ValueError("give the erasure run folder of the sanitized model (erase one with `python -m erasure "
+                         "erase ...` or use quick_erasure())")
+    config = (config or SpectrumConfig()).resolved(model)
+    needs_model = config.vocab.strip().startswith("nearest-")
+    concepts = None if needs_model else concept_list(config)  # a bad vocabulary fails before any loading
+    if address is not None:
+        from .distributed import sharded_rows
+
+        if needs_model:
+            from backends import load_pipeline
+
+            concepts = concept_list(config, pipe if pipe is not None else load_pipeline(model, device=device))
+        rows = sharded_rows(model, str(run), concepts, config, address, workers, device, cache_root, progress, cancel)
+        return to_frame(rows, config)
+    models = load_models(model, run, config, device, cache_root, pipe)
+    concepts = concepts or concept_list(config, models.base)
+    return to_frame(spectrum_rows(models, concepts, config, progress, cancel), config)
+
+
+def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, **overrides):
+    """The default sanitized model when none is given: ESD with its `fast` preset (SPEC 2).
+    Pass the spectrum's `template=` so that targets are phrased the same way in both."""
+    from erasure import erase
+
+    base = copy.deepcopy(pipe) if pipe is not None else None  # erase() trains the UNet in place
+    return erase(model, "esd", targets, "object,fast", out, pipe=base, checkpoint_every=0, **overrides)

@@ -1,0 +1,129 @@
+"""Concept vocabularies for the spectrum (SPEC 2): named ones, user lists and nearest-K.
+
+    resolve_vocabulary("world")                      # the embedded world's words
+    resolve_vocabulary("clip-words", size=5000)      # first 5,000 whole-word CLIP tokens
+    resolve_vocabulary("clip-all")                   # the whole CLIP vocabulary minus non-words
+    resolve_vocabulary("my_words.txt")               # a user list: one concept per line, or CSV
+    resolve_vocabulary("nearest-50", pipe=p, target="star", template="a {concept}")
+
+The null concept "" and "a photo" are always added (see NEUTRAL) and marked in the spectrum.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+from backends.vocab import clip_all, clip_words, world_words
+
+NULL, PHOTO = "", "a photo"
+NEUTRAL = (NULL, PHOTO)  # the paper's neutral reference concepts, always in a spectrum
+MAX_CONCEPTS = 100_000  # a longer list is almost certainly the wrong file
+MAX_CONCEPT_CHARS = 200  # longer "concepts" are not concepts (and overflow CLIP's context anyway)
+NAMED = ("clip-words", "clip-all", "world", "nearest-K", "<path to .txt/.csv>")
+
+
+class VocabularyError(ValueError):
+    """A vocabulary that cannot be used; the message says how to fix it."""
+
+
+def resolve_vocabulary(name: str, size: int | None = None, *, pipe=None, target: str | None = None,
+                       template: str = "{concept}", dedupe: bool = False, pool: str = "clip-words") -> list[str]:
+    """Concepts of a named vocabulary or a user file, without the neutral ones (see with_neutral)."""
+    if not name or not name.strip():
+        raise VocabularyError(f"no vocabulary given; choose one of {', '.join(NAMED)}")
+    name = name.strip()
+    if name == "clip-words":
+        return clip_words(size)
+    if size is not None and size < 1:
+        raise VocabularyError(f"vocabulary size must be >= 1, got {size}")
+    if name == "clip-all":
+        return clip_all()[:size] if size else clip_all()
+    if name == "world":
+        return world_words()
+    if m := re.fullmatch(r"nearest-(\d+)", name):
+        pool_words = world_words() if pool == "world" else clip_words(size)
+        return nearest(pipe, target, int(m.group(1)), template, pool_words)
+    path = Path(name)
+    if path.suffix.lower() in (".txt", ".csv") or path.exists():
+        return load_user_vocabulary(path, dedupe=dedupe)
+    raise VocabularyError(f"unknown vocabulary {name!r}; valid: {', '.join(NAMED)}")
+
+
+def load_user_vocabulary(path: str | Path, dedupe: bool = False) -> list[str]:
+    """One concept per line (.txt) or the first column of a CSV (a 'concept' header is skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VocabularyError(f"vocabulary file {path} does not exist; pass a .txt (one concept per line) or .csv")
+    raw = path.read_bytes()
+    if b"\x00" in raw[:65536]:
+        raise VocabularyError(f"{path} is a binary file, not a text list of concepts")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise VocabularyError(f"{path} is not UTF-8 text ({e}); save it as UTF-8") from e
+    if path.suffix.lower() == ".csv":
+        rows = [r[0] if r else "" for r in csv.reader(io.StringIO(text))]
+        if rows and rows[0].strip().lower() in ("concept", "concepts", "word"):
+            rows = rows[1:]
+    else:
+        rows = text.splitlines()
+    return validate_concepts([r.strip() for r in rows if r.strip()], source=str(path), dedupe=dedupe)
+
+
+def validate_concepts(concepts: list[str], source: str = "the list", dedupe: bool = False) -> list[str]:
+    """Reject empty, oversized, duplicated or non-printable lists with a message saying what to change."""
+    if not concepts:
+        raise VocabularyError(f"{source} has no concepts; add one concept per line")
+    if len(concepts) > MAX_CONCEPTS:
+        raise VocabularyError(f"{source} has {len(concepts):,} concepts (limit {MAX_CONCEPTS:,}); "
+                              "split it, or use clip-words with a size")
+    bad = [c for c in concepts if len(c) > MAX_CONCEPT_CHARS or not c.isprintable()]
+    if bad:
+        raise VocabularyError(f"{source}: {len(bad)} entries are not concepts (longer than {MAX_CONCEPT_CHARS} "
+                              f"characters or with control characters), e.g. {bad[0][:60]!r}")
+    seen, dupes = set(), []
+    for c in concepts:
+        (dupes.append(c) if c in seen else seen.add(c))
+    if dupes and not dedupe:
+        raise VocabularyError(f"{source} repeats {len(dupes)} concepts ({', '.join(sorted(set(dupes))[:5])}); "
+                              "remove the repeats or pass dedupe=True (--dedupe) to keep the first of each")
+    return list(dict.fromkeys(concepts))
+
+
+def with_neutral(concepts: list[str], targets: list[str]) -> list[str]:
+    """Neutral concepts first, then the targets, then the vocabulary (each once, order kept)."""
+    return list(dict.fromkeys([*NEUTRAL, *targets, *concepts]))
+
+
+def kind_of(concept: str, targets: list[str]) -> str:
+    """'null', 'neutral', 'target' or 'concept' (the spectrum's marker column)."""
+    if concept == NULL:
+        return "null"
+    if concept == PHOTO:
+        return "neutral"
+    return "target" if concept in targets else "concept"
+
+
+def prompt_of(concept: str, template: str) -> str:
+    """The prompt for a concept; the neutral concepts are prompts in their own right, never templated."""
+    return concept if concept in NEUTRAL else template.format(concept=concept)
+
+
+def nearest(pipe, target: str | None, k: int, template: str, pool: list[str]) -> list[str]:
+    """The k pool words whose text-encoder embeddings are closest (L2) to the target's, as AP's search does."""
+    import torch
+
+    from erasure.search_space import word_embeddings
+
+    if pipe is None or not target:
+        raise VocabularyError("nearest-K needs the model and a target concept")
+    if k <= 0:
+        raise VocabularyError(f"nearest-K needs K >= 1, got {k}")
+    words = [w for w in pool if w != target]
+    emb = word_embeddings(pipe, words, template).flatten(1)  # [V, L*d]
+    ref = word_embeddings(pipe, [target], template).flatten(1)  # [1, L*d]
+    order = torch.cdist(ref, emb)[0].argsort()[:k]
+    return [words[i] for i in order.tolist()]

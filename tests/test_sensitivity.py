@@ -1,0 +1,328 @@
+"""The sensitivity spectrum: vocabularies, scorer, delta with shared seeds, cache, proxy, Ray, CLI, figures."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from sensitivity import SpectrumConfig, VocabularyError, compute_spectrum, get_scorer, load_models, resolve_vocabulary
+from sensitivity.cache import SampleCache, pipeline_fingerprint
+from sensitivity.spectrum import concept_list, spectrum_rows
+from sensitivity.vocab import NEUTRAL, load_user_vocabulary
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = dict(k=2, steps=8, chunk=4)  # cheap sampling for contract tests (the bar test uses the real settings)
+SHAPE_WORDS = ["circle", "square", "triangle", "heart"]
+
+
+@pytest.fixture(scope="module")
+def esd_run(tmp_path_factory):
+    """theta': ESD on "star" (fast preset, 120 steps) from the shipped model."""
+    from backends import load_pipeline
+    from sensitivity import quick_erasure
+
+    return quick_erasure("embedded", ["star"], tmp_path_factory.mktemp("esd") / "run", pipe=load_pipeline("embedded"),
+                         steps=120).path
+
+
+@pytest.fixture(scope="module")
+def words_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "words.txt"
+    path.write_text("\n".join(SHAPE_WORDS) + "\n")
+    return path
+
+
+# ---------------------------------------------------------------- vocabularies
+
+def test_named_vocabularies():
+    world = resolve_vocabulary("world")
+    assert {"star", "circle", "red", "striped", "outline"} <= set(world)
+    words = resolve_vocabulary("clip-words", 100)
+    assert len(words) == 100 and all(w.isalpha() and len(w) >= 3 for w in words)
+    everything = resolve_vocabulary("clip-all")
+    assert 30_000 < len(everything) < 49_408 and len(set(everything)) == len(everything)
+    assert all(w.isascii() and w.isalpha() for w in everything)
+    assert set(words) <= set(everything)
+
+
+def test_neutral_concepts_always_included_and_marked(embedded_pipe, tmp_path, words_file):
+    cfg = SpectrumConfig(targets=["star"], vocab=str(words_file)).resolved("embedded")
+    concepts = concept_list(cfg, embedded_pipe)
+    assert concepts[:3] == ["", "a photo", "star"] and concepts[3:] == SHAPE_WORDS
+
+
+def test_user_list_csv_and_dedupe(tmp_path):
+    csv = tmp_path / "words.csv"
+    csv.write_text("concept,notes\nstar,x\nred square,y\nstar,z\n")
+    with pytest.raises(VocabularyError, match="repeats 1 concepts.*dedupe"):
+        load_user_vocabulary(csv)
+    assert load_user_vocabulary(csv, dedupe=True) == ["star", "red square"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "no concepts"),
+    (b"\n  \n", "no concepts"),
+    (b"star\nheart\nstar\n", "repeats"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR", "binary"),
+    (b"\xff\xfe\xfa bad", "not UTF-8"),
+    ("\n".join(f"w{i}" for i in range(100_001)).encode(), "100,001 concepts"),
+    (("x" * 300).encode(), "not concepts"),
+])
+def test_bad_vocabularies_are_rejected_with_a_clear_message(tmp_path, content, message):
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(content)
+    with pytest.raises(VocabularyError, match=message):
+        resolve_vocabulary(str(path))
+
+
+def test_unknown_or_missing_vocabulary():
+    with pytest.raises(VocabularyError, match="valid: clip-words, clip-all, world"):
+        resolve_vocabulary("imagenet")
+    with pytest.raises(VocabularyError, match="does not exist"):
+        resolve_vocabulary("/no/such/words.txt")
+    with pytest.raises(VocabularyError, match="no vocabulary"):
+        resolve_vocabulary(" ")
+
+
+def test_nearest_k_ranks_by_text_embedding_distance(embedded_pipe):
+    from erasure.search_space import word_embeddings
+
+    near = resolve_vocabulary("nearest-5", pipe=embedded_pipe, target="star", template="a {concept}",
+                              size=None)
+    assert len(near) == 5 and "star" not in near
+    pool = [w for w in resolve_vocabulary("clip-words") if w != "star"]
+    emb = word_embeddings(embedded_pipe, pool, "a {concept}").flatten(1)
+    ref = word_embeddings(embedded_pipe, ["star"], "a {concept}").flatten(1)
+    dist = dict(zip(pool, torch.cdist(ref, emb)[0].tolist()))
+    assert max(dist[w] for w in near) <= sorted(dist.values())[4] + 1e-6
+
+
+# ---------------------------------------------------------------- scorer
+
+def test_embedded_scorer_prefers_matching_captions():
+    from shapesworld.captions import prompt
+    from shapesworld.data import make_dataset
+
+    images, scenes = make_dataset(64, seed=100)
+    scorer = get_scorer("embedded")
+    right = scorer.score(images, [prompt(s.shape, s.colour) for s in scenes])
+    wrong = scorer.score(images, [prompt(scenes[(i + 1) % 64].shape if scenes[(i + 1) % 64].shape != s.shape else
+                                         "star" if s.shape != "star" else "circle", s.colour)
+                                  for i, s in enumerate(scenes)])
+    assert right.shape == (64,) and (0 <= right).all() and (right <= 100).all()
+    assert (right > wrong).float().mean() > 0.9
+    assert right.mean() > wrong.mean() + 5
+
+
+def test_unknown_scorer_and_unavailable_open_clip(monkeypatch):
+    import open_clip
+
+    with pytest.raises(ValueError, match="embedded.*arch/pretrained"):
+        get_scorer("clip")
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(open_clip, "create_model_and_transforms", offline)
+    with pytest.raises(RuntimeError, match="'ViT-L-14/openai' is not available.*Download its weights"):
+        get_scorer("ViT-L-14/openai")
+
+
+# ---------------------------------------------------------------- cache
+
+def test_sample_cache_hits_misses_and_merges(tmp_path):
+    cache = SampleCache("model", {"steps": 8}, tmp_path)
+    assert cache.get("a star", [0, 1]) is None
+    cache.put("a star", [0, 1], torch.tensor([10.0, 20.0]), torch.eye(2))
+    scores, feats = cache.get("a star", [1, 0])
+    assert scores.tolist() == [20.0, 10.0] and torch.equal(feats, torch.eye(2).flip(0))
+    assert cache.get("a star", [0, 2]) is None  # seed 2 missing: a miss, not a partial answer
+    cache.put("a star", [2], torch.tensor([30.0]), torch.tensor([[0.5, 0.5]]))
+    assert cache.get("a star", [0, 1, 2])[0].tolist() == [10.0, 20.0, 30.0]
+    assert SampleCache("model", {"steps": 9}, tmp_path).get("a star", [0]) is None  # other settings
+    assert (cache.hits, cache.misses) == (2, 2)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_fingerprint_changes_with_the_unet(embedded_pipe, esd_run):
+    from sensitivity.spectrum import erased_copy
+
+    assert pipeline_fingerprint(embedded_pipe) == pipeline_fingerprint(embedded_pipe)
+    assert pipeline_fingerprint(erased_copy(embedded_pipe, esd_run)) != pipeline_fingerprint(embedded_pipe)
+
+
+# ---------------------------------------------------------------- the spectrum
+
+def test_same_seeds_same_delta_and_cache_reuse(embedded_pipe, esd_run, words_file, tmp_path):
+    cfg = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
+    first = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path / "c1")
+    again = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path / "c2")
+    pd.testing.assert_frame_equal(first, again, atol=1e-4, rtol=0)
+    # a second target over the same vocabulary reuses the original model's samples: only "moon" is new
+    cfg2 = SpectrumConfig(targets=["moon"], vocab=str(words_file), **SMALL).resolved("embedded")
+    models = load_models("embedded", esd_run, cfg2, pipe=embedded_pipe, cache_root=tmp_path / "c1")
+    rows = spectrum_rows(models, concept_list(cfg2, embedded_pipe), cfg2)
+    assert len(rows) == 7 and (models.cache.hits, models.cache.misses) == (6, 1)
+    by = {r["concept"]: r for r in rows}
+    for concept in SHAPE_WORDS:  # the cached "before" scores are the ones computed the first time
+        assert by[concept]["score_before"] == pytest.approx(first.set_index("concept").loc[concept, "score_before"],
+                                                            abs=1e-4)
+
+
+def test_table_columns_ranks_and_delta_definition(embedded_pipe, esd_run, words_file, tmp_path):
+    from backends import generate
+    from sensitivity.spectrum import erased_copy
+
+    cfg = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
+    df = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path)
+    assert list(df.columns) == ["concept", "kind", "prompt", "delta", "delta_std", "score_before", "score_after",
+                                "image_sim", "proxy", "text_sim", "rank", "proxy_rank"]
+    assert dict(zip(df["concept"], df["kind"]))[""] == "null" and set(NEUTRAL) <= set(df["concept"])
+    assert df.loc[df["kind"] == "target", "text_sim"].item() == pytest.approx(1.0, abs=1e-5)
+    assert (df["rank"] == df["delta"].rank(ascending=False, method="min")).all()
+    assert -1 <= df.attrs["spearman_proxy_delta"] <= 1
+    # delta(star) recomputed by hand: same z_T per seed for both models
+    resolved = cfg.resolved("embedded")
+    scorer = get_scorer("embedded")
+    seeds = resolved.seeds()
+    before = scorer.score(generate(embedded_pipe, ["a star"] * 2, seeds, resolved.sampler()), ["a star"] * 2)
+    after = scorer.score(generate(erased_copy(embedded_pipe, esd_run), ["a star"] * 2, seeds, resolved.sampler()),
+                         ["a star"] * 2)
+    star = df.set_index("concept").loc["star"]
+    # other batch sizes than the spectrum's may flip a few uint8 pixels: scores agree to ~1e-2
+    assert star["delta"] == pytest.approx((before - after).mean().item(), abs=0.05)
+    assert star["score_before"] == pytest.approx(before.mean().item(), abs=0.05)
+
+
+def test_proxy_is_zero_for_an_unchanged_model_and_positive_after_erasure(embedded_pipe, esd_run):
+    from erasure.diffusion import embed_prompts
+    from sensitivity.proxy import proxy_divergence, proxy_points
+    from sensitivity.spectrum import erased_copy
+
+    emb = embed_prompts(embedded_pipe, ["a star", "a circle"])
+    t, z = proxy_points(embedded_pipe.unet, embedded_pipe.scheduler, 4, 2, seed=0)
+    assert t.tolist() == [875, 625, 375, 125] and z.shape == (2, 4, 16, 16)
+    same = proxy_divergence(embedded_pipe.unet, embedded_pipe.unet, emb, t, z)
+    assert torch.equal(same, torch.zeros(2))
+    d = proxy_divergence(embedded_pipe.unet, erased_copy(embedded_pipe, esd_run).unet, emb, t, z)
+    assert d[0] > d[1] > 0  # the erased concept moved most
+
+
+def test_proxy_only_has_no_delta(embedded_pipe, esd_run, words_file, tmp_path):
+    df = compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], vocab=str(words_file), proxy_only=True),
+                          pipe=embedded_pipe, cache_root=tmp_path)
+    assert df["delta"].isna().all() and df["proxy"].notna().all()
+    assert df.set_index("concept")["proxy_rank"]["star"] == 1
+
+
+def test_bad_spectrum_inputs(embedded_pipe, esd_run, tmp_path):
+    with pytest.raises(ValueError, match="target"):
+        compute_spectrum("embedded", esd_run, SpectrumConfig(targets=[""]), pipe=embedded_pipe)
+    with pytest.raises(ValueError, match="k .* 1..1000"):
+        compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], k=0), pipe=embedded_pipe)
+    with pytest.raises(ValueError, match="run folder"):
+        compute_spectrum("embedded", None, SpectrumConfig(targets=["star"]), pipe=embedded_pipe)
+    with pytest.raises(FileNotFoundError):
+        compute_spectrum("embedded", tmp_path / "nothing", SpectrumConfig(targets=["star"]), pipe=embedded_pipe)
+
+
+def test_cancel_stops_between_chunks(embedded_pipe, esd_run, words_file, tmp_path):
+    from erasure import Cancelled, CancelToken
+
+    token, seen = CancelToken(), []
+
+    def progress(done, total, concept):
+        seen.append(done)
+        token.cancel()
+
+    cfg = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
+    with pytest.raises(Cancelled, match="after 4 of 7"):
+        compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path, progress=progress,
+                         cancel=token)
+    assert seen == [4]
+
+
+def test_ray_shards_agree_with_in_process(embedded_pipe, esd_run, words_file, tmp_path):
+    cfg = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray worker: the same kernels, so the same numbers
+    try:
+        local = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path / "a")
+    finally:
+        torch.set_num_threads(threads)
+    done = []
+    ray = compute_spectrum("embedded", esd_run, cfg, address="local", workers=2, cache_root=tmp_path / "b",
+                           progress=lambda d, n, c: done.append(d))
+    assert sorted(done)[-1] == len(local)
+    pd.testing.assert_frame_equal(local, ray, atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------- the bar (SPEC 2, the paper's finding)
+
+@pytest.mark.slow
+def test_erased_shape_tops_the_spectrum_and_neutral_concepts_do_not(embedded_pipe, ap_star_run, tmp_path):
+    """After AP erases "star" (the product's default erasure), star loses the most and the neutral
+    concepts sit below the top quarter. (ESD's quick erasure hits cross and arrow harder than star
+    itself on this model: the damage to look-alikes that AP's adversarial preservation exists to stop.)"""
+    df = compute_spectrum("embedded", ap_star_run, SpectrumConfig(targets=["star"], vocab="world", k=8),
+                          pipe=embedded_pipe, cache_root=tmp_path)
+    ranked = df.sort_values("delta", ascending=False)["concept"].tolist()
+    assert ranked[0] == "star"
+    n = len(df)
+    for neutral in NEUTRAL:
+        assert ranked.index(neutral) + 1 > n // 4, f"{neutral!r} is in the top quarter: {ranked}"
+
+
+# ---------------------------------------------------------------- CLI, output, figures
+
+def test_cli_writes_table_figures_and_config(esd_run, words_file, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "sensitivity", "spectrum", "--target", "star", "--run", str(esd_run),
+           "--vocab", str(words_file), "--k", "2", "--steps", "8", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "CSE_CACHE_DIR": str(tmp_path / "cache")})
+    assert proc.returncode == 0, proc.stderr
+    from sensitivity import load_spectrum
+
+    df = load_spectrum(out)
+    assert df["concept"].tolist()[:3] == ["", "a photo", "star"]
+    assert pd.read_parquet(out / "spectrum.parquet")["delta"].tolist() == pytest.approx(df["delta"].tolist())
+    record = json.loads((out / "config.json").read_text())
+    assert record["seeds"] == [0, 1] and record["config"]["template"] == "a {concept}" and "torch" in record["versions"]
+    assert {p.name for p in (out / "figures").iterdir()} == {"histogram.html", "top.html", "similarity.html"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vocab", "imagenet"], "unknown vocabulary"),
+    (["--k", "0"], "k .samples per concept."),
+    (["--vocab", "/no/such/list.txt"], "does not exist"),
+    (["--out", "/proc/forbidden"], "cannot write"),
+])
+def test_cli_rejects_bad_input_before_any_compute(tmp_path, args, message):
+    # no --run: were the input checked late, a quick erasure would start and write <out>/erasure
+    out = tmp_path / "o"
+    cmd = [sys.executable, "-m", "sensitivity", "spectrum", "--target", "star", "--out", str(out), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert __import__("re").search(message, proc.stderr), proc.stderr
+    assert not (out / "erasure").exists()
+
+
+def test_figures_mark_target_and_neutral_concepts():
+    from sensitivity import figures
+
+    df = pd.DataFrame({"concept": ["", "a photo", "star", "circle"], "kind": ["null", "neutral", "target", "concept"],
+                       "delta": [0.1, -0.2, 9.0, 1.0], "delta_std": [0.1] * 4, "text_sim": [0.2, 0.3, 1.0, 0.5]})
+    hist = figures.histogram(df)
+    labels = [a.text for a in hist.layout.annotations]
+    assert 'null ""' in labels and '"a photo"' in labels and "target: star" in labels
+    top = figures.top_affected(df, 2)
+    assert list(top.data[0].y) == ["circle", "star"]  # largest last: plotly draws bottom-up
+    scatter = figures.similarity_scatter(df)
+    assert {t.name for t in scatter.data} == {"target", 'null ""', '"a photo"', "concepts"}
+    assert np.isclose(hist.data[0].x, df["delta"]).all()
