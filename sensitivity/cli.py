@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--template", help="prompt template, e.g. '{concept}' (default: the model's)")
     s.add_argument("--scorer", help="'embedded' or an open_clip 'arch/pretrained' tag")
     s.add_argument("--proxy-only", action="store_true", help="only the proxy D(c): no sampling, no CLIP")
+    s.add_argument("--proxy-dtype", default="float32", help="float32, or bfloat16 for a faster proxy")
     s.add_argument("--dedupe", action="store_true", help="drop repeated concepts of a user list")
     s.add_argument("--address", help="Ray cluster address, or 'local' for a local cluster (default: in-process)")
     s.add_argument("--workers", type=int, default=2, help="Ray workers (with --address)")
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = SpectrumConfig(targets=args.target, vocab=args.vocab, size=args.size, k=args.k, seed=args.seed,
                                 steps=args.steps, guidance=args.guidance, template=args.template, scorer=args.scorer,
-                                proxy_only=args.proxy_only, dedupe=args.dedupe).resolved(args.model)
+                                proxy_only=args.proxy_only, proxy_dtype=args.proxy_dtype,
+                                dedupe=args.dedupe).resolved(args.model)
         if not config.vocab.startswith("nearest-"):
             concept_list(config)  # a bad vocabulary fails before any model is loaded or trained
         out = check_writable(args.out)

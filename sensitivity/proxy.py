@@ -21,15 +21,22 @@ def proxy_points(unet, scheduler, n_timesteps: int = 4, n_latents: int = 2, seed
     return t, z
 
 
-@torch.no_grad()
-def proxy_divergence(base_unet, erased_unet, emb: torch.Tensor, timesteps: torch.Tensor, latents: torch.Tensor
-                     ) -> torch.Tensor:
-    """D(c) for a batch of concepts: emb [B, L, d] -> [B]; every concept sees every (t, z_t)."""
+@torch.inference_mode()
+def proxy_divergence(base_unet, erased_unet, emb: torch.Tensor, timesteps: torch.Tensor, latents: torch.Tensor,
+                     compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """D(c) for a batch of concepts: emb [B, L, d] -> [B]; every concept sees every (t, z_t).
+
+    A compute_dtype below the weights' runs both UNets under autocast (weights untouched); the
+    difference is taken in float32. The benchmark reports how well the bfloat16 ranking agrees
+    with the float32 one."""
     b, n_t, n_z = emb.shape[0], len(timesteps), len(latents)
     device, dtype = emb.device, base_unet.dtype
     # one batch of B * n_t * n_z rows: concept-major, then timestep, then latent
     z = latents.to(device, dtype).repeat(b * n_t, 1, 1, 1)
     t = timesteps.to(device).repeat_interleave(n_z).repeat(b)
     e = emb.to(dtype).repeat_interleave(n_t * n_z, dim=0)
-    diff = erased_unet(z, t, encoder_hidden_states=e).sample - base_unet(z, t, encoder_hidden_states=e).sample
-    return diff.float().pow(2).mean(dim=(1, 2, 3)).view(b, n_t * n_z).mean(1).cpu()
+    with torch.autocast(device.type, dtype=compute_dtype, enabled=compute_dtype != dtype):
+        out_erased = erased_unet(z, t, encoder_hidden_states=e).sample
+        out_base = base_unet(z, t, encoder_hidden_states=e).sample
+    diff = out_erased.float() - out_base.float()
+    return diff.pow(2).mean(dim=(1, 2, 3)).view(b, n_t * n_z).mean(1).cpu()

@@ -209,8 +209,12 @@ def test_proxy_is_zero_for_an_unchanged_model_and_positive_after_erasure(embedde
     assert t.tolist() == [875, 625, 375, 125] and z.shape == (2, 4, 16, 16)
     same = proxy_divergence(embedded_pipe.unet, embedded_pipe.unet, emb, t, z)
     assert torch.equal(same, torch.zeros(2))
-    d = proxy_divergence(embedded_pipe.unet, erased_copy(embedded_pipe, esd_run).unet, emb, t, z)
+    erased = erased_copy(embedded_pipe, esd_run).unet
+    d = proxy_divergence(embedded_pipe.unet, erased, emb, t, z)
     assert d[0] > d[1] > 0  # the erased concept moved most
+    fast = proxy_divergence(embedded_pipe.unet, erased, emb, t, z, torch.bfloat16)  # autocast; weights stay float32
+    assert embedded_pipe.unet.dtype == torch.float32 and fast[0] > fast[1]
+    torch.testing.assert_close(fast, d, rtol=0.2, atol=1e-3)
 
 
 def test_proxy_only_has_no_delta(embedded_pipe, esd_run, words_file, tmp_path):
