@@ -95,7 +95,7 @@ def test_kmeans_1d_finds_separated_clusters():
 def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
     from erasure.trainer import Context
 
-    cfg = resolve_config("ap", "embedded", "object", targets=["star"], ddim_steps=4, search_lr=0.5, n_iter=1)
+    cfg = resolve_config("ap", "embedded", "object", targets=["star"], ddim_steps=4, search_lr=0.1, n_iter=1)
     ctx = Context(pipe, cfg)
     with torch.no_grad():  # make theta' differ from theta so L2 is not identically zero
         for p in ctx.trained.values():
@@ -104,16 +104,20 @@ def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
     prompt = cfg.prompts()[0]
     space = method.spaces[prompt]
     assert set(space.words) <= set(__import__("backends.vocab", fromlist=["x"]).world_words()) and "star" not in space.words
-    draws = [ctx.draw() for _ in range(6)]  # the search draws fresh codes, so average over several
+    # One fixed start code and sampler step for the search and the measurement: the ascent is then
+    # on one smooth function of pi, and the check cannot pass or fail on the luck of the codes.
+    fixed = ctx.draw()
+    ctx.draw = lambda: fixed
+    draws = [fixed]
 
-    def expected_l2() -> float:  # E_{c ~ softmax(pi)} E_{z_T, k} L2(c)
+    def expected_l2() -> float:  # E_{c ~ softmax(pi)} E_{z_T, k} L2(c), in the loss space the search ascends
         with torch.no_grad():
             per_word = []
             for i in range(len(space.words)):
                 c, total = space.R[i][None], 0.0
                 for z_T, k in draws:
-                    z_r, t, _ = ctx.sample_zt(c, z_T, k)
-                    total += torch.mean((ctx.unet(z_r, t, c).sample - ctx.frozen(z_r, t, c).sample) ** 2)
+                    z_r, t, alpha_bar = ctx.sample_zt(c, z_T, k)
+                    total += ctx.loss(ctx.unet(z_r, t, c).sample, ctx.frozen(z_r, t, c).sample, z_r, alpha_bar)
                 per_word.append(total / len(draws))
             return float(space.pi.softmax(-1) @ torch.stack(per_word))
 
