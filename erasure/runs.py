@@ -23,16 +23,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from backends.storage import atomic_write, write_json, write_text
+
 from .events import Event
 from .state import load_state, save_state
 
 KEEP_CHECKPOINTS = 2
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def versions() -> dict[str, str]:
@@ -61,7 +59,7 @@ class RunFolder:
             probe.unlink()
         except OSError as e:
             raise PermissionError(f"cannot write to {run.path} ({e.strerror}); choose a writable --out folder") from e
-        _write_json(run.path / "config.json", {**record, "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        write_json(run.path / "config.json", {**record, "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         run.set_status("running", 0)
         return run
 
@@ -82,7 +80,7 @@ class RunFolder:
         return json.loads(path.read_text()) if path.exists() else {"state": "unknown", "step": 0}
 
     def set_status(self, state: str, step: int, message: str = "") -> None:
-        _write_json(self.path / "status.json", {"state": state, "step": step, "message": message,
+        write_json(self.path / "status.json", {"state": state, "step": step, "message": message,
                                                 "pid": os.getpid(), "updated": time.time()})
 
     def append_event(self, event: Event) -> None:
@@ -104,9 +102,7 @@ class RunFolder:
     def truncate_events(self, step: int) -> None:
         """On resume, drop events after the checkpoint so the log matches the replayed run."""
         kept = [e for e in self.events() if e["step"] <= step and e["kind"] != "cancelled"]
-        tmp = self.path / "events.jsonl.tmp"
-        tmp.write_text("".join(json.dumps(e) + "\n" for e in kept))
-        os.replace(tmp, self.path / "events.jsonl")
+        write_text(self.path / "events.jsonl", "".join(json.dumps(e) + "\n" for e in kept))
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, step: int, state: dict) -> Path:
@@ -133,9 +129,8 @@ class RunFolder:
     # ------------------------------------------------------------------ result
     def save_result(self, tensors: dict[str, torch.Tensor]) -> Path:
         path = self.path / "result.safetensors"
-        tmp = self.path / "result.safetensors.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
+        flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+        atomic_write(path, lambda p: save_file(flat, str(p)))
         return path
 
     def result(self) -> dict[str, torch.Tensor]:
@@ -173,6 +168,6 @@ def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):
     pipe = apply(load_pipeline(run.record["model"], device=device), run)
     tmp = out.with_name(out.name + ".tmp")
     pipe.save_pretrained(tmp, safe_serialization=True)
-    _write_json(tmp / "erasure.json", run.record)
+    write_json(tmp / "erasure.json", run.record)
     os.replace(tmp, out)
     return out

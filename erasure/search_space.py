@@ -15,33 +15,24 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from backends.storage import atomic_write, weights_fingerprint
+
 from .diffusion import embed_prompts
 
 CACHE = Path(os.environ.get("CSE_CACHE_DIR", Path(__file__).resolve().parent.parent / "cache"))
 
 
-def model_fingerprint(text_encoder) -> str:
-    """Hash of the text encoder's weights: a cache key that changes whenever the model does."""
-    h = hashlib.sha1()
-    for name, tensor in sorted(text_encoder.state_dict().items()):
-        h.update(name.encode())
-        h.update(tensor.detach().float().cpu().numpy().tobytes()[:65536])  # a prefix per tensor is enough
-        h.update(str(tuple(tensor.shape)).encode())
-    return h.hexdigest()[:16]
-
-
 def word_embeddings(pipe, words: list[str], template: str, batch: int = 256) -> torch.Tensor:
     """[V, L, d] embeddings of template.format(concept=w), cached under cache/embeddings/."""
     key = hashlib.sha1(("\n".join(words) + "|" + template).encode()).hexdigest()[:16]
-    path = CACHE / "embeddings" / model_fingerprint(pipe.text_encoder) / f"{key}.safetensors"
+    path = CACHE / "embeddings" / weights_fingerprint({"text_encoder": pipe.text_encoder}) / f"{key}.safetensors"
     if path.exists():
         return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
     prompts = [template.format(concept=w) for w in words]
     emb = torch.cat([embed_prompts(pipe, prompts[i : i + batch]) for i in range(0, len(prompts), batch)]).float()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({"embeddings": emb.cpu().half().contiguous()}, str(tmp))  # half: SD vocabularies are large
-    os.replace(tmp, path)
+    tensors = {"embeddings": emb.cpu().half().contiguous()}  # half: SD vocabularies are large
+    atomic_write(path, lambda p: save_file(tensors, str(p)))
     return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
 
 

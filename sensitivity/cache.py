@@ -12,27 +12,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from backends.storage import atomic_write, weights_fingerprint
 from erasure.search_space import CACHE
 
 
-def pipeline_fingerprint(pipe, samples_per_tensor: int = 4096) -> str:
-    """Hash of the UNet, text encoder and VAE weights (an evenly strided sample of every tensor, so
-    a fine-tune that changes any layer changes the key without hashing gigabytes)."""
-    h = hashlib.sha1()
-    for component in ("unet", "text_encoder", "vae"):
-        for name, t in sorted(getattr(pipe, component).state_dict().items()):
-            flat = t.detach().flatten()
-            step = max(1, flat.numel() // samples_per_tensor)
-            h.update(f"{component}.{name}{tuple(t.shape)}".encode())
-            h.update(flat[::step].float().cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+def pipeline_fingerprint(pipe) -> str:
+    """Hash of the UNet, text encoder and VAE weights: the part of the cache key naming the model."""
+    return weights_fingerprint({c: getattr(pipe, c) for c in ("unet", "text_encoder", "vae")})
 
 
 class SampleCache:
@@ -81,6 +73,4 @@ class SampleCache:
             "features": torch.stack([rows[s][1] for s in order]).float().contiguous(),
         }
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        save_file(tensors, str(tmp), metadata={"prompt": prompt})
-        os.replace(tmp, path)
+        atomic_write(path, lambda p: save_file(tensors, str(p), metadata={"prompt": prompt}))

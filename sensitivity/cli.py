@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                                 steps=args.steps, guidance=args.guidance, template=args.template, scorer=args.scorer,
                                 proxy_only=args.proxy_only, proxy_dtype=args.proxy_dtype,
                                 dedupe=args.dedupe).resolved(args.model)
-        if not config.vocab.startswith("nearest-"):
-            concept_list(config)  # a bad vocabulary fails before any model is loaded or trained
+        # a bad vocabulary fails before any model is loaded or trained (nearest-K needs the model first)
+        concepts = None if config.vocab.startswith("nearest-") else concept_list(config)
         out = check_writable(args.out)
         run = args.run
         if run is None:
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             run = str(quick_erasure(args.model, config.targets, out / "erasure", template=config.template).path)
         t0 = time.perf_counter()
         df = compute_spectrum(args.model, run, config, device=args.device, address=args.address,
-                              workers=args.workers, progress=_progress())
+                              workers=args.workers, progress=_progress(), concepts=concepts)
         save_spectrum(df, out, config, args.model, run, {"wall_s": round(time.perf_counter() - t0, 1)})
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
+
+from backends.storage import atomic_write
 
 from . import figures
 
@@ -50,16 +51,16 @@ def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: st
     from erasure.runs import versions
 
     out = check_writable(out)
-    _atomic(out / "spectrum.csv", lambda p: df.to_csv(p, index=False))
-    _atomic(out / "spectrum.parquet", lambda p: df.to_parquet(p, index=False))
+    atomic_write(out / "spectrum.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "spectrum.parquet", lambda p: df.to_parquet(p, index=False))
     record = {"model": model, "run": run, "config": dataclasses.asdict(config), "seeds": config.seeds(),
               "summary": summary(df), "versions": versions(), **(extra or {})}
-    _atomic(out / "config.json", lambda p: Path(p).write_text(json.dumps(record, indent=2, default=str)))
+    atomic_write(out / "config.json", lambda p: Path(p).write_text(json.dumps(record, indent=2, default=str)))
     (out / "figures").mkdir(exist_ok=True)
     column = "proxy" if config.proxy_only else "delta"
     for name, fig in [("histogram", figures.histogram(df, column)), ("top", figures.top_affected(df, 20, column)),
                       ("similarity", figures.similarity_scatter(df, column))]:
-        _atomic(out / "figures" / f"{name}.html", lambda p, f=fig: f.write_html(p, include_plotlyjs="cdn"))
+        atomic_write(out / "figures" / f"{name}.html", lambda p, f=fig: f.write_html(p, include_plotlyjs="cdn"))
     return out
 
 
@@ -67,8 +68,3 @@ def load_spectrum(out: str | Path) -> pd.DataFrame:
     return pd.read_csv(Path(out) / "spectrum.csv", keep_default_na=False, na_values=[""]).assign(
         concept=lambda d: d["concept"].fillna(""))
 
-
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp" + path.suffix)
-    write(tmp)
-    os.replace(tmp, path)

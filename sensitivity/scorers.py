@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backends.storage import weights_fingerprint
+
 DEFAULT_SD_SCORER = "ViT-L-14/openai"
 
 
@@ -45,14 +47,8 @@ class Scorer:
         return torch.cat(out)
 
     def fingerprint(self) -> str:
-        """Hash of a strided sample of every weight: part of the cache key of scores."""
-        import hashlib
-
-        h = hashlib.sha1(self.name.encode())
-        for name, t in sorted(self.model.state_dict().items()):
-            flat = t.detach().flatten()
-            h.update(name.encode() + flat[:: max(1, flat.numel() // 1024)].float().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """Hash of the scorer's weights: part of the cache key of scores."""
+        return weights_fingerprint({"scorer": self.model}, salt=self.name)
 
     def score(self, images: np.ndarray, texts: list[str]) -> torch.Tensor:
         """S(x_i, c_i) for paired images and texts, [N] in 0..100."""

@@ -95,6 +95,18 @@ class Models:
     erased: object
     scorer: Scorer
     cache: SampleCache | None
+    fixed: dict = field(default_factory=dict)  # per-spectrum inputs every chunk shares (see shared_inputs)
+
+    def shared_inputs(self, config: SpectrumConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets' text features [m, d] and the proxy's fixed (t [P], z_t [P, c, h, w]), computed once
+        per config rather than once per chunk."""
+        key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed)
+        if key not in self.fixed:
+            target_text = self.scorer.text_features([prompt_of(t, config.template) for t in config.targets])
+            t, z = proxy_points(self.base.unet, self.base.scheduler, config.proxy_timesteps, config.proxy_latents,
+                                config.seed)
+            self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
+        return self.fixed[key]
 
 
 def erased_copy(pipe, run) -> object:
@@ -132,11 +144,10 @@ def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> l
     """Rows for one chunk of concepts (one generation batch per model)."""
     prompts = [prompt_of(c, config.template) for c in concepts]
     text = models.scorer.text_features(prompts)  # [n, d]
-    target_text = models.scorer.text_features([prompt_of(t, config.template) for t in config.targets])
+    target_text, t, z = models.shared_inputs(config)
     rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
              "text_sim": (text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
     emb = embed_prompts(models.base, prompts)
-    t, z = proxy_points(models.base.unet, models.base.scheduler, config.proxy_timesteps, config.proxy_latents, config.seed)
     dtype = getattr(torch, config.proxy_dtype)
     for row, d in zip(rows, proxy_divergence(models.base.unet, models.erased.unet, emb, t, z, dtype).tolist()):
         row["proxy"] = d
@@ -214,19 +225,22 @@ def spearman(a: pd.Series, b: pd.Series) -> float:
 
 def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig | None = None, *,
                      device: str = "cpu", pipe=None, cache_root=None, address: str | None = None,
-                     workers: int = 1, progress: Progress | None = None, cancel=None) -> pd.DataFrame:
+                     workers: int = 1, progress: Progress | None = None, cancel=None,
+                     concepts: list[str] | None = None) -> pd.DataFrame:
     """The spectrum of `run` (an erasure run folder) against `model`; sharded over Ray when
-    `address` is given ("local" starts a local cluster of `workers` processes)."""
+    `address` is given ("local" starts a local cluster of `workers` processes). `concepts` is the
+    row list from concept_list() when the caller already resolved it (otherwise resolved here)."""
     if run is None:
         raise ValueError("give the erasure run folder of the sanitized model (erase one with `python -m erasure "
                          "erase ...` or use quick_erasure())")
     config = (config or SpectrumConfig()).resolved(model)
     needs_model = config.vocab.strip().startswith("nearest-")
-    concepts = None if needs_model else concept_list(config)  # a bad vocabulary fails before any loading
+    if concepts is None and not needs_model:
+        concepts = concept_list(config)  # a bad vocabulary fails before any loading
     if address is not None:
         from .distributed import sharded_rows
 
-        if needs_model:
+        if concepts is None:
             from backends import load_pipeline
 
             concepts = concept_list(config, pipe if pipe is not None else load_pipeline(model, device=device))
