@@ -1,56 +1,310 @@
 """Concept Sensitivity Explorer — the web app.
 
-    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME/PORT to change)
+    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / PORT to change)
 
-UI code only wires events; compute lives in `backends`, `erasure` and `sensitivity`.
-This first version serves the Model tab: a prompt, seeds and a grid from the chosen model.
+UI code only wires events: compute lives in `backends`, `erasure`, `sensitivity`, `evaluation` and
+`jobs`. Erasures and spectra run as background jobs (folders under CSE_JOBS_DIR, default runs/jobs),
+so the job list survives page reloads and restarts. Every action is a named API endpoint.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import shutil
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
+import pandas as pd
+import torch
 
 from backends import EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline
+from erasure import list_methods, resolve_config
+from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
+from jobs import JobManager
 
 MAX_IMAGES = 16
+JOBS_DIR = os.environ.get("CSE_JOBS_DIR", str(Path(__file__).resolve().parent / "runs" / "jobs"))
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, ModelUnavailableError)
+_manager: JobManager | None = None
+
+
+def manager() -> JobManager:
+    global _manager
+    if _manager is None:
+        _manager = JobManager(JOBS_DIR)
+    return _manager
+
+
+def user_errors(fn):
+    """Bad input becomes a message in the UI (gr.Error), never a crash or a stack trace."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as e:
+            raise gr.Error(str(e).strip("'\"")) from e
+
+    return wrapper
 
 
 @functools.lru_cache(maxsize=2)
-def _pipeline(model: str):
-    return load_pipeline(model)
+def _pipeline(model: str, device: str = "cpu", dtype: str = "float32"):
+    return load_pipeline(model, device=device, dtype=DTYPES[dtype])
 
 
+def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
+    scale = max(1, size // image.shape[0])  # 32-px images are shown enlarged, pixel-exact
+    return image.repeat(scale, 0).repeat(scale, 1)
+
+
+# ====================================================================== Model
+@user_errors
+def load_model(model: str, device: str, dtype: str) -> str:
+    """API `load_model`: load (or reuse) a pipeline and describe it."""
+    if device not in ("cpu", "cuda") or dtype not in DTYPES:
+        raise ValueError(f"device must be cpu or cuda and dtype one of {', '.join(DTYPES)}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("no CUDA GPU is visible to this app; choose device cpu")
+    pipe = _pipeline(model, device, dtype)
+    n = sum(p.numel() for p in pipe.unet.parameters())
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return (f"**{model}** loaded on {device} ({dtype}): {type(pipe).__name__}, UNet {n / 1e6:.1f} M parameters, "
+            f"{size}×{size} px, scheduler {type(pipe.scheduler).__name__} "
+            f"({pipe.scheduler.config.get('prediction_type', 'epsilon')}).")
+
+
+@user_errors
 def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: float, guidance: float) -> np.ndarray:
     """API `generate`: n images of one prompt from seeds seed, seed+1, ... as one grid image."""
     if not prompt or not prompt.strip():
-        raise gr.Error("Enter a prompt, e.g. 'a red star'.")
+        raise ValueError("Enter a prompt, e.g. 'a red star'.")
     if not 1 <= int(n_images) <= MAX_IMAGES:
-        raise gr.Error(f"Number of images must be between 1 and {MAX_IMAGES}.")
-    try:
-        pipe = _pipeline(model)
-        settings = SamplerSettings(steps=int(steps), guidance=float(guidance))
-        seeds = [int(seed) + i for i in range(int(n_images))]
-        images = generate(pipe, [prompt.strip()] * len(seeds), seeds, settings)
-    except (ModelUnavailableError, ValueError) as e:
-        raise gr.Error(str(e)) from e
-    cols = min(len(seeds), 4)
-    big = grid(images, cols)
-    scale = max(1, 256 // images.shape[1])  # 32-px images are shown enlarged, pixel-exact
-    return big.repeat(scale, 0).repeat(scale, 1)
+        raise ValueError(f"Number of images must be between 1 and {MAX_IMAGES}.")
+    settings = SamplerSettings(steps=int(steps), guidance=float(guidance))
+    seeds = [int(seed) + i for i in range(int(n_images))]
+    images = generate(_pipeline(model), [prompt.strip()] * len(seeds), seeds, settings)
+    return _enlarge(grid(images, min(len(seeds), 4)))
+
+
+# ====================================================================== jobs (shared)
+JOB_COLUMNS = ["id", "kind", "state", "step", "total", "title", "message"]
+
+
+def job_table() -> pd.DataFrame:
+    """API `job_list`: every job, newest first."""
+    rows = [j.to_dict() for j in manager().jobs()]
+    return pd.DataFrame(rows, columns=list(rows[0]) if rows else JOB_COLUMNS)[JOB_COLUMNS]
+
+
+def _finished_erasures() -> list[str]:
+    return [j.id for j in manager().jobs("erase") if j.state == "done"]
+
+
+def _job_choices(kind: str | None = None) -> list[str]:
+    return [j.id for j in manager().jobs(kind)]
+
+
+@user_errors
+def job_cancel(job_id: str) -> str:
+    """API `job_cancel`: stop a queued or running job (an erasure checkpoints first)."""
+    manager().cancel(job_id)
+    return f"cancelling {job_id}: it stops at its next step and can be resumed"
+
+
+@user_errors
+def job_resume(job_id: str) -> str:
+    """API `job_resume`: continue an interrupted, cancelled or failed job from its last checkpoint."""
+    manager().resume(job_id)
+    return f"{job_id} queued to resume"
+
+
+# ====================================================================== Erase
+def _presets(scope: str, speed: str) -> str:
+    return f"{scope},{speed}"
+
+
+@user_errors
+def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
+    """API `erase_defaults`: the settings the chosen presets give (to prefill the form)."""
+    cfg = resolve_config(method, model, _presets(scope, speed), targets=["x"])
+    return cfg.param_group, cfg.steps, cfg.lr
+
+
+@user_errors
+def erase_start(model: str, method: str, target: str, scope: str, speed: str, param_group: str, steps: float,
+                lr: float, snapshot_every: float) -> str:
+    """API `erase_start`: queue an erasure job; returns its id."""
+    targets = [t.strip() for t in (target or "").split(",")]
+    overrides = {"param_group": param_group, "steps": int(steps), "lr": float(lr),
+                 "snapshot_every": int(snapshot_every), "checkpoint_every": max(1, int(steps) // 10)}
+    return manager().submit("erase", {"model": model, "method": method, "targets": targets,
+                                      "presets": _presets(scope, speed), "overrides": overrides})
+
+
+@user_errors
+def erase_status(job_id: str) -> tuple[str, object]:
+    """API `erase_status`: progress (step, ETA, adversarial concept and its top-5) and the loss plot."""
+    info = manager().info(job_id)
+    job = manager().folder(job_id)
+    if info.kind != "erase":
+        raise ValueError(f"{job_id} is a {info.kind} job; pick an erase job")
+    events = _run_events(job)
+    p = progress(events)
+    lines = [f"**{info.state}** — step {max(p['step'], info.step)} / {info.total}"
+             + (f", ETA {p['eta_s']:.0f} s" if p["eta_s"] and info.state == "running" else ""), f"{info.title}"]
+    if p["concept"] is not None:
+        top = ", ".join(f"{w or chr(34) * 2} {q:.2f}" for w, q in p["top5"])
+        lines.append(f"adversarial concept: **{p['concept'] or chr(34) * 2}** (top-5: {top})")
+    if info.message and info.state in ("failed", "cancelled", "interrupted"):
+        lines.append(f"message: {info.message}")
+    if info.state == "interrupted":
+        lines.append("This job was cut off (the app stopped). Press Resume to continue from its last checkpoint.")
+    return "\n\n".join(lines), loss_figure(events)
+
+
+def _run_events(job) -> list[dict]:
+    from erasure import RunFolder
+
+    return RunFolder(job.run_path).events() if job.run_path.exists() else []
+
+
+@user_errors
+def download_delta(job_id: str) -> list[str]:
+    """API `download_delta`: the erased tensors (safetensors) and the run's config."""
+    run = _done_run(job_id)
+    return [str(run / "result.safetensors"), str(run / "config.json")]
+
+
+@user_errors
+def download_diffusers(job_id: str) -> str:
+    """API `download_diffusers`: a zip of the full diffusers folder with the erasure applied."""
+    from erasure import export
+
+    run = _done_run(job_id)
+    folder = run.parent / "export" / "diffusers"
+    archive = run.parent / "export" / f"{job_id}-diffusers.zip"
+    if not archive.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        export(run, folder)
+        tmp = shutil.make_archive(str(archive.with_suffix("")) + ".tmp", "zip", folder)
+        os.replace(tmp, archive)
+    return str(archive)
+
+
+def _done_run(job_id: str) -> Path:
+    job = manager().folder(job_id)
+    if job.kind != "erase" or not (job.run_path / "result.safetensors").exists():
+        raise ValueError(f"{job_id} is not a finished erase job; pick one whose state is done")
+    return job.run_path
+
+
+# ====================================================================== Spectrum
+@user_errors
+def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float, k: float, steps: float,
+                   guidance: float, seed: float, run_job: str, proxy_only: bool) -> str:
+    """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick ESD one)."""
+    vocab_name = vocab_file if vocab_file else vocab
+    config = {"vocab": vocab_name, "size": int(size) if size else None, "k": int(k), "steps": int(steps),
+              "guidance": float(guidance), "seed": int(seed), "proxy_only": bool(proxy_only)}
+    targets = [t.strip() for t in (target or "").split(",")]
+    run = run_job if run_job and run_job != QUICK_ESD else None
+    return manager().submit("spectrum", {"model": model, "targets": targets, "run": run, "config": config})
+
+
+QUICK_ESD = "quick ESD erasure (fast preset)"
+
+
+@user_errors
+def spectrum_status(job_id: str, top_n: float = 20) -> tuple:
+    """API `spectrum_status`: progress, then the figures, the top-N table and the CSV file."""
+    from sensitivity import figures, load_spectrum
+
+    info = manager().info(job_id)
+    if info.kind != "spectrum":
+        raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
+    text = f"**{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}"
+    if info.message and info.state != "done":
+        text += f"\n\n{info.message}"
+    csv = manager().folder(job_id).spectrum_path / "spectrum.csv"
+    if info.state != "done" or not csv.exists():
+        return text, None, None, None, None, None
+    df = load_spectrum(csv.parent)
+    column = "delta" if df["delta"].notna().any() else "proxy"
+    top = df.sort_values(column, ascending=False).head(int(top_n))
+    table = top[["concept", "kind", column, "proxy", "text_sim"]].round(4)
+    return (text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
+            figures.similarity_scatter(df, column), table, str(csv))
+
+
+@user_errors
+def download_csv(job_id: str) -> str:
+    """API `download_csv`: the spectrum table of a finished spectrum job."""
+    csv = manager().folder(job_id).spectrum_path / "spectrum.csv"
+    if not csv.exists():
+        raise ValueError(f"{job_id} has no spectrum yet; wait until it is done")
+    return str(csv)
+
+
+# ====================================================================== Compare
+@user_errors
+def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, run_jobs: list[str] | None,
+                  steps: float, guidance: float, reveal: bool) -> list[tuple[np.ndarray, str]]:
+    """API `compare`: one sheet per model (base first), rows = prompts, columns = seeds."""
+    from backends.safety import NudityDetector
+    from evaluation.compare import compare, render
+
+    lines = [p.strip() for p in (prompts or "").splitlines()]
+    runs, erased = {}, []
+    for job_id in run_jobs or []:
+        run = _done_run(job_id)
+        runs[job_id] = str(run)
+        erased += manager().folder(job_id).record["params"]["targets"]
+    seeds = [int(first_seed) + i for i in range(int(n_seeds))]
+    result = compare(_pipeline(model), runs, lines, seeds, erased, SamplerSettings(int(steps), float(guidance)),
+                     detector=NudityDetector(), reveal=bool(reveal))
+    return [(sheet, label) for label, sheet in render(result).items()]
+
+
+# ====================================================================== Trajectory
+@user_errors
+def trajectory(job_id: str) -> tuple:
+    """API `trajectory`: concept timeline and the image strips G(theta'_t, z_T, c_e) / (c_a)."""
+    job = manager().folder(job_id)
+    if job.kind != "erase":
+        raise ValueError(f"{job_id} is a {job.kind} job; pick an erase job")
+    strips = snapshot_strips(job.run_path) if (job.run_path / "config.json").exists() else {}
+
+    def strip(name: str) -> list:
+        return [(str(path), f"step {step}") for step, path in strips.get(name, [])]
+
+    return concept_timeline(_run_events(job)), strip("ce"), strip("ca")
+
+
+# ====================================================================== UI
+def _refresh_choices():
+    """Job table and every job picker's choices (jobs appear, finish and get resumed meanwhile)."""
+    erasures, spectra, done = _job_choices("erase"), _job_choices("spectrum"), _finished_erasures()
+    return (job_table(), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
+            gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=erasures))
 
 
 def build_ui() -> gr.Blocks:
+    methods = list_methods()
     with gr.Blocks(title="Concept Sensitivity Explorer") as demo:
         gr.Markdown("# Concept Sensitivity Explorer\nErase a concept from a text-to-image model and see what else it hurt.")
+        model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
+                            info="a preset, a local diffusers folder or a hub repo id")
         with gr.Tab("Model"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
-                                        info="a preset, a local diffusers folder or a hub repo id")
+                    device = gr.Dropdown(["cpu", "cuda"], value="cpu", label="Device")
+                    dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype")
+                    load = gr.Button("Load model")
+                    info = gr.Markdown(elem_id="model-info")
                     prompt = gr.Textbox(value="a red star", label="Prompt")
                     seed = gr.Number(value=0, precision=0, label="First seed")
                     n_images = gr.Slider(1, MAX_IMAGES, value=8, step=1, label="Images")
@@ -59,8 +313,145 @@ def build_ui() -> gr.Blocks:
                     run = gr.Button("Generate", variant="primary")
                 with gr.Column(scale=2):
                     out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
+            load.click(load_model, [model, device, dtype], info, api_name="load_model")
             run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance], out, api_name="generate")
+
+        with gr.Tab("Erase"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
+                    e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated")
+                    e_scope = gr.Radio(["object", "style", "nudity"], value="object", label="Preset: concept type")
+                    e_speed = gr.Radio(["fast", "reference"], value="fast", label="Preset: settings")
+                    e_group = gr.Dropdown(["xattn", "noxattn", "kv", "full"], value="xattn", label="Parameter group")
+                    e_steps = gr.Number(value=300, precision=0, label="Steps")
+                    e_lr = gr.Number(value=1e-3, label="Learning rate")
+                    e_snap = gr.Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)")
+                    e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
+                with gr.Column(scale=2):
+                    e_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="erase-job")
+                    e_status = gr.Markdown(elem_id="erase-status")
+                    e_losses = gr.Plot(label="Losses")
+                    with gr.Row():
+                        e_cancel = gr.Button("Cancel", elem_id="erase-cancel")
+                        e_resume = gr.Button("Resume", elem_id="erase-resume")
+                        e_delta = gr.Button("Download erased weights")
+                        e_full = gr.Button("Download diffusers folder")
+                    e_msg = gr.Markdown()
+                    e_files = gr.File(label="Downloads", file_count="multiple")
+            demo.load(erase_defaults, [model, e_method, e_scope, e_speed], [e_group, e_steps, e_lr],
+                      api_name="erase_defaults")
+            for w in (e_method, e_scope, e_speed):
+                w.change(erase_defaults, [model, e_method, e_scope, e_speed], [e_group, e_steps, e_lr],
+                         api_visibility="private")
+            e_start.click(erase_start, [model, e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap],
+                          e_job, api_name="erase_start")
+            e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
+            e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
+            e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
+            e_delta.click(download_delta, e_job, e_files, api_name="download_delta")
+            e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers")
+
+        with gr.Tab("Spectrum"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
+                    s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
+                                        allow_custom_value=True)
+                    s_vocab = gr.Dropdown(["world", "clip-words", "clip-all", "nearest-50"], value="world",
+                                          label="Vocabulary", allow_custom_value=True)
+                    s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
+                                     type="filepath")
+                    s_size = gr.Number(value=0, precision=0, label="First N words (0 = all)")
+                    s_k = gr.Number(value=8, precision=0, label="Samples per concept (k)")
+                    s_steps = gr.Number(value=25, precision=0, label="Sampler steps")
+                    s_guidance = gr.Number(value=5.0, label="Guidance")
+                    s_seed = gr.Number(value=0, precision=0, label="First seed")
+                    s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
+                    s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
+                with gr.Column(scale=2):
+                    s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
+                    s_status = gr.Markdown(elem_id="spectrum-status")
+                    s_hist = gr.Plot(label="Histogram")
+                    s_top = gr.Plot(label="Most affected")
+                    s_scatter = gr.Plot(label="Similarity vs damage")
+                    s_table = gr.Dataframe(label="Top concepts", elem_id="spectrum-table")
+                    s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
+            s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
+                                           s_run, s_proxy], s_job, api_name="spectrum_start")
+            s_job.change(spectrum_status, s_job, [s_status, s_hist, s_top, s_scatter, s_table, s_csv],
+                         api_name="spectrum_status")
+            gr.Button("Cancel spectrum").click(job_cancel, s_job, s_status, api_visibility="private")
+            s_dl = gr.Button("Download CSV", visible=False)
+            s_dl.click(download_csv, s_job, s_csv, api_name="download_csv")
+
+        with gr.Tab("Compare"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    c_runs = gr.Dropdown([], multiselect=True, label="Erased models (finished erase jobs)",
+                                         allow_custom_value=True, elem_id="compare-runs")
+                    c_prompts = gr.Textbox("a red star\na blue star\na red heart\na green circle\na yellow moon",
+                                           lines=5, label="Prompts (one per line)")
+                    c_seed = gr.Number(value=0, precision=0, label="First seed")
+                    c_n = gr.Slider(1, 8, value=4, step=1, label="Seeds")
+                    c_steps = gr.Number(value=20, precision=0, label="Sampler steps")
+                    c_guidance = gr.Number(value=5.0, label="Guidance")
+                    c_reveal = gr.Checkbox(False, label="Show images NudeNet flags (unblurred)")
+                    c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+                with gr.Column(scale=2):
+                    c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
+                                       elem_id="compare-gallery")
+            c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal], c_out,
+                       api_name="compare")
+
+        with gr.Tab("Trajectory"):
+            t_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="trajectory-job")
+            t_go = gr.Button("Show trajectory", elem_id="trajectory-go")
+            t_timeline = gr.Plot(label="Adversarial concept per step")
+            t_ce = gr.Gallery(label="G(θ'_t, z_T, c_e): the erased concept over training", columns=8, height="auto",
+                              elem_id="trajectory-ce")
+            t_ca = gr.Gallery(label="G(θ'_t, z_T, c_a): the adversarial concept over training", columns=8,
+                              height="auto", elem_id="trajectory-ca")
+            t_go.click(trajectory, t_job, [t_timeline, t_ce, t_ca], api_name="trajectory")
+
+        with gr.Tab("Jobs"):
+            j_table = gr.Dataframe(job_table, label="Jobs (newest first)", elem_id="job-table")
+            gr.Button("Refresh").click(job_table, None, j_table, api_name="job_list")
+
+        outputs = [j_table, e_job, s_run, s_job, c_runs, t_job]
+        demo.load(_refresh_choices, None, outputs, api_visibility="private")
+        timer = gr.Timer(2.0)
+        timer.tick(_refresh_choices, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
+        e_seen, s_seen = gr.State(""), gr.State("")
+        timer.tick(_poll_erase, [e_job, e_seen], [e_status, e_losses, e_seen], api_visibility="private",
+                   concurrency_limit=None, show_progress="hidden")
+        timer.tick(_poll_spectrum, [s_job, s_seen], [s_status, s_hist, s_top, s_scatter, s_table, s_csv, s_seen],
+                   api_visibility="private", concurrency_limit=None, show_progress="hidden")
     return demo
+
+
+def _poll_erase(job_id: str, seen: str):
+    """Live erasure progress while the selected job runs, plus one last update when it stops;
+    `seen` (per browser session) is the job and state shown last."""
+    if not job_id:
+        return gr.skip(), gr.skip(), seen
+    key = f"{job_id}:{manager().info(job_id).state}"
+    if key == seen and not key.endswith((":running", ":queued")):
+        return gr.skip(), gr.skip(), seen
+    return (*erase_status(job_id), key)
+
+
+def _poll_spectrum(job_id: str, seen: str):
+    """Spectrum progress while it runs, then the figures once when it finishes."""
+    if not job_id:
+        return (gr.skip(),) * 6 + (seen,)
+    state = manager().info(job_id).state
+    key = f"{job_id}:{state}"
+    if key == seen and state not in ("running", "queued"):
+        return (gr.skip(),) * 6 + (seen,)
+    if state in ("running", "queued"):
+        return (spectrum_status(job_id)[0],) + (gr.skip(),) * 5 + (key,)
+    return (*spectrum_status(job_id), key)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,10 @@
 from .config import PARAM_GROUPS, EraseConfig
 from .events import Cancelled, CancelToken, Event
 from .registry import get_method, list_methods
-from .runs import RunFolder, apply, export
+from .runs import RunFolder, apply, erased_copy, export
 from .trainer import erase, resolve_config, resume
 
 __all__ = [
-    "PARAM_GROUPS", "CancelToken", "Cancelled", "EraseConfig", "Event", "RunFolder", "apply", "erase",
+    "PARAM_GROUPS", "CancelToken", "Cancelled", "EraseConfig", "Event", "RunFolder", "apply", "erase", "erased_copy",
     "export", "get_method", "list_methods", "resolve_config", "resume",
 ]

@@ -157,6 +157,15 @@ def apply(pipe, run: str | Path | RunFolder):
     return pipe
 
 
+def erased_copy(pipe, run: str | Path | RunFolder):
+    """A new pipeline sharing every component of `pipe` but the UNet: a copy carrying the run's result."""
+    import copy
+
+    erased = type(pipe)(**{**pipe.components, "unet": copy.deepcopy(pipe.unet)})
+    erased.set_progress_bar_config(disable=True)
+    return apply(erased, run)
+
+
 def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):
     """Write a full diffusers folder of the base model with the erased tensors applied."""
     from backends import load_pipeline

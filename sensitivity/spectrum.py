@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from backends import SamplerSettings, generate
+from erasure import erased_copy
 from erasure.diffusion import embed_prompts
 
 from .cache import SampleCache, pipeline_fingerprint
@@ -107,16 +108,6 @@ class Models:
                                 config.seed)
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
-
-
-def erased_copy(pipe, run) -> object:
-    """A pipeline with the base's text encoder/VAE and a copy of its UNet carrying the run's result."""
-    from erasure import apply
-
-    components = {**pipe.components, "unet": copy.deepcopy(pipe.unet)}
-    erased = type(pipe)(**components)
-    erased.set_progress_bar_config(disable=True)
-    return apply(erased, run)
 
 
 def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", cache_root=None, pipe=None) -> Models:

@@ -33,3 +33,108 @@ def test_generate_grid_returns_enlarged_grid(embedded_pipe):
 def test_bad_input_gives_a_clear_error(args, message):
     with pytest.raises(gr.Error, match=message):
         app.generate_grid(*args)
+
+
+# ---------------------------------------------------------------------------- the real app, over its API
+import time  # noqa: E402
+import zipfile  # noqa: E402
+
+from gradio_client import Client  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from tests.app_server import AppServer  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    server = AppServer(tmp_path_factory.mktemp("app") / "jobs").start()
+    yield server, Client(server.url, verbose=False)
+    server.kill()
+
+
+def _until(client, endpoint, job_id, done, timeout=600, *extra):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        out = client.predict(job_id, *extra, api_name=endpoint)
+        if done(out):
+            return out
+        time.sleep(1)
+    raise TimeoutError(f"{endpoint} {job_id}: {out}")
+
+
+def _headline(out) -> str:
+    return (out[0] if isinstance(out, (list, tuple)) else out).split("\n")[0]
+
+
+@pytest.mark.slow
+def test_api_flow_erase_trajectory_compare_spectrum_downloads(served):
+    _, c = served
+    assert "loaded on cpu" in c.predict("embedded", "cpu", "float32", api_name="/load_model")
+    assert c.predict("embedded", "ap", "object", "fast", api_name="/erase_defaults")[0] == "xattn"
+    job = c.predict("embedded", "ap", "star", "object", "fast", "xattn", 24, 1e-3, 8, api_name="/erase_start")
+    status = _until(c, "/erase_status", job, lambda o: "done" in _headline(o) or "failed" in _headline(o))
+    assert "**done** — step 24 / 24" in status[0] and "adversarial concept" in status[0]
+    timeline, ce, ca = c.predict(job, api_name="/trajectory")
+    assert [x["caption"] for x in ce] == ["step 1", "step 8", "step 16", "step 24"] and len(ca) == 4
+    sheets = c.predict("embedded", "a red star\na blue heart", 0, 2, [job], 8, 5.0, False, api_name="/compare")
+    assert [s["caption"] for s in sheets] == ["base", job]
+    delta, config = c.predict(job, api_name="/download_delta")
+    assert all(k.startswith("unet.") and "attn2" in k for k in load_file(delta))
+    with zipfile.ZipFile(c.predict(job, api_name="/download_diffusers")) as z:
+        assert "model_index.json" in z.namelist() and "erasure.json" in z.namelist()
+    spec = c.predict("embedded", "star", "world", None, 0, 1, 8, 5.0, 0, job, False, api_name="/spectrum_start")
+    out = _until(c, "/spectrum_status", spec, lambda o: not _headline(o).startswith(("**queued", "**running")),
+                 600, 10)
+    assert out[0].startswith("**done") and out[4]["data"], out[0]
+    csv = open(c.predict(spec, api_name="/download_csv")).read()
+    assert csv.startswith("concept,") and "\nstar,target," in csv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, message", [
+    (("embedded", "ap", "", "object", "fast", "xattn", 10, 1e-3, 0), "non-empty"),
+    (("embedded", "ap", "star" * 60, "object", "fast", "xattn", 10, 1e-3, 0), "longer than 200"),
+    (("embedded", "ap", "zebra", "object", "fast", "xattn", 10, 1e-3, 0), "does not know 'zebra'"),
+    (("embedded", "ap", "star", "object", "fast", "xattn", 10, -1.0, 0), "lr must be > 0"),
+    (("embedded", "ap", "star", "object", "fast", "xattn", 0, 1e-3, 0), "steps must be > 0"),
+    (("embedded", "ap", "star", "object", "fast", "everything", 10, 1e-3, 0), "not in the list of choices"),
+])
+def test_api_rejects_bad_erase_input_and_keeps_serving(served, args, message):
+    _, c = served
+    before = c.predict(api_name="/job_list")["data"]
+    with pytest.raises(Exception, match=message):
+        c.predict(*args, api_name="/erase_start")
+    assert c.predict(api_name="/job_list")["data"] == before  # nothing written, nothing lost
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("k, vocab, message", [(0, "world", "k .* must be in 1..1000"),
+                                               (10**7, "world", "k .* must be in 1..1000"),
+                                               (2, "no-such-vocabulary", "unknown vocabulary")])
+def test_api_rejects_bad_spectrum_input(served, k, vocab, message):
+    _, c = served
+    with pytest.raises(Exception, match=message):
+        c.predict("embedded", "star", vocab, None, 0, k, 8, 5.0, 0, "", False, api_name="/spectrum_start")
+
+
+@pytest.mark.slow
+def test_killed_app_shows_the_job_interrupted_and_resume_finishes_it(tmp_path):
+    server = AppServer(tmp_path / "jobs").start()
+    try:
+        c = Client(server.url, verbose=False)
+        job = c.predict("embedded", "ap", "star", "object", "fast", "xattn", 60, 1e-3, 0, api_name="/erase_start")
+        _until(c, "/erase_status", job, lambda o: "step 0 " not in _headline(o) and int(
+            _headline(o).split("step ")[1].split(" ")[0]) >= 12, 300)
+        server.kill()
+        server = AppServer(tmp_path / "jobs", port=server.port).start()
+        c = Client(server.url, verbose=False)
+        rows = {r[0]: r for r in c.predict(api_name="/job_list")["data"]}
+        assert rows[job][2] == "interrupted"
+        assert "interrupted" in c.predict(job, api_name="/erase_status")[0]
+        c.predict(job, api_name="/job_resume")
+        status = _until(c, "/erase_status", job, lambda o: "done" in _headline(o) or "failed" in _headline(o))
+        assert "**done** — step 60 / 60" in status[0]
+        events = [line for line in (tmp_path / "jobs" / job / "run" / "events.jsonl").read_text().splitlines()]
+        assert sum('"kind": "start"' in e for e in events) == 2  # started once, resumed once
+    finally:
+        server.kill()

@@ -150,7 +150,7 @@ def test_sample_cache_hits_misses_and_merges(tmp_path):
 
 
 def test_fingerprint_changes_with_the_unet(embedded_pipe, esd_run):
-    from sensitivity.spectrum import erased_copy
+    from erasure import erased_copy
 
     assert pipeline_fingerprint(embedded_pipe) == pipeline_fingerprint(embedded_pipe)
     assert pipeline_fingerprint(erased_copy(embedded_pipe, esd_run)) != pipeline_fingerprint(embedded_pipe)
@@ -176,7 +176,7 @@ def test_same_seeds_same_delta_and_cache_reuse(embedded_pipe, esd_run, words_fil
 
 def test_table_columns_ranks_and_delta_definition(embedded_pipe, esd_run, words_file, tmp_path):
     from backends import generate
-    from sensitivity.spectrum import erased_copy
+    from erasure import erased_copy
 
     cfg = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
     df = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path)
@@ -200,9 +200,9 @@ def test_table_columns_ranks_and_delta_definition(embedded_pipe, esd_run, words_
 
 
 def test_proxy_is_zero_for_an_unchanged_model_and_positive_after_erasure(embedded_pipe, esd_run):
+    from erasure import erased_copy
     from erasure.diffusion import embed_prompts
     from sensitivity.proxy import proxy_divergence, proxy_points
-    from sensitivity.spectrum import erased_copy
 
     emb = embed_prompts(embedded_pipe, ["a star", "a circle"])
     t, z = proxy_points(embedded_pipe.unet, embedded_pipe.scheduler, 4, 2, seed=0)

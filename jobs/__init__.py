@@ -1,0 +1,12 @@
+"""Background jobs for the app (and scripts): erasures and spectra run in a worker thread, each job
+a folder on disk that survives restarts. No UI code here; the app only wires these calls.
+
+    from jobs import JobManager
+    manager = JobManager("runs/jobs")
+"""
+
+from .manager import JobManager
+from .store import FINAL, JobFolder, JobInfo
+from .tasks import check_known_concepts
+
+__all__ = ["FINAL", "JobFolder", "JobInfo", "JobManager", "check_known_concepts"]

@@ -1,0 +1,145 @@
+"""Background jobs: a queue and worker threads that run erasures and spectra one at a time (by
+default), so a request never waits on training and the page stays responsive.
+
+    manager = JobManager("runs/jobs")
+    job_id = manager.submit("erase", {"model": "embedded", "method": "ap", "targets": ["star"],
+                                      "presets": "object,fast", "overrides": {"steps": 100}})
+    manager.info(job_id).state      # queued -> running -> done
+    manager.cancel(job_id); manager.resume(job_id)
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import traceback
+from pathlib import Path
+
+from erasure import Cancelled, CancelToken
+
+from .store import FINAL, JobFolder, JobInfo, find_job, job_folders
+from .tasks import CHECKS, RUNNERS
+
+
+class JobManager:
+    def __init__(self, root: str | Path, workers: int = 1):
+        self.root = Path(root)
+        self._check_writable()
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
+                         for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    # ------------------------------------------------------------------ requests
+    def submit(self, kind: str, params: dict) -> str:
+        """Check the request (ValueError with a fix-it message if bad), then queue it; returns the job id."""
+        if kind not in CHECKS:
+            raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(CHECKS)}")
+        title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
+        job = JobFolder.create(self.root, kind, params, title)
+        job.set_state("queued", 0, total)
+        self._enqueue(job.id)
+        return job.id
+
+    def resume(self, job_id: str) -> str:
+        """Queue an interrupted, cancelled or failed job again; it continues from its last checkpoint."""
+        job = find_job(self.root, job_id)
+        info = self.info(job_id)
+        if info.state not in ("interrupted", "cancelled", "failed"):
+            raise ValueError(f"job {job_id} is {info.state}; only interrupted, cancelled or failed jobs resume")
+        job.set_state("queued", info.step, info.total, "resuming")
+        self._enqueue(job.id)
+        return job.id
+
+    def cancel(self, job_id: str) -> None:
+        """Stop a queued or running job; a running erasure checkpoints first, so it can be resumed."""
+        find_job(self.root, job_id)
+        with self._lock:
+            token = self._live.get(job_id)
+        if token is None:
+            raise ValueError(f"job {job_id} is not queued or running in this app; nothing to cancel")
+        token.cancel()
+
+    # ------------------------------------------------------------------ queries
+    def info(self, job_id: str) -> JobInfo:
+        job = find_job(self.root, job_id)
+        with self._lock:
+            live = job_id in self._live
+        return job.info(live)
+
+    def jobs(self, kind: str | None = None) -> list[JobInfo]:
+        with self._lock:
+            live = set(self._live)
+        return [j.info(j.id in live) for j in job_folders(self.root) if kind is None or j.kind == kind]
+
+    def folder(self, job_id: str) -> JobFolder:
+        return find_job(self.root, job_id)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobInfo:
+        """Block until the job leaves the queue (tests, scripts)."""
+        with self._idle:
+            self._idle.wait_for(lambda: job_id not in self._live, timeout)
+        return self.info(job_id)
+
+    # ------------------------------------------------------------------ worker
+    def _enqueue(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._live:
+                raise ValueError(f"job {job_id} is already queued or running")
+            self._live[job_id] = CancelToken()
+        self._queue.put(job_id)
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            try:
+                self._run(job_id)
+            finally:
+                with self._idle:
+                    self._live.pop(job_id, None)
+                    self._idle.notify_all()
+
+    def _run(self, job_id: str) -> None:
+        job = find_job(self.root, job_id)
+        token = self._live[job_id]
+        st = job.state()
+        total = st.get("total", 0)
+        if token.cancelled:  # cancelled while still queued
+            job.set_state("cancelled", st.get("step", 0), total, "cancelled before it started; resume to run it")
+            return
+
+        def report(step: int, tot: int, message: str) -> None:
+            job.set_state("running", step, tot or total, message)
+
+        report(st.get("step", 0), total, "starting")
+        try:
+            RUNNERS[job.kind](job, token, report)
+        except Cancelled as e:
+            job.set_state("cancelled", self._step(job), total, f"{e}")
+        except Exception as e:  # noqa: BLE001 - the job fails, the app and the other jobs go on
+            job.set_state("failed", self._step(job), total, f"{type(e).__name__}: {e}")
+            (job.path / "error.txt").write_text(traceback.format_exc())
+        else:
+            job.set_state("done", max(total, self._step(job)), total, "finished")
+
+    @staticmethod
+    def _step(job: JobFolder) -> int:
+        return job.info(live=True).step
+
+    def _check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".write-test-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise PermissionError(f"cannot write job folders to {self.root} ({e.strerror}); "
+                                  "set CSE_JOBS_DIR to a writable folder") from e
+
+
+__all__ = ["FINAL", "JobManager"]

@@ -1,0 +1,122 @@
+"""Jobs are folders on disk, so the job list survives page reloads and app restarts.
+
+    <root>/<job id>/job.json      kind, parameters, title, created (written once)
+    <root>/<job id>/state.json    queued | running | done | failed | cancelled, progress, message, pid
+    <root>/<job id>/run/          erasure jobs: the erasure run folder (erasure.RunFolder)
+    <root>/<job id>/spectrum/     spectrum jobs: the spectrum folder (sensitivity.save_spectrum)
+
+A job whose state.json says queued or running but that no live worker owns was cut off by a
+crash or restart: it is reported as "interrupted" and can be resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from backends.storage import write_json
+
+KINDS = ("erase", "spectrum")
+FINAL = ("done", "failed", "cancelled")
+_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-\d{3}$")
+
+
+@dataclass
+class JobInfo:
+    id: str
+    kind: str  # "erase" | "spectrum"
+    title: str  # one line for the job list
+    state: str  # queued | running | done | failed | cancelled | interrupted
+    step: int  # work done (erasure steps, spectrum concepts)
+    total: int  # work budget
+    message: str
+    created: str
+    path: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class JobFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.id = self.path.name
+
+    @classmethod
+    def create(cls, root: Path, kind: str, params: dict, title: str) -> JobFolder:
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
+        root.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):  # ids sort by creation time; the counter separates jobs of one second
+            path = root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{n:03d}"
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise RuntimeError(f"could not create a job folder under {root}")
+        job = cls(path)
+        write_json(path / "job.json", {"kind": kind, "params": params, "title": title,
+                                       "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+        job.set_state("queued")
+        return job
+
+    @property
+    def record(self) -> dict:
+        return json.loads((self.path / "job.json").read_text())
+
+    @property
+    def kind(self) -> str:
+        return self.record["kind"]
+
+    @property
+    def run_path(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def spectrum_path(self) -> Path:
+        return self.path / "spectrum"
+
+    def state(self) -> dict:
+        try:
+            return json.loads((self.path / "state.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"state": "interrupted", "step": 0, "total": 0, "message": "state file missing"}
+
+    def set_state(self, state: str, step: int = 0, total: int = 0, message: str = "") -> None:
+        write_json(self.path / "state.json", {"state": state, "step": step, "total": total, "message": message,
+                                              "pid": os.getpid(), "updated": time.time()})
+
+    def info(self, live: bool) -> JobInfo:
+        """`live`: a worker of this process owns the job (queued or running); otherwise an unfinished
+        job is reported as interrupted."""
+        rec, st = self.record, self.state()
+        state = st["state"]
+        if state not in FINAL and not live:
+            state = "interrupted"
+        step, total = st.get("step", 0), st.get("total", 0)
+        if rec["kind"] == "erase" and (self.run_path / "status.json").exists():
+            # the erasure loop keeps its own step count, checkpoint by checkpoint
+            step = max(step, json.loads((self.run_path / "status.json").read_text()).get("step", 0))
+        return JobInfo(self.id, rec["kind"], rec["title"], state, step, total, st.get("message", ""),
+                       rec["created"], str(self.path))
+
+
+def job_folders(root: Path) -> list[JobFolder]:
+    """Every job under root, newest first (ids sort by creation time)."""
+    if not root.exists():
+        return []
+    paths = [p for p in root.iterdir() if p.is_dir() and _ID.match(p.name) and (p / "job.json").exists()]
+    return [JobFolder(p) for p in sorted(paths, key=lambda p: p.name, reverse=True)]
+
+
+def find_job(root: Path, job_id: str) -> JobFolder:
+    job_id = (job_id or "").strip()
+    if not _ID.match(job_id) or not (root / job_id / "job.json").exists():
+        raise KeyError(f"no job {job_id!r} under {root}; pick one from the job list")
+    return JobFolder(root / job_id)
