@@ -4,7 +4,8 @@
 
 UI code only wires events: compute lives in `backends`, `erasure`, `sensitivity`, `evaluation` and
 `jobs`. Erasures and spectra run as background jobs (folders under CSE_JOBS_DIR, default runs/jobs),
-so the job list survives page reloads and restarts. Every action is a named API endpoint.
+one at a time, so the job list survives page reloads and restarts. Requests that sample images
+(generate, compare, export) share one queue ("gpu"), one at a time. Every action is a named API endpoint.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from jobs import JobManager
 MAX_IMAGES = 16
 JOBS_DIR = os.environ.get("CSE_JOBS_DIR", str(Path(__file__).resolve().parent / "runs" / "jobs"))
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, ModelUnavailableError)
 _manager: JobManager | None = None
 
@@ -52,7 +54,7 @@ def user_errors(fn):
 
 
 @functools.lru_cache(maxsize=2)
-def _pipeline(model: str, device: str = "cpu", dtype: str = "float32"):
+def _pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
     return load_pipeline(model, device=device, dtype=DTYPES[dtype])
 
 
@@ -141,7 +143,7 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     targets = [t.strip() for t in (target or "").split(",")]
     overrides = {"param_group": param_group, "steps": int(steps), "lr": float(lr),
                  "snapshot_every": int(snapshot_every), "checkpoint_every": max(1, int(steps) // 10)}
-    return manager().submit("erase", {"model": model, "method": method, "targets": targets,
+    return manager().submit("erase", {"model": model, "method": method, "targets": targets, "device": DEVICE,
                                       "presets": _presets(scope, speed), "overrides": overrides})
 
 
@@ -212,7 +214,8 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
               "guidance": float(guidance), "seed": int(seed), "proxy_only": bool(proxy_only)}
     targets = [t.strip() for t in (target or "").split(",")]
     run = run_job if run_job and run_job != QUICK_ESD else None
-    return manager().submit("spectrum", {"model": model, "targets": targets, "run": run, "config": config})
+    return manager().submit("spectrum", {"model": model, "targets": targets, "run": run, "config": config,
+                                         "device": DEVICE})
 
 
 QUICK_ESD = "quick ESD erasure (fast preset)"
@@ -252,8 +255,9 @@ def download_csv(job_id: str) -> str:
 # ====================================================================== Compare
 @user_errors
 def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, run_jobs: list[str] | None,
-                  steps: float, guidance: float, reveal: bool) -> list[tuple[np.ndarray, str]]:
-    """API `compare`: one sheet per model (base first), rows = prompts, columns = seeds."""
+                  steps: float, guidance: float, reveal: bool) -> tuple[list[tuple[np.ndarray, str]], str]:
+    """API `compare`: one sheet per model (base first; rows = prompts, columns = seeds) and, on the
+    embedded model, how many images of each shape the world classifier still recognises."""
     from backends.safety import NudityDetector
     from evaluation.compare import compare, render
 
@@ -266,7 +270,24 @@ def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, r
     seeds = [int(first_seed) + i for i in range(int(n_seeds))]
     result = compare(_pipeline(model), runs, lines, seeds, erased, SamplerSettings(int(steps), float(guidance)),
                      detector=NudityDetector(), reveal=bool(reveal))
-    return [(sheet, label) for label, sheet in render(result).items()]
+    return [(sheet, label) for label, sheet in render(result).items()], _recognition_table(model, result)
+
+
+def _recognition_table(model: str, result) -> str:
+    from evaluation.compare import shape_recognition
+
+    if model != EMBEDDED:
+        return ""
+    from backends import load_classifier
+
+    rows = shape_recognition(result, load_classifier())
+    if not rows:
+        return ""
+    labels = list(result.images)
+    head = "| prompt | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
+    body = "\n".join(f"| {'✗ ' if r['erased'] else ''}{r['prompt']} | " + " | ".join(r[label] for label in labels)
+                     + " |" for r in rows)
+    return f"Images the world classifier recognises as the prompt's shape:\n\n{head}\n{body}"
 
 
 # ====================================================================== Trajectory
@@ -301,7 +322,7 @@ def build_ui() -> gr.Blocks:
         with gr.Tab("Model"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    device = gr.Dropdown(["cpu", "cuda"], value="cpu", label="Device")
+                    device = gr.Dropdown(["cpu", "cuda"], value=DEVICE, label="Device")
                     dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype")
                     load = gr.Button("Load model")
                     info = gr.Markdown(elem_id="model-info")
@@ -313,20 +334,23 @@ def build_ui() -> gr.Blocks:
                     run = gr.Button("Generate", variant="primary")
                 with gr.Column(scale=2):
                     out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
-            load.click(load_model, [model, device, dtype], info, api_name="load_model")
-            run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance], out, api_name="generate")
+            load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="gpu")
+            run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance], out, api_name="generate",
+                      concurrency_id="gpu")
 
         with gr.Tab("Erase"):
             with gr.Row():
                 with gr.Column(scale=1):
                     e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
-                    e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated")
+                    e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
+                                          elem_id="erase-target")
                     e_scope = gr.Radio(["object", "style", "nudity"], value="object", label="Preset: concept type")
                     e_speed = gr.Radio(["fast", "reference"], value="fast", label="Preset: settings")
                     e_group = gr.Dropdown(["xattn", "noxattn", "kv", "full"], value="xattn", label="Parameter group")
-                    e_steps = gr.Number(value=300, precision=0, label="Steps")
-                    e_lr = gr.Number(value=1e-3, label="Learning rate")
-                    e_snap = gr.Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)")
+                    e_steps = gr.Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
+                    e_lr = gr.Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
+                    e_snap = gr.Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
+                                       elem_id="erase-snapshot")
                     e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
                 with gr.Column(scale=2):
                     e_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="erase-job")
@@ -350,21 +374,21 @@ def build_ui() -> gr.Blocks:
             e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
             e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
             e_delta.click(download_delta, e_job, e_files, api_name="download_delta")
-            e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers")
+            e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers", concurrency_id="gpu")
 
         with gr.Tab("Spectrum"):
             with gr.Row():
                 with gr.Column(scale=1):
                     s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
                     s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
-                                        allow_custom_value=True)
+                                        allow_custom_value=True, elem_id="spectrum-run")
                     s_vocab = gr.Dropdown(["world", "clip-words", "clip-all", "nearest-50"], value="world",
                                           label="Vocabulary", allow_custom_value=True)
                     s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
                                      type="filepath")
                     s_size = gr.Number(value=0, precision=0, label="First N words (0 = all)")
-                    s_k = gr.Number(value=8, precision=0, label="Samples per concept (k)")
-                    s_steps = gr.Number(value=25, precision=0, label="Sampler steps")
+                    s_k = gr.Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
+                    s_steps = gr.Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
                     s_guidance = gr.Number(value=5.0, label="Guidance")
                     s_seed = gr.Number(value=0, precision=0, label="First seed")
                     s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
@@ -393,7 +417,7 @@ def build_ui() -> gr.Blocks:
                     c_prompts = gr.Textbox("a red star\na blue star\na red heart\na green circle\na yellow moon",
                                            lines=5, label="Prompts (one per line)")
                     c_seed = gr.Number(value=0, precision=0, label="First seed")
-                    c_n = gr.Slider(1, 8, value=4, step=1, label="Seeds")
+                    c_n = gr.Slider(1, 8, value=4, step=1, label="Seeds", elem_id="compare-seeds")
                     c_steps = gr.Number(value=20, precision=0, label="Sampler steps")
                     c_guidance = gr.Number(value=5.0, label="Guidance")
                     c_reveal = gr.Checkbox(False, label="Show images NudeNet flags (unblurred)")
@@ -401,8 +425,9 @@ def build_ui() -> gr.Blocks:
                 with gr.Column(scale=2):
                     c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
                                        elem_id="compare-gallery")
-            c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal], c_out,
-                       api_name="compare")
+                    c_summary = gr.Markdown(elem_id="compare-summary")
+            c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal],
+                       [c_out, c_summary], api_name="compare", concurrency_id="gpu")
 
         with gr.Tab("Trajectory"):
             t_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="trajectory-job")
@@ -430,12 +455,22 @@ def build_ui() -> gr.Blocks:
     return demo
 
 
+def _state_or_none(job_id: str) -> str | None:
+    """The job's state, or None for no or an unknown id (the picker's own event reports that once;
+    the timer must not raise it every tick)."""
+    try:
+        return manager().info(job_id).state if job_id else None
+    except KeyError:
+        return None
+
+
 def _poll_erase(job_id: str, seen: str):
     """Live erasure progress while the selected job runs, plus one last update when it stops;
     `seen` (per browser session) is the job and state shown last."""
-    if not job_id:
+    state = _state_or_none(job_id)
+    if state is None:
         return gr.skip(), gr.skip(), seen
-    key = f"{job_id}:{manager().info(job_id).state}"
+    key = f"{job_id}:{state}"
     if key == seen and not key.endswith((":running", ":queued")):
         return gr.skip(), gr.skip(), seen
     return (*erase_status(job_id), key)
@@ -443,9 +478,9 @@ def _poll_erase(job_id: str, seen: str):
 
 def _poll_spectrum(job_id: str, seen: str):
     """Spectrum progress while it runs, then the figures once when it finishes."""
-    if not job_id:
+    state = _state_or_none(job_id)
+    if state is None:
         return (gr.skip(),) * 6 + (seen,)
-    state = manager().info(job_id).state
     key = f"{job_id}:{state}"
     if key == seen and state not in ("running", "queued"):
         return (gr.skip(),) * 6 + (seen,)

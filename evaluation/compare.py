@@ -82,3 +82,23 @@ def _sheet(r: Comparison, label: str, tile: int) -> np.ndarray:
             if r.flagged[label][i, j]:
                 draw.rectangle([left + j * tile, y, left + (j + 1) * tile - 1, y + tile - 1], outline="#c00000", width=3)
     return np.asarray(sheet)
+
+
+def shape_recognition(result: Comparison, classifier) -> list[dict]:
+    """Embedded model only: for every prompt naming a world shape, how many of its images the world
+    classifier recognises as that shape, per model. Rows {"prompt", "shape", "erased", label: "k/n"}.
+    Screened (blurred) tiles are classified as shown."""
+    from shapesworld.data import to_tensor
+    from shapesworld.world import SHAPES
+
+    rows = []
+    for i, prompt in enumerate(result.prompts):
+        shape = next((w for w in prompt.lower().split() if w in SHAPES), None)
+        if shape is None:
+            continue
+        row = {"prompt": prompt, "shape": shape, "erased": result.erased_rows[i]}
+        for label, images in result.images.items():
+            pred = classifier.predict(to_tensor(images[i]))["shape"].argmax(-1)  # [S]
+            row[label] = f"{int((pred == SHAPES.index(shape)).sum())}/{len(pred)}"
+        rows.append(row)
+    return rows

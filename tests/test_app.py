@@ -76,8 +76,10 @@ def test_api_flow_erase_trajectory_compare_spectrum_downloads(served):
     assert "**done** — step 24 / 24" in status[0] and "adversarial concept" in status[0]
     timeline, ce, ca = c.predict(job, api_name="/trajectory")
     assert [x["caption"] for x in ce] == ["step 1", "step 8", "step 16", "step 24"] and len(ca) == 4
-    sheets = c.predict("embedded", "a red star\na blue heart", 0, 2, [job], 8, 5.0, False, api_name="/compare")
+    sheets, summary = c.predict("embedded", "a red star\na blue heart", 0, 2, [job], 8, 5.0, False,
+                                api_name="/compare")
     assert [s["caption"] for s in sheets] == ["base", job]
+    assert f"| prompt | base | {job} |" in summary and "| ✗ a red star |" in summary and "| a blue heart |" in summary
     delta, config = c.predict(job, api_name="/download_delta")
     assert all(k.startswith("unet.") and "attn2" in k for k in load_file(delta))
     with zipfile.ZipFile(c.predict(job, api_name="/download_diffusers")) as z:
@@ -115,6 +117,18 @@ def test_api_rejects_bad_spectrum_input(served, k, vocab, message):
     _, c = served
     with pytest.raises(Exception, match=message):
         c.predict("embedded", "star", vocab, None, 0, k, 8, 5.0, 0, "", False, api_name="/spectrum_start")
+
+
+@pytest.mark.slow
+def test_api_rejects_a_binary_vocabulary_upload(served, tmp_path):
+    from gradio_client import handle_file
+
+    _, c = served
+    upload = tmp_path / "words.txt"  # a .txt name does not make it text
+    upload.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(Exception, match="binary|UTF-8"):
+        c.predict("embedded", "star", "world", handle_file(str(upload)), 0, 2, 8, 5.0, 0, "", False,
+                  api_name="/spectrum_start")
 
 
 @pytest.mark.slow
