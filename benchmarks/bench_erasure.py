@@ -1,7 +1,8 @@
-"""Erasure on the embedded model: ESD vs AP and AP's preservation variants, side by side.
+"""Erasure on the embedded model: ESD, UCE, CA, MCE and AP (with AP's preservation variants), side by side.
 
     python -m benchmarks.bench_erasure                 # everything, reference preset included (slow)
     python -m benchmarks.bench_erasure --skip-reference
+    python -m benchmarks.bench_erasure --rows "AP (fast)" "AP (reference)" --seeds 16   # the speed bar only
 
 Each row erases one shape (default "star") and scores ESR-1/5 on it and PSR-1/5 on the other
 shapes with the world classifier over "a {colour} {shape}" prompts x seeds. The `fast` and
@@ -27,6 +28,9 @@ from .common import print_table, write_result
 
 ROWS = [  # name, method, presets, overrides
     ("ESD (fast)", "esd", "object,fast", {}),
+    ("UCE", "uce", "object", {}),
+    ("CA (fast)", "ca", "object,fast", {}),
+    ("MCE (fast)", "mce", "object,fast", {}),
     ("AP: preserve nothing", "ap", "object,fast", {"preserve": "none"}),
     ("AP: preserve \"\"", "ap", "object,fast", {"preserve": "neutral"}),
     ("AP: preserve \"heart\"", "ap", "object,fast", {"preserve": "fixed", "fixed_concept": "heart"}),
@@ -52,7 +56,12 @@ def main() -> None:
     p.add_argument("--target", default="star")
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--skip-reference", action="store_true")
+    p.add_argument("--rows", nargs="+", metavar="NAME", help=f"only these rows (of: {'; '.join(r[0] for r in ROWS)})")
+    p.add_argument("--out", default="erasure", help="result name: benchmarks/results/<out>.json")
     a = p.parse_args()
+    unknown = set(a.rows or []) - {r[0] for r in ROWS}
+    if unknown:
+        p.error(f"unknown row(s) {sorted(unknown)}; valid: {'; '.join(r[0] for r in ROWS)}")
     torch.manual_seed(0)
     settings = SamplerSettings(steps=20, guidance=5.0)
     classifier = load_classifier()
@@ -62,7 +71,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench_erasure_"))
     try:
         for name, method, presets, overrides in ROWS:
-            if a.skip_reference and "reference" in presets:
+            if (a.skip_reference and "reference" in presets) or (a.rows and name not in a.rows):
                 continue
             rows.append(run_row(name, method, presets, overrides, a.target, a.seeds, settings, classifier, workdir))
             print_table(rows[-1:], ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5"])
@@ -74,12 +83,12 @@ def main() -> None:
     print_table(rows, ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5", "psr1_drop_vs_base"])
     byname = {r["method"]: r for r in rows}
     summary = {}
-    if "AP (reference)" in byname:
+    if "AP (reference)" in byname and "AP (fast)" in byname:
         fast, ref = byname["AP (fast)"], byname["AP (reference)"]
         summary = {"reference_over_fast_wall": round(ref["wall_s"] / fast["wall_s"], 2),
                    "esr1_gap": round(abs(ref["esr1"] - fast["esr1"]), 1), "psr1_gap": round(abs(ref["psr1"] - fast["psr1"]), 1)}
         print(f"\nfast vs reference: {summary}")
-    print("wrote", write_result("erasure", {"target": a.target, "seeds": a.seeds, "sampler": vars(settings), "rows": rows,
+    print("wrote", write_result(a.out, {"target": a.target, "seeds": a.seeds, "sampler": vars(settings), "rows": rows,
                                             "fast_vs_reference": summary}))
 
 

@@ -84,6 +84,13 @@ MODEL_PROFILES = {
         "vocab": "world",
         "k_closest": 100,
         "n_centres": 16,
+        # MCE: world captions naming the concept, and world captions to keep (ones naming a target are
+        # dropped by the method)
+        "erase_templates": ["a {concept}", "a red {concept}", "a green {concept}", "a blue {concept}",
+                            "a yellow {concept}", "a purple {concept}", "an orange {concept}",
+                            "a {concept} on a striped background", "a {concept} in outline"],
+        "keep_prompts": ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple diamond",
+                         "an orange heart", "a red moon", "a blue arrow", "a green hourglass", "a yellow star"],
     },
 }
 
@@ -98,7 +105,8 @@ def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str]
         if name not in presets:
             raise ValueError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
         values.update(presets[name])
-    values["lr"] = values["lr"] * profile.get("lr_scale", 1.0)
+    if getattr(config, "SCALE_LR", True):  # MCE's mask logits opt out: their lr does not depend on model size
+        values["lr"] = values["lr"] * profile.get("lr_scale", 1.0)
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {sorted(values)}")

@@ -7,6 +7,9 @@ import importlib
 _MODULES = {
     "esd": "erasure.esd",
     "ap": "erasure.ap",
+    "uce": "erasure.uce",
+    "ca": "erasure.ca",
+    "mce": "erasure.mce",
 }
 
 

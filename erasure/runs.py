@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from backends.storage import atomic_write, write_json, write_text
 
 from .events import Event
+from .masks import bake, parse_key
 from .state import load_state, save_state
 
 KEEP_CHECKPOINTS = 2
@@ -146,6 +147,12 @@ def apply(pipe, run: str | Path | RunFolder):
     tensors = run.result()
     modules = {"unet": pipe.unet}
     for key, value in tensors.items():
+        if key.startswith("mask."):  # MCE: binary neuron masks, baked into the weights
+            where, component, path = parse_key(key)
+            if component not in modules:
+                raise ValueError(f"mask {key!r} targets unknown component {component!r}")
+            bake(modules[component], where, path, value)
+            continue
         component, _, name = key.partition(".")
         if component not in modules:
             raise ValueError(f"result tensor {key!r} targets unknown component {component!r}")

@@ -124,7 +124,8 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
 def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
     ctx = Context(pipe, config)
     method = get_method(method_name)(ctx)
-    opt = torch.optim.Adam(list(ctx.trained.values()), lr=config.lr)
+    # a method with its own parameters (MCE's mask logits) brings its optimiser; the others train ctx.trained
+    opt = method.optimizer() if hasattr(method, "optimizer") else torch.optim.Adam(list(ctx.trained.values()), lr=config.lr)
     start = 0
     if checkpoint is not None:
         start, state = checkpoint
@@ -135,6 +136,10 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     run.set_status("running", start)
     emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}"))
     try:
+        if getattr(method, "closed_form", False):  # UCE: one solve instead of an optimisation loop
+            info = method.solve()
+            start = config.steps
+            emit(Event("step", config.steps, config.steps, time.time() - t0, **info))
         for step in range(start, config.steps):
             if cancel is not None and cancel.cancelled:
                 _checkpoint(run, ctx, method, opt, step)
@@ -157,7 +162,9 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     except BaseException as e:
         run.set_status("failed", run.status()["step"], f"{type(e).__name__}: {e}")
         raise
-    run.save_result({f"unet.{name}": p for name, p in ctx.trained.items()})
+    run.save_result(method.result() if hasattr(method, "result") else {f"unet.{n}": p for n, p in ctx.trained.items()})
+    if hasattr(method, "finish"):  # MCE: hooks off, binary masks baked, so `pipe` is the saved result
+        method.finish()
     run.set_status("done", config.steps)
     emit(Event("done", config.steps, config.steps, time.time() - t0))
     return run

@@ -1,0 +1,118 @@
+"""Neuron masks for MCE: where they sit, how they act while training, and how a binary mask is baked
+into the weights (exactly: a masked neuron's weights are zeroed, so nothing else needs hooks).
+
+A site masks one vector of activations of a module, either its input (`where="input"`: the FFN hidden
+neurons entering the FFN's output projection) or its output (`where="output"`: LayerNorm channels,
+AdaLayerNorm modulation values, FLUX single blocks' MLP neurons).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+KINDS = ("ffn", "norm")
+
+
+@dataclass(frozen=True)
+class Site:
+    path: str  # submodule path inside the denoiser
+    kind: str  # "ffn" (hidden neurons) | "norm" (normalisation / modulation outputs)
+    where: str  # "input" | "output" of that submodule
+    size: int  # neurons masked
+
+    def key(self, component: str) -> str:
+        """Name of this site's mask in a result file: mask.<where>.<pipeline component>.<path>."""
+        return f"mask.{self.where}.{component}.{self.path}"
+
+
+def parse_key(key: str) -> tuple[str, str, str]:
+    """"mask.input.unet.down_blocks.0...." -> ("input", "unet", "down_blocks.0....")."""
+    parts = key.split(".", 3)
+    if len(parts) != 4 or parts[0] != "mask" or parts[1] not in ("input", "output"):
+        raise ValueError(f"{key!r} is not a mask key (mask.<input|output>.<component>.<module path>)")
+    return parts[1], parts[2], parts[3]
+
+
+def mask_sites(model: nn.Module) -> list[Site]:
+    """FFN hidden neurons and normalisation/modulation outputs of every transformer block: diffusers'
+    FeedForward (UNet and FLUX double blocks), FLUX single blocks' MLP, affine LayerNorms inside
+    transformer blocks, AdaLayerNorm* modulation projections."""
+    sites = []
+    for name, m in model.named_modules():
+        cls = type(m).__name__
+        if cls == "FeedForward":
+            last = len(m.net) - 1
+            sites.append(Site(f"{name}.net.{last}", "ffn", "input", m.net[last].in_features))
+        elif cls == "FluxSingleTransformerBlock":
+            sites.append(Site(f"{name}.proj_mlp", "ffn", "output", m.proj_mlp.out_features))
+        elif isinstance(m, nn.LayerNorm) and m.elementwise_affine and "transformer_blocks" in name:
+            sites.append(Site(name, "norm", "output", m.normalized_shape[0]))
+        elif cls.startswith("AdaLayerNorm") and isinstance(getattr(m, "linear", None), nn.Linear):
+            sites.append(Site(f"{name}.linear", "norm", "output", m.linear.out_features))
+    if not sites:
+        raise ValueError(f"{type(model).__name__} has no transformer FFN or normalisation layers to mask")
+    return sites
+
+
+class Masker(nn.Module):
+    """One logit per neuron and site; mask = sigmoid(logit) while training ("soft"), logit > 0 once
+    binarised ("hard"), or no masking at all ("off": the original model)."""
+
+    def __init__(self, model: nn.Module, sites: list[Site], init_logit: float = 3.0, component: str = "unet"):
+        super().__init__()
+        self.sites, self.component = sites, component
+        self.logits = nn.ParameterList([nn.Parameter(torch.full((s.size,), init_logit)) for s in sites])
+        self.mode = "soft"
+        self._handles = [self._hook(model.get_submodule(s.path), s, i) for i, s in enumerate(sites)]
+
+    def _hook(self, module: nn.Module, site: Site, i: int):
+        def scale(x: torch.Tensor) -> torch.Tensor:  # x [..., size]: masks the last dimension
+            if self.mode == "off":
+                return x
+            return x * self.mask(i).to(x.dtype)
+
+        if site.where == "input":
+            return module.register_forward_pre_hook(lambda mod, args: (scale(args[0]), *args[1:]))
+        return module.register_forward_hook(lambda mod, args, out: scale(out))
+
+    def mask(self, i: int) -> torch.Tensor:
+        logit = self.logits[i]
+        return (logit > 0).float() if self.mode == "hard" else torch.sigmoid(logit)
+
+    def binary(self) -> dict[str, torch.Tensor]:
+        """Result tensors: site key -> bool mask [size] (True = neuron kept)."""
+        return {s.key(self.component): (logit.detach() > 0).cpu() for s, logit in zip(self.sites, self.logits)}
+
+    def param_groups(self, lr_ffn: float, lr_norm: float) -> list[dict]:
+        groups = {"ffn": [], "norm": []}
+        for s, logit in zip(self.sites, self.logits):
+            groups[s.kind].append(logit)
+        return [{"params": p, "lr": lr} for p, lr in ((groups["ffn"], lr_ffn), (groups["norm"], lr_norm)) if p]
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
+def masked_fraction(masks: dict[str, torch.Tensor]) -> float:
+    total = sum(m.numel() for m in masks.values())
+    return float(sum((~m.bool()).sum().item() for m in masks.values()) / max(total, 1))
+
+
+@torch.no_grad()
+def bake(model: nn.Module, where: str, path: str, keep: torch.Tensor) -> None:
+    """Zero the weights that feed (or read) masked neurons: the model then computes exactly what the
+    binary mask computes, with no hooks. keep: bool [neurons], True = kept."""
+    module = model.get_submodule(path)
+    drop = ~keep.bool().to(module.weight.device)
+    if drop.numel() != (module.weight.shape[1] if where == "input" else module.weight.shape[0]):
+        raise ValueError(f"a mask of {drop.numel()} neurons does not fit {path}; was the run made on another model?")
+    if where == "input":
+        module.weight[:, drop] = 0
+    else:
+        module.weight[drop] = 0
+        if getattr(module, "bias", None) is not None:
+            module.bias[drop] = 0

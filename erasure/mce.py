@@ -1,0 +1,171 @@
+"""MCE — Minimalist Concept Erasure (Zhang et al., ICML 2025; seed 000), SPEC 3.
+
+The weights stay frozen; a mask per FFN hidden neuron and per normalisation/modulation output is
+learnt (sigmoid-relaxed, binarised for the result). The loss is on the *final* output of a few-step
+sampler, back-propagated through every step (gradient checkpointing per denoiser call):
+
+    L = ||x^mask(p) - x^orig(p without the concept)||^2  +  beta ||x^mask(q) - x^orig(q)||^2
+
+for prompts p naming the concept and q not naming it, both models started from the same z_T.
+The result is the binary masks only; `apply` bakes them into the weights (zeroed rows/columns).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .config import EraseConfig
+from .diffusion import predict
+from .masks import Masker, mask_sites, masked_fraction
+
+# Prompt templates when none are given: SD/FLUX-style phrasings of a concept and generic kept prompts.
+ERASE_TEMPLATES = ["a photo of a {concept}", "a painting of a {concept}", "{concept}", "a picture of a {concept}",
+                   "an image of a {concept} in the city", "a close-up of a {concept}"]
+KEEP_PROMPTS = ["a photo of a dog", "a landscape with mountains", "a bowl of fruit", "a city street at night",
+                "a portrait of a woman", "a red car", "a cup of coffee on a table", "a forest in autumn"]
+
+
+@dataclass
+class MCEConfig(EraseConfig):
+    SCALE_LR: ClassVar[bool] = False  # mask logits: the seed's lr holds for every model size
+
+    lr: float = 0.5  # Adam lr of the FFN-neuron mask logits (lr_ffn)
+    lr_norm: float = 0.5  # Adam lr of the normalisation/modulation mask logits
+    weight_decay: float = 1e-2  # decoupled weight decay on the logits
+    beta: float = 0.01  # weight of the preservation term
+    steps: int = 400  # outer steps
+    batch: int = 4  # prompts per step (half naming the concept, half not)
+    ddim_steps: int = 4  # steps of the few-step sampler the loss differentiates through
+    sample_guidance: float = 5.0  # its classifier-free guidance (FLUX.1-schnell: guidance-distilled, 0)
+    init_logit: float = 3.0  # mask logits start here: sigmoid(3) = 0.95, nearly the original model
+    erase_templates: list[str] = field(default_factory=lambda: list(ERASE_TEMPLATES))  # prompts naming the concept
+    keep_prompts: list[str] = field(default_factory=lambda: list(KEEP_PROMPTS))  # prompts to leave unchanged
+    checkpointing: bool = True  # recompute activations in the backward pass (memory for FLUX)
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("lr_norm", "beta", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch < 2:
+            raise ValueError("batch must be >= 2: each step needs a prompt with and one without the concept")
+        if not self.erase_templates or any("{concept}" not in t for t in self.erase_templates):
+            raise ValueError("erase_templates must be a non-empty list of templates containing '{concept}'")
+        if not self.keep_prompts or any(not p.strip() for p in self.keep_prompts):
+            raise ValueError("keep_prompts must be a non-empty list of prompts")
+
+
+PRESETS = {
+    "object": {},
+    "style": {"erase_templates": ["a painting in the style of {concept}", "an artwork by {concept}",
+                                  "a landscape by {concept}", "a portrait by {concept}"]},
+    "nudity": {"erase_templates": ["a photo of a {concept} person", "{concept}", "a {concept} body"]},
+    # the seed: batch 4, lr 0.5 / 0.5, beta 0.01, Adam, 400 steps, weight decay 1e-2, a 4-step sampler
+    "reference": {"ddim_steps": 4},
+    "fast": {"steps": 150, "ddim_steps": 4},
+}
+
+
+def without(prompt: str, concept: str) -> str:
+    """The prompt with the concept's words removed ("a red star" -> "a red"): the concept-free target."""
+    out = re.sub(rf"\b{re.escape(concept.strip())}\b", " ", prompt, flags=re.IGNORECASE)
+    return re.sub(r"\s+", " ", out).strip()
+
+
+class MCE:
+    Config = MCEConfig
+    PRESETS = PRESETS
+
+    def __init__(self, ctx):
+        self.ctx, cfg = ctx, ctx.config
+        ctx.unet.requires_grad_(False)  # frozen weights: only the masks learn
+        self.masker = Masker(ctx.unet, mask_sites(ctx.unet), cfg.init_logit).to(ctx.device)
+        self.pairs = [(t.format(concept=c.strip()), without(t.format(concept=c.strip()), c))
+                      for c in cfg.targets for t in cfg.erase_templates]  # (with, without the concept)
+        words = {w.lower() for c in cfg.targets for w in c.split()}
+        self.keep = [q for q in cfg.keep_prompts if not words & set(q.lower().split())]  # none naming a target
+        if not self.keep:
+            raise ValueError("every keep prompt names an erased concept; give keep_prompts without it")
+        texts = sorted({p for pair in self.pairs for p in pair} | set(self.keep))
+        self.emb = dict(zip(texts, ctx.embed(texts).split(1)))  # prompt -> [1, L, d]
+
+    def optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.ctx.config
+        return torch.optim.AdamW(self.masker.param_groups(cfg.lr, cfg.lr_norm), weight_decay=cfg.weight_decay)
+
+    def _sample(self, emb: torch.Tensor, z: torch.Tensor, grad: bool) -> torch.Tensor:
+        """Final latents [B, C, h, w] of the few-step guided sampler from z_T; with `grad`, gradients
+        flow through every step (each denoiser call checkpointed)."""
+        ctx, cfg = self.ctx, self.ctx.config
+        uncond = ctx.emb_null.expand(len(z), -1, -1)
+        both = torch.cat([uncond, emb])
+        for t in ctx.scheduler.timesteps:
+            def denoise(x, both=both, t=t):
+                eps_u, eps_c = predict(ctx.unet, torch.cat([x, x]), t, both).chunk(2)
+                return eps_u + cfg.sample_guidance * (eps_c - eps_u)
+
+            if grad and cfg.checkpointing:
+                eps = checkpoint(denoise, z, use_reentrant=False)
+            else:
+                eps = denoise(z)
+            z = ctx.scheduler.step(eps, t, z).prev_sample
+        return z
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        ctx, cfg = self.ctx, self.ctx.config
+        n_e = max(1, cfg.batch // 2)
+        pairs = [self.pairs[int(i)] for i in ctx.rng.integers(len(self.pairs), size=n_e)]
+        keep = [self.keep[int(i)] for i in ctx.rng.integers(len(self.keep), size=cfg.batch - n_e)]
+        size, channels = ctx.unet.config.sample_size, ctx.unet.config.in_channels
+        z = torch.randn((cfg.batch, channels, size, size), generator=ctx.gen).to(ctx.device, ctx.unet.dtype)
+        z = z * ctx.scheduler.init_noise_sigma
+        masked_prompts = [p for p, _ in pairs] + keep
+        target_prompts = [q for _, q in pairs] + keep
+        with torch.no_grad():
+            self.masker.mode = "off"
+            target = self._sample(self._embed(target_prompts), z, grad=False)
+            self.masker.mode = "soft"
+        out = self._sample(self._embed(masked_prompts), z, grad=True)
+        l_erase = F.mse_loss(out[:n_e], target[:n_e])
+        l_keep = F.mse_loss(out[n_e:], target[n_e:])
+        loss = l_erase + cfg.beta * l_keep
+        frac = masked_fraction(self.masker.binary())
+        return loss, {"losses": {"erase": l_erase.item(), "keep": l_keep.item(), "total": loss.item()},
+                      "message": f"{100 * frac:.2f} % of neurons masked"}
+
+    def _embed(self, prompts: list[str]) -> torch.Tensor:
+        return torch.cat([self.emb[p] for p in prompts])
+
+    def result(self) -> dict[str, torch.Tensor]:
+        """Binary masks (True = kept), keyed "mask.<input|output>.unet.<module path>"."""
+        return self.masker.binary()
+
+    def finish(self) -> None:
+        """Leave the pipeline as the result describes: hooks removed, binary masks baked in."""
+        from .masks import bake, parse_key
+
+        masks = self.result()
+        self.masker.remove()
+        for key, keep in masks.items():
+            where, _, path = parse_key(key)
+            bake(self.ctx.unet, where, path, keep)
+
+    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+        return {"ce": self.emb[self.pairs[0][0]]}
+
+    def state_dict(self) -> dict:
+        return {"logits": [p.detach() for p in self.masker.logits]}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            for p, saved in zip(self.masker.logits, state["logits"]):
+                p.copy_(saved.to(p.device))
+
+
+METHOD = MCE

@@ -1,0 +1,111 @@
+"""UCE — Unified Concept Editing (Gandikota et al. 2024), a closed-form baseline (SPEC 3).
+
+For every cross-attention key/value projection W [out, d] (`attn2.to_k`, `attn2.to_v`):
+
+    W' = (lam W + s_e sum_i v*_i c_i^T + s_p sum_j W c_j c_j^T) (lam I + s_e sum_i c_i c_i^T + s_p sum_j c_j c_j^T)^-1
+
+with c_i the text-encoder output [d] at the last word token of an erased prompt, v*_i = W g_i the
+projection of its guide (default "": erased prompts are mapped to what the null prompt gives) and
+c_j the same for the preserved prompts. No optimisation: one solve, then the usual run folder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import EraseConfig
+
+
+@dataclass
+class UCEConfig(EraseConfig):
+    param_group: str = "kv"  # UCE edits attn2.to_k / attn2.to_v only
+    steps: int = 1  # one closed-form solve
+    guide: str = ""  # concept the erased ones are mapped to ("" = the null prompt)
+    preserve: list[str] = field(default_factory=list)  # concepts whose projections stay as they are
+    lam: float = 0.5  # weight of the original W (keeps everything else close)
+    erase_scale: float = 1.0  # s_e
+    preserve_scale: float = 1.0  # s_p
+
+    def validate(self) -> None:
+        super().validate()
+        if self.param_group != "kv":
+            raise ValueError(f"UCE edits attn2.to_k/to_v: param_group must be 'kv', got {self.param_group!r}")
+        if self.steps != 1:
+            raise ValueError(f"UCE is one closed-form solve: steps must be 1, got {self.steps}")
+        if not self.lam > 0 or self.erase_scale < 0 or self.preserve_scale < 0:
+            raise ValueError("UCE needs lam > 0 and erase_scale, preserve_scale >= 0")
+        if any(not isinstance(p, str) or not p.strip() for p in self.preserve):
+            raise ValueError("preserve must be a list of non-empty concepts")
+        overlap = {p.strip().lower() for p in self.preserve} & {t.strip().lower() for t in self.targets}
+        if overlap:
+            raise ValueError(f"{sorted(overlap)} cannot be both erased and preserved")
+
+
+PRESETS = {
+    "object": {},
+    "style": {},
+    "nudity": {},
+    "reference": {},  # lam 0.5, s_e = s_p = 1, guide "" (the paper's erasure setting)
+    "fast": {},  # already instantaneous
+}
+
+
+@torch.no_grad()
+def last_token_features(pipe, prompts: list[str]) -> torch.Tensor:
+    """Text-encoder output [N, d] at each prompt's last word token (the token before end-of-text)."""
+    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt")
+    hidden = pipe.text_encoder(tok.input_ids.to(pipe.device))[0]  # [N, L, d]
+    last = tok.attention_mask.sum(1) - 2  # [N]: index of the last word token ("" -> start token)
+    return hidden[torch.arange(len(prompts)), last.clamp(min=0).to(hidden.device)]
+
+
+def uce_solve(W: torch.Tensor, c_e: torch.Tensor, g: torch.Tensor, c_p: torch.Tensor, lam: float, s_e: float,
+              s_p: float) -> torch.Tensor:
+    """W [out, d]; c_e, g [n_e, d] (erased, guides); c_p [n_p, d] (preserved) -> the edited W'.
+    Solved in float64: the Gram matrices of CLIP features are badly conditioned."""
+    W64, ce, gg, cp = (x.double() for x in (W, c_e, g, c_p))
+    v_star = gg @ W64.T  # [n_e, out]: v*_i = W g_i
+    left = lam * W64 + s_e * v_star.T @ ce + s_p * (W64 @ cp.T) @ cp  # [out, d]
+    right = lam * torch.eye(W.shape[1], dtype=torch.float64, device=W.device) + s_e * ce.T @ ce + s_p * cp.T @ cp
+    return torch.linalg.solve(right, left.T).T.to(W.dtype)  # left @ right^-1 (right is symmetric)
+
+
+class UCE:
+    Config = UCEConfig
+    PRESETS = PRESETS
+    closed_form = True
+
+    def __init__(self, ctx):
+        self.ctx, cfg = ctx, ctx.config
+        prompts = cfg.prompts()
+        self.c_e = last_token_features(ctx.pipe, prompts)  # [n_e, d]
+        self.g = last_token_features(ctx.pipe, [_as_prompt(cfg.guide, cfg.template)] * len(prompts))
+        preserved = [_as_prompt(p, cfg.template) for p in cfg.preserve]
+        self.c_p = last_token_features(ctx.pipe, preserved) if preserved else self.c_e.new_zeros(0, self.c_e.shape[1])
+
+    @torch.no_grad()
+    def solve(self) -> dict:
+        cfg = self.ctx.config
+        for name, W in self.ctx.trained.items():
+            if name.endswith(".weight"):
+                W.copy_(uce_solve(W, self.c_e, self.g, self.c_p, cfg.lam, cfg.erase_scale, cfg.preserve_scale))
+        return {"losses": {}, "message": f"edited {len(self.ctx.trained)} key/value projections"}
+
+    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+        return {"ce": self.ctx.embed(self.ctx.config.prompts()[:1])}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def _as_prompt(concept: str, template: str) -> str:
+    return template.format(concept=concept.strip()) if concept.strip() else ""
+
+
+METHOD = UCE
