@@ -71,10 +71,15 @@ def load_model(model: str, device: str, dtype: str) -> str:
         raise ValueError(f"device must be cpu or cuda and dtype one of {', '.join(DTYPES)}")
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("no CUDA GPU is visible to this app; choose device cpu")
+    from backends.flux import denoiser
+    from backends.generate import native_size
+
     pipe = _pipeline(model, device, dtype)
-    n = sum(p.numel() for p in pipe.unet.parameters())
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
-    return (f"**{model}** loaded on {device} ({dtype}): {type(pipe).__name__}, UNet {n / 1e6:.1f} M parameters, "
+    net = denoiser(pipe)
+    n = sum(p.numel() for p in net.parameters())
+    size = native_size(pipe)
+    return (f"**{model}** loaded on {device} ({dtype}): {type(pipe).__name__}, {type(net).__name__} "
+            f"{n / 1e6:.1f} M parameters, "
             f"{size}×{size} px, scheduler {type(pipe.scheduler).__name__} "
             f"({pipe.scheduler.config.get('prediction_type', 'epsilon')}).")
 

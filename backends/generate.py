@@ -28,11 +28,20 @@ class SamplerSettings:
 
 
 def native_size(pipe) -> int:
+    from .flux import is_flux
+
+    if is_flux(pipe):
+        return pipe.default_sample_size * pipe.vae_scale_factor
     return pipe.unet.config.sample_size * pipe.vae_scale_factor
 
 
 def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
-    """z_T per seed, [len(seeds), C, h, w], drawn on CPU in float32 then moved to the pipe."""
+    """z_T per seed, [len(seeds), C, h, w], drawn on CPU in float32 then moved to the pipe
+    (FLUX: packed into its token sequence, see backends.flux.flux_latents)."""
+    from .flux import flux_latents, is_flux
+
+    if is_flux(pipe):
+        return flux_latents(pipe, seeds, height, width)
     shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
     z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
     return z.to(pipe.device, pipe.unet.dtype)

@@ -39,7 +39,9 @@ PRESETS = {
     "style": {"param_group": "kv", "anchor": "painting"},
     "nudity": {"param_group": "kv", "anchor": "person"},
     "reference": {},  # lr 2e-6, 400 steps, batch 4, kv
-    "fast": {"steps": 150, "ddim_steps": 10},
+    # 5x the paper's lr for 150 steps: on the embedded model (lr x100 by its profile) lr 2e-4 left
+    # 90 % of stars recognisable; 1e-3 erased them and kept heart, circle and moon; 3e-3 erased everything
+    "fast": {"steps": 150, "ddim_steps": 10, "lr": 1e-5},
 }
 
 

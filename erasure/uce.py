@@ -4,9 +4,12 @@ For every cross-attention key/value projection W [out, d] (`attn2.to_k`, `attn2.
 
     W' = (lam W + s_e sum_i v*_i c_i^T + s_p sum_j W c_j c_j^T) (lam I + s_e sum_i c_i c_i^T + s_p sum_j c_j c_j^T)^-1
 
-with c_i the text-encoder output [d] at the last word token of an erased prompt, v*_i = W g_i the
-projection of its guide (default "": erased prompts are mapped to what the null prompt gives) and
-c_j the same for the preserved prompts. No optimisation: one solve, then the usual run folder.
+with c_i the text-encoder outputs [d] of an erased prompt from its last word token to the end of the
+context (end-of-text and padding tokens carry the concept too: the reference edits all of them; the
+last word token alone changed nothing on the embedded model, ESR-1 0 %), v*_i = W g_i the projection of
+the guide prompt's outputs at the same positions counted from its own last word (default "": erased
+prompts are mapped to what the null prompt gives), and c_j the same tokens of the preserved prompts.
+No optimisation: one solve, then the usual run folder.
 """
 
 from __future__ import annotations
@@ -53,13 +56,16 @@ PRESETS = {
 
 
 @torch.no_grad()
-def last_token_features(pipe, prompts: list[str]) -> torch.Tensor:
-    """Text-encoder output [N, d] at each prompt's last word token (the token before end-of-text)."""
-    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+def token_contexts(pipe, old: str, new: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned text-encoder outputs ([n, d], [n, d]) of `old` and `new`, each from its last word token
+    (the token before end-of-text; the start token for "") to the end of the context, cut to the
+    same length n."""
+    tok = pipe.tokenizer([old, new], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt")
-    hidden = pipe.text_encoder(tok.input_ids.to(pipe.device))[0]  # [N, L, d]
-    last = tok.attention_mask.sum(1) - 2  # [N]: index of the last word token ("" -> start token)
-    return hidden[torch.arange(len(prompts)), last.clamp(min=0).to(hidden.device)]
+    hidden = pipe.text_encoder(tok.input_ids.to(pipe.device))[0]  # [2, L, d]
+    last = [max(0, int(m.sum()) - 2) for m in tok.attention_mask]
+    n = hidden.shape[1] - max(last)
+    return hidden[0, last[0] : last[0] + n], hidden[1, last[1] : last[1] + n]
 
 
 def uce_solve(W: torch.Tensor, c_e: torch.Tensor, g: torch.Tensor, c_p: torch.Tensor, lam: float, s_e: float,
@@ -80,11 +86,12 @@ class UCE:
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
-        prompts = cfg.prompts()
-        self.c_e = last_token_features(ctx.pipe, prompts)  # [n_e, d]
-        self.g = last_token_features(ctx.pipe, [_as_prompt(cfg.guide, cfg.template)] * len(prompts))
-        preserved = [_as_prompt(p, cfg.template) for p in cfg.preserve]
-        self.c_p = last_token_features(ctx.pipe, preserved) if preserved else self.c_e.new_zeros(0, self.c_e.shape[1])
+        guide = _as_prompt(cfg.guide, cfg.template)
+        pairs = [token_contexts(ctx.pipe, prompt, guide) for prompt in cfg.prompts()]
+        self.c_e = torch.cat([c for c, _ in pairs])  # [n_e, d]: erased tokens
+        self.g = torch.cat([g for _, g in pairs])  # [n_e, d]: the guide's tokens at the same positions
+        kept = [token_contexts(ctx.pipe, p, p)[0] for p in (_as_prompt(q, cfg.template) for q in cfg.preserve)]
+        self.c_p = torch.cat(kept) if kept else self.c_e.new_zeros(0, self.c_e.shape[1])  # [n_p, d]
 
     @torch.no_grad()
     def solve(self) -> dict:

@@ -122,7 +122,7 @@ def test_user_flow_in_a_real_browser(browser_page):
     _fill(page, "spectrum-steps", 10)
     page.locator("#spectrum-start").click()
     page.wait_for_selector("#spectrum-status:has-text('done')")
-    page.wait_for_selector("#spectrum-table :text('star')")
+    page.wait_for_function("document.querySelector('#spectrum-table').innerText.includes('star')", timeout=60_000)
     with page.expect_download() as download:
         page.locator("#spectrum-csv a").first.click()
     csv = Path(download.value.path()).read_text()
@@ -132,5 +132,5 @@ def test_user_flow_in_a_real_browser(browser_page):
     # Jobs: both jobs listed, done
     page.get_by_role("tab", name="Jobs").click()
     page.get_by_role("button", name="Refresh").click()
-    page.wait_for_selector(f"#job-table :text('{job}')")
+    page.wait_for_function(f"document.querySelector('#job-table').innerText.includes('{job}')", timeout=60_000)
     _shot(page, "jobs")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from erasure import apply, erase, list_methods, resolve_config
-from erasure.uce import last_token_features, uce_solve
+from erasure.uce import token_contexts, uce_solve
 
 
 def test_registry_offers_every_method():
@@ -53,15 +53,16 @@ def test_uce_edits_only_cross_attention_keys_and_values(embedded_pipe, tmp_path)
     changed = _changed(before, after)
     assert changed and all(".attn2.to_k." in k or ".attn2.to_v." in k for k in changed)
     assert set(run.result()) == {f"unet.{k}" for k in changed}
-    # the saved result reproduces the edit on a fresh pipeline; the target now looks like ""
+    # the saved result reproduces the edit on a fresh pipeline; the target now projects like ""
     fresh = apply(copy.deepcopy(embedded_pipe), run)
     assert not _changed(after, fresh.unet.state_dict())
-    feats = last_token_features(fresh, ["a star", "", "a heart"])
+    c_star, c_null = token_contexts(fresh, "a star", "")
+    c_heart, _ = token_contexts(fresh, "a heart", "a heart")
     k = next(m for n, m in fresh.unet.named_modules() if n.endswith("attn2.to_k"))
     k0 = next(m for n, m in embedded_pipe.unet.named_modules() if n.endswith("attn2.to_k"))
     with torch.no_grad():
-        to_guide = (k(feats[0]) - k0(feats[1])).norm() / k0(feats[0]).norm()
-        heart_kept = (k(feats[2]) - k0(feats[2])).norm() / k0(feats[2]).norm()
+        to_guide = (k(c_star) - k0(c_null)).norm() / k0(c_star).norm()
+        heart_kept = (k(c_heart) - k0(c_heart)).norm() / k0(c_heart).norm()
     assert to_guide < 0.5 and heart_kept < 0.2, (to_guide, heart_kept)
 
 
