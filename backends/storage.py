@@ -44,6 +44,19 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
+def ensure_writable(folder: str | Path, fix: str) -> Path:
+    """Create `folder` and prove it writable before any compute; PermissionError ends with `fix`."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise PermissionError(f"cannot write to {folder} ({e.strerror}); {fix}") from e
+    return folder
+
+
 def write_json(path: str | Path, data) -> Path:
     """Atomically write data as indented JSON (non-JSON values become strings)."""
     return atomic_write(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)))

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from backends.storage import write_text
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -38,8 +40,5 @@ def _fmt(v) -> str:
 
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"environment": environment(), **payload}, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    text = json.dumps({"environment": environment(), **payload}, indent=2) + "\n"
+    return write_text(RESULTS / f"{name}.json", text)

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from backends.storage import atomic_write, write_json, write_text
+from backends.storage import atomic_write, ensure_writable, write_json, write_text
 
 from .events import Event
 from .masks import bake, parse_key
@@ -53,13 +53,7 @@ class RunFolder:
         run = cls(path)
         if run.path.exists() and any(run.path.iterdir()):
             raise FileExistsError(f"{run.path} already exists and is not empty; choose a new --out or resume it")
-        try:
-            run.path.mkdir(parents=True, exist_ok=True)
-            probe = run.path / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as e:
-            raise PermissionError(f"cannot write to {run.path} ({e.strerror}); choose a writable --out folder") from e
+        ensure_writable(run.path, "choose a writable --out folder")
         write_json(run.path / "config.json", {**record, "versions": versions(), "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
         run.set_status("running", 0)
         return run

@@ -10,12 +10,12 @@ default), so a request never waits on training and the page stays responsive.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import traceback
 from pathlib import Path
 
+from backends.storage import ensure_writable
 from erasure import Cancelled, CancelToken
 
 from .store import FINAL, JobFolder, JobInfo, find_job, job_folders
@@ -25,7 +25,7 @@ from .tasks import CHECKS, RUNNERS
 class JobManager:
     def __init__(self, root: str | Path, workers: int = 1):
         self.root = Path(root)
-        self._check_writable()
+        ensure_writable(self.root, "set CSE_JOBS_DIR to a writable folder for job folders")
         self._queue: queue.Queue[str] = queue.Queue()
         self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
         self._lock = threading.Lock()
@@ -131,15 +131,6 @@ class JobManager:
     def _step(job: JobFolder) -> int:
         return job.info(live=True).step
 
-    def _check_writable(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-test-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise PermissionError(f"cannot write job folders to {self.root} ({e.strerror}); "
-                                  "set CSE_JOBS_DIR to a writable folder") from e
 
 
 __all__ = ["FINAL", "JobManager"]

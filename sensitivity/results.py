@@ -13,22 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from backends.storage import atomic_write
+from backends.storage import atomic_write, ensure_writable
 
 from . import figures
 
 
 def check_writable(out: str | Path) -> Path:
     """Create `out` (or fail at once, before any compute, with a message saying what to change)."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise PermissionError(f"cannot write to {out} ({e.strerror}); choose a folder you can write to") from e
-    return out
+    return ensure_writable(out, "choose a folder you can write to")
 
 
 def summary(df: pd.DataFrame) -> dict:
