@@ -4,6 +4,7 @@ from .generate import SamplerSettings, generate, grid, initial_latents
 from .loader import (
     EMBEDDED,
     PRESETS,
+    TINY_FLUX,
     ModelUnavailableError,
     load_classifier,
     load_embedded_clip,
@@ -12,6 +13,6 @@ from .loader import (
 )
 
 __all__ = [
-    "EMBEDDED", "PRESETS", "ModelUnavailableError", "SamplerSettings", "generate", "grid",
+    "EMBEDDED", "PRESETS", "TINY_FLUX", "ModelUnavailableError", "SamplerSettings", "generate", "grid",
     "initial_latents", "load_classifier", "load_embedded_clip", "load_pipeline", "resolve_model",
 ]

@@ -22,6 +22,9 @@ PRESETS = {
     "sd-2.1": "stabilityai/stable-diffusion-2-1",
     "flux-schnell": "black-forest-labs/FLUX.1-schnell",
 }
+# Random weights built from configs (backends.flux): the FLUX code path offline, for tests and timing.
+# It draws noise, not pictures, so the app does not list it.
+TINY_FLUX = "flux-tiny-random"
 HUB_HOST = "huggingface.co"
 
 
@@ -45,6 +48,8 @@ def resolve_model(model: str) -> ModelSpec:
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a local folder or a hub repo id")
     model = model.strip()
+    if model == TINY_FLUX:
+        return ModelSpec(model, "backends.flux.tiny_flux_pipeline", True)
     source = PRESETS.get(model, model)
     path = Path(source).expanduser()
     if path.exists():
@@ -84,6 +89,11 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
     from diffusers import DiffusionPipeline
 
     spec = resolve_model(model)
+    if spec.name == TINY_FLUX:
+        from .flux import tiny_flux_pipeline
+
+        pipe = tiny_flux_pipeline().to(device)  # built in float32
+        return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
     kwargs = dict(dtype=dtype, use_safetensors=True)
     if _pipeline_class(spec) == "StableDiffusionPipeline":
         kwargs.update(safety_checker=None, requires_safety_checker=False)  # the app blurs with NudeNet instead
@@ -110,7 +120,14 @@ def _load_from_hub(spec: ModelSpec, kwargs: dict):
         raise _unavailable(spec, f"download failed ({type(e).__name__}: {e})") from e
 
 
+def is_flow_matching(model: str) -> bool:
+    """Whether `model` names a FLUX (flow-matching transformer) pipeline, known without loading it."""
+    return _pipeline_class(resolve_model(model)) == "FluxPipeline"
+
+
 def _pipeline_class(spec: ModelSpec) -> str | None:
+    if spec.name == TINY_FLUX:
+        return "FluxPipeline"
     if spec.is_local:
         return json.loads((Path(spec.source) / "model_index.json").read_text()).get("_class_name")
     return "FluxPipeline" if "flux" in spec.source.lower() else "StableDiffusionPipeline"

@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 KINDS = ("ffn", "norm")
+# How a logit becomes a mask while training. "sigmoid": the relaxed mask sigmoid(logit) (the model
+# trained is not the binarised one); "straight_through": the binary mask logit > 0 in the forward pass
+# and sigmoid's gradient in the backward pass (the model trained is the one that is saved).
+RELAXATIONS = ("sigmoid", "straight_through")
 
 
 @dataclass(frozen=True)
@@ -58,12 +62,15 @@ def mask_sites(model: nn.Module) -> list[Site]:
 
 
 class Masker(nn.Module):
-    """One logit per neuron and site; mask = sigmoid(logit) while training ("soft"), logit > 0 once
-    binarised ("hard"), or no masking at all ("off": the original model)."""
+    """One logit per neuron and site; mask = the relaxation of the logit while training ("soft"),
+    logit > 0 once binarised ("hard"), or no masking at all ("off": the original model)."""
 
-    def __init__(self, model: nn.Module, sites: list[Site], init_logit: float = 3.0, component: str = "unet"):
+    def __init__(self, model: nn.Module, sites: list[Site], init_logit: float = 3.0, component: str = "unet",
+                 relaxation: str = "sigmoid"):
         super().__init__()
-        self.sites, self.component = sites, component
+        if relaxation not in RELAXATIONS:
+            raise ValueError(f"unknown relaxation {relaxation!r}; valid: {', '.join(RELAXATIONS)}")
+        self.sites, self.component, self.relaxation = sites, component, relaxation
         self.logits = nn.ParameterList([nn.Parameter(torch.full((s.size,), init_logit)) for s in sites])
         self.mode = "soft"
         self._handles = [self._hook(model.get_submodule(s.path), s, i) for i, s in enumerate(sites)]
@@ -80,11 +87,23 @@ class Masker(nn.Module):
 
     def mask(self, i: int) -> torch.Tensor:
         logit = self.logits[i]
-        return (logit > 0).float() if self.mode == "hard" else torch.sigmoid(logit)
+        hard = (logit > 0).to(logit.dtype)
+        if self.mode == "hard":
+            return hard
+        soft = torch.sigmoid(logit)
+        if self.relaxation == "straight_through":
+            return hard + soft - soft.detach()  # value: the binary mask; gradient: sigmoid's
+        return soft
 
     def binary(self) -> dict[str, torch.Tensor]:
         """Result tensors: site key -> bool mask [size] (True = neuron kept)."""
         return {s.key(self.component): (logit.detach() > 0).cpu() for s, logit in zip(self.sites, self.logits)}
+
+    @torch.no_grad()
+    def masked_fraction(self) -> float:
+        """Fraction of neurons the binary mask would drop, counted on the device (one sync)."""
+        dropped = sum((logit <= 0).sum() for logit in self.logits)
+        return float(dropped) / sum(s.size for s in self.sites)
 
     def param_groups(self, lr_ffn: float, lr_norm: float) -> list[dict]:
         groups = {"ffn": [], "norm": []}

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from backends.flux import is_flux
 from backends.storage import atomic_write, ensure_writable, write_json, write_text
 
 from .events import Event
@@ -139,7 +140,7 @@ def apply(pipe, run: str | Path | RunFolder):
     """Put an erased result onto a base pipeline in place (and return it)."""
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     tensors = run.result()
-    modules = {"unet": pipe.unet}
+    modules = {name: getattr(pipe, name) for name in ("unet", "transformer") if getattr(pipe, name, None) is not None}
     for key, value in tensors.items():
         if key.startswith("mask."):  # MCE: binary neuron masks, baked into the weights
             where, component, path = parse_key(key)
@@ -159,10 +160,11 @@ def apply(pipe, run: str | Path | RunFolder):
 
 
 def erased_copy(pipe, run: str | Path | RunFolder):
-    """A new pipeline sharing every component of `pipe` but the UNet: a copy carrying the run's result."""
+    """A new pipeline sharing every component of `pipe` but the denoiser: a copy carrying the run's result."""
     import copy
 
-    erased = type(pipe)(**{**pipe.components, "unet": copy.deepcopy(pipe.unet)})
+    name = "transformer" if is_flux(pipe) else "unet"
+    erased = type(pipe)(**{**pipe.components, name: copy.deepcopy(getattr(pipe, name))})
     erased.set_progress_bar_config(disable=True)
     return apply(erased, run)
 

@@ -8,12 +8,15 @@ state is checkpointed, so a resumed run replays the uninterrupted one).
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from backends.flux import denoiser
 
 from .config import EraseConfig, apply_layers
 from .diffusion import ddim_scheduler, embed_prompts, loss_in_space, sample_until
@@ -24,21 +27,34 @@ from .runs import RunFolder
 
 
 class Context:
-    """What a method sees: the pipeline (its UNet is theta', being trained), the frozen original
-    UNet theta, the selected parameters, the z_t sampler and the seeded random sources."""
+    """What a method sees: the pipeline (its denoiser is theta', being trained), the frozen original
+    UNet theta, the selected parameters, the z_t sampler and the seeded random sources.
 
-    def __init__(self, pipe, config: EraseConfig):
+    Mask methods (MCE, trains_weights=False) get no frozen copy (a second FLUX transformer would double
+    the memory); the DDIM scheduler and c_n are UNet-only and built on first use."""
+
+    def __init__(self, pipe, config: EraseConfig, trains_weights: bool = True):
         self.pipe, self.config = pipe, config
         self.device = pipe.device
-        self.frozen = copy.deepcopy(pipe.unet).requires_grad_(False).eval()
-        pipe.text_encoder.requires_grad_(False)
-        pipe.vae.requires_grad_(False)
-        self.trained = select_parameters(pipe.unet, config.param_group)
-        pipe.unet.eval()  # no dropout/batch-norm train behaviour; gradients still flow
-        self.scheduler = ddim_scheduler(pipe, config.ddim_steps)
+        for name in ("text_encoder", "text_encoder_2", "vae"):
+            if getattr(pipe, name, None) is not None:
+                getattr(pipe, name).requires_grad_(False)
+        net = denoiser(pipe)
+        # weight-training methods get their parameter group; mask methods (MCE) train nothing here
+        self.trained = select_parameters(net, config.param_group) if trains_weights else {}
+        # theta, copied before any step or checkpoint restore touches the weights
+        self.frozen = copy.deepcopy(net).requires_grad_(False).eval() if trains_weights else None
+        net.eval()  # no dropout/batch-norm train behaviour; gradients still flow
         self.gen = torch.Generator().manual_seed(config.seed)  # CPU: same draws on CPU and GPU
         self.rng = np.random.default_rng(config.seed)
-        self.emb_null = embed_prompts(pipe, [""])  # c_n, [1, L, d]
+
+    @functools.cached_property
+    def scheduler(self):
+        return ddim_scheduler(self.pipe, self.config.ddim_steps)
+
+    @functools.cached_property
+    def emb_null(self) -> torch.Tensor:
+        return embed_prompts(self.pipe, [""])  # c_n, [1, L, d]
 
     @property
     def unet(self):
@@ -78,9 +94,23 @@ class Context:
         self.rng.bit_generator.state = state["numpy"]
 
 
+def check_model_family(method: str, model: str) -> None:
+    """ESD, AP, UCE and CA edit or train a UNet's cross-attention against eps predictions with
+    classifier-free guidance; on a flow-matching transformer (FLUX) only mask methods apply."""
+    from backends.loader import is_flow_matching
+
+    if is_flow_matching(model) and not getattr(get_method(method), "FLOW_MATCHING", False):
+        from .registry import list_methods
+
+        usable = [m for m in list_methods() if getattr(get_method(m), "FLOW_MATCHING", False)]
+        raise ValueError(f"{method} is defined for UNet models (Stable Diffusion, the embedded model), not for the "
+                         f"flow-matching model {model!r}; on FLUX use: {', '.join(usable)}")
+
+
 def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
     """The method's config with presets, the model profile and overrides applied, validated."""
     cls = get_method(method)
+    check_model_family(method, model)
     names = [p.strip() for p in presets.split(",")] if isinstance(presets, str) else list(presets)
     return apply_layers(cls.Config(), cls.PRESETS, [n for n in names if n], model, overrides)
 
@@ -122,8 +152,9 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
 
 
 def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
-    ctx = Context(pipe, config)
-    method = get_method(method_name)(ctx)
+    cls = get_method(method_name)
+    ctx = Context(pipe, config, trains_weights=getattr(cls, "TRAINS_WEIGHTS", True))
+    method = cls(ctx)
     # a method with its own parameters (MCE's mask logits) brings its optimiser; the others train ctx.trained
     opt = method.optimizer() if hasattr(method, "optimizer") else torch.optim.Adam(list(ctx.trained.values()), lr=config.lr)
     start = 0
@@ -202,19 +233,29 @@ def _restore(ctx: Context, method, opt, state: dict) -> None:
 
 @torch.no_grad()
 def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]:
-    """Trajectory images G(theta'_t, z_T, c) for the method's snapshot concepts, one fixed z_T."""
-    from backends.generate import initial_latents
+    """Trajectory images G(theta'_t, z_T, c) for the method's snapshot concepts, one fixed z_T: text
+    prompts (any pipeline) or embeddings (AP's adversarial mixtures; UNet pipelines)."""
+    from backends.generate import SamplerSettings, generate, initial_latents, native_size
 
     folder = run.path / "trajectory"
     folder.mkdir(exist_ok=True)
-    size = ctx.unet.config.sample_size * ctx.pipe.vae_scale_factor
-    z = initial_latents(ctx.pipe, [ctx.config.seed], size, size)  # fixed over training
+    cfg = ctx.config
+    if hasattr(method, "snapshot_prompts"):
+        prompts = method.snapshot_prompts()
+        settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance)
+        images = dict(zip(prompts, generate(ctx.pipe, list(prompts.values()), [cfg.seed] * len(prompts), settings)))
+    else:
+        size = native_size(ctx.pipe)
+        z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training
+        images = {}
+        for name, emb in method.snapshot_embeddings().items():
+            image = ctx.pipe(prompt_embeds=emb, negative_prompt_embeds=ctx.emb_null, latents=z.clone(),
+                             num_inference_steps=cfg.snapshot_steps, guidance_scale=cfg.snapshot_guidance,
+                             output_type="np").images[0]
+            images[name] = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     saved = {}
-    for name, emb in method.snapshot_embeddings().items():
-        image = ctx.pipe(prompt_embeds=emb, negative_prompt_embeds=ctx.emb_null, latents=z.clone(),
-                         num_inference_steps=ctx.config.snapshot_steps, guidance_scale=ctx.config.snapshot_guidance,
-                         output_type="np").images[0]
+    for name, image in images.items():
         rel = f"trajectory/step_{step:07d}_{name}.png"
-        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(run.path / rel)
+        Image.fromarray(image).save(run.path / rel)
         saved[name] = rel
     return saved

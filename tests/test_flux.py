@@ -26,3 +26,70 @@ def test_flux_latents_are_the_packed_per_seed_noise():
     assert z.shape == (2, (32 // 4) ** 2, 4 * channels)  # 8x8 latents packed 2x2
     alone = flux_latents(pipe, [4], 32, 32)
     assert torch.equal(z[1:], alone)  # a seed's noise does not depend on its batch
+
+
+# ------------------------------------------------------------------ MCE on FLUX (flow matching)
+
+def test_flux_sampler_matches_the_pipeline_and_differentiates_through_every_step():
+    """The few-step Euler sampler MCE trains through reproduces FluxPipeline's own latents, and the
+    loss gradient reaches mask logits in both the double and the single block."""
+    from erasure.masks import Masker, mask_sites
+    from erasure.samplers import FluxSampler
+
+    pipe = tiny_flux_pipeline()
+    sampler = FluxSampler(pipe, steps=3, guidance=0.0)
+    cond = sampler.embed(["a red star", "a blue moon"])
+    z = flux_latents(pipe, [0, 1], 32, 32)
+    ours = sampler.sample(cond, z.clone())
+    theirs = pipe(prompt=["a red star", "a blue moon"], latents=z.clone(), num_inference_steps=3, guidance_scale=0.0,
+                  height=32, width=32, output_type="latent").images
+    assert torch.allclose(ours, theirs, atol=1e-5)
+
+    masker = Masker(pipe.transformer, mask_sites(pipe.transformer), 1.0, "transformer")
+    paths = [s.path for s in masker.sites]
+    assert any(p.startswith("transformer_blocks.") for p in paths)
+    assert any(p.startswith("single_transformer_blocks.") and p.endswith("proj_mlp") for p in paths)
+    pipe.transformer.requires_grad_(False)
+    sampler.sample(cond, z, grad=True).square().mean().backward()
+    assert all(logit.grad is not None and logit.grad.abs().sum() > 0 for logit in masker.logits)
+    assert all(p.grad is None for p in pipe.transformer.parameters())  # weights stay frozen
+
+
+def test_mce_trains_on_flux_and_its_masks_reapply(tmp_path):
+    """One MCE run on the tiny random FLUX model: binary masks on the transformer only, the text
+    encoders and VAE untouched, and the masks applied to a fresh pipeline give the trained images."""
+    from backends import TINY_FLUX, load_pipeline
+    from erasure import apply, erase
+
+    pipe = load_pipeline(TINY_FLUX)
+    before = {k: v.clone() for k, v in pipe.text_encoder_2.state_dict().items()}
+    # logits start near 0 so one Adam step (lr 0.5) switches some neurons off
+    run = erase(TINY_FLUX, "mce", ["star"], "fast", tmp_path / "mce", pipe=pipe, steps=2, batch=2, ddim_steps=2,
+                init_logit=0.2, erase_templates=["a {concept}", "a red {concept}"],
+                keep_prompts=["a blue moon", "a green heart"], checkpoint_every=0, snapshot_every=1)
+    masks = run.result()
+    assert masks and all(k.startswith("mask.") and k.split(".")[2] == "transformer" for k in masks)
+    assert all(v.dtype == torch.bool for v in masks.values()) and not all(v.all() for v in masks.values())
+    assert all(torch.equal(v, before[k]) for k, v in pipe.text_encoder_2.state_dict().items())
+    snaps = [e for e in run.events() if e["kind"] == "snapshot"]
+    assert snaps and (run.path / snaps[-1]["images"]["ce"]).is_file()
+
+    settings = SamplerSettings(steps=2, guidance=0.0)
+    trained = generate(pipe, ["a red star", "a blue moon"], [0, 1], settings)  # finish() baked the masks
+    fresh = apply(load_pipeline(TINY_FLUX), run)
+    assert np.abs(generate(fresh, ["a red star", "a blue moon"], [0, 1], settings).astype(int) - trained).max() <= 1
+    base = generate(load_pipeline(TINY_FLUX), ["a red star", "a blue moon"], [0, 1], settings)
+    assert not np.array_equal(base, trained)
+
+
+def test_unet_methods_refuse_flux_with_the_methods_that_apply():
+    import pytest
+
+    from backends import TINY_FLUX
+    from erasure import resolve_config
+
+    for method in ("esd", "ap", "uce", "ca"):
+        with pytest.raises(ValueError, match="on FLUX use: mce"):
+            resolve_config(method, TINY_FLUX, targets=["star"])
+    with pytest.raises(ValueError, match="on FLUX use: mce"):
+        resolve_config("esd", "flux-schnell", targets=["nudity"])  # known as FLUX without a download

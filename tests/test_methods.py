@@ -94,10 +94,30 @@ def test_ca_trains_only_kv_and_resumes_exactly(tmp_path):
     ({"batch": 1}, "batch must be >= 2"),
     ({"erase_templates": ["a photo"]}, "containing '{concept}'"),
     ({"beta": -1.0}, "beta must be >= 0"),
+    ({"relaxation": "gumbel"}, "unknown relaxation 'gumbel'; valid: sigmoid, straight_through"),
 ])
 def test_mce_rejects_bad_settings(overrides, message):
     with pytest.raises(ValueError, match=message):
         resolve_config("mce", "embedded", "object,fast", targets=["star"], **overrides)
+
+
+def test_straight_through_masks_forward_the_binary_mask_and_backward_the_sigmoid():
+    from erasure.masks import Masker, Site
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4))
+    masker = Masker(model, [Site("0", "ffn", "output", 4)], 1.0, relaxation="straight_through")
+    with torch.no_grad():
+        masker.logits[0].copy_(torch.tensor([2.0, -1.0, 0.5, -3.0]))
+    x = torch.randn(5, 3)
+    out = model(x)
+    masker.mode = "off"
+    plain = model(x)
+    masker.mode = "soft"
+    assert torch.allclose(out, plain * torch.tensor([1.0, 0.0, 1.0, 0.0]))  # the saved model, exactly
+    out.sum().backward()
+    logit = masker.logits[0].detach()
+    expected = plain.sum(0).detach() * torch.sigmoid(logit) * (1 - torch.sigmoid(logit))
+    assert torch.allclose(masker.logits[0].grad, expected, atol=1e-6)  # d/dlogit of sigmoid, also for masked ones
 
 
 def test_mce_lr_is_not_scaled_by_the_model_profile():
