@@ -3,10 +3,14 @@
     python -m benchmarks.bench_erasure                 # everything, reference preset included (slow)
     python -m benchmarks.bench_erasure --skip-reference
     python -m benchmarks.bench_erasure --rows "AP (fast)" "AP (reference)" --seeds 16   # the speed bar only
+    python -m benchmarks.bench_erasure --rows "ESD (fast)" UCE "CA (fast)" "AP (fast)" "MCE (fast)" \
+        --out erasure_methods                                                            # one row per method
 
 Each row erases one shape (default "star") and scores ESR-1/5 on it and PSR-1/5 on the other
-shapes with the world classifier over "a {colour} {shape}" prompts x seeds. The `fast` and
-`reference` AP presets run in the same invocation and their wall-time ratio is reported.
+shapes with the world classifier over "a {colour} {shape}" prompts x seeds, and the embedded CLIP's
+score of each image with its prompt, averaged over the erased shape's prompts (clip_e) and the
+other shapes' (clip_k). The `fast` and `reference` AP presets run in the same invocation and their
+wall-time ratio is reported.
 Writes benchmarks/results/erasure.json.
 """
 
@@ -23,6 +27,7 @@ import torch
 from backends import SamplerSettings, load_classifier, load_pipeline
 from erasure import erase
 from evaluation import world_erasure_report
+from sensitivity.scorers import get_scorer
 
 from .common import print_table, write_result
 
@@ -39,16 +44,29 @@ ROWS = [  # name, method, presets, overrides
 ]
 
 
-def run_row(name, method, presets, overrides, target, seeds, settings, classifier, workdir: Path) -> dict:
+METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept")
+COLUMNS = ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept"]
+
+
+def _metrics(report: dict) -> dict:
+    return {k: round(report[k], 1) for k in METRICS}
+
+
+def run_row(name, method, presets, overrides, target, seeds, settings, classifier, scorer, workdir: Path) -> dict:
     pipe = load_pipeline("embedded")
     t0 = time.perf_counter()
     run = erase("embedded", method, [target], presets, workdir / name.replace(" ", "_").replace('"', ""), pipe=pipe,
                 checkpoint_every=0, **overrides)
     wall = time.perf_counter() - t0
-    report = world_erasure_report(pipe, classifier, [target], seeds, settings)
+    report = world_erasure_report(pipe, classifier, [target], seeds, settings, scorer)
     cfg = run.record["config"]
-    return {"method": name, "steps": cfg["steps"], "lr": cfg["lr"], "wall_s": round(wall, 1),
-            **{k: round(report[k], 1) for k in ("esr1", "esr5", "psr1", "psr5")}, "per_shape_top1": report["per_shape_top1"]}
+    row = {"method": name, "steps": cfg["steps"], "lr": cfg["lr"], "wall_s": round(wall, 1), **_metrics(report),
+           "per_shape_top1": report["per_shape_top1"]}
+    if method == "mce":  # the seed's point: how few neurons it needed
+        from erasure.masks import masked_fraction
+
+        row["masked_pct"] = round(100 * masked_fraction(run.result()), 2)
+    return row
 
 
 def main() -> None:
@@ -64,23 +82,23 @@ def main() -> None:
         p.error(f"unknown row(s) {sorted(unknown)}; valid: {'; '.join(r[0] for r in ROWS)}")
     torch.manual_seed(0)
     settings = SamplerSettings(steps=20, guidance=5.0)
-    classifier = load_classifier()
-    base = world_erasure_report(load_pipeline("embedded"), classifier, [a.target], a.seeds, settings)
-    rows = [{"method": "SD (base)", "steps": 0, "wall_s": 0.0, **{k: round(base[k], 1) for k in ("esr1", "esr5", "psr1", "psr5")},
-             "per_shape_top1": base["per_shape_top1"]}]
+    classifier, scorer = load_classifier(), get_scorer("embedded")
+    base = world_erasure_report(load_pipeline("embedded"), classifier, [a.target], a.seeds, settings, scorer)
+    rows = [{"method": "SD (base)", "steps": 0, "wall_s": 0.0, **_metrics(base), "per_shape_top1": base["per_shape_top1"]}]
     workdir = Path(tempfile.mkdtemp(prefix="bench_erasure_"))
     try:
         for name, method, presets, overrides in ROWS:
             if (a.skip_reference and "reference" in presets) or (a.rows and name not in a.rows):
                 continue
-            rows.append(run_row(name, method, presets, overrides, a.target, a.seeds, settings, classifier, workdir))
-            print_table(rows[-1:], ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5"])
+            rows.append(run_row(name, method, presets, overrides, a.target, a.seeds, settings, classifier, scorer,
+                                workdir))
+            print_table(rows[-1:], COLUMNS)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for r in rows:
         r["psr1_drop_vs_base"] = round(rows[0]["psr1"] - r["psr1"], 1)
     print()
-    print_table(rows, ["method", "steps", "wall_s", "esr1", "esr5", "psr1", "psr5", "psr1_drop_vs_base"])
+    print_table(rows, [*COLUMNS, "psr1_drop_vs_base"])
     byname = {r["method"]: r for r in rows}
     summary = {}
     if "AP (reference)" in byname and "AP (fast)" in byname:

@@ -30,9 +30,11 @@ def erasure_rates(probs: torch.Tensor, labels: torch.Tensor, erased: set[int], k
 
 
 def world_erasure_report(pipe, classifier, erased_shapes: list[str], seeds: int = 8,
-                         settings: SamplerSettings | None = None) -> dict:
+                         settings: SamplerSettings | None = None, scorer=None) -> dict:
     """ESR/PSR over "a {colour} {shape}" prompts for every shape x colour x seed (seeds 0..seeds-1);
-    20 DDIM steps with guidance 5 unless `settings` says otherwise."""
+    20 DDIM steps with guidance 5 unless `settings` says otherwise. With a CLIP `scorer`
+    (sensitivity.scorers), also the mean CLIP score of each image with its own prompt, over the
+    erased shapes' prompts ("clip_erased") and the kept ones' ("clip_kept")."""
     settings = settings or SamplerSettings(steps=20, guidance=5.0)
     unknown = set(erased_shapes) - set(SHAPES)
     if unknown:
@@ -45,6 +47,11 @@ def world_erasure_report(pipe, classifier, erased_shapes: list[str], seeds: int 
     top1 = probs.argmax(-1) == labels
     report["per_shape_top1"] = {s: 100 * top1[labels == i].float().mean().item() for i, s in enumerate(SHAPES)}
     report["images"] = len(items)
+    if scorer is not None:
+        clip = scorer.score(images, [prompt(s, c) for s, c, _ in items])  # [N], 0..100
+        is_erased = torch.tensor([s in erased_shapes for s, _, _ in items])
+        report["clip_erased"] = clip[is_erased].mean().item()
+        report["clip_kept"] = clip[~is_erased].mean().item()
     return report
 
 

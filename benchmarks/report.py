@@ -1,0 +1,98 @@
+"""The benchmark report (SPEC 4, issue 7): every protocol on the embedded world, one command.
+
+    python -m benchmarks.report                          # every protocol, then the README's results section
+    python -m benchmarks.report --protocols table1 robustness
+    python -m benchmarks.report --readme-only            # re-render the README from the saved results
+    python -m benchmarks.report --quick                  # smoke run: 1 seed, 5 % of the steps (not for the README)
+
+Each protocol writes benchmarks/results/report/<protocol>.json (raw rows, the mean ± std summary,
+the environment) and a plotly figure <protocol>.html; the README section between the report markers
+is regenerated from those JSON files, so every number there can be regenerated. Every finished row is
+also kept in results/report/rows/: a run that is stopped resumes from there (delete the folder to
+measure everything again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from backends.storage import write_json, write_text
+from evaluation import protocols
+from evaluation.robustness import AttackConfig
+
+from .common import RESULTS, environment, print_table
+from .report_render import FIGURES, render_readme
+
+REPORT = RESULTS / "report"
+README = Path(__file__).resolve().parent.parent / "README.md"
+PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness")
+SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
+
+
+def run_protocol(name: str, budget: protocols.Budget, classifier, scorer) -> dict:
+    """Rows and their summary for one protocol."""
+    if name == "table1":
+        rows = protocols.table1(classifier, scorer, budget)
+        return {"rows": rows, "summary": protocols.summarize(rows, "method", SHAPE_METRICS)}
+    if name == "preservation":
+        rows = protocols.preservation(classifier, scorer, budget)
+        return {"rows": rows, "summary": protocols.summarize(rows, "strategy", SHAPE_METRICS)}
+    if name == "ablation":
+        rows = protocols.ablation(classifier, scorer, budget)
+        return {"rows": rows, "summary": rows}
+    if name == "style":
+        rows = protocols.style(classifier, scorer, budget)
+        return {"rows": rows, "summary": rows}
+    if name == "robustness":
+        quick = AttackConfig(steps=8, n_train=4, n_eval=4) if budget.steps_scale < 1 else None  # smoke run
+        rows = protocols.robustness(classifier, scorer, budget, attack=quick)
+        return {"rows": rows, "summary": rows}
+    raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
+
+
+def save(name: str, payload: dict, budget: protocols.Budget, out: Path) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"protocol": name, "environment": environment(), "seeds": budget.seeds,
+              "sampler": vars(budget.settings), "steps_scale": budget.steps_scale, **payload}
+    path = write_json(out / f"{name}.json", record)
+    FIGURES[name](record).write_html(out / f"{name}.html", include_plotlyjs="cdn")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
+    p.add_argument("--seeds", type=int, default=4, help="seeds per prompt")
+    p.add_argument("--readme-only", action="store_true", help="only re-render the README from saved results")
+    p.add_argument("--quick", action="store_true", help="1 seed and 5 %% of every method's steps; writes under "
+                   "benchmarks/results/report_quick and leaves the README alone")
+    a = p.parse_args(argv)
+    out = RESULTS / "report_quick" if a.quick else REPORT
+    if not a.readme_only:
+        from backends import load_classifier
+        from sensitivity.scorers import get_scorer
+
+        torch.manual_seed(0)
+        budget = protocols.Budget(seeds=1 if a.quick else a.seeds, steps_scale=0.05 if a.quick else 1.0,
+                                  rows_dir=out / "rows")  # an interrupted run resumes from its finished rows
+        classifier, scorer = load_classifier(), get_scorer("embedded")
+        for name in a.protocols:
+            t0 = time.perf_counter()
+            payload = run_protocol(name, budget, classifier, scorer)
+            payload["wall_s"] = round(time.perf_counter() - t0, 1)
+            print(f"\n{name} ({payload['wall_s']} s): wrote {save(name, payload, budget, out)}")
+            print_table(payload["summary"], [k for k in payload["summary"][0] if not k.endswith("_std")])
+    if not a.quick:
+        results = {n: json.loads((REPORT / f"{n}.json").read_text()) for n in PROTOCOLS if (REPORT / f"{n}.json").exists()}
+        write_text(README, render_readme(README.read_text(), results))
+        print(f"README results section regenerated from {sorted(results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

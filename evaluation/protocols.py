@@ -1,0 +1,279 @@
+"""The evaluation protocols of SPEC 4 on the embedded world (the AP paper's tables, our models).
+
+Each protocol erases with the registered methods, measures with the metric modules, and returns
+plain rows (dicts of numbers) that `benchmarks/report.py` aggregates, saves and renders:
+
+    table1(...)        all 10 shapes, 4 fixed 5-erased/5-kept splits, every method (paper table 1)
+    preservation(...)  AP's preservation strategies: none, "", a fixed related concept, adversarial
+    ablation(...)      AP's search-space size K and ascent steps N_iter (paper table 6)
+    style(...)         erasing a rendering style: classifier, CLIP and LPIPS on erased and kept styles
+    robustness(...)    paraphrases and an adversarial prompt search against each erased model
+
+Every erasure starts from a fresh copy of the shipped model; images use fixed seeds, so the same
+seed gives the same z_T before and after.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import re
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from backends import SamplerSettings, generate, load_pipeline
+from backends.storage import write_json
+from shapesworld.captions import STYLE_WORDS, prompt
+from shapesworld.data import to_tensor
+from shapesworld.world import COLOURS, SHAPES, STYLES
+
+from .classification import world_erasure_report
+from .perceptual import lpips_distance
+from .prompts import paraphrases, world_protocol
+from .robustness import AttackConfig, adversarial_prompt_attack, paraphrase_attack
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str  # row label
+    method: str  # registry name
+    presets: str = ""  # comma-separated presets
+    overrides: dict = field(default_factory=dict)  # config overrides
+    preserve_kept: bool = False  # UCE: pass the protocol's kept concepts as its preserve list (an oracle)
+
+
+# One row per method: each method's one-concept preset, as the app runs it (also for several targets).
+# UCE also gets a row with the kept concepts as its preserve list: the knowledge AP searches for itself.
+METHODS = (
+    MethodSpec("ESD", "esd", "object,fast"),
+    MethodSpec("UCE", "uce", "object"),
+    MethodSpec("UCE (kept list)", "uce", "object", preserve_kept=True),
+    MethodSpec("CA", "ca", "object,fast"),
+    MethodSpec("AP", "ap", "object,fast"),
+    MethodSpec("MCE", "mce", "object,fast"),
+)
+BASE = "SD (base)"
+EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with
+
+
+@dataclass
+class Budget:
+    seeds: int = 4  # seeds per prompt for ESR/PSR and CLIP
+    settings: SamplerSettings = EVAL
+    steps_scale: float = 1.0  # multiplies every method's step count (<1 for a quick smoke run)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="cse_report_")))
+    rows_dir: Path | None = None  # finished rows are kept here, so an interrupted report resumes where it stopped
+
+    def cached(self, key: str, compute: Callable[[], dict]) -> dict:
+        """The row for `key` (protocol, method, targets ...) from rows_dir, or computed and stored there."""
+        if self.rows_dir is None:
+            return compute()
+        tag = f"{key}|seeds={self.seeds}|scale={self.steps_scale}|{self.settings.steps}x{self.settings.guidance}"
+        path = self.rows_dir / (re.sub(r"[^A-Za-z0-9=.,-]+", "_", tag) + ".json")
+        if path.exists():
+            return json.loads(path.read_text())
+        row = compute()
+        write_json(path, row)
+        return row
+
+
+def erase_fresh(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),
+                **extra) -> tuple[object, float, object]:
+    """A fresh embedded pipeline with `targets` erased by `spec`; returns (pipe, wall seconds, run folder)."""
+    from erasure import erase, resolve_config
+
+    pipe = load_pipeline("embedded")
+    overrides = {**spec.overrides, **extra}
+    if spec.preserve_kept:
+        overrides["preserve"] = list(kept)
+    if budget.steps_scale != 1.0:
+        steps = resolve_config(spec.method, "embedded", spec.presets, targets=targets, **overrides).steps
+        overrides["steps"] = max(1, round(steps * budget.steps_scale))
+    folder = budget.workdir / f"{spec.name}_{'_'.join(targets)}_{time.time_ns()}".replace(" ", "_").replace('"', "")
+    t0 = time.perf_counter()
+    run = erase("embedded", spec.method, targets, spec.presets, folder, pipe=pipe, checkpoint_every=0,
+                snapshot_every=0, **overrides)
+    return pipe, time.perf_counter() - t0, run
+
+
+def _shape_row(pipe, classifier, scorer, erased: list[str], budget: Budget) -> dict:
+    r = world_erasure_report(pipe, classifier, erased, budget.seeds, budget.settings, scorer)
+    return {k: r[k] for k in ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept")}
+
+
+def table1(classifier, scorer, budget: Budget, methods=METHODS, splits: list[dict] | None = None,
+           progress: Progress = print) -> list[dict]:
+    """One row per (split, method), base model included: erase the split's 5 shapes at once."""
+    splits = splits if splits is not None else world_protocol()["splits"]
+    base = load_pipeline("embedded")
+    rows = []
+    for i, split in enumerate(splits):
+        def row(spec: MethodSpec | None, split=split, i=i) -> dict:
+            pipe, wall, _ = (base, 0.0, None) if spec is None else erase_fresh(spec, split["erased"], budget,
+                                                                             kept=split["kept"])
+            return {"split": i, "method": BASE if spec is None else spec.name, "wall_s": wall,
+                    **_shape_row(pipe, classifier, scorer, split["erased"], budget)}
+
+        for spec in (None, *methods):
+            name = BASE if spec is None else spec.name
+            rows.append(budget.cached(f"table1|{name}|{','.join(split['erased'])}", functools.partial(row, spec)))
+            progress(f"table1 split {i} {name}: {_brief(rows[-1])}")
+    return rows
+
+
+def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = ("star", "heart"),
+                 related: dict[str, str] | None = None, progress: Progress = print) -> list[dict]:
+    """AP with each preservation strategy, one target at a time: none (= ESD's loss alone), the null
+    prompt "", a fixed related concept (a look-alike shape: cross for star, moon for heart, the shapes
+    that ESD and UCE damage most with them), and the adversarial search."""
+    related = related or {"star": "cross", "heart": "moon"}
+    strategies = {"none": {"preserve": "none"}, '""': {"preserve": "neutral"}, "adversarial": {}}
+    rows = []
+    for target in targets:
+        plans = dict(strategies)
+        plans[f'fixed "{related[target]}"'] = {"preserve": "fixed", "fixed_concept": related[target]}
+        for label, overrides in plans.items():
+            def row(label=label, overrides=overrides, target=target) -> dict:
+                pipe, wall, _ = erase_fresh(MethodSpec(f"AP {label}", "ap", "object,fast", overrides), [target], budget)
+                fixed = label.startswith("fixed")
+                return {"target": target, "strategy": "fixed" if fixed else label,
+                        "concept": related[target] if fixed else "", "wall_s": wall,
+                        **_shape_row(pipe, classifier, scorer, [target], budget)}
+
+            rows.append(budget.cached(f"preservation|{target}|{label}", row))
+            progress(f"preservation {target} {label}: {_brief(rows[-1])}")
+    return rows
+
+
+def ablation(classifier, scorer, budget: Budget, target: str = "star", ks: tuple[int, ...] = (4, 16),
+             n_iters: tuple[int, ...] = (1, 2), progress: Progress = print) -> list[dict]:
+    """AP's K (centres of the search space) x N_iter (ascent steps per outer step)."""
+    rows = []
+    for k, n_iter in itertools.product(ks, n_iters):
+        spec = MethodSpec(f"AP K={k} N_iter={n_iter}", "ap", "object,fast", {"n_centres": k, "n_iter": n_iter})
+
+        def row(spec=spec, k=k, n_iter=n_iter) -> dict:
+            pipe, wall, _ = erase_fresh(spec, [target], budget)
+            return {"target": target, "K": k, "n_iter": n_iter, "wall_s": wall,
+                    **_shape_row(pipe, classifier, scorer, [target], budget)}
+
+        rows.append(budget.cached(f"ablation|{target}|K={k}|n_iter={n_iter}", row))
+        progress(f"ablation K={k} N_iter={n_iter}: {_brief(rows[-1])}")
+    return rows
+
+
+def style_prompts(budget: Budget) -> list[tuple[str, str, int]]:
+    """(style, prompt, seed) over every style x shape x colour x seed: "a shadowed red star"."""
+    return [(st, prompt(sh, c, style=st), sd)
+            for st, sh, c, sd in itertools.product(STYLES, SHAPES, COLOURS, range(budget.seeds))]
+
+
+def style_row(pipe, base_images: np.ndarray, classifier, scorer, erased_style: str, budget: Budget) -> dict:
+    """Style-head ESR/PSR and, on erased and kept styles, CLIP with the prompt and LPIPS to the base images."""
+    items = style_prompts(budget)
+    images = generate(pipe, [p for _, p, _ in items], [s for _, _, s in items], budget.settings)
+    styles = np.array([st for st, _, _ in items])
+    pred = classifier.predict(to_tensor(images))["style"].argmax(-1).numpy()
+    hit = pred == np.array([STYLES.index(st) for st in styles])
+    clip = scorer.score(images, [p for _, p, _ in items]).numpy()
+    lp = lpips_distance(images, base_images, net="world").numpy()
+    erased = styles == erased_style
+    return {"esr1": 100 * float((~hit[erased]).mean()), "psr1": 100 * float(hit[~erased].mean()),
+            "clip_erased": float(clip[erased].mean()), "clip_kept": float(clip[~erased].mean()),
+            "lpips_erased": float(lp[erased].mean()), "lpips_kept": float(lp[~erased].mean())}
+
+
+def style(classifier, scorer, budget: Budget, erased_style: str = "outline", methods=METHODS,
+          progress: Progress = print) -> list[dict]:
+    """Erase one rendering style (its caption word, e.g. "outlined") with every method (paper table 4)."""
+    if erased_style not in STYLES:
+        raise ValueError(f"unknown style {erased_style!r}; valid: {', '.join(STYLES)}")
+    word = STYLE_WORDS[erased_style]
+    items = style_prompts(budget)
+    base = load_pipeline("embedded")
+    base_images = generate(base, [p for _, p, _ in items], [s for _, _, s in items], budget.settings)
+    rows = [{"method": BASE, "style": erased_style, "wall_s": 0.0,
+             **style_row(base, base_images, classifier, scorer, erased_style, budget)}]
+    for spec in methods:
+        def row(spec=spec) -> dict:
+            kept = [STYLE_WORDS[s] for s in STYLES if s != erased_style]
+            pipe, wall, _ = erase_fresh(spec, [word], budget, kept=kept, **_style_overrides(spec))
+            return {"method": spec.name, "style": erased_style, "wall_s": wall,
+                    **style_row(pipe, base_images, classifier, scorer, erased_style, budget)}
+
+        rows.append(budget.cached(f"style|{erased_style}|{spec.name}", row))
+        progress(f"style {erased_style} {spec.name}: {_brief(rows[-1])}")
+    return rows
+
+
+def _style_overrides(spec: MethodSpec) -> dict:
+    """MCE needs style-shaped prompts: templates naming the style, and kept prompts of the other styles."""
+    if spec.method != "mce":
+        return {}
+    return {"erase_templates": ["a {concept} " + s for s in SHAPES[:5]] + ["a {concept} red " + s for s in SHAPES[5:]],
+            "keep_prompts": [prompt(s, c, style=st) for s, c, st in zip(SHAPES, itertools.cycle(COLOURS),
+                                                                        itertools.cycle(("filled", "shadow")))]}
+
+
+def robustness(classifier, scorer, budget: Budget, target: str = "star", methods=METHODS,
+               attack: AttackConfig | None = None, shape_seeds: int = 8, progress: Progress = print) -> list[dict]:
+    """Every method erases the one shape `target`, side by side: ESR/PSR and CLIP (over `shape_seeds`
+    seeds), the fraction of neurons MCE masked, and the ASR of paraphrases and of an adversarial
+    prompt search against each erased model."""
+    from erasure.masks import masked_fraction
+
+    index = SHAPES.index(target)
+    shape_budget = Budget(shape_seeds, budget.settings, budget.steps_scale, budget.workdir)
+
+    def judge(images: np.ndarray) -> np.ndarray:
+        return (classifier.predict(to_tensor(images))["shape"].argmax(-1) == index).numpy()
+
+    attack = attack or AttackConfig()
+    base = load_pipeline("embedded")
+    rows = []
+    for spec in (None, *methods):
+        def row(spec=spec) -> dict:
+            kept = [s for s in SHAPES if s != target]
+            pipe, wall, run = (load_pipeline("embedded"), 0.0, None) if spec is None else erase_fresh(
+                spec, [target], budget, kept)
+            out = {"method": BASE if spec is None else spec.name, "target": target, "wall_s": wall,
+                   **_shape_row(pipe, classifier, scorer, [target], shape_budget)}
+            if spec is not None and spec.method == "mce":
+                out["masked_pct"] = 100 * masked_fraction(run.result())
+            para = paraphrase_attack(pipe, paraphrases(target), judge, budget.seeds, budget.settings)
+            adv = adversarial_prompt_attack(base, pipe, target, judge, attack, budget.settings)
+            return out | {"plain_asr": adv["plain_asr"], "paraphrase_asr": para["asr"], "adversarial_asr": adv["asr"]}
+
+        rows.append(budget.cached(f"robustness|{target}|{BASE if spec is None else spec.name}|{attack}", row))
+        progress(f"robustness {rows[-1]['method']}: {_brief(rows[-1])}")
+    return rows
+
+
+def summarize(rows: list[dict], by: str | tuple[str, ...], metrics: tuple[str, ...]) -> list[dict]:
+    """Mean and std (over the rows sharing `by`, e.g. the 4 splits) of each metric, in first-seen order."""
+    keys = (by,) if isinstance(by, str) else by
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    out = []
+    for key, group in groups.items():
+        row = dict(zip(keys, key)) | {"n": len(group)}
+        for m in metrics:
+            values = torch.tensor([float(g[m]) for g in group], dtype=torch.float64)
+            row[m] = float(values.mean())
+            row[f"{m}_std"] = float(values.std()) if len(values) > 1 else 0.0
+        out.append(row)
+    return out
+
+
+def _brief(row: dict) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in row.items() if isinstance(v, float))

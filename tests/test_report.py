@@ -1,0 +1,58 @@
+"""The report's aggregation and README rendering (pure functions over saved rows)."""
+
+import pytest
+
+from benchmarks.report_render import END, START, render_readme, section, verdict
+from evaluation.protocols import summarize
+
+
+def _rows():
+    return [{"split": s, "method": m, "esr1": e, "psr1": p, "clip_kept": 60.0, "wall_s": w}
+            for s, (m, e, p, w) in enumerate([("AP", 90.0, 98.0, 10.0), ("UCE", 100.0, 20.0, 0.1),
+                                              ("AP", 94.0, 96.0, 12.0), ("UCE", 100.0, 30.0, 0.1)])]
+
+
+def test_summarize_gives_mean_and_sample_std_per_group_in_first_seen_order():
+    out = summarize(_rows(), "method", ("esr1", "psr1"))
+    assert [r["method"] for r in out] == ["AP", "UCE"] and out[0]["n"] == 2
+    assert out[0]["esr1"] == pytest.approx(92.0) and out[0]["esr1_std"] == pytest.approx(2 ** 0.5 * 2)
+    assert out[1]["psr1"] == pytest.approx(25.0) and out[1]["psr1_std"] == pytest.approx(50 ** 0.5)
+
+
+def test_verdict_says_where_ap_wins_and_where_it_does_not():
+    summary = summarize(_rows(), "method", ("esr1", "psr1", "clip_kept", "wall_s"))
+    lines = verdict({"table1": {"summary": summary}})
+    assert len(lines) == 1 and lines[0].startswith("- Table 1, AP vs UCE")
+    assert "ESR-1 worse (92.0 vs 100.0)" in lines[0] and "PSR-1 better (97.0 vs 25.0)" in lines[0]
+    assert "CLIP on kept level" in lines[0] and "wall time worse" in lines[0]
+
+
+def test_readme_section_is_replaced_between_the_markers_only():
+    rows = [{**r, "esr5": 1.0, "psr5": 2.0, "clip_erased": 3.0} for r in _rows()]
+    summary = summarize(rows, "method", ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s"))
+    results = {"table1": {"rows": rows, "summary": summary, "seeds": 4, "wall_s": 12.0}}
+    text = f"intro\n{START}\nold numbers\n{END}\noutro\n"
+    out = render_readme(text, results)
+    assert out.startswith("intro\n" + START) and out.endswith(END + "\noutro\n") and "old numbers" not in out
+    assert "| AP | 92.0 ± 2.8 |" in out and section(results) in out
+    assert render_readme(out, results) == out  # re-rendering the same results changes nothing
+    with pytest.raises(ValueError, match="markers"):
+        render_readme("no markers here", results)
+
+
+def test_finished_rows_are_kept_so_a_stopped_report_resumes(tmp_path):
+    from evaluation.protocols import Budget
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"method": "AP", "esr1": 97.5}
+
+    budget = Budget(seeds=4, rows_dir=tmp_path, workdir=tmp_path)
+    assert budget.cached("table1|AP|star,heart", compute) == {"method": "AP", "esr1": 97.5}
+    assert budget.cached("table1|AP|star,heart", compute) == {"method": "AP", "esr1": 97.5}
+    assert len(calls) == 1  # the second call read the stored row
+    Budget(seeds=8, rows_dir=tmp_path, workdir=tmp_path).cached("table1|AP|star,heart", compute)
+    assert len(calls) == 2  # other seeds: another row
+    assert Budget(rows_dir=None, workdir=tmp_path).cached("x", compute) and len(calls) == 3
