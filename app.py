@@ -47,6 +47,8 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except gr.Error:
+            raise  # already a message (a wrapped helper raised it)
         except USER_ERRORS as e:
             raise gr.Error(str(e).strip("'\"")) from e
 
@@ -155,7 +157,11 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
 @user_errors
 def erase_status(job_id: str) -> tuple[str, object]:
     """API `erase_status`: progress (step, ETA, adversarial concept and its top-5) and the loss plot."""
-    info = manager().info(job_id)
+    return _erase_view(job_id, manager().info(job_id))
+
+
+@user_errors
+def _erase_view(job_id: str, info) -> tuple[str, object]:
     job = manager().folder(job_id)
     if info.kind != "erase":
         raise ValueError(f"{job_id} is a {info.kind} job; pick an erase job")
@@ -229,9 +235,13 @@ QUICK_ESD = "quick ESD erasure (fast preset)"
 @user_errors
 def spectrum_status(job_id: str, top_n: float = 20) -> tuple:
     """API `spectrum_status`: progress, then the figures, the top-N table and the CSV file."""
+    return _spectrum_view(job_id, manager().info(job_id), top_n)
+
+
+@user_errors
+def _spectrum_view(job_id: str, info, top_n: float = 20) -> tuple:
     from sensitivity import figures, load_spectrum
 
-    info = manager().info(job_id)
     if info.kind != "spectrum":
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
     text = f"**{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}"
@@ -460,11 +470,11 @@ def build_ui() -> gr.Blocks:
     return demo
 
 
-def _state_or_none(job_id: str) -> str | None:
-    """The job's state, or None for no or an unknown id (the picker's own event reports that once;
-    the timer must not raise it every tick)."""
+def _info_or_none(job_id: str):
+    """The job's info (read once per tick), or None for no or an unknown id (the picker's own event
+    reports that once; the timer must not raise it every tick)."""
     try:
-        return manager().info(job_id).state if job_id else None
+        return manager().info(job_id) if job_id else None
     except KeyError:
         return None
 
@@ -472,26 +482,26 @@ def _state_or_none(job_id: str) -> str | None:
 def _poll_erase(job_id: str, seen: str):
     """Live erasure progress while the selected job runs, plus one last update when it stops;
     `seen` (per browser session) is the job and state shown last."""
-    state = _state_or_none(job_id)
-    if state is None:
+    info = _info_or_none(job_id)
+    if info is None:
         return gr.skip(), gr.skip(), seen
-    key = f"{job_id}:{state}"
+    key = f"{job_id}:{info.state}"
     if key == seen and not key.endswith((":running", ":queued")):
         return gr.skip(), gr.skip(), seen
-    return (*erase_status(job_id), key)
+    return (*_erase_view(job_id, info), key)
 
 
 def _poll_spectrum(job_id: str, seen: str):
     """Spectrum progress while it runs, then the figures once when it finishes."""
-    state = _state_or_none(job_id)
-    if state is None:
+    info = _info_or_none(job_id)
+    if info is None:
         return (gr.skip(),) * 6 + (seen,)
-    key = f"{job_id}:{state}"
-    if key == seen and state not in ("running", "queued"):
+    key = f"{job_id}:{info.state}"
+    if key == seen and info.state not in ("running", "queued"):
         return (gr.skip(),) * 6 + (seen,)
-    if state in ("running", "queued"):
-        return (spectrum_status(job_id)[0],) + (gr.skip(),) * 5 + (key,)
-    return (*spectrum_status(job_id), key)
+    if info.state in ("running", "queued"):
+        return (_spectrum_view(job_id, info)[0],) + (gr.skip(),) * 5 + (key,)
+    return (*_spectrum_view(job_id, info), key)
 
 
 if __name__ == "__main__":
