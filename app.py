@@ -20,15 +20,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from backends import EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline
+from backends import DTYPES, EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline
 from erasure import list_methods, resolve_config
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
 from jobs import JobManager
 
 MAX_IMAGES = 16
 JOBS_DIR = os.environ.get("CSE_JOBS_DIR", str(Path(__file__).resolve().parent / "runs" / "jobs"))
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
+# Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 needs ~67 GB)
+JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, ModelUnavailableError)
 _manager: JobManager | None = None
 
@@ -151,7 +152,7 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     overrides = {"param_group": param_group, "steps": int(steps), "lr": float(lr),
                  "snapshot_every": int(snapshot_every), "checkpoint_every": max(1, int(steps) // 10)}
     return manager().submit("erase", {"model": model, "method": method, "targets": targets, "device": DEVICE,
-                                      "presets": _presets(scope, speed), "overrides": overrides})
+                                      "dtype": JOB_DTYPE, "presets": _presets(scope, speed), "overrides": overrides})
 
 
 @user_errors

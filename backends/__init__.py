@@ -2,6 +2,7 @@
 
 from .generate import SamplerSettings, generate, grid, initial_latents
 from .loader import (
+    DTYPES,
     EMBEDDED,
     PRESETS,
     TINY_FLUX,
@@ -10,9 +11,11 @@ from .loader import (
     load_embedded_clip,
     load_pipeline,
     resolve_model,
+    torch_dtype,
 )
 
 __all__ = [
-    "EMBEDDED", "PRESETS", "TINY_FLUX", "ModelUnavailableError", "SamplerSettings", "generate", "grid",
+    "DTYPES", "EMBEDDED", "PRESETS", "TINY_FLUX", "ModelUnavailableError", "SamplerSettings", "generate", "grid",
     "initial_latents", "load_classifier", "load_embedded_clip", "load_pipeline", "resolve_model",
+    "torch_dtype",
 ]

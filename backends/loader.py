@@ -26,6 +26,8 @@ PRESETS = {
 # It draws noise, not pictures, so the app does not list it.
 TINY_FLUX = "flux-tiny-random"
 HUB_HOST = "huggingface.co"
+# Weight dtypes by name (configs, run records, the CLI and the app name them as strings).
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 class ModelUnavailableError(RuntimeError):
@@ -82,6 +84,13 @@ def _unavailable(spec: ModelSpec, reason: str) -> ModelUnavailableError:
         f"https://huggingface.co/{spec.source} if it is gated) into the Hugging Face cache, or pass the path of a "
         "local diffusers folder. The embedded model ('embedded') always works offline."
     )
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """"bfloat16" -> torch.bfloat16; an unknown name raises an error listing the valid ones."""
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; valid: {', '.join(DTYPES)}")
+    return DTYPES[name]
 
 
 def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):

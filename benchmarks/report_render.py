@@ -35,32 +35,27 @@ SHAPE_COLUMNS = [("esr1", "ESR-1"), ("esr5", "ESR-5"), ("psr1", "PSR-1"), ("psr5
 
 
 # ---------------------------------------------------------------- the verdict, from the numbers
+# What the verdict compares, per protocol: (where the rows are, line prefix, (key, label, higher is better)...)
+VERDICT_METRICS = {
+    "table1": ("summary", "Table 1", (("esr1", "ESR-1", True), ("psr1", "PSR-1", True),
+                                      ("clip_kept", "CLIP on kept", True), ("wall_s", "wall time", False))),
+    "robustness": ("rows", "One shape", (("esr1", "ESR-1", True), ("psr1", "PSR-1", True),
+                                         ("paraphrase_asr", "paraphrase ASR", False),
+                                         ("adversarial_asr", "adversarial ASR", False))),
+}
+
+
 def verdict(results: dict) -> list[str]:
     """Plain statements of where AP beats each baseline on our world and where it does not."""
     lines = []
-    if "table1" in results:
-        by = {r["method"]: r for r in results["table1"]["summary"]}
-        if AP in by:
-            ap = by[AP]
-            for name, r in by.items():
-                if name in (AP, "SD (base)"):
-                    continue
-                lines.append(f"- Table 1, AP vs {name}: " + "; ".join(_compare(ap, r, k, label, higher)
-                                                                    for k, label, higher in
-                                                                    (("esr1", "ESR-1", True), ("psr1", "PSR-1", True),
-                                                                     ("clip_kept", "CLIP on kept", True),
-                                                                     ("wall_s", "wall time", False))) + ".")
-    if "robustness" in results:
-        by = {r["method"]: r for r in results["robustness"]["rows"]}
-        if AP in by:
-            ap = by[AP]
-            for name, r in by.items():
-                if name in (AP, "SD (base)"):
-                    continue
-                lines.append(f"- One shape, AP vs {name}: " + "; ".join(
-                    [_compare(ap, r, k, label, True) for k, label in (("esr1", "ESR-1"), ("psr1", "PSR-1"))]
-                    + [_compare(ap, r, k, label, False) for k, label in (("paraphrase_asr", "paraphrase ASR"),
-                                                                         ("adversarial_asr", "adversarial ASR"))]) + ".")
+    for protocol, (rows_key, prefix, metrics) in VERDICT_METRICS.items():
+        by = {r["method"]: r for r in results.get(protocol, {}).get(rows_key, [])}
+        if AP not in by:
+            continue
+        for name, r in by.items():
+            if name not in (AP, "SD (base)"):
+                lines.append(f"- {prefix}, AP vs {name}: "
+                             + "; ".join(_compare(by[AP], r, k, label, hi) for k, label, hi in metrics) + ".")
     return lines
 
 

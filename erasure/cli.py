@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int)
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field")
     e.add_argument("--device", default="cpu")
+    e.add_argument("--dtype", default="float32", help="weights' dtype: float32, bfloat16 or float16 (FLUX: bfloat16)")
     r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     r.add_argument("run")
     r.add_argument("--device", default="cpu")
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "erase":
             overrides = {k: getattr(args, k) for k in ("steps", "lr", "param_group", "seed")} | _settings(args.set)
             run = trainer.erase(args.model, args.method, args.target, args.preset, args.out, callback=_progress(),
-                                device=args.device, **overrides)
+                                device=args.device, dtype=args.dtype, **overrides)
             print(f"done: {run.path}")
         elif args.command == "resume":
             run = trainer.resume(args.run, callback=_progress(), device=args.device)

@@ -33,14 +33,20 @@ def predict(unet, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.
     return unet(z, t, encoder_hidden_states=emb).sample
 
 
+def guided_eps(unet, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guided eps; `emb` [2B, L, d] holds the unconditional rows first, then the
+    conditional ones (one UNet call on the doubled batch)."""
+    eps_u, eps_c = predict(unet, torch.cat([z, z]), t, emb).chunk(2)
+    return eps_u + guidance * (eps_c - eps_u)
+
+
 @torch.no_grad()
 def sample_until(unet, scheduler: DDIMScheduler, z: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
                  guidance: float, k: int) -> torch.Tensor:
     """Run k DDIM steps with classifier-free guidance from z_T; returns z at scheduler.timesteps[k]."""
     emb = torch.cat([uncond.expand(z.shape[0], -1, -1), cond.expand(z.shape[0], -1, -1)])
     for t in scheduler.timesteps[:k]:
-        eps_u, eps_c = unet(torch.cat([z, z]), t, encoder_hidden_states=emb).sample.chunk(2)
-        z = scheduler.step(eps_u + guidance * (eps_c - eps_u), t, z).prev_sample
+        z = scheduler.step(guided_eps(unet, z, t, emb, guidance), t, z).prev_sample
     return z
 
 

@@ -16,8 +16,13 @@ from torch import nn
 KINDS = ("ffn", "norm")
 # How a logit becomes a mask while training. "sigmoid": the relaxed mask sigmoid(logit) (the model
 # trained is not the binarised one); "straight_through": the binary mask logit > 0 in the forward pass
-# and sigmoid's gradient in the backward pass (the model trained is the one that is saved).
-RELAXATIONS = ("sigmoid", "straight_through")
+# and sigmoid's gradient in the backward pass (the model trained is the one that is saved);
+# "hard_concrete": Louizos et al.'s stochastic gate (the reference code's "hard_discrete"), a noisy
+# sigmoid stretched past [0, 1] and clipped, so most gates sit at exactly 0 or 1 while training and the
+# model trained is close to the binarised one.
+RELAXATIONS = ("sigmoid", "straight_through", "hard_concrete")
+# Hard-concrete constants (Louizos et al. 2018): temperature and the stretch interval (gamma, zeta).
+HC_TEMPERATURE, HC_GAMMA, HC_ZETA = 2 / 3, -0.1, 1.1
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Masker(nn.Module):
         self.sites, self.component, self.relaxation = sites, component, relaxation
         self.logits = nn.ParameterList([nn.Parameter(torch.full((s.size,), init_logit)) for s in sites])
         self.mode = "soft"
+        self._noise: list[torch.Tensor] | None = None  # hard_concrete: logistic noise of this step, per site
         self._handles = [self._hook(model.get_submodule(s.path), s, i) for i, s in enumerate(sites)]
 
     def _hook(self, module: nn.Module, site: Site, i: int):
@@ -90,10 +96,26 @@ class Masker(nn.Module):
         hard = (logit > 0).to(logit.dtype)
         if self.mode == "hard":
             return hard
+        if self.relaxation == "hard_concrete":
+            return self._hard_concrete(i)
         soft = torch.sigmoid(logit)
         if self.relaxation == "straight_through":
             return hard + soft - soft.detach()  # value: the binary mask; gradient: sigmoid's
         return soft
+
+    def resample(self, gen: torch.Generator) -> None:
+        """Draw this step's hard-concrete noise (one value per neuron). It is held fixed until the next
+        call, so every denoiser call of the step and the checkpointed recomputation see the same gates."""
+        if self.relaxation != "hard_concrete":
+            return
+        u = [torch.rand(s.size, generator=gen).clamp(1e-6, 1 - 1e-6) for s in self.sites]
+        self._noise = [(torch.log(x) - torch.log1p(-x)).to(logit.device) for x, logit in zip(u, self.logits)]
+
+    def _hard_concrete(self, i: int) -> torch.Tensor:
+        if self._noise is None:
+            raise RuntimeError("hard_concrete masks need Masker.resample(generator) before a soft forward pass")
+        s = torch.sigmoid((self.logits[i] + self._noise[i]) / HC_TEMPERATURE)
+        return (s * (HC_ZETA - HC_GAMMA) + HC_GAMMA).clamp(0.0, 1.0)
 
     def binary(self) -> dict[str, torch.Tensor]:
         """Result tensors: site key -> bool mask [size] (True = neuron kept)."""

@@ -46,7 +46,7 @@ class MCEConfig(EraseConfig):
     # mask logits start here: sigmoid(1) = 0.73. The seed does not say; on the embedded model a start
     # at 3 (0.95) left 69 % of stars recognisable after 150 steps, a start at 1 about 17 %
     init_logit: float = 1.0
-    relaxation: str = "sigmoid"  # "sigmoid" | "straight_through" (see masks.RELAXATIONS)
+    relaxation: str = "sigmoid"  # "sigmoid" | "straight_through" | "hard_concrete" (see masks.RELAXATIONS)
     erase_templates: list[str] = field(default_factory=lambda: list(ERASE_TEMPLATES))  # prompts naming the concept
     keep_prompts: list[str] = field(default_factory=lambda: list(KEEP_PROMPTS))  # prompts to leave unchanged
     checkpointing: bool = True  # recompute activations in the backward pass (memory for FLUX)
@@ -121,6 +121,7 @@ class MCE:
         pairs = [self.pairs[int(i)] for i in ctx.rng.integers(len(self.pairs), size=n_e)]
         keep = [self.keep[int(i)] for i in ctx.rng.integers(len(self.keep), size=cfg.batch - n_e)]
         z = self.sampler.noise(cfg.batch, ctx.gen)  # one z_T per prompt, shared by both models
+        self.masker.resample(ctx.gen)  # hard_concrete: this step's gates
         with torch.no_grad():
             self.masker.mode = "off"  # the original model draws the targets
             target = self.sampler.sample(self._cond([q for _, q in pairs] + keep), z)

@@ -171,13 +171,14 @@ def erased_copy(pipe, run: str | Path | RunFolder):
 
 def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):
     """Write a full diffusers folder of the base model with the erased tensors applied."""
-    from backends import load_pipeline
+    from backends import load_pipeline, torch_dtype
 
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
-    pipe = apply(load_pipeline(run.record["model"], device=device), run)
+    dtype = torch_dtype(run.record.get("dtype", "float32"))
+    pipe = apply(load_pipeline(run.record["model"], device=device, dtype=dtype), run)
     tmp = out.with_name(out.name + ".tmp")
     pipe.save_pretrained(tmp, safe_serialization=True)
     write_json(tmp / "erasure.json", run.record)

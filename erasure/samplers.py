@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .diffusion import ddim_scheduler, embed_prompts, predict
+from .diffusion import ddim_scheduler, embed_prompts, guided_eps
 
 
 def few_step_sampler(pipe, steps: int, guidance: float):
@@ -68,8 +68,7 @@ class UNetSampler:
         both = torch.cat([self.null.expand(len(z), -1, -1), cond["emb"]])  # [2B, L, d]: uncond, cond
         for t in self.scheduler.timesteps:
             def eps(x, t=t):
-                eps_u, eps_c = predict(self.model, torch.cat([x, x]), t, both).chunk(2)
-                return eps_u + self.guidance * (eps_c - eps_u)
+                return guided_eps(self.model, x, t, both, self.guidance)
 
             z = self.scheduler.step(_call(eps, z, grad, use_checkpoint), t, z).prev_sample
         return z

@@ -117,19 +117,23 @@ def resolve_config(method: str, model: str, presets: list[str] | str = (), **ove
 
 def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
           out: str | Path = "runs/erasure", callback: Callback | None = None, cancel: CancelToken | None = None,
-          device: str = "cpu", pipe=None, **overrides) -> RunFolder:
+          device: str = "cpu", pipe=None, dtype: str = "float32", **overrides) -> RunFolder:
     """Erase `targets` from `model` with `method`; returns the finished run folder.
 
     The config is validated before anything is written; `pipe` may be passed to reuse a
-    loaded pipeline (its UNet is modified in place)."""
+    loaded pipeline (its denoiser is modified in place). `dtype` is the weights' dtype when the
+    pipeline is loaded here ("bfloat16" fits FLUX's 12 B transformer on one 80 GB GPU); it is recorded,
+    and `resume` loads the same."""
+    from backends import load_pipeline, torch_dtype
+
     targets = [targets] if isinstance(targets, str) else list(targets)
     config = resolve_config(method, model, presets, targets=targets, **overrides)
+    weights_dtype = torch_dtype(dtype)
     if pipe is None:
-        from backends import load_pipeline
-
-        pipe = load_pipeline(model, device=device)
+        pipe = load_pipeline(model, device=device, dtype=weights_dtype)
     names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
-    record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed}
+    record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed,
+              "dtype": str(pipe.dtype).removeprefix("torch.")}
     run = RunFolder.create(out, record)
     return _train(run, pipe, method, config, None, callback, cancel)
 
@@ -145,9 +149,9 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
     config = cls.Config(**record["config"])
     config.validate()
     if pipe is None:
-        from backends import load_pipeline
+        from backends import load_pipeline, torch_dtype
 
-        pipe = load_pipeline(record["model"], device=device)
+        pipe = load_pipeline(record["model"], device=device, dtype=torch_dtype(record.get("dtype", "float32")))
     return _train(run, pipe, record["method"], config, run.latest_checkpoint(), callback, cancel)
 
 

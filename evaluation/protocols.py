@@ -16,6 +16,7 @@ seed gives the same z_T before and after.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import re
@@ -86,18 +87,37 @@ class Budget:
         return row
 
 
-def erase_fresh(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),
-                **extra) -> tuple[object, float, object]:
-    """A fresh embedded pipeline with `targets` erased by `spec`; returns (pipe, wall seconds, run folder)."""
-    from erasure import erase, resolve_config
+def resolved_overrides(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),
+                       **extra) -> dict:
+    """The config overrides `erase_fresh` runs `spec` with (the kept list for an oracle UCE, scaled steps)."""
+    from erasure import resolve_config
 
-    pipe = load_pipeline("embedded")
     overrides = {**spec.overrides, **extra}
     if spec.preserve_kept:
         overrides["preserve"] = list(kept)
     if budget.steps_scale != 1.0:
         steps = resolve_config(spec.method, "embedded", spec.presets, targets=targets, **overrides).steps
         overrides["steps"] = max(1, round(steps * budget.steps_scale))
+    return overrides
+
+
+def config_tag(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (), **extra) -> str:
+    """Short hash of the fully resolved config a row is computed with: part of its cache key, so a
+    changed default (or preset) recomputes the row instead of reusing a stale one."""
+    from erasure import resolve_config
+
+    config = resolve_config(spec.method, "embedded", spec.presets, targets=targets,
+                            **resolved_overrides(spec, targets, budget, kept, **extra))
+    return hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+
+
+def erase_fresh(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),
+                **extra) -> tuple[object, float, object]:
+    """A fresh embedded pipeline with `targets` erased by `spec`; returns (pipe, wall seconds, run folder)."""
+    from erasure import erase
+
+    pipe = load_pipeline("embedded")
+    overrides = resolved_overrides(spec, targets, budget, kept, **extra)
     folder = budget.workdir / f"{spec.name}_{'_'.join(targets)}_{time.time_ns()}".replace(" ", "_").replace('"', "")
     t0 = time.perf_counter()
     run = erase("embedded", spec.method, targets, spec.presets, folder, pipe=pipe, checkpoint_every=0,
@@ -114,7 +134,7 @@ def table1(classifier, scorer, budget: Budget, methods=METHODS, splits: list[dic
            progress: Progress = print) -> list[dict]:
     """One row per (split, method), base model included: erase the split's 5 shapes at once."""
     splits = splits if splits is not None else world_protocol()["splits"]
-    base = load_pipeline("embedded")
+    base = load_pipeline("embedded")  # the base rows' model
     rows = []
     for i, split in enumerate(splits):
         def row(spec: MethodSpec | None, split=split, i=i) -> dict:
@@ -125,7 +145,8 @@ def table1(classifier, scorer, budget: Budget, methods=METHODS, splits: list[dic
 
         for spec in (None, *methods):
             name = BASE if spec is None else spec.name
-            rows.append(budget.cached(f"table1|{name}|{','.join(split['erased'])}", functools.partial(row, spec)))
+            tag = "" if spec is None else config_tag(spec, split["erased"], budget, split["kept"])
+            rows.append(budget.cached(f"table1|{name}|{','.join(split['erased'])}|{tag}", functools.partial(row, spec)))
             progress(f"table1 split {i} {name}: {_brief(rows[-1])}")
     return rows
 
@@ -142,14 +163,16 @@ def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = 
         plans = dict(strategies)
         plans[f'fixed "{related[target]}"'] = {"preserve": "fixed", "fixed_concept": related[target]}
         for label, overrides in plans.items():
-            def row(label=label, overrides=overrides, target=target) -> dict:
-                pipe, wall, _ = erase_fresh(MethodSpec(f"AP {label}", "ap", "object,fast", overrides), [target], budget)
+            spec = MethodSpec(f"AP {label}", "ap", "object,fast", overrides)
+
+            def row(label=label, spec=spec, target=target) -> dict:
+                pipe, wall, _ = erase_fresh(spec, [target], budget)
                 fixed = label.startswith("fixed")
                 return {"target": target, "strategy": "fixed" if fixed else label,
                         "concept": related[target] if fixed else "", "wall_s": wall,
                         **_shape_row(pipe, classifier, scorer, [target], budget)}
 
-            rows.append(budget.cached(f"preservation|{target}|{label}", row))
+            rows.append(budget.cached(f"preservation|{target}|{label}|{config_tag(spec, [target], budget)}", row))
             progress(f"preservation {target} {label}: {_brief(rows[-1])}")
     return rows
 
@@ -166,7 +189,7 @@ def ablation(classifier, scorer, budget: Budget, target: str = "star", ks: tuple
             return {"target": target, "K": k, "n_iter": n_iter, "wall_s": wall,
                     **_shape_row(pipe, classifier, scorer, [target], budget)}
 
-        rows.append(budget.cached(f"ablation|{target}|K={k}|n_iter={n_iter}", row))
+        rows.append(budget.cached(f"ablation|{target}|K={k}|n_iter={n_iter}|{config_tag(spec, [target], budget)}", row))
         progress(f"ablation K={k} N_iter={n_iter}: {_brief(rows[-1])}")
     return rows
 
@@ -203,14 +226,15 @@ def style(classifier, scorer, budget: Budget, erased_style: str = "outline", met
     base_images = generate(base, [p for _, p, _ in items], [s for _, _, s in items], budget.settings)
     rows = [{"method": BASE, "style": erased_style, "wall_s": 0.0,
              **style_row(base, base_images, classifier, scorer, erased_style, budget)}]
+    kept = [STYLE_WORDS[s] for s in STYLES if s != erased_style]
     for spec in methods:
         def row(spec=spec) -> dict:
-            kept = [STYLE_WORDS[s] for s in STYLES if s != erased_style]
             pipe, wall, _ = erase_fresh(spec, [word], budget, kept=kept, **_style_overrides(spec))
             return {"method": spec.name, "style": erased_style, "wall_s": wall,
                     **style_row(pipe, base_images, classifier, scorer, erased_style, budget)}
 
-        rows.append(budget.cached(f"style|{erased_style}|{spec.name}", row))
+        tag = config_tag(spec, [word], budget, kept, **_style_overrides(spec))
+        rows.append(budget.cached(f"style|{erased_style}|{spec.name}|{tag}", row))
         progress(f"style {erased_style} {spec.name}: {_brief(rows[-1])}")
     return rows
 
@@ -238,13 +262,12 @@ def robustness(classifier, scorer, budget: Budget, target: str = "star", methods
         return (classifier.predict(to_tensor(images))["shape"].argmax(-1) == index).numpy()
 
     attack = attack or AttackConfig()
-    base = load_pipeline("embedded")
+    base = load_pipeline("embedded")  # the attacks' source of prompt embeddings, and the base row's model
     rows = []
+    kept = [s for s in SHAPES if s != target]
     for spec in (None, *methods):
         def row(spec=spec) -> dict:
-            kept = [s for s in SHAPES if s != target]
-            pipe, wall, run = (load_pipeline("embedded"), 0.0, None) if spec is None else erase_fresh(
-                spec, [target], budget, kept)
+            pipe, wall, run = (base, 0.0, None) if spec is None else erase_fresh(spec, [target], budget, kept)
             out = {"method": BASE if spec is None else spec.name, "target": target, "wall_s": wall,
                    **_shape_row(pipe, classifier, scorer, [target], shape_budget)}
             if spec is not None and spec.method == "mce":
@@ -253,7 +276,8 @@ def robustness(classifier, scorer, budget: Budget, target: str = "star", methods
             adv = adversarial_prompt_attack(base, pipe, target, judge, attack, budget.settings)
             return out | {"plain_asr": adv["plain_asr"], "paraphrase_asr": para["asr"], "adversarial_asr": adv["asr"]}
 
-        rows.append(budget.cached(f"robustness|{target}|{BASE if spec is None else spec.name}|{attack}", row))
+        tag = "base" if spec is None else f"{spec.name}|{config_tag(spec, [target], budget, kept)}"
+        rows.append(budget.cached(f"robustness|{target}|{tag}|{attack}", row))
         progress(f"robustness {rows[-1]['method']}: {_brief(rows[-1])}")
     return rows
 

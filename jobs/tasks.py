@@ -35,8 +35,10 @@ def check_known_concepts(model: str, concepts: list[str]) -> None:
 # ---------------------------------------------------------------- erasure
 def check_erase(params: dict, root: Path) -> tuple[str, int]:
     """Validate an erasure request; returns (title, step budget). Raises ValueError with a fix."""
+    from backends import torch_dtype
     from erasure import resolve_config
 
+    torch_dtype(params.get("dtype", "float32"))  # a bad dtype fails at submit time, not in the worker
     targets = [t.strip() for t in params.get("targets", []) if isinstance(t, str)]
     config = resolve_config(params["method"], params["model"], params.get("presets", ""), targets=targets,
                             **params.get("overrides", {}))
@@ -59,7 +61,7 @@ def run_erase(job: JobFolder, cancel, report: Report) -> None:
         resume(job.run_path, callback=on_event, cancel=cancel, device=p.get("device", "cpu"))
     else:
         erase(p["model"], p["method"], p["targets"], p.get("presets", ""), job.run_path, callback=on_event,
-              cancel=cancel, device=p.get("device", "cpu"), **p.get("overrides", {}))
+              cancel=cancel, device=p.get("device", "cpu"), dtype=p.get("dtype", "float32"), **p.get("overrides", {}))
 
 
 # ---------------------------------------------------------------- spectrum

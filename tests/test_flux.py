@@ -93,3 +93,38 @@ def test_unet_methods_refuse_flux_with_the_methods_that_apply():
             resolve_config(method, TINY_FLUX, targets=["star"])
     with pytest.raises(ValueError, match="on FLUX use: mce"):
         resolve_config("esd", "flux-schnell", targets=["nudity"])  # known as FLUX without a download
+
+
+def test_erase_loads_records_and_resumes_in_the_dtype_asked_for(tmp_path, monkeypatch):
+    import pytest
+
+    import backends
+    from backends import TINY_FLUX
+    from erasure import erase, resume
+    from erasure.runs import RunFolder
+
+    loaded, load_pipeline = [], backends.load_pipeline
+
+    def load_and_note(model, device="cpu", dtype=torch.float32):
+        pipe = load_pipeline(model, device=device, dtype=dtype)
+        loaded.append(next(pipe.transformer.parameters()).dtype)
+        return pipe
+
+    monkeypatch.setattr(backends, "load_pipeline", load_and_note)
+    small = dict(steps=2, batch=2, ddim_steps=2, erase_templates=["a {concept}"], keep_prompts=["a blue moon"],
+                 checkpoint_every=1, snapshot_every=0)
+    with pytest.raises(ValueError, match="unknown dtype 'float64'; valid: float32, float16, bfloat16"):
+        erase(TINY_FLUX, "mce", ["star"], "fast", tmp_path / "bad", dtype="float64", **small)
+    assert not (tmp_path / "bad").exists() and not loaded  # refused before loading or writing anything
+
+    def die_at_first_step(event):
+        if event.kind == "step":
+            raise KeyboardInterrupt  # the worker dies mid-run
+
+    with pytest.raises(KeyboardInterrupt):
+        erase(TINY_FLUX, "mce", ["star"], "fast", tmp_path / "bf16", dtype="bfloat16", callback=die_at_first_step,
+              **small)
+    assert RunFolder.open(tmp_path / "bf16").record["dtype"] == "bfloat16"
+    run = resume(tmp_path / "bf16")
+    assert loaded == [torch.bfloat16, torch.bfloat16]  # resume loaded the recorded dtype, not float32
+    assert run.status()["state"] == "done" and all(v.dtype == torch.bool for v in run.result().values())

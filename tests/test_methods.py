@@ -94,7 +94,7 @@ def test_ca_trains_only_kv_and_resumes_exactly(tmp_path):
     ({"batch": 1}, "batch must be >= 2"),
     ({"erase_templates": ["a photo"]}, "containing '{concept}'"),
     ({"beta": -1.0}, "beta must be >= 0"),
-    ({"relaxation": "gumbel"}, "unknown relaxation 'gumbel'; valid: sigmoid, straight_through"),
+    ({"relaxation": "gumbel"}, "unknown relaxation 'gumbel'; valid: sigmoid, straight_through, hard_concrete"),
 ])
 def test_mce_rejects_bad_settings(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -118,6 +118,40 @@ def test_straight_through_masks_forward_the_binary_mask_and_backward_the_sigmoid
     logit = masker.logits[0].detach()
     expected = plain.sum(0).detach() * torch.sigmoid(logit) * (1 - torch.sigmoid(logit))
     assert torch.allclose(masker.logits[0].grad, expected, atol=1e-6)  # d/dlogit of sigmoid, also for masked ones
+
+
+def test_hard_concrete_gates_are_clipped_stretched_noisy_sigmoids_fixed_per_step():
+    from erasure.masks import HC_GAMMA, HC_TEMPERATURE, HC_ZETA, Masker, Site
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 6))
+    masker = Masker(model, [Site("0", "ffn", "output", 6)], 0.0, relaxation="hard_concrete")
+    with torch.no_grad():
+        masker.logits[0].copy_(torch.tensor([8.0, -8.0, 0.0, 0.5, -0.5, 1.0]))
+    x = torch.randn(5, 3)
+    with pytest.raises(RuntimeError, match="resample"):
+        model(x)
+    gen = torch.Generator().manual_seed(0)
+    masker.resample(gen)
+    first = masker.mask(0).detach()
+    assert torch.equal(first, masker.mask(0).detach())  # the same gates until the next resample
+    assert first[0] == 1.0 and first[1] == 0.0  # confident logits clip to exactly 1 and 0
+    u = torch.rand(6, generator=torch.Generator().manual_seed(0)).clamp(1e-6, 1 - 1e-6)
+    s = torch.sigmoid((masker.logits[0].detach() + torch.log(u / (1 - u))) / HC_TEMPERATURE)
+    assert torch.allclose(first, (s * (HC_ZETA - HC_GAMMA) + HC_GAMMA).clamp(0, 1), atol=1e-6)
+    masker.mode = "off"
+    plain = model(x)
+    masker.mode = "soft"
+    out = model(x)
+    assert torch.allclose(out, plain * first)
+    out.sum().backward()
+    grad = masker.logits[0].grad
+    assert grad[0] == 0 and grad[1] == 0  # clipped gates pass no gradient
+    inside = (first > 0) & (first < 1)
+    assert inside.any() and (grad[inside] != 0).all()
+    masker.resample(gen)
+    assert not torch.equal(first, masker.mask(0).detach())  # a new step draws new noise
+    masker.mode = "hard"
+    assert torch.equal(masker.mask(0), torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 1.0]))  # the saved mask: logit > 0
 
 
 def test_mce_lr_is_not_scaled_by_the_model_profile():

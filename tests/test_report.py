@@ -25,6 +25,13 @@ def test_verdict_says_where_ap_wins_and_where_it_does_not():
     assert len(lines) == 1 and lines[0].startswith("- Table 1, AP vs UCE")
     assert "ESR-1 worse (92.0 vs 100.0)" in lines[0] and "PSR-1 better (97.0 vs 25.0)" in lines[0]
     assert "CLIP on kept level" in lines[0] and "wall time worse" in lines[0]
+    robust = [{"method": "SD (base)", "esr1": 0.0, "psr1": 99.0, "paraphrase_asr": 100.0, "adversarial_asr": 100.0},
+              {"method": "AP", "esr1": 98.0, "psr1": 98.0, "paraphrase_asr": 5.0, "adversarial_asr": 90.0},
+              {"method": "ESD", "esr1": 97.0, "psr1": 80.0, "paraphrase_asr": 10.0, "adversarial_asr": 20.0}]
+    both = verdict({"table1": {"summary": summary}, "robustness": {"rows": robust}})
+    assert both[0] == lines[0] and len(both) == 2  # the base model is never a baseline
+    assert both[1].startswith("- One shape, AP vs ESD") and "paraphrase ASR better (5.0 vs 10.0)" in both[1]
+    assert "adversarial ASR worse (90.0 vs 20.0)" in both[1]
 
 
 def test_readme_section_is_replaced_between_the_markers_only():
@@ -56,3 +63,17 @@ def test_finished_rows_are_kept_so_a_stopped_report_resumes(tmp_path):
     Budget(seeds=8, rows_dir=tmp_path, workdir=tmp_path).cached("table1|AP|star,heart", compute)
     assert len(calls) == 2  # other seeds: another row
     assert Budget(rows_dir=None, workdir=tmp_path).cached("x", compute) and len(calls) == 3
+
+
+def test_row_keys_follow_the_resolved_config_so_a_changed_setting_is_recomputed(tmp_path):
+    from evaluation.protocols import Budget, MethodSpec, config_tag
+
+    budget = Budget(workdir=tmp_path)
+    mce = MethodSpec("MCE", "mce", "object,fast")
+    assert config_tag(mce, ["star"], budget) == config_tag(MethodSpec("MCE", "mce", "object,fast"), ["star"], budget)
+    assert config_tag(mce, ["star"], budget) != config_tag(mce, ["heart"], budget)
+    assert config_tag(mce, ["star"], budget) != config_tag(MethodSpec("MCE", "mce", "object,fast", {"beta": 1.0}),
+                                                           ["star"], budget)
+    assert config_tag(mce, ["star"], budget) != config_tag(mce, ["star"], Budget(steps_scale=0.5, workdir=tmp_path))
+    uce = MethodSpec("UCE (kept list)", "uce", "object", preserve_kept=True)
+    assert config_tag(uce, ["star"], budget, ["heart"]) != config_tag(uce, ["star"], budget, ["moon"])
