@@ -6,7 +6,8 @@
 Each setting overrides MCE's `object,fast` preset, erases "star", and is scored like bench_erasure
 (ESR-1 on star, PSR-1 on the other shapes, 8 seeds). The binarised masks follow float rounding, so
 the thread count (OMP_NUM_THREADS) changes the result; it is recorded with the rows.
-Writes benchmarks/results/mce_settings.json.
+Writes benchmarks/results/mce_settings.json, merging: a row replaces the stored row of the same setting
+and thread count, and rows of other settings are kept (so separate runs add up to one table).
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ import torch
 
 from backends import SamplerSettings, load_classifier, load_pipeline
 from erasure import erase
+from erasure.masks import masked_fraction
 from evaluation import world_erasure_report
 
-from .common import print_table, write_result
+from .common import RESULTS, print_table, write_result
 
-SETTINGS = [{}, {"beta": 0.003}, {"beta": 0.1}, {"beta": 1.0}, {"beta": 1.0, "steps": 300}, {"batch": 8},
-            {"init_logit": 0.5}, {"lr": 1.0, "lr_norm": 1.0}, {"relaxation": "straight_through"}]
+SETTINGS = [{}, {"seed": 1}, {"seed": 2}, {"beta": 0.003}, {"beta": 0.1}, {"beta": 1.0}, {"beta": 1.0, "steps": 300},
+            {"batch": 8}, {"init_logit": 0.5}, {"lr": 1.0, "lr_norm": 1.0}, {"lr": 0.1, "lr_norm": 0.1},
+            {"lr": 0.1, "lr_norm": 0.1, "seed": 1}, {"steps": 400}, {"ddim_steps": 8},
+            {"relaxation": "straight_through"}, {"relaxation": "hard_concrete"},
+            {"relaxation": "hard_concrete", "init_logit": 3.0}, {"relaxation": "hard_concrete", "beta": 0.001},
+            {"relaxation": "hard_concrete", "init_logit": 0.0, "lr": 1.0, "lr_norm": 1.0}]
 
 
 def main() -> None:
@@ -39,14 +45,26 @@ def main() -> None:
         torch.manual_seed(0)
         pipe = load_pipeline("embedded")
         t0 = time.perf_counter()
-        erase("embedded", "mce", ["star"], "object,fast", tempfile.mkdtemp(prefix="mce_"), pipe=pipe,
-              checkpoint_every=0, **overrides)
+        run = erase("embedded", "mce", ["star"], "object,fast", tempfile.mkdtemp(prefix="mce_"), pipe=pipe,
+                    checkpoint_every=0, **overrides)
         wall = time.perf_counter() - t0
         r = world_erasure_report(pipe, classifier, ["star"], a.seeds, sampler)
-        rows.append({"setting": json.dumps(overrides) or "{}", "wall_s": round(wall, 1), "esr1": round(r["esr1"], 1),
-                     "psr1": round(r["psr1"], 1), "per_shape_top1": r["per_shape_top1"]})
-        print_table(rows[-1:], ["setting", "wall_s", "esr1", "psr1"])
-    print("wrote", write_result("mce_settings", {"seeds": a.seeds, "sampler": vars(sampler), "rows": rows}))
+        rows.append({"setting": json.dumps(overrides, sort_keys=True), "threads": torch.get_num_threads(),
+                     "wall_s": round(wall, 1), "esr1": round(r["esr1"], 1), "psr1": round(r["psr1"], 1),
+                     "masked_pct": round(100 * masked_fraction(run.result()), 2), "per_shape_top1": r["per_shape_top1"]})
+        print_table(rows[-1:], ["setting", "threads", "wall_s", "esr1", "psr1", "masked_pct"])
+        stored = merged(rows, a.seeds)  # written after every setting: a stopped sweep keeps what it measured
+        write_result("mce_settings", {"seeds": a.seeds, "sampler": vars(sampler), "rows": stored})
+    print("wrote", RESULTS / "mce_settings.json")
+
+
+def merged(rows: list[dict], seeds: int) -> list[dict]:
+    """Stored rows of the same seed count, with `rows` replacing those of the same setting and threads."""
+    path = RESULTS / "mce_settings.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    keep = [r for r in old.get("rows", []) if old.get("seeds") == seeds and "threads" in r]
+    new = {(r["setting"], r["threads"]) for r in rows}
+    return [r for r in keep if (r["setting"], r["threads"]) not in new] + rows
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ def _compare(ap: dict, other: dict, key: str, label: str, higher_is_better: bool
     a, b = ap[key], other[key]
     tol = max(ap.get(f"{key}_std", 0.0), other.get(f"{key}_std", 0.0), 1e-9)
     if abs(a - b) <= tol:
-        return f"{label} level ({a:.1f} vs {b:.1f}, within one std)"
+        return f"{label} level ({a:.1f} vs {b:.1f}{', within one std' if tol > 1e-9 else ''})"
     better = (a > b) == higher_is_better
     return f"{label} {'better' if better else 'worse'} ({a:.1f} vs {b:.1f})"
 

@@ -83,6 +83,7 @@ class Budget:
         if path.exists():
             return json.loads(path.read_text())
         row = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, row)
         return row
 

@@ -27,11 +27,12 @@ def test_verdict_says_where_ap_wins_and_where_it_does_not():
     assert "CLIP on kept level" in lines[0] and "wall time worse" in lines[0]
     robust = [{"method": "SD (base)", "esr1": 0.0, "psr1": 99.0, "paraphrase_asr": 100.0, "adversarial_asr": 100.0},
               {"method": "AP", "esr1": 98.0, "psr1": 98.0, "paraphrase_asr": 5.0, "adversarial_asr": 90.0},
-              {"method": "ESD", "esr1": 97.0, "psr1": 80.0, "paraphrase_asr": 10.0, "adversarial_asr": 20.0}]
+              {"method": "ESD", "esr1": 98.0, "psr1": 80.0, "paraphrase_asr": 10.0, "adversarial_asr": 20.0}]
     both = verdict({"table1": {"summary": summary}, "robustness": {"rows": robust}})
     assert both[0] == lines[0] and len(both) == 2  # the base model is never a baseline
     assert both[1].startswith("- One shape, AP vs ESD") and "paraphrase ASR better (5.0 vs 10.0)" in both[1]
     assert "adversarial ASR worse (90.0 vs 20.0)" in both[1]
+    assert "ESR-1 level (98.0 vs 98.0);" in both[1]  # one run each: no std to be within
 
 
 def test_readme_section_is_replaced_between_the_markers_only():
@@ -56,11 +57,11 @@ def test_finished_rows_are_kept_so_a_stopped_report_resumes(tmp_path):
         calls.append(1)
         return {"method": "AP", "esr1": 97.5}
 
-    budget = Budget(seeds=4, rows_dir=tmp_path, workdir=tmp_path)
+    budget = Budget(seeds=4, rows_dir=tmp_path / "rows", workdir=tmp_path)  # created on the first row
     assert budget.cached("table1|AP|star,heart", compute) == {"method": "AP", "esr1": 97.5}
     assert budget.cached("table1|AP|star,heart", compute) == {"method": "AP", "esr1": 97.5}
     assert len(calls) == 1  # the second call read the stored row
-    Budget(seeds=8, rows_dir=tmp_path, workdir=tmp_path).cached("table1|AP|star,heart", compute)
+    Budget(seeds=8, rows_dir=tmp_path / "rows", workdir=tmp_path).cached("table1|AP|star,heart", compute)
     assert len(calls) == 2  # other seeds: another row
     assert Budget(rows_dir=None, workdir=tmp_path).cached("x", compute) and len(calls) == 3
 
