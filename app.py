@@ -28,7 +28,7 @@ from jobs import JobManager
 MAX_IMAGES = 16
 JOBS_DIR = os.environ.get("CSE_JOBS_DIR", str(Path(__file__).resolve().parent / "runs" / "jobs"))
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
-# Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 needs ~67 GB)
+# Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB)
 JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, ModelUnavailableError)
 _manager: JobManager | None = None

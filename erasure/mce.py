@@ -12,6 +12,7 @@ The result is the binary masks only; `apply` bakes them into the weights (zeroed
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -73,15 +74,15 @@ PRESETS = {
     "nudity": {"erase_templates": ["a photo of a {concept} person", "{concept}", "a {concept} body"]},
     # the seed: batch 4, lr 0.5 / 0.5, beta 0.01, Adam, 400 steps, weight decay 1e-2, a 4-step sampler
     "reference": {"ddim_steps": 4},
-    # Measured on the embedded model (erase "star", 8 seeds, ESR-1 / PSR-1 %, 150 steps unless said):
-    # these defaults 93.8 / 75.5 on one CPU thread and 85.4 / 74.5 on two (float rounding moves logits
-    # across 0: the binarised result is that sensitive); training seeds 1 and 2: 52.1 / 90.3, 25.0 / 97.9
-    # (MCE does not erase reliably here; README, "The other methods"); an 8-step sampler: 58.3 / 81.7; beta 0.003: 66.7 / 84.7; beta 0.1: 43.8 / 95.6;
-    # beta 1: 47.9 / 100 (300 steps: 52.1 / 99.5); batch 8: 58.3 / 79.9; logits from 0.5: 43.8 / 96.8;
-    # lr 1.0: 47.9 / 87.0; straight-through masks: 31.2 / 87.7; 400 steps (the seed's): 91.7 / 72.2 (one
-    # thread). Hard-concrete gates (one thread): 20.8 / 91.0; from logit 3 (the reference code's): 29.2 /
-    # 92.6; beta 0.001: 10.4 / 93.5; from logit 0 with lr 1: 41.7 / 86.1. A tiny UNet's FFN neurons are
-    # shared by every shape, so masking them trades erasure against preservation far more than on FLUX.
+    # Measured on the embedded model (erase "star", 8 seeds, ESR-1 / PSR-1 %, 150 steps, one CPU thread
+    # unless said). MCE does not erase reliably there (README, "The other methods"): these defaults give
+    # 93.8 / 75.5, 52.1 / 90.3 and 25.0 / 97.9 for training seeds 0, 1 and 2, and 85.4 / 74.5 for seed 0 on
+    # two threads (float rounding moves logits across 0). 400 steps (the seed's): 91.7 / 72.2; an 8-step
+    # sampler: 58.3 / 81.7; beta 0.003: 66.7 / 84.7; beta 0.1: 43.8 / 95.6; beta 1: 47.9 / 100 (300 steps:
+    # 52.1 / 99.5); batch 8: 58.3 / 79.9; logits from 0.5: 43.8 / 96.8; lr 1.0: 47.9 / 87.0; lr 0.1: 31.2 /
+    # 94.7; straight-through: 31.2 / 87.7; hard-concrete: 20.8 / 91.0 (from logit 3, the reference code's:
+    # 29.2 / 92.6; beta 0.001: 10.4 / 93.5; from logit 0 with lr 1: 41.7 / 86.1). A tiny UNet's FFN neurons
+    # are shared by every shape, so masking them trades erasure against preservation far more than on FLUX.
     "fast": {"steps": 150, "ddim_steps": 4},
 }
 
@@ -154,6 +155,15 @@ class MCE:
 
     def snapshot_prompts(self) -> dict[str, str]:
         return {"ce": self.pairs[0][0]}
+
+    @contextlib.contextmanager
+    def snapshot_model(self):
+        """Snapshots show the binarised masks (the model `apply` gives), not this step's relaxed ones."""
+        mode, self.masker.mode = self.masker.mode, "hard"
+        try:
+            yield
+        finally:
+            self.masker.mode = mode
 
     def state_dict(self) -> dict:
         return {"logits": [p.detach() for p in self.masker.logits]}

@@ -7,6 +7,7 @@ state is checkpointed, so a resumed run replays the uninterrupted one).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import time
@@ -122,8 +123,8 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
 
     The config is validated before anything is written; `pipe` may be passed to reuse a
     loaded pipeline (its denoiser is modified in place). `dtype` is the weights' dtype when the
-    pipeline is loaded here ("bfloat16" fits FLUX's 12 B transformer on one 80 GB GPU); it is recorded,
-    and `resume` loads the same."""
+    pipeline is loaded here ("bfloat16" halves FLUX.1-schnell's ~67 GB of float32 weights); it is
+    recorded, and `resume` loads the same."""
     from backends import load_pipeline, torch_dtype
 
     targets = [targets] if isinstance(targets, str) else list(targets)
@@ -247,7 +248,9 @@ def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]
     if hasattr(method, "snapshot_prompts"):
         prompts = method.snapshot_prompts()
         settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance)
-        images = dict(zip(prompts, generate(ctx.pipe, list(prompts.values()), [cfg.seed] * len(prompts), settings)))
+        with method.snapshot_model() if hasattr(method, "snapshot_model") else contextlib.nullcontext():
+            images = dict(zip(prompts, generate(ctx.pipe, list(prompts.values()), [cfg.seed] * len(prompts),
+                                                settings)))
     else:
         size = native_size(ctx.pipe)
         z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training

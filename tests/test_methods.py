@@ -215,3 +215,21 @@ def test_without_removes_the_concept_words():
     assert without("a red star", "star") == "a red"
     assert without("Van Gogh style landscape", "van gogh") == "style landscape"
     assert without("a starfish", "star") == "a starfish"
+
+
+def test_mce_snapshots_show_the_binarised_masks(tmp_path):
+    from PIL import Image
+
+    from backends import SamplerSettings, generate, load_pipeline
+    from erasure.masks import masked_fraction
+
+    pipe = load_pipeline("embedded")
+    run = erase("embedded", "mce", ["star"], "object,fast", tmp_path / "mce", pipe=pipe, steps=1, batch=2,
+                ddim_steps=2, init_logit=0.05, relaxation="hard_concrete", checkpoint_every=0, snapshot_every=1)
+    snap = [e for e in run.events() if e["kind"] == "snapshot"][-1]  # taken after the last step
+    shown = np.asarray(Image.open(run.path / snap["images"]["ce"]).convert("RGB")).astype(int)
+    cfg = run.record["config"]
+    settings = SamplerSettings(steps=cfg["snapshot_steps"], guidance=cfg["snapshot_guidance"])
+    baked = generate(pipe, [cfg["erase_templates"][0].format(concept="star")], [cfg["seed"]], settings)[0]
+    assert np.abs(shown - baked.astype(int)).max() <= 1  # the model `apply` gives, not a noisy relaxed one
+    assert 0 < masked_fraction(run.result()) < 1  # some neurons off: the check above compares two masked models
