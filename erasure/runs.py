@@ -71,6 +71,14 @@ class RunFolder:
     def record(self) -> dict:
         return json.loads((self.path / "config.json").read_text())
 
+    def base_pipeline(self, device: str = "cpu"):
+        """The run's base model as it was trained: its recorded dtype (float32 for runs recorded
+        before the dtype was)."""
+        from backends import load_pipeline, torch_dtype
+
+        record = self.record
+        return load_pipeline(record["model"], device=device, dtype=torch_dtype(record.get("dtype", "float32")))
+
     def status(self) -> dict:
         path = self.path / "status.json"
         return json.loads(path.read_text()) if path.exists() else {"state": "unknown", "step": 0}
@@ -171,14 +179,11 @@ def erased_copy(pipe, run: str | Path | RunFolder):
 
 def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):
     """Write a full diffusers folder of the base model with the erased tensors applied."""
-    from backends import load_pipeline, torch_dtype
-
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
-    dtype = torch_dtype(run.record.get("dtype", "float32"))
-    pipe = apply(load_pipeline(run.record["model"], device=device, dtype=dtype), run)
+    pipe = apply(run.base_pipeline(device), run)
     tmp = out.with_name(out.name + ".tmp")
     pipe.save_pretrained(tmp, safe_serialization=True)
     write_json(tmp / "erasure.json", run.record)

@@ -150,9 +150,7 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
     config = cls.Config(**record["config"])
     config.validate()
     if pipe is None:
-        from backends import load_pipeline, torch_dtype
-
-        pipe = load_pipeline(record["model"], device=device, dtype=torch_dtype(record.get("dtype", "float32")))
+        pipe = run.base_pipeline(device)
     return _train(run, pipe, record["method"], config, run.latest_checkpoint(), callback, cancel)
 
 
