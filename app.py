@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from backends import DTYPES, EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline
+from backends import (DTYPES, EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline,
+                      torch_dtype)
 from erasure import list_methods, resolve_config
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
 from jobs import JobManager
@@ -58,7 +59,7 @@ def user_errors(fn):
 
 @functools.lru_cache(maxsize=2)
 def _pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
-    return load_pipeline(model, device=device, dtype=DTYPES[dtype])
+    return load_pipeline(model, device=device, dtype=torch_dtype(dtype))
 
 
 def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
@@ -70,8 +71,9 @@ def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
 @user_errors
 def load_model(model: str, device: str, dtype: str) -> str:
     """API `load_model`: load (or reuse) a pipeline and describe it."""
-    if device not in ("cpu", "cuda") or dtype not in DTYPES:
-        raise ValueError(f"device must be cpu or cuda and dtype one of {', '.join(DTYPES)}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+    torch_dtype(dtype)  # an unknown name raises, listing the valid ones, before anything loads
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("no CUDA GPU is visible to this app; choose device cpu")
     from backends.flux import denoiser

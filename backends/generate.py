@@ -52,18 +52,31 @@ def generate(pipe, prompts: list[str], seeds: list[int], settings: SamplerSettin
     """Images for (prompts[i], seeds[i]) pairs as uint8 [N, H, W, 3]."""
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
+    return np.concatenate([_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size])
+                           for i in range(0, len(prompts), batch_size)])
+
+
+def generate_from_embeddings(pipe, embeds: torch.Tensor, negative: torch.Tensor, seeds: list[int],
+                             settings: SamplerSettings = SamplerSettings(), batch_size: int = 64) -> np.ndarray:
+    """Images for (embeds[i], seeds[i]) as uint8 [N, H, W, 3]: prompts given as text-encoder outputs
+    (embeds [N, L, d]; negative [1, L, d], the unconditional branch of guidance), e.g. searched token
+    embeddings that no text spells. UNet pipelines only (FLUX also needs pooled embeddings)."""
+    if len(embeds) != len(seeds):
+        raise ValueError(f"got {len(embeds)} prompt embeddings but {len(seeds)} seeds; pass one seed per prompt")
+    return np.concatenate([
+        _images(pipe, seeds[i : i + batch_size], settings, prompt_embeds=embeds[i : i + batch_size],
+                negative_prompt_embeds=negative.expand(len(embeds[i : i + batch_size]), -1, -1))
+        for i in range(0, len(embeds), batch_size)])
+
+
+def _images(pipe, seeds: list[int], settings: SamplerSettings, **inputs) -> np.ndarray:
+    """One pipeline call from the seeds' z_T; `inputs` are the prompts (text or embeddings)."""
     settings.check()
     h = settings.height or native_size(pipe)
     w = settings.width or native_size(pipe)
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        p, s = prompts[i : i + batch_size], seeds[i : i + batch_size]
-        images = pipe(
-            prompt=p, latents=initial_latents(pipe, s, h, w), num_inference_steps=settings.steps,
-            guidance_scale=settings.guidance, height=h, width=w, output_type="np",
-        ).images
-        out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
-    return np.concatenate(out)
+    images = pipe(**inputs, latents=initial_latents(pipe, seeds, h, w), num_inference_steps=settings.steps,
+                  guidance_scale=settings.guidance, height=h, width=w, output_type="np").images
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
 def grid(images: np.ndarray, cols: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from backends import SamplerSettings, generate, initial_latents
-from backends.generate import native_size
+from backends.generate import generate_from_embeddings, native_size
 from erasure.diffusion import embed_prompts
 
 Judge = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, H, W, 3] -> bool [N]: concept recognised
@@ -141,13 +141,9 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
         losses.append(loss.item())
     seeds = [20_000 + i for i in range(config.n_eval)]
     with torch.no_grad():
-        emb = prompt.embed()
-        size = native_size(pipe)
-        null = embed_prompts(pipe, [""])  # [1, L, d]
-        images = pipe(prompt_embeds=emb.expand(len(seeds), -1, -1), negative_prompt_embeds=null.expand(len(seeds), -1, -1),
-                      latents=initial_latents(pipe, seeds, size, size), num_inference_steps=settings.steps,
-                      guidance_scale=settings.guidance, output_type="np").images
-    images = (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
+        emb = prompt.embed()  # [1, L, d]
+        images = generate_from_embeddings(pipe, emb.expand(len(seeds), -1, -1), embed_prompts(pipe, [""]), seeds,
+                                          settings)
     plain = generate(pipe, [template.format(concept=concept)] * len(seeds), seeds, settings)
     return {"asr": attack_success(images, judge), "plain_asr": attack_success(plain, judge),
             "loss_first": losses[0], "loss_last": float(np.mean(losses[-10:])), "images": images}

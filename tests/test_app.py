@@ -35,6 +35,13 @@ def test_bad_input_gives_a_clear_error(args, message):
         app.generate_grid(*args)
 
 
+@pytest.mark.parametrize("device, dtype, message", [("tpu", "float32", "device must be cpu or cuda"),
+                                                    ("cpu", "float8", "unknown dtype 'float8'; valid: float32")])
+def test_load_model_rejects_a_bad_device_or_dtype(device, dtype, message):
+    with pytest.raises(gr.Error, match=message):
+        app.load_model("embedded", device, dtype)
+
+
 # ---------------------------------------------------------------------------- the real app, over its API
 import time  # noqa: E402
 import zipfile  # noqa: E402
