@@ -78,3 +78,21 @@ def test_row_keys_follow_the_resolved_config_so_a_changed_setting_is_recomputed(
     assert config_tag(mce, ["star"], budget) != config_tag(mce, ["star"], Budget(steps_scale=0.5, workdir=tmp_path))
     uce = MethodSpec("UCE (kept list)", "uce", "object", preserve_kept=True)
     assert config_tag(uce, ["star"], budget, ["heart"]) != config_tag(uce, ["star"], budget, ["moon"])
+
+
+def test_reproduction_check_compares_each_metric_with_the_reported_std():
+    from benchmarks.reproduce import compare
+
+    rows = [{"split": 0, "method": "AP", "esr1": 90.0, "psr1": 99.0, "wall_s": 10.0},
+            {"split": 1, "method": "AP", "esr1": 100.0, "psr1": 97.0, "wall_s": 11.0}]
+    stored = {"rows": rows, "summary": summarize(rows, "method", ("esr1", "psr1"))}  # std 7.07 and 1.41
+    rerun = {"rows": [{**rows[0], "esr1": 96.0, "wall_s": 50.0}, {**rows[1], "psr1": 95.0}]}
+    lines = {(line["row"], line["metric"]): line for line in compare("table1", stored, rerun)}
+    assert len(lines) == 4  # wall time is not a reproduced number
+    assert lines[("method=AP, split=0", "esr1")]["within"]  # 6 points, within the std of 7.07
+    assert lines[("method=AP, split=1", "psr1")]["diff"] == -2.0
+    assert not lines[("method=AP, split=1", "psr1")]["within"]  # 2 points, beyond the std of 1.41
+    single = compare("ablation", {"rows": rows}, rerun)  # no std reported: the README's rounding
+    assert [line["within"] for line in single] == [False, True, True, False]
+    with pytest.raises(ValueError, match="has no row"):
+        compare("table1", stored, {"rows": rerun["rows"][:1]})
