@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from backends import (DTYPES, EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline,
-                      torch_dtype)
+from backends import DTYPES, EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline, torch_dtype
 from erasure import list_methods, resolve_config
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
 from jobs import JobManager
