@@ -13,7 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-KINDS = ("ffn", "norm")
+# Site kinds. "ffn" and "norm" are the seed's: FFN hidden neurons and the normalisation/modulation
+# outputs of transformer blocks. "resnet": the channels of a UNet's resnet GroupNorms, the normalisation
+# outputs outside its transformer blocks (the embedded UNet draws its shapes there, see MODEL_PROFILES).
+KINDS = ("ffn", "norm", "resnet")
 # How a logit becomes a mask while training. "sigmoid": the relaxed mask sigmoid(logit) (the model
 # trained is not the binarised one); "straight_through": the binary mask logit > 0 in the forward pass
 # and sigmoid's gradient in the backward pass (the model trained is the one that is saved);
@@ -28,7 +31,7 @@ HC_TEMPERATURE, HC_GAMMA, HC_ZETA = 2 / 3, -0.1, 1.1
 @dataclass(frozen=True)
 class Site:
     path: str  # submodule path inside the denoiser
-    kind: str  # "ffn" (hidden neurons) | "norm" (normalisation / modulation outputs)
+    kind: str  # one of KINDS
     where: str  # "input" | "output" of that submodule
     size: int  # neurons masked
 
@@ -45,10 +48,20 @@ def parse_key(key: str) -> tuple[str, str, str]:
     return parts[1], parts[2], parts[3]
 
 
-def mask_sites(model: nn.Module) -> list[Site]:
-    """FFN hidden neurons and normalisation/modulation outputs of every transformer block: diffusers'
-    FeedForward (UNet and FLUX double blocks), FLUX single blocks' MLP, affine LayerNorms inside
-    transformer blocks, AdaLayerNorm* modulation projections."""
+def mask_sites(model: nn.Module, kinds: tuple[str, ...] = ("ffn", "norm")) -> list[Site]:
+    """The sites of `kinds`. "ffn": diffusers' FeedForward (UNet and FLUX double blocks) and FLUX single
+    blocks' MLP; "norm": affine LayerNorms inside transformer blocks and AdaLayerNorm* modulation
+    projections; "resnet": affine GroupNorms of UNet resnet blocks (FLUX has none)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown or not kinds:
+        raise ValueError(f"unknown or no mask site kinds {sorted(unknown)}; valid: {', '.join(KINDS)}")
+    sites = [s for s in _all_sites(model) if s.kind in kinds]
+    if not sites:
+        raise ValueError(f"{type(model).__name__} has no {' or '.join(kinds)} layers to mask")
+    return sites
+
+
+def _all_sites(model: nn.Module) -> list[Site]:
     sites = []
     for name, m in model.named_modules():
         cls = type(m).__name__
@@ -61,8 +74,8 @@ def mask_sites(model: nn.Module) -> list[Site]:
             sites.append(Site(name, "norm", "output", m.normalized_shape[0]))
         elif cls.startswith("AdaLayerNorm") and isinstance(getattr(m, "linear", None), nn.Linear):
             sites.append(Site(f"{name}.linear", "norm", "output", m.linear.out_features))
-    if not sites:
-        raise ValueError(f"{type(model).__name__} has no transformer FFN or normalisation layers to mask")
+        elif isinstance(m, nn.GroupNorm) and m.affine and ".resnets." in name:
+            sites.append(Site(name, "resnet", "output", m.num_channels))
     return sites
 
 
@@ -82,10 +95,11 @@ class Masker(nn.Module):
         self._handles = [self._hook(model.get_submodule(s.path), s, i) for i, s in enumerate(sites)]
 
     def _hook(self, module: nn.Module, site: Site, i: int):
-        def scale(x: torch.Tensor) -> torch.Tensor:  # x [..., size]: masks the last dimension
+        def scale(x: torch.Tensor) -> torch.Tensor:  # x [..., size] (resnet: [B, size, h, w])
             if self.mode == "off":
                 return x
-            return x * self.mask(i).to(x.dtype)
+            m = self.mask(i).to(x.dtype)
+            return x * (m[:, None, None] if site.kind == "resnet" else m)
 
         if site.where == "input":
             return module.register_forward_pre_hook(lambda mod, args: (scale(args[0]), *args[1:]))
@@ -130,7 +144,7 @@ class Masker(nn.Module):
     def param_groups(self, lr_ffn: float, lr_norm: float) -> list[dict]:
         groups = {"ffn": [], "norm": []}
         for s, logit in zip(self.sites, self.logits):
-            groups[s.kind].append(logit)
+            groups["ffn" if s.kind == "ffn" else "norm"].append(logit)  # resnet GroupNorms learn at lr_norm
         return [{"params": p, "lr": lr} for p, lr in ((groups["ffn"], lr_ffn), (groups["norm"], lr_norm)) if p]
 
     def remove(self) -> None:

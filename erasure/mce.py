@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import EraseConfig
-from .masks import RELAXATIONS, Masker, bake, mask_sites, parse_key
+from .masks import KINDS, RELAXATIONS, Masker, bake, mask_sites, parse_key
 from .samplers import cat, few_step_sampler, rows
 
 # Prompt templates when none are given: SD/FLUX-style phrasings of a concept and generic kept prompts.
@@ -51,6 +51,7 @@ class MCEConfig(EraseConfig):
     erase_templates: list[str] = field(default_factory=lambda: list(ERASE_TEMPLATES))  # prompts naming the concept
     keep_prompts: list[str] = field(default_factory=lambda: list(KEEP_PROMPTS))  # prompts to leave unchanged
     checkpointing: bool = True  # recompute activations in the backward pass (memory for FLUX)
+    sites: list[str] = field(default_factory=lambda: ["ffn", "norm"])  # where masks sit (masks.KINDS); the seed's
 
     def validate(self) -> None:
         super().validate()
@@ -59,6 +60,8 @@ class MCEConfig(EraseConfig):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.relaxation not in RELAXATIONS:
             raise ValueError(f"unknown relaxation {self.relaxation!r}; valid: {', '.join(RELAXATIONS)}")
+        if not self.sites or set(self.sites) - set(KINDS):
+            raise ValueError(f"sites must be a non-empty list of {', '.join(KINDS)}, got {self.sites}")
         if self.batch < 2:
             raise ValueError("batch must be >= 2: each step needs a prompt with and one without the concept")
         if not self.erase_templates or any("{concept}" not in t for t in self.erase_templates):
@@ -73,16 +76,11 @@ PRESETS = {
                                   "a landscape by {concept}", "a portrait by {concept}"]},
     "nudity": {"erase_templates": ["a photo of a {concept} person", "{concept}", "a {concept} body"]},
     # the seed: batch 4, lr 0.5 / 0.5, beta 0.01, Adam, 400 steps, weight decay 1e-2, a 4-step sampler
-    "reference": {"ddim_steps": 4},
-    # Measured on the embedded model (erase "star", 8 seeds, ESR-1 / PSR-1 %, 150 steps, one CPU thread
-    # unless said). MCE does not erase reliably there (README, "The other methods"): these defaults give
-    # 93.8 / 75.5, 52.1 / 90.3 and 25.0 / 97.9 for training seeds 0, 1 and 2, and 85.4 / 74.5 for seed 0 on
-    # two threads (float rounding moves logits across 0). 400 steps (the seed's): 91.7 / 72.2; an 8-step
-    # sampler: 58.3 / 81.7; beta 0.003: 66.7 / 84.7; beta 0.1: 43.8 / 95.6; beta 1: 47.9 / 100 (300 steps:
-    # 52.1 / 99.5); batch 8: 58.3 / 79.9; logits from 0.5: 43.8 / 96.8; lr 1.0: 47.9 / 87.0; lr 0.1: 31.2 /
-    # 94.7; straight-through: 31.2 / 87.7; hard-concrete: 20.8 / 91.0 (from logit 3, the reference code's:
-    # 29.2 / 92.6; beta 0.001: 10.4 / 93.5; from logit 0 with lr 1: 41.7 / 86.1). A tiny UNet's FFN neurons
-    # are shared by every shape, so masking them trades erasure against preservation far more than on FLUX.
+    "reference": {"ddim_steps": 4, "sites": ["ffn", "norm"], "beta": 0.01},
+    # On the embedded model (erase "star", 8 seeds, ESR-1 / PSR-1 %, one CPU thread; README, "MCE on the
+    # embedded model"): with its profile's sites and beta (config.MODEL_PROFILES) 100 / 75.0, 100 / 73.6 and
+    # 100 / 53.7 for training seeds 0, 1 and 2; with the seed's sites and beta 93.8 / 75.5, 52.1 / 90.3 and
+    # 25.0 / 97.9, and no other setting tried (benchmarks/bench_mce_settings.py) erased reliably.
     "fast": {"steps": 150, "ddim_steps": 4},
 }
 
@@ -104,7 +102,7 @@ class MCE:
         self.sampler = few_step_sampler(ctx.pipe, cfg.ddim_steps, cfg.sample_guidance)
         self.model = self.sampler.model
         self.model.requires_grad_(False)  # frozen weights: only the masks learn
-        self.masker = Masker(self.model, mask_sites(self.model), cfg.init_logit, self.sampler.component,
+        self.masker = Masker(self.model, mask_sites(self.model, tuple(cfg.sites)), cfg.init_logit, self.sampler.component,
                              cfg.relaxation).to(ctx.device)
         self.pairs = [(t.format(concept=c.strip()), without(t.format(concept=c.strip()), c))
                       for c in cfg.targets for t in cfg.erase_templates]  # (with, without the concept)

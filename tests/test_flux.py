@@ -1,6 +1,7 @@
 """The flow-matching path on a tiny random FLUX pipeline built from configs (no download)."""
 
 import numpy as np
+import pytest
 import torch
 
 from backends import SamplerSettings, generate
@@ -49,6 +50,8 @@ def test_flux_sampler_matches_the_pipeline_and_differentiates_through_every_step
     paths = [s.path for s in masker.sites]
     assert any(p.startswith("transformer_blocks.") for p in paths)
     assert any(p.startswith("single_transformer_blocks.") and p.endswith("proj_mlp") for p in paths)
+    with pytest.raises(ValueError, match="FluxTransformer2DModel has no resnet layers to mask"):
+        mask_sites(pipe.transformer, ("resnet",))
     pipe.transformer.requires_grad_(False)
     sampler.sample(cond, z, grad=True).square().mean().backward()
     assert all(logit.grad is not None and logit.grad.abs().sum() > 0 for logit in masker.logits)
@@ -83,8 +86,6 @@ def test_mce_trains_on_flux_and_its_masks_reapply(tmp_path):
 
 
 def test_unet_methods_refuse_flux_with_the_methods_that_apply():
-    import pytest
-
     from backends import TINY_FLUX
     from erasure import resolve_config
 
@@ -96,7 +97,7 @@ def test_unet_methods_refuse_flux_with_the_methods_that_apply():
 
 
 def test_erase_loads_records_and_resumes_in_the_dtype_asked_for(tmp_path, monkeypatch):
-    import pytest
+
 
     import backends
     from backends import TINY_FLUX

@@ -95,6 +95,8 @@ def test_ca_trains_only_kv_and_resumes_exactly(tmp_path):
     ({"erase_templates": ["a photo"]}, "containing '{concept}'"),
     ({"beta": -1.0}, "beta must be >= 0"),
     ({"relaxation": "gumbel"}, "unknown relaxation 'gumbel'; valid: sigmoid, straight_through, hard_concrete"),
+    ({"sites": ["attention"]}, "sites must be a non-empty list of ffn, norm, resnet"),
+    ({"sites": []}, "sites must be a non-empty list"),
 ])
 def test_mce_rejects_bad_settings(overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -159,6 +161,30 @@ def test_mce_lr_is_not_scaled_by_the_model_profile():
     assert resolve_config("esd", "embedded", "object", targets=["star"]).lr == pytest.approx(1e-3)
 
 
+def test_mce_sites_are_the_seeds_except_on_the_embedded_unet():
+    embedded = resolve_config("mce", "embedded", "object,fast", targets=["star"])
+    assert embedded.sites == ["ffn", "norm", "resnet"] and embedded.beta == 0.1
+    reference = resolve_config("mce", "embedded", "reference", targets=["star"])
+    assert reference.sites == ["ffn", "norm"] and reference.beta == 0.01
+    assert resolve_config("mce", "flux-schnell", "object", targets=["star"]).sites == ["ffn", "norm"]
+
+
+def test_mask_sites_of_each_kind(embedded_pipe):
+    from torch import nn
+
+    from erasure.masks import mask_sites
+
+    unet = embedded_pipe.unet
+    resnet = mask_sites(unet, ("resnet",))
+    groupnorms = [n for n, m in unet.named_modules() if isinstance(m, nn.GroupNorm) and ".resnets." in n]
+    assert [s.path for s in resnet] == groupnorms and {s.kind for s in resnet} == {"resnet"}
+    assert all(s.size == unet.get_submodule(s.path).num_channels for s in resnet)
+    seeds = mask_sites(unet)
+    assert {s.kind for s in seeds} == {"ffn", "norm"} and all("transformer_blocks" in s.path for s in seeds)
+    with pytest.raises(ValueError, match="unknown or no mask site kinds"):
+        mask_sites(unet, ("heads",))
+
+
 def test_mce_result_is_binary_masks_and_weights_stay_frozen(tmp_path):
     from backends import load_pipeline
     from erasure.masks import masked_fraction
@@ -190,9 +216,10 @@ def test_applying_mce_masks_reproduces_the_masked_model(embedded_pipe):
     config = resolve_config("mce", "embedded", "object,fast", targets=["star"], steps=1)
     pipe = copy.deepcopy(embedded_pipe)
     method = MCE(Context(pipe, config))
-    with torch.no_grad():  # a non-trivial mask: some FFN neurons and some norm channels off
-        for logit in method.masker.logits[:4]:
-            logit[::3] = -2.0
+    with torch.no_grad():  # a non-trivial mask: neurons off at one site of every kind
+        for kind in ("ffn", "norm", "resnet"):
+            i = next(i for i, s in enumerate(method.masker.sites) if s.kind == kind)
+            method.masker.logits[i][::3] = -2.0
     method.masker.mode = "hard"
     settings = SamplerSettings(steps=8, guidance=5.0)
     hooked = generate(pipe, ["a red star", "a blue heart"], [0, 1], settings)
