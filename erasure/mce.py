@@ -1,7 +1,8 @@
 """MCE — Minimalist Concept Erasure (Zhang et al., ICML 2025; seed 000), SPEC 3.
 
 The weights stay frozen; a mask per FFN hidden neuron and per normalisation/modulation output is
-learnt (sigmoid-relaxed, binarised for the result). The loss is on the *final* output of a few-step
+learnt (sigmoid-relaxed, binarised for the result; which layers is the `sites` setting, and the
+embedded UNet's profile adds its resnets' GroupNorm channels). The loss is on the *final* output of a few-step
 sampler, back-propagated through every step (gradient checkpointing per denoiser call):
 
     L = ||x^mask(p) - x^orig(p without the concept)||^2  +  beta ||x^mask(q) - x^orig(q)||^2
@@ -44,8 +45,8 @@ class MCEConfig(EraseConfig):
     ddim_steps: int = 4  # steps of the few-step sampler the loss differentiates through (DDIM; Euler on FLUX)
     # UNet: classifier-free guidance; FLUX: the guidance embedding if the model has one (schnell has none)
     sample_guidance: float = 5.0
-    # mask logits start here: sigmoid(1) = 0.73. The seed does not say; on the embedded model a start
-    # at 3 (0.95) left 69 % of stars recognisable after 150 steps, a start at 1 about 17 %
+    # mask logits start here: sigmoid(1) = 0.73. The seed does not say; on the embedded model (the seed's
+    # sites) a start at 3 (0.95) left 69 % of stars recognisable after 150 steps, a start at 1 about 17 %
     init_logit: float = 1.0
     relaxation: str = "sigmoid"  # "sigmoid" | "straight_through" | "hard_concrete" (see masks.RELAXATIONS)
     erase_templates: list[str] = field(default_factory=lambda: list(ERASE_TEMPLATES))  # prompts naming the concept
