@@ -63,10 +63,12 @@ def generate_from_embeddings(pipe, embeds: torch.Tensor, negative: torch.Tensor,
     embeddings that no text spells. UNet pipelines only (FLUX also needs pooled embeddings)."""
     if len(embeds) != len(seeds):
         raise ValueError(f"got {len(embeds)} prompt embeddings but {len(seeds)} seeds; pass one seed per prompt")
-    return np.concatenate([
-        _images(pipe, seeds[i : i + batch_size], settings, prompt_embeds=embeds[i : i + batch_size],
-                negative_prompt_embeds=negative.expand(len(embeds[i : i + batch_size]), -1, -1))
-        for i in range(0, len(embeds), batch_size)])
+    out = []
+    for i in range(0, len(embeds), batch_size):
+        batch = embeds[i : i + batch_size]
+        out.append(_images(pipe, seeds[i : i + batch_size], settings, prompt_embeds=batch,
+                           negative_prompt_embeds=negative.expand(len(batch), -1, -1)))
+    return np.concatenate(out)
 
 
 def _images(pipe, seeds: list[int], settings: SamplerSettings, **inputs) -> np.ndarray:

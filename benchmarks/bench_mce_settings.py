@@ -22,12 +22,12 @@ import torch
 
 from backends import SamplerSettings, load_classifier, load_pipeline
 from erasure import erase
-from erasure.masks import masked_fraction
+from erasure.masks import SEED_KINDS, masked_fraction
 from evaluation import world_erasure_report
 
 from .common import RESULTS, print_table, write_result
 
-SEED = {"sites": ["ffn", "norm"], "beta": 0.01}  # the seed's mask sites and beta (the embedded profile's until session 6)
+SEED = {"sites": list(SEED_KINDS), "beta": 0.01}  # the seed's mask sites and beta (the embedded profile's until session 6)
 SETTINGS = [{}, {"seed": 1}, {"seed": 2}] + [{**SEED, **s} for s in (
     {}, {"seed": 1}, {"seed": 2}, {"beta": 0.003}, {"beta": 0.1}, {"beta": 1.0}, {"beta": 1.0, "steps": 300},
     {"batch": 8}, {"init_logit": 0.5}, {"lr": 1.0, "lr_norm": 1.0}, {"lr": 0.1, "lr_norm": 0.1},

@@ -64,6 +64,14 @@ def save(name: str, payload: dict, budget: protocols.Budget, out: Path) -> Path:
     return path
 
 
+def measure(name: str, budget: protocols.Budget, classifier, scorer, out: Path) -> tuple[dict, Path]:
+    """Run one protocol, time it, and save its JSON and figure under `out`."""
+    t0 = time.perf_counter()
+    payload = run_protocol(name, budget, classifier, scorer)
+    payload["wall_s"] = round(time.perf_counter() - t0, 1)
+    return payload, save(name, payload, budget, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
@@ -82,10 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                                   rows_dir=out / "rows")  # an interrupted run resumes from its finished rows
         classifier, scorer = load_classifier(), get_scorer("embedded")
         for name in a.protocols:
-            t0 = time.perf_counter()
-            payload = run_protocol(name, budget, classifier, scorer)
-            payload["wall_s"] = round(time.perf_counter() - t0, 1)
-            print(f"\n{name} ({payload['wall_s']} s): wrote {save(name, payload, budget, out)}")
+            payload, path = measure(name, budget, classifier, scorer, out)
+            print(f"\n{name} ({payload['wall_s']} s): wrote {path}")
             print_table(payload["summary"], [k for k in payload["summary"][0] if not k.endswith("_std")])
     if not a.quick:
         results = {n: json.loads((REPORT / f"{n}.json").read_text()) for n in PROTOCOLS if (REPORT / f"{n}.json").exists()}

@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import time
 
 import torch
 
 from evaluation import protocols
 
 from .common import RESULTS, print_table, write_result
-from .report import PROTOCOLS, REPORT, run_protocol, save
+from .report import PROTOCOLS, REPORT, measure
 
 CHECK = RESULTS / "report_check"
 GROUP_BY = {"table1": "method", "preservation": "strategy"}  # the summaries that carry a std
@@ -72,30 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     missing = [n for n in a.protocols if not (REPORT / f"{n}.json").exists()]
     if missing:
         raise SystemExit(f"no stored report for {missing}; run python -m benchmarks.report --protocols {' '.join(missing)}")
+    stored = {n: json.loads((REPORT / f"{n}.json").read_text()) for n in a.protocols}
     if not a.compare_only:
         from backends import load_classifier
         from sensitivity.scorers import get_scorer
 
         classifier, scorer = load_classifier(), get_scorer("embedded")
         for name in a.protocols:
-            stored = json.loads((REPORT / f"{name}.json").read_text())
             rows = CHECK / "rows" / name
             shutil.rmtree(rows, ignore_errors=True)  # from scratch: no cached row
             torch.manual_seed(0)
-            budget = protocols.Budget(seeds=stored["seeds"], steps_scale=stored["steps_scale"], rows_dir=rows)
-            t0 = time.perf_counter()
-            payload = run_protocol(name, budget, classifier, scorer)
-            payload["wall_s"] = round(time.perf_counter() - t0, 1)
-            save(name, payload, budget, CHECK)
+            budget = protocols.Budget(seeds=stored[name]["seeds"], steps_scale=stored[name]["steps_scale"],
+                                      rows_dir=rows)
+            measure(name, budget, classifier, scorer, CHECK)
     lines = [line for name in a.protocols
-             for line in compare(name, json.loads((REPORT / f"{name}.json").read_text()),
-                                 json.loads((CHECK / f"{name}.json").read_text()))]
+             for line in compare(name, stored[name], json.loads((CHECK / f"{name}.json").read_text()))]
     print_table(lines, ["protocol", "row", "metric", "stored", "rerun", "diff", "tolerance", "within"])
     within = sum(line["within"] for line in lines)
     print(f"\n{within} of {len(lines)} metrics reproduce within their tolerance")
     write_result("reproduce", {"protocols": a.protocols, "within": within, "total": len(lines),
-                               "threads_stored": {n: json.loads((REPORT / f"{n}.json").read_text())["environment"]
-                                                  ["torch_threads"] for n in a.protocols},
+                               "threads_stored": {n: r["environment"]["torch_threads"] for n, r in stored.items()},
                                "lines": lines})
     return 0
 

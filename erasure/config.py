@@ -90,9 +90,9 @@ MODEL_PROFILES = {
                             "a yellow {concept}", "a purple {concept}", "an orange {concept}",
                             "a {concept} on a striped background", "a {concept} in outline"],
         # MCE: masks also on the resnets' GroupNorm channels, with a 10x preservation weight. Masking all
-        # 2112 FFN neurons of the embedded UNet still leaves 92 % of stars recognisable, so the seed's sites
+        # 2112 FFN neurons of the embedded UNet still leaves 90 % of stars recognisable, so the seed's sites
         # erase only by chance there (ESR-1 25-94 % over training seeds); with these, 100 % in every seed
-        # tried (README, "The other methods")
+        # tried (README, "MCE on the embedded model"; benchmarks/bench_mce_sites.py)
         "sites": ["ffn", "norm", "resnet"],
         "beta": 0.1,
         "keep_prompts": ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple diamond",

@@ -17,6 +17,7 @@ from torch import nn
 # outputs of transformer blocks. "resnet": the channels of a UNet's resnet GroupNorms, the normalisation
 # outputs outside its transformer blocks (the embedded UNet draws its shapes there, see MODEL_PROFILES).
 KINDS = ("ffn", "norm", "resnet")
+SEED_KINDS = ("ffn", "norm")  # the seed's sites: MCE's default
 # How a logit becomes a mask while training. "sigmoid": the relaxed mask sigmoid(logit) (the model
 # trained is not the binarised one); "straight_through": the binary mask logit > 0 in the forward pass
 # and sigmoid's gradient in the backward pass (the model trained is the one that is saved);
@@ -48,7 +49,7 @@ def parse_key(key: str) -> tuple[str, str, str]:
     return parts[1], parts[2], parts[3]
 
 
-def mask_sites(model: nn.Module, kinds: tuple[str, ...] = ("ffn", "norm")) -> list[Site]:
+def mask_sites(model: nn.Module, kinds: tuple[str, ...] = SEED_KINDS) -> list[Site]:
     """The sites of `kinds`. "ffn": diffusers' FeedForward (UNet and FLUX double blocks) and FLUX single
     blocks' MLP; "norm": affine LayerNorms inside transformer blocks and AdaLayerNorm* modulation
     projections; "resnet": affine GroupNorms of UNet resnet blocks (FLUX has none)."""

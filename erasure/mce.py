@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import EraseConfig
-from .masks import KINDS, RELAXATIONS, Masker, bake, mask_sites, parse_key
+from .masks import KINDS, RELAXATIONS, SEED_KINDS, Masker, bake, mask_sites, parse_key
 from .samplers import cat, few_step_sampler, rows
 
 # Prompt templates when none are given: SD/FLUX-style phrasings of a concept and generic kept prompts.
@@ -52,7 +52,7 @@ class MCEConfig(EraseConfig):
     erase_templates: list[str] = field(default_factory=lambda: list(ERASE_TEMPLATES))  # prompts naming the concept
     keep_prompts: list[str] = field(default_factory=lambda: list(KEEP_PROMPTS))  # prompts to leave unchanged
     checkpointing: bool = True  # recompute activations in the backward pass (memory for FLUX)
-    sites: list[str] = field(default_factory=lambda: ["ffn", "norm"])  # where masks sit (masks.KINDS); the seed's
+    sites: list[str] = field(default_factory=lambda: list(SEED_KINDS))  # where masks sit (masks.KINDS)
 
     def validate(self) -> None:
         super().validate()
@@ -77,7 +77,7 @@ PRESETS = {
                                   "a landscape by {concept}", "a portrait by {concept}"]},
     "nudity": {"erase_templates": ["a photo of a {concept} person", "{concept}", "a {concept} body"]},
     # the seed: batch 4, lr 0.5 / 0.5, beta 0.01, Adam, 400 steps, weight decay 1e-2, a 4-step sampler
-    "reference": {"ddim_steps": 4, "sites": ["ffn", "norm"], "beta": 0.01},
+    "reference": {"ddim_steps": 4, "sites": list(SEED_KINDS), "beta": 0.01},
     # On the embedded model (erase "star", 8 seeds, ESR-1 / PSR-1 %, one CPU thread; README, "MCE on the
     # embedded model"): with its profile's sites and beta (config.MODEL_PROFILES) 100 / 75.0, 100 / 73.6 and
     # 100 / 53.7 for training seeds 0, 1 and 2; with the seed's sites and beta 93.8 / 75.5, 52.1 / 90.3 and

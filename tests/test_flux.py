@@ -97,8 +97,6 @@ def test_unet_methods_refuse_flux_with_the_methods_that_apply():
 
 
 def test_erase_loads_records_and_resumes_in_the_dtype_asked_for(tmp_path, monkeypatch):
-
-
     import backends
     from backends import TINY_FLUX
     from erasure import erase, resume
