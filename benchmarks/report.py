@@ -31,13 +31,17 @@ from .report_render import FIGURES, render_readme
 REPORT = RESULTS / "report"
 README = Path(__file__).resolve().parent.parent / "README.md"
 PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness")
+METHOD_PROTOCOLS = ("table1", "style", "robustness")  # protocols with one row per erasure method
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 
 
-def run_protocol(name: str, budget: protocols.Budget, classifier, scorer) -> dict:
-    """Rows and their summary for one protocol."""
+def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None) -> dict:
+    """Rows and their summary for one protocol; `methods` keeps only those method rows (and the base row)."""
+    if methods is not None and name not in METHOD_PROTOCOLS:
+        raise ValueError(f"{name} has no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
+    chosen = protocols.select_methods(methods)
     if name == "table1":
-        rows = protocols.table1(classifier, scorer, budget)
+        rows = protocols.table1(classifier, scorer, budget, methods=chosen)
         return {"rows": rows, "summary": protocols.summarize(rows, "method", SHAPE_METRICS)}
     if name == "preservation":
         rows = protocols.preservation(classifier, scorer, budget)
@@ -46,11 +50,11 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer) -> dic
         rows = protocols.ablation(classifier, scorer, budget)
         return {"rows": rows, "summary": rows}
     if name == "style":
-        rows = protocols.style(classifier, scorer, budget)
+        rows = protocols.style(classifier, scorer, budget, methods=chosen)
         return {"rows": rows, "summary": rows}
     if name == "robustness":
         quick = AttackConfig(steps=8, n_train=4, n_eval=4) if budget.steps_scale < 1 else None  # smoke run
-        rows = protocols.robustness(classifier, scorer, budget, attack=quick)
+        rows = protocols.robustness(classifier, scorer, budget, methods=chosen, attack=quick)
         return {"rows": rows, "summary": rows}
     raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
 
@@ -64,11 +68,14 @@ def save(name: str, payload: dict, budget: protocols.Budget, out: Path) -> Path:
     return path
 
 
-def measure(name: str, budget: protocols.Budget, classifier, scorer, out: Path) -> tuple[dict, Path]:
-    """Run one protocol, time it, and save its JSON and figure under `out`."""
+def measure(name: str, budget: protocols.Budget, classifier, scorer, out: Path,
+            methods: list[str] | None = None) -> tuple[dict, Path]:
+    """Run one protocol (only the `methods` rows if given), time it, and save its JSON and figure under `out`."""
     t0 = time.perf_counter()
-    payload = run_protocol(name, budget, classifier, scorer)
+    payload = run_protocol(name, budget, classifier, scorer, methods)
     payload["wall_s"] = round(time.perf_counter() - t0, 1)
+    if methods is not None:
+        payload["methods"] = [protocols.BASE, *methods]  # a partial re-run: the rows it re-measured
     return payload, save(name, payload, budget, out)
 
 

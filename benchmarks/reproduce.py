@@ -2,13 +2,16 @@
 
     python -m benchmarks.reproduce --protocols ablation
     python -m benchmarks.reproduce --compare-only        # compare an earlier re-run again
+    python -m benchmarks.reproduce --protocols style --methods MCE   # only the rows a change touched
 
 Each protocol runs with an empty row cache into benchmarks/results/report_check/ (the stored report
 and the README are left alone); then every metric of every row is compared with
 benchmarks/results/report/<protocol>.json. A metric reproduces when the difference is within the std
 the report gives for it (table 1 and preservation: the std over splits or targets of the row's method
 or strategy); protocols of single runs report no std, so there the tolerance is the README's rounding
-(0.05). Wall time is not compared. Writes benchmarks/results/reproduce.json and prints the table.
+(0.05). Wall time is not compared. `--methods` re-measures only those method rows (and the base row)
+of table1, style or robustness, and only they are compared. Writes benchmarks/results/reproduce.json
+and prints the table.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from evaluation import protocols
 
 from .common import RESULTS, print_table, write_result
-from .report import PROTOCOLS, REPORT, measure
+from .report import METHOD_PROTOCOLS, PROTOCOLS, REPORT, measure
 
 CHECK = RESULTS / "report_check"
 GROUP_BY = {"table1": "method", "preservation": "strategy"}  # the summaries that carry a std
@@ -44,11 +47,15 @@ def stds(stored: dict, protocol: str) -> dict[tuple[str, str], float]:
 
 
 def compare(protocol: str, stored: dict, rerun: dict) -> list[dict]:
-    """One line per (row, metric) of the stored report: stored and re-run values, difference, tolerance."""
+    """One line per (row, metric) of the stored report (of the re-run's methods, for a partial re-run):
+    stored and re-run values, difference, tolerance."""
     again = {identity(r): r for r in rerun["rows"]}
     std = stds(stored, protocol)
+    chosen = rerun.get("methods")
     lines = []
     for row in stored["rows"]:
+        if chosen is not None and row["method"] not in chosen:
+            continue
         new = again.get(identity(row))
         if new is None:
             raise ValueError(f"{protocol}: the re-run has no row {dict(identity(row))}; did the protocol change?")
@@ -66,8 +73,17 @@ def compare(protocol: str, stored: dict, rerun: dict) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocols", nargs="+", default=["ablation"], choices=PROTOCOLS)
+    p.add_argument("--methods", nargs="+", help="re-measure only these method rows (table1, style, robustness)")
     p.add_argument("--compare-only", action="store_true", help="compare the re-run already in report_check/")
     a = p.parse_args(argv)
+    if a.methods is not None:
+        bad = [n for n in a.protocols if n not in METHOD_PROTOCOLS]
+        if bad:
+            raise SystemExit(f"{bad} have no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
+        try:
+            protocols.select_methods(a.methods)  # an unknown name fails here, before any model is loaded
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     missing = [n for n in a.protocols if not (REPORT / f"{n}.json").exists()]
     if missing:
         raise SystemExit(f"no stored report for {missing}; run python -m benchmarks.report --protocols {' '.join(missing)}")
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             torch.manual_seed(0)
             budget = protocols.Budget(seeds=stored[name]["seeds"], steps_scale=stored[name]["steps_scale"],
                                       rows_dir=rows)
-            measure(name, budget, classifier, scorer, CHECK)
+            measure(name, budget, classifier, scorer, CHECK, a.methods)
     lines = [line for name in a.protocols
              for line in compare(name, stored[name], json.loads((CHECK / f"{name}.json").read_text()))]
     print_table(lines, ["protocol", "row", "metric", "stored", "rerun", "diff", "tolerance", "within"])

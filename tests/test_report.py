@@ -96,3 +96,28 @@ def test_reproduction_check_compares_each_metric_with_the_reported_std():
     assert [line["within"] for line in single] == [False, True, True, False]
     with pytest.raises(ValueError, match="has no row"):
         compare("table1", stored, {"rows": rerun["rows"][:1]})
+
+
+def test_a_partial_rerun_compares_only_the_methods_it_measured_again():
+    from benchmarks.reproduce import compare
+
+    rows = [{"method": "SD (base)", "esr1": 0.0}, {"method": "AP", "esr1": 97.5}, {"method": "MCE", "esr1": 80.0}]
+    rerun = {"rows": [rows[0], {"method": "MCE", "esr1": 100.0}], "methods": ["SD (base)", "MCE"]}
+    lines = compare("style", {"rows": rows}, rerun)
+    assert [(line["row"], line["within"]) for line in lines] == [("method=SD (base)", True), ("method=MCE", False)]
+    with pytest.raises(ValueError, match="has no row"):  # without the record of its methods: every row is due
+        compare("style", {"rows": rows}, {"rows": rerun["rows"]})
+
+
+def test_method_rows_are_chosen_by_name_and_only_where_a_protocol_has_them(tmp_path):
+    from benchmarks.report import run_protocol
+    from evaluation.protocols import METHODS, Budget, select_methods
+
+    assert select_methods(None) == METHODS
+    assert [m.name for m in select_methods(["MCE", "UCE (kept list)"])] == ["UCE (kept list)", "MCE"]
+    with pytest.raises(ValueError, match="valid: 'ESD', 'UCE'"):
+        select_methods(["esd"])
+    with pytest.raises(ValueError, match="valid"):
+        select_methods([])
+    with pytest.raises(ValueError, match="--methods works with table1, style, robustness"):
+        run_protocol("ablation", Budget(workdir=tmp_path), None, None, methods=["AP"])
