@@ -35,11 +35,18 @@ METHOD_PROTOCOLS = ("table1", "style", "robustness")  # protocols with one row p
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 
 
+def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protocols.MethodSpec, ...]:
+    """The method rows to run for the protocols `names`: all for None, else `methods`, which only the
+    protocols with one row per method accept."""
+    bad = [n for n in names if n not in METHOD_PROTOCOLS] if methods is not None else []
+    if bad:
+        raise ValueError(f"{', '.join(bad)} has no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
+    return protocols.select_methods(methods)
+
+
 def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None) -> dict:
     """Rows and their summary for one protocol; `methods` keeps only those method rows (and the base row)."""
-    if methods is not None and name not in METHOD_PROTOCOLS:
-        raise ValueError(f"{name} has no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
-    chosen = protocols.select_methods(methods)
+    chosen = chosen_methods([name], methods)
     if name == "table1":
         rows = protocols.table1(classifier, scorer, budget, methods=chosen)
         return {"rows": rows, "summary": protocols.summarize(rows, "method", SHAPE_METRICS)}

@@ -25,7 +25,7 @@ import torch
 from evaluation import protocols
 
 from .common import RESULTS, print_table, write_result
-from .report import METHOD_PROTOCOLS, PROTOCOLS, REPORT, measure
+from .report import PROTOCOLS, REPORT, chosen_methods, measure
 
 CHECK = RESULTS / "report_check"
 GROUP_BY = {"table1": "method", "preservation": "strategy"}  # the summaries that carry a std
@@ -76,14 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", help="re-measure only these method rows (table1, style, robustness)")
     p.add_argument("--compare-only", action="store_true", help="compare the re-run already in report_check/")
     a = p.parse_args(argv)
-    if a.methods is not None:
-        bad = [n for n in a.protocols if n not in METHOD_PROTOCOLS]
-        if bad:
-            raise SystemExit(f"{bad} have no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
-        try:
-            protocols.select_methods(a.methods)  # an unknown name fails here, before any model is loaded
-        except ValueError as e:
-            raise SystemExit(str(e)) from None
+    try:
+        chosen_methods(a.protocols, a.methods)  # a bad --methods fails here, before any model is loaded
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     missing = [n for n in a.protocols if not (REPORT / f"{n}.json").exists()]
     if missing:
         raise SystemExit(f"no stored report for {missing}; run python -m benchmarks.report --protocols {' '.join(missing)}")

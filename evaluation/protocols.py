@@ -63,18 +63,6 @@ METHODS = (
     MethodSpec("MCE", "mce", "object,fast"),
 )
 BASE = "SD (base)"
-
-
-def select_methods(names: list[str] | None) -> tuple[MethodSpec, ...]:
-    """The METHODS rows named in `names` (all of them for None), in METHODS' order."""
-    if names is None:
-        return METHODS
-    valid = [m.name for m in METHODS]
-    unknown = [n for n in names if n not in valid]
-    if unknown or not names:
-        what = f"unknown method rows {unknown}" if unknown else "no method row chosen"
-        raise ValueError(f"{what}; valid: {', '.join(repr(v) for v in valid)}")
-    return tuple(m for m in METHODS if m.name in names)
 EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with
 
 
@@ -98,6 +86,18 @@ class Budget:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, row)
         return row
+
+
+def select_methods(names: list[str] | None) -> tuple[MethodSpec, ...]:
+    """The METHODS rows named in `names` (all of them for None), in METHODS' order."""
+    if names is None:
+        return METHODS
+    valid = [m.name for m in METHODS]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        what = f"unknown method rows {unknown}" if unknown else "no method row chosen"
+        raise ValueError(f"{what}; valid: {', '.join(repr(v) for v in valid)}")
+    return tuple(m for m in METHODS if m.name in names)
 
 
 def resolved_overrides(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),
