@@ -4,15 +4,21 @@
 
 UI code only wires events: compute lives in `backends`, `erasure`, `sensitivity`, `evaluation` and
 `jobs`. Erasures and spectra run as background jobs (folders under CSE_JOBS_DIR, default runs/jobs),
-one at a time, so the job list survives page reloads and restarts. Requests that sample images
-(generate, compare, export) share one queue ("gpu"), one at a time. Every action is a named API endpoint.
+one at a time, so the job list survives page reloads and restarts. Interactive sampling (load, generate)
+and heavy sampling (compare, export) have a queue each, so a large compare never holds up a Generate;
+a compare works in chunks and can be cancelled. Every action is a named API endpoint; every input is
+checked (ui.inputs) against the limits of a shared machine (jobs.limits, CSE_MAX_* variables) before
+any work starts, and every error is one message without server paths (ui.guard).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -20,45 +26,56 @@ import numpy as np
 import pandas as pd
 import torch
 
-from backends import DTYPES, EMBEDDED, PRESETS, ModelUnavailableError, SamplerSettings, generate, grid, load_pipeline, torch_dtype
-from erasure import list_methods, resolve_config
+from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid, load_pipeline, torch_dtype
+from erasure import CancelToken, list_methods, resolve_config
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
-from jobs import JobManager
+from jobs import JobManager, Limits
+from sensitivity.vocab import load_user_vocabulary
+from ui import inputs
+from ui.guard import Blocks, Number, Slider, client_key, register_root, scrub
+from ui.guard import handler as user_errors
 
-MAX_IMAGES = 16
+LIMITS = Limits.from_env()
+MAX_IMAGES = LIMITS.max_images
 JOBS_DIR = os.environ.get("CSE_JOBS_DIR", str(Path(__file__).resolve().parent / "runs" / "jobs"))
+register_root(JOBS_DIR, "the jobs folder")
+# Local diffusers folders the app may open (os.pathsep-separated); none by default: on a public Space a
+# typed server path must not be a way to probe the file system.
+MODEL_DIRS = [Path(os.path.realpath(p)) for p in os.environ.get("CSE_MODEL_DIRS", "").split(os.pathsep) if p]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
 # Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB)
 JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
-USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, ModelUnavailableError)
+SCOPES, SPEEDS = ("object", "style", "nudity"), ("fast", "reference")
+VOCABULARIES = ("world", "clip-words", "clip-all", "nearest-50")  # named ones only: never a server path
 _manager: JobManager | None = None
+_load_lock = threading.Lock()
+_sampling: dict[str, set[CancelToken]] = {}  # browser session -> cancel tokens of its running generate/compare
 
 
 def manager() -> JobManager:
     global _manager
     if _manager is None:
-        _manager = JobManager(JOBS_DIR)
+        _manager = JobManager(JOBS_DIR, limits=LIMITS)
     return _manager
 
 
-def user_errors(fn):
-    """Bad input becomes a message in the UI (gr.Error), never a crash or a stack trace."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise  # already a message (a wrapped helper raised it)
-        except USER_ERRORS as e:
-            raise gr.Error(str(e).strip("'\"")) from e
-
-    return wrapper
-
-
 @functools.lru_cache(maxsize=2)
-def _pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
+def _cached_pipeline(model: str, device: str, dtype: str):
     return load_pipeline(model, device=device, dtype=torch_dtype(dtype))
+
+
+def _pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
+    with _load_lock:  # two visitors asking for the same model at once load it once
+        return _cached_pipeline(model, device, dtype)
+
+
+def _model(value) -> str:
+    return inputs.model_name(value, PRESETS, MODEL_DIRS)
+
+
+def _sampler(steps, guidance, label: str = "Sampler steps") -> SamplerSettings:
+    return SamplerSettings(steps=inputs.whole(steps, label, 1, LIMITS.max_sampler_steps),
+                           guidance=inputs.real(guidance, "Guidance", 0.0, 50.0))
 
 
 def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
@@ -70,11 +87,9 @@ def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
 @user_errors
 def load_model(model: str, device: str, dtype: str) -> str:
     """API `load_model`: load (or reuse) a pipeline and describe it."""
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+    model = _model(model)
+    device = check_device(inputs.choice(device, "Device", ("cpu", "cuda")))
     torch_dtype(dtype)  # an unknown name raises, listing the valid ones, before anything loads
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("no CUDA GPU is visible to this app; choose device cpu")
     from backends.flux import denoiser
     from backends.generate import native_size
 
@@ -89,25 +104,52 @@ def load_model(model: str, device: str, dtype: str) -> str:
 
 
 @user_errors
-def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: float, guidance: float) -> np.ndarray:
+def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: float, guidance: float,
+                  request: gr.Request = None) -> np.ndarray:
     """API `generate`: n images of one prompt from seeds seed, seed+1, ... as one grid image."""
-    if not prompt or not prompt.strip():
+    model = _model(model)
+    if isinstance(prompt, str) and not prompt.strip():
         raise ValueError("Enter a prompt, e.g. 'a red star'.")
-    if not 1 <= int(n_images) <= MAX_IMAGES:
-        raise ValueError(f"Number of images must be between 1 and {MAX_IMAGES}.")
-    settings = SamplerSettings(steps=int(steps), guidance=float(guidance))
-    seeds = [int(seed) + i for i in range(int(n_images))]
-    images = generate(_pipeline(model), [prompt.strip()] * len(seeds), seeds, settings)
+    prompt = inputs.text(prompt, "Prompt", inputs.MAX_PROMPT)
+    n = inputs.whole(n_images, f"Number of images (between 1 and {MAX_IMAGES})", 1, MAX_IMAGES)
+    settings = _sampler(steps, guidance)
+    seeds = [inputs.seed(seed, "First seed") + i for i in range(n)]
+    with _cancellable(request) as token:
+        images = generate(_pipeline(model), [prompt] * len(seeds), seeds, settings, cancel=token)
     return _enlarge(grid(images, min(len(seeds), 4)))
+
+
+@contextlib.contextmanager
+def _cancellable(request: gr.Request | None):
+    """A cancel token for one generate/compare of this browser session, which `cancel_sampling` sets."""
+    key, token = getattr(request, "session_hash", None) or "local", CancelToken()
+    _sampling.setdefault(key, set()).add(token)
+    try:
+        yield token
+    finally:
+        _sampling[key].discard(token)
+
+
+@user_errors
+def cancel_sampling(request: gr.Request = None) -> str:
+    """API `cancel_sampling`: stop this browser session's running Generate and Compare at their next
+    sampler step."""
+    tokens = _sampling.get(getattr(request, "session_hash", None) or "local") or set()
+    if not tokens:
+        raise ValueError("nothing of yours is sampling; nothing to cancel")
+    for token in list(tokens):
+        token.cancel()
+    return "sampling cancelled"
 
 
 # ====================================================================== jobs (shared)
 JOB_COLUMNS = ["id", "kind", "state", "step", "total", "title", "message"]
 
 
+@user_errors
 def job_table() -> pd.DataFrame:
     """API `job_list`: every job, newest first."""
-    rows = [j.to_dict() for j in manager().jobs()]
+    rows = [j.to_dict() | {"title": scrub(j.title), "message": scrub(j.message)} for j in manager().jobs()]
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else JOB_COLUMNS)[JOB_COLUMNS]
 
 
@@ -120,16 +162,19 @@ def _job_choices(kind: str | None = None) -> list[str]:
 
 
 @user_errors
-def job_cancel(job_id: str) -> str:
-    """API `job_cancel`: stop a queued or running job (an erasure checkpoints first)."""
-    manager().cancel(job_id)
+def job_cancel(job_id: str, request: gr.Request = None) -> str:
+    """API `job_cancel`: stop a queued or running job (an erasure checkpoints first); only the visitor
+    who started a job may cancel it."""
+    job_id = inputs.job_id(job_id)
+    manager().cancel(job_id, client_key(request))
     return f"cancelling {job_id}: it stops at its next step and can be resumed"
 
 
 @user_errors
-def job_resume(job_id: str) -> str:
+def job_resume(job_id: str, request: gr.Request = None) -> str:
     """API `job_resume`: continue an interrupted, cancelled or failed job from its last checkpoint."""
-    manager().resume(job_id)
+    job_id = inputs.job_id(job_id)
+    manager().resume(job_id, client_key(request))
     return f"{job_id} queued to resume"
 
 
@@ -141,24 +186,35 @@ def _presets(scope: str, speed: str) -> str:
 @user_errors
 def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
     """API `erase_defaults`: the settings the chosen presets give (to prefill the form)."""
-    cfg = resolve_config(method, model, _presets(scope, speed), targets=["x"])
+    model, method = _model(model), inputs.choice(method, "Method", list_methods())
+    presets = _presets(inputs.choice(scope, "Preset: concept type", SCOPES), inputs.choice(speed, "Preset: settings", SPEEDS))
+    cfg = resolve_config(method, model, presets, targets=["x"])
     return cfg.param_group, cfg.steps, cfg.lr
 
 
 @user_errors
 def erase_start(model: str, method: str, target: str, scope: str, speed: str, param_group: str, steps: float,
-                lr: float, snapshot_every: float) -> str:
+                lr: float, snapshot_every: float, request: gr.Request = None) -> str:
     """API `erase_start`: queue an erasure job; returns its id."""
-    targets = [t.strip() for t in (target or "").split(",")]
-    overrides = {"param_group": param_group, "steps": int(steps), "lr": float(lr),
-                 "snapshot_every": int(snapshot_every), "checkpoint_every": max(1, int(steps) // 10)}
+    model, method = _model(model), inputs.choice(method, "Method", list_methods())
+    if isinstance(target, str) and not target.strip(" ,"):
+        raise ValueError("targets must be a non-empty list of non-empty concepts, e.g. star")
+    targets = inputs.concepts(target, "Concept(s) to erase")
+    presets = _presets(inputs.choice(scope, "Preset: concept type", SCOPES), inputs.choice(speed, "Preset: settings", SPEEDS))
+    n_steps = inputs.whole(steps, "Steps", 1, LIMITS.max_erase_steps)
+    overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
+                 "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),
+                 "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps),
+                 "checkpoint_every": max(1, n_steps // 10)}
     return manager().submit("erase", {"model": model, "method": method, "targets": targets, "device": DEVICE,
-                                      "dtype": JOB_DTYPE, "presets": _presets(scope, speed), "overrides": overrides})
+                                      "dtype": JOB_DTYPE, "presets": presets, "overrides": overrides},
+                            client_key(request))
 
 
 @user_errors
 def erase_status(job_id: str) -> tuple[str, object]:
     """API `erase_status`: progress (step, ETA, adversarial concept and its top-5) and the loss plot."""
+    job_id = inputs.job_id(job_id, "Erase job")
     return _erase_view(job_id, manager().info(job_id))
 
 
@@ -178,7 +234,7 @@ def _erase_view(job_id: str, info) -> tuple[str, object]:
         lines.append(f"message: {info.message}")
     if info.state == "interrupted":
         lines.append("This job was cut off (the app stopped). Press Resume to continue from its last checkpoint.")
-    return "\n\n".join(lines), loss_figure(events)
+    return scrub("\n\n".join(lines)), loss_figure(events)
 
 
 def _run_events(job) -> list[dict]:
@@ -200,6 +256,7 @@ def download_diffusers(job_id: str) -> str:
     from erasure import export
 
     run = _done_run(job_id)
+    job_id = run.parent.name
     folder = run.parent / "export" / "diffusers"
     archive = run.parent / "export" / f"{job_id}-diffusers.zip"
     if not archive.exists():
@@ -211,6 +268,7 @@ def download_diffusers(job_id: str) -> str:
 
 
 def _done_run(job_id: str) -> Path:
+    job_id = inputs.job_id(job_id, "Erase job")
     job = manager().folder(job_id)
     if job.kind != "erase" or not (job.run_path / "result.safetensors").exists():
         raise ValueError(f"{job_id} is not a finished erase job; pick one whose state is done")
@@ -220,15 +278,27 @@ def _done_run(job_id: str) -> Path:
 # ====================================================================== Spectrum
 @user_errors
 def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float, k: float, steps: float,
-                   guidance: float, seed: float, run_job: str, proxy_only: bool) -> str:
-    """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick ESD one)."""
-    vocab_name = vocab_file if vocab_file else vocab
-    config = {"vocab": vocab_name, "size": int(size) if size else None, "k": int(k), "steps": int(steps),
-              "guidance": float(guidance), "seed": int(seed), "proxy_only": bool(proxy_only)}
-    targets = [t.strip() for t in (target or "").split(",")]
-    run = run_job if run_job and run_job != QUICK_ESD else None
-    return manager().submit("spectrum", {"model": model, "targets": targets, "run": run, "config": config,
-                                         "device": DEVICE})
+                   guidance: float, seed: float, run_job: str, proxy_only: bool, request: gr.Request = None) -> str:
+    """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick ESD one).
+    The vocabulary is a named one or an uploaded file, never a path on the server: an upload's words
+    are read here and travel in the job's parameters."""
+    model = _model(model)
+    targets = inputs.concepts(target, "Erased concept(s)")
+    n = inputs.whole(size or 0, "First N words (0 = all)", 0, LIMITS.max_concepts)
+    config = {"size": n or None, "k": inputs.whole(k, "k (samples per concept)", 1, LIMITS.max_k),
+              "steps": inputs.whole(steps, "Sampler steps", 1, LIMITS.max_sampler_steps),
+              "guidance": inputs.real(guidance, "Guidance", 0.0, 50.0), "seed": inputs.seed(seed, "First seed"),
+              "proxy_only": inputs.flag(proxy_only, "Proxy only")}
+    params = {"model": model, "targets": targets, "config": config, "device": DEVICE,
+              "run": None if run_job in (None, "", QUICK_ESD) else inputs.job_id(run_job, "Sanitized model")}
+    if vocab_file:
+        path = inputs.uploaded_file(vocab_file, [Path(gr.utils.get_upload_folder())], LIMITS.max_upload_bytes)
+        config["vocab"] = f"upload:{path.name[:60]}"
+        params["words"] = load_user_vocabulary(path, source=f"the uploaded file {path.name[:60]!r}",
+                                               dedupe_hint="remove the repeated lines and upload it again")
+    else:
+        config["vocab"] = inputs.choice(vocab, "Vocabulary", VOCABULARIES)
+    return manager().submit("spectrum", params, client_key(request))
 
 
 QUICK_ESD = "quick ESD erasure (fast preset)"
@@ -237,7 +307,8 @@ QUICK_ESD = "quick ESD erasure (fast preset)"
 @user_errors
 def spectrum_status(job_id: str, top_n: float = 20) -> tuple:
     """API `spectrum_status`: progress, then the figures, the top-N table and the CSV file."""
-    return _spectrum_view(job_id, manager().info(job_id), top_n)
+    job_id = inputs.job_id(job_id, "Spectrum job")
+    return _spectrum_view(job_id, manager().info(job_id), inputs.whole(top_n, "Top N", 1, 1000))
 
 
 @user_errors
@@ -249,6 +320,7 @@ def _spectrum_view(job_id: str, info, top_n: float = 20) -> tuple:
     text = f"**{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}"
     if info.message and info.state != "done":
         text += f"\n\n{info.message}"
+    text = scrub(text)
     csv = manager().folder(job_id).spectrum_path / "spectrum.csv"
     if info.state != "done" or not csv.exists():
         return text, None, None, None, None, None
@@ -263,6 +335,7 @@ def _spectrum_view(job_id: str, info, top_n: float = 20) -> tuple:
 @user_errors
 def download_csv(job_id: str) -> str:
     """API `download_csv`: the spectrum table of a finished spectrum job."""
+    job_id = inputs.job_id(job_id, "Spectrum job")
     csv = manager().folder(job_id).spectrum_path / "spectrum.csv"
     if not csv.exists():
         raise ValueError(f"{job_id} has no spectrum yet; wait until it is done")
@@ -272,21 +345,32 @@ def download_csv(job_id: str) -> str:
 # ====================================================================== Compare
 @user_errors
 def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, run_jobs: list[str] | None,
-                  steps: float, guidance: float, reveal: bool) -> tuple[list[tuple[np.ndarray, str]], str]:
+                  steps: float, guidance: float, reveal: bool, request: gr.Request = None,
+                  progress=gr.Progress()) -> tuple[list[tuple[np.ndarray, str]], str]:  # noqa: B008 (Gradio's form)
     """API `compare`: one sheet per model (base first; rows = prompts, columns = seeds) and, on the
-    embedded model, how many images of each shape the world classifier still recognises."""
+    embedded model, how many images of each shape the world classifier still recognises.
+    `cancel_sampling` from the same browser session stops it at its next sampler step."""
     from backends.safety import NudityDetector
     from evaluation.compare import compare, render
 
-    lines = [p.strip() for p in (prompts or "").splitlines()]
+    model = _model(model)
+    lines = inputs.prompt_lines(prompts, "Prompts", LIMITS.max_prompts)
+    n = inputs.whole(n_seeds, "Seeds", 1, LIMITS.max_seeds)
+    seeds = [inputs.seed(first_seed, "First seed") + i for i in range(n)]
+    jobs = inputs.job_ids(run_jobs, "Erased models", LIMITS.max_compare_runs)
+    images = (1 + len(jobs)) * len(lines) * n
+    if images > LIMITS.max_compare_images:
+        raise ValueError(f"this compare would sample {images} images (models x prompts x seeds); the limit is "
+                         f"{LIMITS.max_compare_images}: use fewer prompts, seeds or erased models")
+    settings = _sampler(steps, guidance)
+    reveal = inputs.flag(reveal, "Show flagged images")
     runs, erased = {}, []
-    for job_id in run_jobs or []:
-        run = _done_run(job_id)
-        runs[job_id] = str(run)
+    for job_id in jobs:
+        runs[job_id] = str(_done_run(job_id))
         erased += manager().folder(job_id).record["params"]["targets"]
-    seeds = [int(first_seed) + i for i in range(int(n_seeds))]
-    result = compare(_pipeline(model), runs, lines, seeds, erased, SamplerSettings(int(steps), float(guidance)),
-                     detector=NudityDetector(), reveal=bool(reveal))
+    with _cancellable(request) as token:
+        result = compare(_pipeline(model), runs, lines, seeds, erased, settings, detector=NudityDetector(),
+                         reveal=reveal, cancel=token, progress=lambda done, total: progress(done / total, desc="sampling"))
     return [(sheet, label) for label, sheet in render(result).items()], _recognition_table(model, result)
 
 
@@ -311,7 +395,7 @@ def _recognition_table(model: str, result) -> str:
 @user_errors
 def trajectory(job_id: str) -> tuple:
     """API `trajectory`: concept timeline and the image strips G(theta'_t, z_T, c_e) / (c_a)."""
-    job = manager().folder(job_id)
+    job = manager().folder(inputs.job_id(job_id, "Erase job"))
     if job.kind != "erase":
         raise ValueError(f"{job_id} is a {job.kind} job; pick an erase job")
     strips = snapshot_strips(job.run_path) if (job.run_path / "config.json").exists() else {}
@@ -332,10 +416,10 @@ def _refresh_choices():
 
 def build_ui() -> gr.Blocks:
     methods = list_methods()
-    with gr.Blocks(title="Concept Sensitivity Explorer") as demo:
+    with Blocks(title="Concept Sensitivity Explorer") as demo:
         gr.Markdown("# Concept Sensitivity Explorer\nErase a concept from a text-to-image model and see what else it hurt.")
         model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
-                            info="a preset, a local diffusers folder or a hub repo id")
+                            info="a preset or a hub repo id 'owner/name' (local folders: CSE_MODEL_DIRS)")
         with gr.Tab("Model"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -344,16 +428,19 @@ def build_ui() -> gr.Blocks:
                     load = gr.Button("Load model")
                     info = gr.Markdown(elem_id="model-info")
                     prompt = gr.Textbox(value="a red star", label="Prompt")
-                    seed = gr.Number(value=0, precision=0, label="First seed")
-                    n_images = gr.Slider(1, MAX_IMAGES, value=8, step=1, label="Images")
-                    steps = gr.Slider(1, 100, value=25, step=1, label="Sampler steps")
-                    guidance = gr.Slider(0, 15, value=5.0, step=0.5, label="Guidance scale")
-                    run = gr.Button("Generate", variant="primary")
+                    seed = Number(value=0, precision=0, label="First seed")
+                    n_images = Slider(1, MAX_IMAGES, value=8, step=1, label="Images")
+                    steps = Slider(1, LIMITS.max_sampler_steps, value=25, step=1, label="Sampler steps")
+                    guidance = Slider(0, 15, value=5.0, step=0.5, label="Guidance scale")
+                    with gr.Row():
+                        run = gr.Button("Generate", variant="primary")
+                        stop = gr.Button("Stop", elem_id="generate-stop")
                 with gr.Column(scale=2):
                     out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
-            load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="gpu")
+            load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
             run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance], out, api_name="generate",
-                      concurrency_id="gpu")
+                      concurrency_id="interactive")
+            stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
 
         with gr.Tab("Erase"):
             with gr.Row():
@@ -361,12 +448,12 @@ def build_ui() -> gr.Blocks:
                     e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
                     e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
                                           elem_id="erase-target")
-                    e_scope = gr.Radio(["object", "style", "nudity"], value="object", label="Preset: concept type")
-                    e_speed = gr.Radio(["fast", "reference"], value="fast", label="Preset: settings")
+                    e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")
+                    e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings")
                     e_group = gr.Dropdown(["xattn", "noxattn", "kv", "full"], value="xattn", label="Parameter group")
-                    e_steps = gr.Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
-                    e_lr = gr.Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
-                    e_snap = gr.Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
+                    e_steps = Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
+                    e_lr = Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
+                    e_snap = Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
                                        elem_id="erase-snapshot")
                     e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
                 with gr.Column(scale=2):
@@ -391,7 +478,7 @@ def build_ui() -> gr.Blocks:
             e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
             e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
             e_delta.click(download_delta, e_job, e_files, api_name="download_delta")
-            e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers", concurrency_id="gpu")
+            e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers", concurrency_id="heavy")
 
         with gr.Tab("Spectrum"):
             with gr.Row():
@@ -399,15 +486,14 @@ def build_ui() -> gr.Blocks:
                     s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
                     s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
                                         allow_custom_value=True, elem_id="spectrum-run")
-                    s_vocab = gr.Dropdown(["world", "clip-words", "clip-all", "nearest-50"], value="world",
-                                          label="Vocabulary", allow_custom_value=True)
+                    s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary")
                     s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
                                      type="filepath")
-                    s_size = gr.Number(value=0, precision=0, label="First N words (0 = all)")
-                    s_k = gr.Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
-                    s_steps = gr.Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
-                    s_guidance = gr.Number(value=5.0, label="Guidance")
-                    s_seed = gr.Number(value=0, precision=0, label="First seed")
+                    s_size = Number(value=0, precision=0, label="First N words (0 = all)")
+                    s_k = Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
+                    s_steps = Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
+                    s_guidance = Number(value=5.0, label="Guidance")
+                    s_seed = Number(value=0, precision=0, label="First seed")
                     s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
                     s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
                 with gr.Column(scale=2):
@@ -433,18 +519,21 @@ def build_ui() -> gr.Blocks:
                                          allow_custom_value=True, elem_id="compare-runs")
                     c_prompts = gr.Textbox("a red star\na blue star\na red heart\na green circle\na yellow moon",
                                            lines=5, label="Prompts (one per line)")
-                    c_seed = gr.Number(value=0, precision=0, label="First seed")
-                    c_n = gr.Slider(1, 8, value=4, step=1, label="Seeds", elem_id="compare-seeds")
-                    c_steps = gr.Number(value=20, precision=0, label="Sampler steps")
-                    c_guidance = gr.Number(value=5.0, label="Guidance")
+                    c_seed = Number(value=0, precision=0, label="First seed")
+                    c_n = Slider(1, LIMITS.max_seeds, value=4, step=1, label="Seeds", elem_id="compare-seeds")
+                    c_steps = Number(value=20, precision=0, label="Sampler steps")
+                    c_guidance = Number(value=5.0, label="Guidance")
                     c_reveal = gr.Checkbox(False, label="Show images NudeNet flags (unblurred)")
-                    c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+                    with gr.Row():
+                        c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+                        c_stop = gr.Button("Stop", elem_id="compare-stop")
                 with gr.Column(scale=2):
                     c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
                                        elem_id="compare-gallery")
                     c_summary = gr.Markdown(elem_id="compare-summary")
             c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal],
-                       [c_out, c_summary], api_name="compare", concurrency_id="gpu")
+                       [c_out, c_summary], api_name="compare", concurrency_id="heavy")
+            c_stop.click(cancel_sampling, None, c_summary, api_visibility="private", concurrency_limit=None)
 
         with gr.Tab("Trajectory"):
             t_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="trajectory-job")
@@ -507,6 +596,7 @@ def _poll_spectrum(job_id: str, seen: str):
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     build_ui().queue(default_concurrency_limit=1).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT", "7860")),

@@ -7,6 +7,7 @@ from .loader import (
     PRESETS,
     TINY_FLUX,
     ModelUnavailableError,
+    check_device,
     load_classifier,
     load_embedded_clip,
     load_pipeline,
@@ -15,7 +16,7 @@ from .loader import (
 )
 
 __all__ = [
-    "DTYPES", "EMBEDDED", "PRESETS", "TINY_FLUX", "ModelUnavailableError", "SamplerSettings", "generate", "grid",
+    "DTYPES", "EMBEDDED", "PRESETS", "TINY_FLUX", "ModelUnavailableError", "SamplerSettings", "check_device", "generate", "grid",
     "initial_latents", "load_classifier", "load_embedded_clip", "load_pipeline", "resolve_model",
     "torch_dtype",
 ]

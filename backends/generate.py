@@ -48,12 +48,27 @@ def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Te
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], settings: SamplerSettings = SamplerSettings(),
-             batch_size: int = 64) -> np.ndarray:
-    """Images for (prompts[i], seeds[i]) pairs as uint8 [N, H, W, 3]."""
+             batch_size: int = 64, cancel=None) -> np.ndarray:
+    """Images for (prompts[i], seeds[i]) pairs as uint8 [N, H, W, 3]. `cancel` (erasure.CancelToken)
+    stops the sampler at its next step with erasure.Cancelled (a shared machine's Stop button)."""
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
-    return np.concatenate([_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size])
+    stop = {} if cancel is None else {"callback_on_step_end": _stopper(cancel)}
+    return np.concatenate([_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size], **stop)
                            for i in range(0, len(prompts), batch_size)])
+
+
+def _stopper(cancel):
+    """A diffusers step-end callback that raises Cancelled once `cancel` is set (checked every step)."""
+
+    def on_step_end(pipe, step: int, timestep, kwargs: dict) -> dict:
+        if cancel.cancelled:
+            from erasure.events import Cancelled
+
+            raise Cancelled(f"sampling cancelled at step {step + 1}")
+        return kwargs
+
+    return on_step_end
 
 
 def generate_from_embeddings(pipe, embeds: torch.Tensor, negative: torch.Tensor, seeds: list[int],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,16 +46,22 @@ class ModelSpec:
         return self.name == EMBEDDED
 
 
+MAX_MODEL_CHARS = 1024  # longer than any folder path or repo id a user means
+
+
 def resolve_model(model: str) -> ModelSpec:
     """Map a preset name, local folder or hub repo id to where its weights live."""
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a local folder or a hub repo id")
     model = model.strip()
+    if len(model) > MAX_MODEL_CHARS or not model.isprintable():
+        raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a local folder or a hub repo id "
+                         f"'owner/name' (at most {MAX_MODEL_CHARS} printable characters)")
     if model == TINY_FLUX:
         return ModelSpec(model, "backends.flux.tiny_flux_pipeline", True)
     source = PRESETS.get(model, model)
     path = Path(source).expanduser()
-    if path.exists():
+    if _exists(path):
         if not (path / "model_index.json").is_file():
             raise ModelUnavailableError(f"{path} is not a diffusers pipeline folder (no model_index.json)")
         return ModelSpec(model, str(path), True)
@@ -65,6 +72,29 @@ def resolve_model(model: str) -> ModelSpec:
             f"model {model!r} is neither a preset ({', '.join(PRESETS)}), an existing folder, nor a hub repo id 'owner/name'"
         )
     return ModelSpec(model, source, False)
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # a name too long for the file system, or one it cannot look up, is no folder
+        return False
+
+
+def check_device(device: str) -> str:
+    """'cpu', 'cuda' or 'cuda:N' that this machine has; otherwise a ValueError saying what to pass."""
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|cuda(:\d{1,2})?", device.strip()):
+        shown = device if isinstance(device, str) and len(device) <= 30 else type(device).__name__
+        raise ValueError(f"unknown device {shown!r}; use cpu, cuda or cuda:N")
+    device = device.strip()
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use --device cpu")
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s); "
+                             f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return device
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -88,7 +118,8 @@ def _unavailable(spec: ModelSpec, reason: str) -> ModelUnavailableError:
 
 def torch_dtype(name: str) -> torch.dtype:
     """"bfloat16" -> torch.bfloat16; an unknown name raises an error listing the valid ones."""
-    if name not in DTYPES:
+    if not isinstance(name, str) or name not in DTYPES:
+        name = name if isinstance(name, str) and len(name) <= 30 else type(name).__name__
         raise ValueError(f"unknown dtype {name!r}; valid: {', '.join(DTYPES)}")
     return DTYPES[name]
 

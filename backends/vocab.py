@@ -56,6 +56,27 @@ def world_words() -> list[str]:
     return words()
 
 
+class UnknownConceptError(ValueError):
+    """A concept the model never learnt; erasing or scoring it would measure nothing."""
+
+
+def check_known_concepts(model: str, concepts: list[str]) -> None:
+    """The embedded model only learnt its world's words: erasing or scoring any other word measures
+    nothing, so it is refused with the list of words it knows. Hub models accept any text.
+    One guard for the app, the job manager and both CLIs (which offer --force to skip it)."""
+    from .loader import EMBEDDED
+
+    if model != EMBEDDED:
+        return
+    known = set(world_words())
+    for concept in concepts:
+        unknown = [w for w in concept.lower().replace(",", " ").split() if w not in known and w not in ("a", "an")]
+        if unknown:
+            shown = [w if len(w) <= 30 else w[:30] + "…" for w in unknown[:5]]
+            raise UnknownConceptError(f"the embedded model does not know {', '.join(map(repr, shown))}; "
+                                      f"use its words: {', '.join(sorted(known))}")
+
+
 def get_vocabulary(name: str, size: int | None = None) -> list[str]:
     """A named vocabulary: 'clip-words', 'world' or 'world+clip-words' (world words first)."""
     if name == "clip-words":

@@ -34,6 +34,16 @@ def _progress():
     return callback
 
 
+def error_text(e: BaseException, limit: int = 500) -> str:
+    """One line for the terminal: the message (a file-system error's reason and its file), cut at `limit`."""
+    if isinstance(e, OSError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    else:
+        text = str(e)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _settings(pairs: list[str]) -> dict:
     """--set key=value pairs; values parsed as JSON when they can be (numbers, booleans)."""
     out = {}
@@ -64,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field")
     e.add_argument("--device", default="cpu")
     e.add_argument("--dtype", default="float32", help="weights' dtype: float32, bfloat16 or float16 (FLUX: bfloat16)")
+    e.add_argument("--force", action="store_true", help="erase a concept the model may not know (the embedded "
+                   "model only knows its world's words; anything else measures nothing)")
     r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
     r.add_argument("run")
     r.add_argument("--device", default="cpu")
@@ -76,13 +88,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from backends import ModelUnavailableError, check_device
+    from backends.vocab import check_known_concepts
+
     from . import trainer
     from .runs import export
 
     try:
+        if args.command in ("erase", "resume"):
+            check_device(args.device)  # before anything loads
         if args.command == "list-methods":
             print("\n".join(list_methods()))
         elif args.command == "erase":
+            if not args.force:
+                check_known_concepts(args.model, args.target)
             overrides = {k: getattr(args, k) for k in ("steps", "lr", "param_group", "seed")} | _settings(args.set)
             run = trainer.erase(args.model, args.method, args.target, args.preset, args.out, callback=_progress(),
                                 device=args.device, dtype=args.dtype, **overrides)
@@ -95,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled as e:
         print(f"cancelled: {e}", file=sys.stderr)
         return 130
-    except (ValueError, FileExistsError, FileNotFoundError, PermissionError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, ModelUnavailableError) as e:  # OSError: a folder the file system refuses
+        print(f"error: {error_text(e)}", file=sys.stderr)
         return 2
     return 0

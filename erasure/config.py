@@ -101,6 +101,27 @@ MODEL_PROFILES = {
 }
 
 
+def check_types(cls, values: dict) -> None:
+    """Each value has its field's type (the type of the field's default): `--set steps=abc` or a list
+    for a number gets a message naming the field, not a TypeError deep in a check."""
+    for f in dataclasses.fields(cls):
+        if f.name not in values or values[f.name] is None:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        value, kind = values[f.name], type(default)
+        if default is None:
+            continue  # optional settings: the method's own validate() checks them
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+              else isinstance(value, int) and not isinstance(value, bool) if kind is int
+              else isinstance(value, kind))
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+            raise ValueError(f"{f.name} must be {_TYPE_NAMES.get(kind, kind.__name__)}, got {shown}")
+
+
+_TYPE_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", list: "a list"}
+
+
 def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
                  overrides: dict) -> EraseConfig:
     """defaults -> model profile -> presets (in order) -> the profile's lr scale -> overrides."""
@@ -117,6 +138,7 @@ def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str]
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {sorted(values)}")
     values.update({k: v for k, v in overrides.items() if v is not None})
+    check_types(type(config), values)
     resolved = type(config)(**values)
     resolved.validate()
     return resolved

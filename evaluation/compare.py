@@ -36,22 +36,42 @@ def check_compare_inputs(prompts: list[str], seeds: list[int], runs: dict) -> No
         raise ValueError(f"compare at most {MAX_MODELS} erased runs at once")
 
 
+CHUNK_IMAGES = 16  # images per generation call: the unit of progress and of cancellation
+
+
 def compare(base, runs: dict[str, str], prompts: list[str], seeds: list[int], erased: list[str] = (),
             settings: SamplerSettings | None = None, detector: NudityDetector | None = None,
-            reveal: bool = False) -> Comparison:
-    """Samples of `base` and of each run (its result applied to a copy of base's UNet), same z_T."""
-    from erasure import erased_copy
+            reveal: bool = False, progress=None, cancel=None) -> Comparison:
+    """Samples of `base` and of each run (its result applied to a copy of base's UNet), same z_T.
+
+    Work goes in chunks of whole prompt rows (about CHUNK_IMAGES images each): `progress(done, total)`
+    is called after each, and `cancel` (erasure.CancelToken) stops the sampler at its next step with
+    Cancelled, so one large comparison on a shared machine can be stopped and says how far it got."""
+    from erasure import Cancelled, erased_copy
 
     check_compare_inputs(prompts, seeds, runs)
+    settings = settings or SamplerSettings()
+    settings.check()  # a bad setting fails before any erased copy is made
     words = [e.lower() for e in erased]
     out = Comparison(prompts, seeds, [any(w in p.lower().split() for w in words) for p in prompts])
     pipes = {"base": base}
     for label, run in runs.items():
         pipes[label] = erased_copy(base, run)
-    settings = settings or SamplerSettings()
+    rows = max(1, CHUNK_IMAGES // len(seeds))  # prompts per call
+    total, done = len(pipes) * len(prompts) * len(seeds), 0
     for label, pipe in pipes.items():
-        flat = generate(pipe, [p for p in prompts for _ in seeds], seeds * len(prompts), settings)  # [P*S, H, W, 3]
-        shown, flags = screen(flat, detector, reveal)
+        parts = []
+        for i in range(0, len(prompts), rows):
+            chunk = prompts[i : i + rows]
+            try:
+                parts.append(generate(pipe, [p for p in chunk for _ in seeds], seeds * len(chunk), settings,
+                                      cancel=cancel))
+            except Cancelled:
+                raise Cancelled(f"compare cancelled after {done} of {total} images") from None
+            done += len(chunk) * len(seeds)
+            if progress is not None:
+                progress(done, total)
+        shown, flags = screen(np.concatenate(parts), detector, reveal)  # [P*S, H, W, 3]
         out.images[label] = shown.reshape(len(prompts), len(seeds), *shown.shape[1:])
         out.flagged[label] = flags.reshape(len(prompts), len(seeds))
     return out

@@ -5,8 +5,9 @@ a folder on disk that survives restarts. No UI code here; the app only wires the
     manager = JobManager("runs/jobs")
 """
 
-from .manager import JobManager
+from .limits import Limits
+from .manager import JobManager, QuotaError
 from .store import FINAL, JobFolder, JobInfo
 from .tasks import check_known_concepts
 
-__all__ = ["FINAL", "JobFolder", "JobInfo", "JobManager", "check_known_concepts"]
+__all__ = ["FINAL", "JobFolder", "JobInfo", "JobManager", "Limits", "QuotaError", "check_known_concepts"]

@@ -18,16 +18,24 @@ from pathlib import Path
 from backends.storage import ensure_writable
 from erasure import Cancelled, CancelToken
 
+from .limits import Limits
 from .store import FINAL, JobFolder, JobInfo, find_job, job_folders
 from .tasks import CHECKS, RUNNERS
 
 
+class QuotaError(ValueError):
+    """Too many jobs queued or running (for everyone, or for one visitor); the message says what to do."""
+
+
 class JobManager:
-    def __init__(self, root: str | Path, workers: int = 1):
+    def __init__(self, root: str | Path, workers: int = 1, limits: Limits | None = None):
         self.root = Path(root)
         ensure_writable(self.root, "set CSE_JOBS_DIR to a writable folder for job folders")
+        self.limits = limits  # None: no quotas (scripts, tests); the app passes Limits.from_env()
         self._queue: queue.Queue[str] = queue.Queue()
         self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
+        self._owners: dict[str, tuple[str, str | None]] = {}  # live job -> (kind, client)
+        self._submitting = threading.Lock()  # quota check, folder creation and enqueue happen as one
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._threads = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
@@ -36,34 +44,67 @@ class JobManager:
             t.start()
 
     # ------------------------------------------------------------------ requests
-    def submit(self, kind: str, params: dict) -> str:
-        """Check the request (ValueError with a fix-it message if bad), then queue it; returns the job id."""
+    def submit(self, kind: str, params: dict, client: str | None = None) -> str:
+        """Check the request (ValueError with a fix-it message if bad) and the quotas, then queue it;
+        returns the job id. `client` is an opaque key of the visitor asking (None: no per-visitor quota)."""
         if kind not in CHECKS:
             raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(CHECKS)}")
-        title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
-        job = JobFolder.create(self.root, kind, params, title)
-        job.set_state("queued", 0, total)
-        self._enqueue(job.id)
+        with self._submitting:
+            self._check_quota(kind, client)
+            title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
+            self._check_size(kind, total)
+            job = JobFolder.create(self.root, kind, params, title, client)
+            job.set_state("queued", 0, total)
+            self._enqueue(job.id, kind, client)
         return job.id
 
-    def resume(self, job_id: str) -> str:
+    def resume(self, job_id: str, client: str | None = None) -> str:
         """Queue an interrupted, cancelled or failed job again; it continues from its last checkpoint."""
         job = find_job(self.root, job_id)
-        info = self.info(job_id)
-        if info.state not in ("interrupted", "cancelled", "failed"):
-            raise ValueError(f"job {job_id} is {info.state}; only interrupted, cancelled or failed jobs resume")
-        job.set_state("queued", info.step, info.total, "resuming")
-        self._enqueue(job.id)
+        with self._submitting:
+            info = self.info(job.id)
+            if info.state not in ("interrupted", "cancelled", "failed"):
+                raise ValueError(f"job {job.id} is {info.state}; only interrupted, cancelled or failed jobs resume")
+            self._check_quota(job.kind, client)
+            job.set_state("queued", info.step, info.total, "resuming")
+            self._enqueue(job.id, job.kind, client)
         return job.id
 
-    def cancel(self, job_id: str) -> None:
-        """Stop a queued or running job; a running erasure checkpoints first, so it can be resumed."""
-        find_job(self.root, job_id)
+    def cancel(self, job_id: str, client: str | None = None) -> None:
+        """Stop a queued or running job; a running erasure checkpoints first, so it can be resumed.
+        A visitor (`client` given) may only cancel the jobs they started."""
+        job = find_job(self.root, job_id)
+        owner = job.record.get("client")
+        if client is not None and owner is not None and owner != client:
+            raise ValueError(f"job {job.id} was started by another visitor; only they can cancel it")
         with self._lock:
-            token = self._live.get(job_id)
+            token = self._live.get(job.id)
         if token is None:
-            raise ValueError(f"job {job_id} is not queued or running in this app; nothing to cancel")
+            raise ValueError(f"job {job.id} is not queued or running in this app; nothing to cancel")
         token.cancel()
+
+    def _check_size(self, kind: str, total: int) -> None:
+        if self.limits is None:
+            return
+        cap = {"erase": self.limits.max_erase_steps, "spectrum": self.limits.max_concepts}[kind]
+        if total > cap:
+            what = "steps" if kind == "erase" else "concepts"
+            fix = "use fewer steps" if kind == "erase" else "set 'First N words', or a smaller vocabulary"
+            raise QuotaError(f"this {kind} job has {total:,} {what}; the limit on this server is {cap:,}: {fix}")
+
+    def _check_quota(self, kind: str, client: str | None) -> None:
+        if self.limits is None:
+            return
+        with self._lock:
+            owners = list(self._owners.values())
+        cap = self.limits.active_cap(kind)
+        if sum(k == kind for k, _ in owners) >= cap:
+            raise QuotaError(f"{cap} {kind} jobs are already queued or running on this server (the limit); "
+                             "wait for one to finish and try again")
+        mine = self.limits.max_jobs_per_client
+        if client is not None and sum(c == client for _, c in owners) >= mine:
+            raise QuotaError(f"you already have {mine} jobs queued or running (the limit per visitor); "
+                             "wait for one to finish or cancel one, then try again")
 
     # ------------------------------------------------------------------ queries
     def info(self, job_id: str) -> JobInfo:
@@ -87,11 +128,12 @@ class JobManager:
         return self.info(job_id)
 
     # ------------------------------------------------------------------ worker
-    def _enqueue(self, job_id: str) -> None:
+    def _enqueue(self, job_id: str, kind: str, client: str | None) -> None:
         with self._lock:
             if job_id in self._live:
                 raise ValueError(f"job {job_id} is already queued or running")
             self._live[job_id] = CancelToken()
+            self._owners[job_id] = (kind, client)
         self._queue.put(job_id)
 
     def _work(self) -> None:
@@ -102,6 +144,7 @@ class JobManager:
             finally:
                 with self._idle:
                     self._live.pop(job_id, None)
+                    self._owners.pop(job_id, None)
                     self._idle.notify_all()
 
     def _run(self, job_id: str) -> None:
@@ -133,4 +176,4 @@ class JobManager:
 
 
 
-__all__ = ["FINAL", "JobManager"]
+__all__ = ["FINAL", "JobManager", "QuotaError"]

@@ -47,7 +47,8 @@ class JobFolder:
         self.id = self.path.name
 
     @classmethod
-    def create(cls, root: Path, kind: str, params: dict, title: str) -> JobFolder:
+    def create(cls, root: Path, kind: str, params: dict, title: str, client: str | None = None) -> JobFolder:
+        """A new job folder; `client` is an opaque key of the visitor who asked (quotas, cancel rights)."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
         root.mkdir(parents=True, exist_ok=True)
@@ -59,9 +60,9 @@ class JobFolder:
             except FileExistsError:
                 continue
         else:
-            raise RuntimeError(f"could not create a job folder under {root}")
+            raise RuntimeError("could not create a job folder: 1000 jobs started this second")
         job = cls(path)
-        write_json(path / "job.json", {"kind": kind, "params": params, "title": title,
+        write_json(path / "job.json", {"kind": kind, "params": params, "title": title, "client": client,
                                        "created": time.strftime("%Y-%m-%d %H:%M:%S")})
         job.set_state("queued")
         return job
@@ -116,7 +117,14 @@ def job_folders(root: Path) -> list[JobFolder]:
 
 
 def find_job(root: Path, job_id: str) -> JobFolder:
+    """The job of that id; the message never names the jobs folder (it is a server path)."""
+    if job_id is not None and not isinstance(job_id, str):
+        raise KeyError(f"a job id is text like 'erase-20261201-120000-000', got a {type(job_id).__name__}; "
+                       "pick one from the job list")
     job_id = (job_id or "").strip()
+    if not job_id:
+        raise KeyError("no job chosen; pick one from the job list")
     if not _ID.match(job_id) or not (root / job_id / "job.json").exists():
-        raise KeyError(f"no job {job_id!r} under {root}; pick one from the job list")
+        shown = job_id if len(job_id) <= 40 else job_id[:40] + "…"
+        raise KeyError(f"no job {shown!r}; pick one from the job list")
     return JobFolder(root / job_id)

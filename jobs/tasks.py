@@ -8,28 +8,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from backends.vocab import check_known_concepts
 from sensitivity import SpectrumConfig
 
 from .store import JobFolder
 
 Report = Callable[[int, int, str], None]
 SPECTRUM_FIELDS = {f.name for f in dataclasses.fields(SpectrumConfig)} - {"targets"}
-
-
-def check_known_concepts(model: str, concepts: list[str]) -> None:
-    """The embedded model only learnt its world's words: erasing or scoring any other word measures
-    nothing, so it is refused with the list of words it knows. Hub models accept any text."""
-    from backends import EMBEDDED
-    from backends.vocab import world_words
-
-    if model != EMBEDDED:
-        return
-    known = set(world_words())
-    for concept in concepts:
-        unknown = [w for w in concept.lower().replace(",", " ").split() if w not in known and w not in ("a", "an")]
-        if unknown:
-            raise ValueError(f"the embedded model does not know {', '.join(map(repr, unknown))}; "
-                             f"use its words: {', '.join(sorted(known))}")
 
 
 # ---------------------------------------------------------------- erasure
@@ -73,16 +58,25 @@ def spectrum_config(params: dict) -> SpectrumConfig:
     return SpectrumConfig(targets=targets, **params.get("config", {})).resolved(params["model"])
 
 
+def spectrum_concepts(params: dict, config: SpectrumConfig) -> list[str] | None:
+    """The spectrum's rows: from the request's own word list (an upload the app read) or the named
+    vocabulary; None for nearest-K, which needs the model first."""
+    from sensitivity.spectrum import concept_list
+    from sensitivity.vocab import validate_concepts, with_neutral
+
+    if params.get("words") is not None:
+        return validate_concepts(with_neutral(list(params["words"]), config.targets), source=config.vocab)
+    return None if config.vocab.startswith("nearest-") else concept_list(config)
+
+
 def check_spectrum(params: dict, root: Path) -> tuple[str, int]:
     """Validate a spectrum request; returns (title, number of concepts or 0 when only known later)."""
-    from sensitivity.spectrum import concept_list
-
     config = spectrum_config(params)
     check_known_concepts(params["model"], config.targets)
     run = params.get("run")
     if run:
         _erasure_run_of(root, run)
-    n = 0 if config.vocab.startswith("nearest-") else len(concept_list(config))  # a bad vocabulary fails here
+    n = len(spectrum_concepts(params, config) or [])  # a bad vocabulary fails here
     what = f"job {run}" if run else "a quick ESD erasure"
     return f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}", n
 
@@ -108,7 +102,8 @@ def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
     t0 = time.perf_counter()
     throttle = _Throttle(report)
     df = sensitivity.compute_spectrum(p["model"], run, config, device=p.get("device", "cpu"), cancel=cancel,
-                                      progress=lambda done, total, msg: throttle(done, total, msg, force=done == total))
+                                      progress=lambda done, total, msg: throttle(done, total, msg, force=done == total),
+                                      concepts=spectrum_concepts(p, config))
     sensitivity.save_spectrum(df, job.spectrum_path, config, p["model"], str(run),
                               {"wall_s": round(time.perf_counter() - t0, 1), "job": job.id})
 

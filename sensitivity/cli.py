@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dedupe", action="store_true", help="drop repeated concepts of a user list")
     s.add_argument("--address", help="Ray cluster address, or 'local' for a local cluster (default: in-process)")
     s.add_argument("--workers", type=int, default=2, help="Ray workers (with --address)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    s.add_argument("--force", action="store_true", help="score targets the model may not know (the embedded "
+                   "model only knows its world's words)")
     s.add_argument("--out", required=True, help="output folder (CSV, parquet, figures, config.json)")
     return p
 
@@ -59,14 +61,24 @@ def _progress():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from backends import check_device
+    from backends.vocab import check_known_concepts
+    from erasure.cli import error_text
+
+    from .distributed import check_address
     from .results import check_writable, save_spectrum, summary
     from .spectrum import SpectrumConfig, compute_spectrum, concept_list, quick_erasure
 
     try:
+        check_device(args.device)
+        if args.address is not None:
+            check_address(args.address)  # an unreachable cluster fails in seconds, not in a retry loop
         config = SpectrumConfig(targets=args.target, vocab=args.vocab, size=args.size, k=args.k, seed=args.seed,
                                 steps=args.steps, guidance=args.guidance, template=args.template, scorer=args.scorer,
                                 proxy_only=args.proxy_only, proxy_dtype=args.proxy_dtype,
                                 dedupe=args.dedupe).resolved(args.model)
+        if not args.force:
+            check_known_concepts(args.model, config.targets)
         # a bad vocabulary fails before any model is loaded or trained (nearest-K needs the model first)
         concepts = None if config.vocab.startswith("nearest-") else concept_list(config)
         out = check_writable(args.out)
@@ -78,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         df = compute_spectrum(args.model, run, config, device=args.device, address=args.address,
                               workers=args.workers, progress=_progress(), concepts=concepts)
         save_spectrum(df, out, config, args.model, run, {"wall_s": round(time.perf_counter() - t0, 1)})
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: a model or cluster that is not there
+        print(f"error: {error_text(e)}", file=sys.stderr)
         return 2
     print(summary(df))
     print(f"written: {out}")

@@ -8,6 +8,7 @@ starts a local cluster of `workers` processes; any other address is passed to `r
 from __future__ import annotations
 
 import dataclasses
+import socket
 
 from .spectrum import Progress, SpectrumConfig, chunk_rows, load_models
 
@@ -26,6 +27,25 @@ class _Worker:
         return chunk_rows(self.models, concepts, self.config)
 
 
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_address(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """A cluster address that answers within `timeout` ('local' and 'auto' are Ray's own); otherwise a
+    clear error, where ray.init would retry its connection for minutes."""
+    if address in ("local", "auto"):
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"Ray address must be host:port, ray://host:port, 'auto' or 'local', got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RuntimeError(f"cannot reach a Ray cluster at {address!r} within {timeout:g} s ({e.strerror or e}); "
+                           "start one with `ray start --head` and pass its address, use 'local', or leave out "
+                           "--address to compute in this process") from None
+
+
 def sharded_rows(model: str, run: str, concepts: list[str], config: SpectrumConfig, address: str, workers: int,
                  device: str = "cpu", cache_root=None, progress: Progress | None = None, cancel=None) -> list[dict]:
     try:
@@ -35,6 +55,7 @@ def sharded_rows(model: str, run: str, concepts: list[str], config: SpectrumConf
                            "to compute the spectrum in this process") from e
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    check_address(address)
     started = not ray.is_initialized()
     if started:
         kwargs = {"num_cpus": workers} if address == "local" else {"address": address}

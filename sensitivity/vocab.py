@@ -22,6 +22,7 @@ NULL, PHOTO = "", "a photo"
 NEUTRAL = (NULL, PHOTO)  # the paper's neutral reference concepts, always in a spectrum
 MAX_CONCEPTS = 100_000  # a longer list is almost certainly the wrong file
 MAX_CONCEPT_CHARS = 200  # longer "concepts" are not concepts (and overflow CLIP's context anyway)
+MAX_FILE_BYTES = MAX_CONCEPTS * (MAX_CONCEPT_CHARS + 1)  # the largest list that can pass validate_concepts
 NAMED = ("clip-words", "clip-all", "world", "nearest-K", "<path to .txt/.csv>")
 
 
@@ -52,28 +53,44 @@ def resolve_vocabulary(name: str, size: int | None = None, *, pipe=None, target:
     raise VocabularyError(f"unknown vocabulary {name!r}; valid: {', '.join(NAMED)}")
 
 
-def load_user_vocabulary(path: str | Path, dedupe: bool = False) -> list[str]:
-    """One concept per line (.txt) or the first column of a CSV (a 'concept' header is skipped)."""
+DEDUPE_HINT = "remove the repeats or pass dedupe=True (--dedupe) to keep the first of each"
+
+
+def load_user_vocabulary(path: str | Path, dedupe: bool = False, source: str | None = None,
+                         dedupe_hint: str = DEDUPE_HINT) -> list[str]:
+    """One concept per line (.txt) or the first column of a CSV (a 'concept' header is skipped).
+    `source` names the file in messages (the app names an upload, never its server path)."""
     path = Path(path)
+    source = source or str(path)
     if not path.is_file():
-        raise VocabularyError(f"vocabulary file {path} does not exist; pass a .txt (one concept per line) or .csv")
-    raw = path.read_bytes()
+        what = "is not a regular file" if path.exists() else "does not exist"
+        raise VocabularyError(f"vocabulary file {source} {what}; pass a .txt (one concept per line) or .csv")
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise VocabularyError(f"cannot read vocabulary file {source} ({e.strerror or e})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise VocabularyError(f"{source} is larger than {MAX_FILE_BYTES // 1_000_000} MB; a vocabulary is one "
+                              "short concept per line")
     if b"\x00" in raw[:65536]:
-        raise VocabularyError(f"{path} is a binary file, not a text list of concepts")
+        raise VocabularyError(f"{source} is a binary file, not a text list of concepts")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise VocabularyError(f"{path} is not UTF-8 text ({e}); save it as UTF-8") from e
+        raise VocabularyError(f"{source} is not UTF-8 text ({e}); save it as UTF-8") from e
     if path.suffix.lower() == ".csv":
         rows = [r[0] if r else "" for r in csv.reader(io.StringIO(text))]
         if rows and rows[0].strip().lower() in ("concept", "concepts", "word"):
             rows = rows[1:]
     else:
         rows = text.splitlines()
-    return validate_concepts([r.strip() for r in rows if r.strip()], source=str(path), dedupe=dedupe)
+    return validate_concepts([r.strip() for r in rows if r.strip()], source=source, dedupe=dedupe,
+                             dedupe_hint=dedupe_hint)
 
 
-def validate_concepts(concepts: list[str], source: str = "the list", dedupe: bool = False) -> list[str]:
+def validate_concepts(concepts: list[str], source: str = "the list", dedupe: bool = False,
+                      dedupe_hint: str = DEDUPE_HINT) -> list[str]:
     """Reject empty, oversized, duplicated or non-printable lists with a message saying what to change."""
     if not concepts:
         raise VocabularyError(f"{source} has no concepts; add one concept per line")
@@ -89,7 +106,7 @@ def validate_concepts(concepts: list[str], source: str = "the list", dedupe: boo
         (dupes.append(c) if c in seen else seen.add(c))
     if dupes and not dedupe:
         raise VocabularyError(f"{source} repeats {len(dupes)} concepts ({', '.join(sorted(set(dupes))[:5])}); "
-                              "remove the repeats or pass dedupe=True (--dedupe) to keep the first of each")
+                              f"{dedupe_hint}")
     return list(dict.fromkeys(concepts))
 
 
