@@ -14,11 +14,9 @@ any work starts, and every error is one message without server paths (ui.guard).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import os
 import shutil
-import threading
 from pathlib import Path
 
 import gradio as gr
@@ -26,7 +24,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid, load_pipeline, torch_dtype
+from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid, torch_dtype
+from backends.pipeline_cache import PipelineCache
 from erasure import CancelToken, list_methods, resolve_config
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
 from jobs import JobManager, Limits
@@ -48,7 +47,7 @@ JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
 SCOPES, SPEEDS = ("object", "style", "nudity"), ("fast", "reference")
 VOCABULARIES = ("world", "clip-words", "clip-all", "nearest-50")  # named ones only: never a server path
 _manager: JobManager | None = None
-_load_lock = threading.Lock()
+PIPELINES = PipelineCache()  # one loaded pipeline, keyed by (model, device, dtype) chosen in the Model tab
 _sampling: dict[str, set[CancelToken]] = {}  # browser session -> cancel tokens of its running generate/compare
 
 
@@ -59,14 +58,10 @@ def manager() -> JobManager:
     return _manager
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_pipeline(model: str, device: str, dtype: str):
-    return load_pipeline(model, device=device, dtype=torch_dtype(dtype))
-
-
 def _pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
-    with _load_lock:  # two visitors asking for the same model at once load it once
-        return _cached_pipeline(model, device, dtype)
+    """The pipeline for the Model tab's choice; device and dtype are checked first."""
+    device = check_device(inputs.choice(device, "Device", ("cpu", "cuda")))
+    return PIPELINES.get(model, device, inputs.choice(dtype, "Dtype", DTYPES))
 
 
 def _model(value) -> str:
@@ -88,7 +83,6 @@ def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
 def load_model(model: str, device: str, dtype: str) -> str:
     """API `load_model`: load (or reuse) a pipeline and describe it."""
     model = _model(model)
-    device = check_device(inputs.choice(device, "Device", ("cpu", "cuda")))
     torch_dtype(dtype)  # an unknown name raises, listing the valid ones, before anything loads
     from backends.flux import denoiser
     from backends.generate import native_size
@@ -105,8 +99,9 @@ def load_model(model: str, device: str, dtype: str) -> str:
 
 @user_errors
 def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: float, guidance: float,
-                  request: gr.Request = None) -> np.ndarray:
-    """API `generate`: n images of one prompt from seeds seed, seed+1, ... as one grid image."""
+                  device: str = DEVICE, dtype: str = "float32", request: gr.Request = None) -> np.ndarray:
+    """API `generate`: n images of one prompt from seeds seed, seed+1, ... as one grid image, on the
+    device and in the dtype chosen in the Model tab."""
     model = _model(model)
     if isinstance(prompt, str) and not prompt.strip():
         raise ValueError("Enter a prompt, e.g. 'a red star'.")
@@ -115,7 +110,7 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
     settings = _sampler(steps, guidance)
     seeds = [inputs.seed(seed, "First seed") + i for i in range(n)]
     with _cancellable(request) as token:
-        images = generate(_pipeline(model), [prompt] * len(seeds), seeds, settings, cancel=token)
+        images = generate(_pipeline(model, device, dtype), [prompt] * len(seeds), seeds, settings, cancel=token)
     return _enlarge(grid(images, min(len(seeds), 4)))
 
 
@@ -345,7 +340,8 @@ def download_csv(job_id: str) -> str:
 # ====================================================================== Compare
 @user_errors
 def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, run_jobs: list[str] | None,
-                  steps: float, guidance: float, reveal: bool, request: gr.Request = None,
+                  steps: float, guidance: float, reveal: bool, device: str = DEVICE, dtype: str = "float32",
+                  request: gr.Request = None,
                   progress=gr.Progress()) -> tuple[list[tuple[np.ndarray, str]], str]:  # noqa: B008 (Gradio's form)
     """API `compare`: one sheet per model (base first; rows = prompts, columns = seeds) and, on the
     embedded model, how many images of each shape the world classifier still recognises.
@@ -369,7 +365,7 @@ def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, r
         runs[job_id] = str(_done_run(job_id))
         erased += manager().folder(job_id).record["params"]["targets"]
     with _cancellable(request) as token:
-        result = compare(_pipeline(model), runs, lines, seeds, erased, settings, detector=NudityDetector(),
+        result = compare(_pipeline(model, device, dtype), runs, lines, seeds, erased, settings, detector=NudityDetector(),
                          reveal=reveal, cancel=token, progress=lambda done, total: progress(done / total, desc="sampling"))
     return [(sheet, label) for label, sheet in render(result).items()], _recognition_table(model, result)
 
@@ -438,7 +434,7 @@ def build_ui() -> gr.Blocks:
                 with gr.Column(scale=2):
                     out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
             load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
-            run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance], out, api_name="generate",
+            run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
                       concurrency_id="interactive")
             stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
 
@@ -531,7 +527,7 @@ def build_ui() -> gr.Blocks:
                     c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
                                        elem_id="compare-gallery")
                     c_summary = gr.Markdown(elem_id="compare-summary")
-            c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal],
+            c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal, device, dtype],
                        [c_out, c_summary], api_name="compare", concurrency_id="heavy")
             c_stop.click(cancel_sampling, None, c_summary, api_visibility="private", concurrency_limit=None)
 

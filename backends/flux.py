@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .loader import ASSETS
+from .paths import ASSETS
 
 
 def tiny_flux_pipeline(seed: int = 0, size: int = 32):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "embedded"
+from .paths import ASSETS
+
 EMBEDDED = "embedded"
 PRESETS = {
     EMBEDDED: str(ASSETS / "pipeline"),
@@ -185,7 +186,7 @@ def load_embedded_clip(device: str | torch.device = "cpu"):
     from open_clip.model import CLIP
     from safetensors.torch import load_file
 
-    from shapesworld.train_clip import tokenize
+    from shapesworld.tokenizer import tokenize
 
     cfg = json.loads((ASSETS / "clip" / "open_clip_config.json").read_text())
     model = CLIP(**cfg["model_cfg"])

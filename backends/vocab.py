@@ -16,10 +16,10 @@ WORD = re.compile(r"^[a-z]{3,}$")
 
 @functools.lru_cache(maxsize=1)
 def _clip_whole_words() -> tuple[str, ...]:
-    from shapesworld.tokenizer import _merges
+    from shapesworld.tokenizer import clip_merges
 
     words = []
-    for merge in _merges():  # merge order ~ frequency in CLIP's training text
+    for merge in clip_merges():  # merge order ~ frequency in CLIP's training text
         token = "".join(merge.split())
         if token.endswith("</w>") and WORD.match(token[:-4]):
             words.append(token[:-4])
@@ -36,12 +36,12 @@ def clip_words(n: int | None = None) -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _clip_all() -> tuple[str, ...]:
-    from shapesworld.tokenizer import _merges
+    from shapesworld.tokenizer import clip_merges
 
     # the vocabulary is 256 byte units (+ their </w> forms), one token per merge, and 2 specials;
     # single letters are words too ("a", "i"), so only the byte units' letters are kept of those
     units = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    tokens = units + ["".join(m.split()).removesuffix("</w>") for m in _merges()]
+    tokens = units + ["".join(m.split()).removesuffix("</w>") for m in clip_merges()]
     return tuple(dict.fromkeys(t for t in tokens if t.isascii() and t.isalpha()))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 
-from .spectrum import Progress, SpectrumConfig, chunk_rows, load_models
+from .rows import Progress, SpectrumConfig, chunk_rows, load_models
 
 
 class _Worker:

@@ -10,9 +10,8 @@ from __future__ import annotations
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from .tokenizer import VOCAB_SIZE
+from .tokenizer import TEXT_CONTEXT, VOCAB_SIZE
 
-TEXT_CONTEXT = 24  # tokens; the longest training caption is 17
 TEXT_WIDTH = 64
 
 VAE_CONFIG = dict(

@@ -7,11 +7,13 @@ SimpleTokenizer, so token ids are identical (tests/test_tokenizer.py checks 300+
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from pathlib import Path
 
 VOCAB_SIZE = 49408
+TEXT_CONTEXT = 24  # the embedded text encoders' context in tokens; the longest training caption is 17
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -28,7 +30,8 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
-def _merges() -> list[str]:
+def clip_merges() -> list[str]:
+    """CLIP's BPE merges in order (the same slice open_clip's SimpleTokenizer uses)."""
     from open_clip.tokenizer import default_bpe
 
     lines = gzip.open(default_bpe()).read().decode("utf-8").split("\n")
@@ -39,7 +42,7 @@ def write_clip_tokenizer(folder: str | Path, model_max_length: int) -> Path:
     """Write a `CLIPTokenizer`-loadable folder; `model_max_length` is the text context."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    merges = _merges()
+    merges = clip_merges()
     units = list(_bytes_to_unicode().values())
     vocab = units + [u + "</w>" for u in units] + ["".join(m.split()) for m in merges] + [BOS, EOS]
     assert len(vocab) == VOCAB_SIZE, len(vocab)
@@ -60,3 +63,16 @@ def write_clip_tokenizer(folder: str | Path, model_max_length: int) -> Path:
     special = {"bos_token": BOS, "eos_token": EOS, "unk_token": EOS, "pad_token": EOS}
     (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     return folder
+
+
+@functools.lru_cache(maxsize=1)
+def _simple_tokenizer():
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=TEXT_CONTEXT)
+
+
+def tokenize(texts: list[str]):
+    """The embedded CLIP's tokenizer: open_clip's own (ids equal the pipeline's CLIPTokenizer),
+    [N, TEXT_CONTEXT] int64."""
+    return _simple_tokenizer()(texts)

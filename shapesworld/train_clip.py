@@ -10,7 +10,6 @@ every image a caption is true of).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import time
 from pathlib import Path
@@ -19,26 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .architectures import CLIP_CONFIG, TEXT_CONTEXT, new_clip
+from .architectures import CLIP_CONFIG, new_clip
 from .captions import caption_from, is_true_of, prompt, sample_mentions
 from .data import make_dataset, to_tensor
+from .tokenizer import tokenize
 from .train_classifier import augment
 from .training import Log, half_floats, lr_at, save_safetensors, seed_everything, versions
 from .world import COLOURS, SHAPES
 
 # CLIP's own pixel normalisation is folded into the model input: images in [-1, 1].
-
-
-@functools.lru_cache(maxsize=1)
-def _tokenizer():
-    from open_clip.tokenizer import SimpleTokenizer
-
-    return SimpleTokenizer(context_length=TEXT_CONTEXT)
-
-
-def tokenize(texts: list[str]) -> torch.Tensor:
-    """open_clip's own tokenizer (ids equal the pipeline's CLIPTokenizer), [N, TEXT_CONTEXT]."""
-    return _tokenizer()(texts)
 
 
 def soft_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:

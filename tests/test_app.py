@@ -3,6 +3,7 @@
 import gradio as gr
 import numpy as np
 import pytest
+import torch
 
 import app
 
@@ -160,3 +161,25 @@ def test_killed_app_shows_the_job_interrupted_and_resume_finishes_it(tmp_path):
         assert sum('"kind": "start"' in e for e in events) == 2  # started once, resumed once
     finally:
         server.kill()
+
+
+def test_the_model_tabs_device_and_dtype_drive_generate_and_compare(monkeypatch):
+    """The dtype chosen in the Model tab reaches every sampling action, and one pipeline is held per
+    choice: the same choice again loads nothing, another choice replaces it."""
+    from backends import load_pipeline
+    from backends.pipeline_cache import PipelineCache
+
+    loads = []
+    cache = PipelineCache(lambda model, **kw: loads.append((model, kw["dtype"])) or load_pipeline(model, **kw))
+    monkeypatch.setattr(app, "PIPELINES", cache)
+    fp32 = app.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32")
+    assert cache.loaded == ("embedded", "cpu", "float32")
+    bf16 = app.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "bfloat16")
+    assert cache.loaded == ("embedded", "cpu", "bfloat16")
+    assert app._pipeline("embedded", "cpu", "bfloat16").dtype == torch.bfloat16
+    assert fp32.shape == bf16.shape and not np.array_equal(fp32, bf16)  # the bf16 pipeline drew them
+    assert np.abs(fp32.astype(int) - bf16.astype(int)).mean() < 40  # ... and the same pictures, roughly
+    sheets, _ = app.compare_grids("embedded", "a red star", 0, 2, [], 6, 5.0, False, "cpu", "bfloat16")
+    assert len(loads) == 2  # compare reused the bf16 pipeline; nothing was loaded twice
+    assert np.array_equal(app.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32"), fp32)
+    assert len(loads) == 3 and cache.loaded == ("embedded", "cpu", "float32")

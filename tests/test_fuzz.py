@@ -104,7 +104,7 @@ def _templates(erase: str, spectrum: str) -> dict[str, list]:
     """A valid, cheap call of every named endpoint; the fuzzer mutates some of its values."""
     return {
         "load_model": ["embedded", "cpu", "float32"],
-        "generate": ["embedded", "a red star", 0, 1, 2, 5.0],
+        "generate": ["embedded", "a red star", 0, 1, 2, 5.0, "cpu", "float32"],
         "cancel_sampling": [],
         "erase_defaults": ["embedded", "esd", "object", "fast"],
         "erase_start": ["embedded", "esd", "star", "object", "fast", "xattn", 2, 1e-3, 0],
@@ -112,7 +112,7 @@ def _templates(erase: str, spectrum: str) -> dict[str, list]:
         "download_delta": [erase], "download_diffusers": [erase], "trajectory": [erase],
         "spectrum_start": ["embedded", "star", "world", None, 0, 1, 2, 5.0, 0, erase, True],
         "spectrum_status": [spectrum], "download_csv": [spectrum],
-        "compare": ["embedded", "a red star", 0, 1, [erase], 2, 5.0, False],
+        "compare": ["embedded", "a red star", 0, 1, [erase], 2, 5.0, False, "cpu", "float32"],
     }
 
 

@@ -1,0 +1,5 @@
+"""Where the shipped models live (one module that every backend file may import without a cycle)."""
+
+from pathlib import Path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "embedded"  # the embedded pipeline, CLIP, classifier

@@ -1,0 +1,161 @@
+"""The spectrum's unit of work (docs: README, "The sensitivity spectrum"): both models and the scorer
+loaded once (`load_models`), then the rows of one chunk of concepts (`chunk_rows`): text similarity to
+the target, the proxy D(c) and, unless proxy-only, delta(c) from k seeded samples per model (the
+original model's from the disk cache). The in-process loop (spectrum.py) and the Ray actors
+(distributed.py) both call these, so shards give the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from backends import SamplerSettings, generate
+from erasure import erased_copy
+from erasure.diffusion import embed_prompts
+
+from .cache import SampleCache, pipeline_fingerprint
+from .proxy import proxy_divergence, proxy_points
+from .scorers import Scorer, default_scorer_for, get_scorer, scores_from_features
+from .vocab import kind_of, prompt_of
+
+Progress = Callable[[int, int, str], None]  # (concepts done, concepts total, message)
+
+
+@dataclass
+class SpectrumConfig:
+    targets: list[str] = field(default_factory=list)  # the erased concept(s), as words
+    vocab: str = "world"  # clip-words | clip-all | world | nearest-K | a .txt/.csv path
+    size: int | None = None  # first N words of clip-words / clip-all / the nearest-K pool
+    k: int = 8  # samples per concept; seeds are seed .. seed + k - 1
+    seed: int = 0  # first seed
+    steps: int = 25  # sampler steps
+    guidance: float = 5.0  # classifier-free guidance scale
+    template: str | None = None  # prompt template; None = the model's ("a {concept}" embedded, "{concept}" SD)
+    scorer: str | None = None  # "embedded" or open_clip "arch/pretrained"; None = the model's default
+    proxy_only: bool = False  # only D(c) and text similarity: no sampling, no CLIP scores
+    proxy_timesteps: int = 2  # D(c): timesteps in the fixed set (2: t = 750 and 250 on a 1000-step schedule)
+    proxy_latents: int = 1  # D(c): z_t per timestep in the fixed set
+    proxy_dtype: str = "float32"  # D(c) forwards: "float32", or "bfloat16" autocast (faster on CPUs with AMX/BF16)
+    chunk: int = 8  # concepts per work unit (and per Ray task); results do not depend on it
+    batch: int = 64  # images per generation call (lower it for large models on small GPUs)
+    dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
+    nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
+
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.k))
+
+    def sampler(self) -> SamplerSettings:
+        return SamplerSettings(steps=self.steps, guidance=self.guidance)
+
+    def resolved(self, model: str) -> SpectrumConfig:
+        """Model-dependent defaults filled in, then checked (the form recorded next to results)."""
+        from erasure.config import MODEL_PROFILES
+
+        profile = MODEL_PROFILES.get(model, {})
+        out = dataclasses.replace(self, targets=[t.strip() for t in self.targets],
+                                  template=self.template or profile.get("template", "{concept}"),
+                                  scorer=self.scorer or default_scorer_for(model),
+                                  nearest_pool=self.nearest_pool or profile.get("vocab", "clip-words"))
+        out.check()
+        return out
+
+    def check(self) -> None:
+        if not self.targets or not all(self.targets):
+            raise ValueError("give at least one non-empty target concept (the concept that was erased)")
+        if not 1 <= self.k <= 1000:
+            raise ValueError(f"k (samples per concept) must be in 1..1000, got {self.k}")
+        if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
+            raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
+        if self.proxy_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"proxy_dtype must be float32, bfloat16 or float16, got {self.proxy_dtype!r}")
+        if self.size is not None and self.size < 1:
+            raise ValueError(f"size (first N words of the vocabulary) must be >= 1, got {self.size}")
+        if self.template is not None and "{concept}" not in self.template:
+            raise ValueError(f"template must contain '{{concept}}', got {self.template!r}")
+        self.sampler().check()
+
+
+@dataclass
+class Models:
+    """Both models and the scorer; the erased pipeline shares every component but the UNet."""
+
+    base: object
+    erased: object
+    scorer: Scorer
+    cache: SampleCache | None
+    fixed: dict = field(default_factory=dict)  # per-spectrum inputs every chunk shares (see shared_inputs)
+
+    def shared_inputs(self, config: SpectrumConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Targets' text features [m, d] and the proxy's fixed (t [P], z_t [P, c, h, w]), computed once
+        per config rather than once per chunk."""
+        key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed)
+        if key not in self.fixed:
+            target_text = self.scorer.text_features([prompt_of(t, config.template) for t in config.targets])
+            t, z = proxy_points(self.base.unet, self.base.scheduler, config.proxy_timesteps, config.proxy_latents,
+                                config.seed)
+            self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
+        return self.fixed[key]
+
+
+def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", cache_root=None, pipe=None) -> Models:
+    """Base pipeline (loaded unless given), theta' from a run folder, the scorer, the base's sample cache."""
+    from backends import load_pipeline
+
+    base = pipe if pipe is not None else load_pipeline(model, device=device)
+    scorer = get_scorer(config.scorer, device)
+    # everything that changes the original model's samples or their scores is in the key
+    key = {"steps": config.steps, "guidance": config.guidance, "scorer": scorer.name, "scorer_weights": scorer.fingerprint(),
+           "size": base.unet.config.sample_size, "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
+    cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
+    return Models(base, erased_copy(base, run), scorer, cache)
+
+def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> list[dict]:
+    """Rows for one chunk of concepts (one generation batch per model)."""
+    prompts = [prompt_of(c, config.template) for c in concepts]
+    text = models.scorer.text_features(prompts)  # [n, d]
+    target_text, t, z = models.shared_inputs(config)
+    rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
+             "text_sim": (text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
+    emb = embed_prompts(models.base, prompts)
+    dtype = getattr(torch, config.proxy_dtype)
+    for row, d in zip(rows, proxy_divergence(models.base.unet, models.erased.unet, emb, t, z, dtype).tolist()):
+        row["proxy"] = d
+    if config.proxy_only:
+        return rows
+    before = _base_samples(models, prompts, text, config)  # per prompt: (scores [k], features [k, d])
+    after_scores, after_feats = _samples(models.erased, models.scorer, prompts, text, config)
+    for i, row in enumerate(rows):
+        s0, f0 = before[i]
+        diff = s0 - after_scores[i]
+        row.update(delta=diff.mean().item(), delta_std=diff.std(unbiased=False).item(),
+                   score_before=s0.mean().item(), score_after=after_scores[i].mean().item(),
+                   image_sim=(f0 * after_feats[i]).sum(-1).mean().item())
+    return rows
+
+
+def _samples(pipe, scorer: Scorer, prompts: list[str], text: torch.Tensor, config: SpectrumConfig):
+    """Scores [n, k] and image features [n, k, d] of k seeded samples per prompt."""
+    seeds = config.seeds()
+    images = generate(pipe, [p for p in prompts for _ in seeds], seeds * len(prompts), config.sampler(),
+                      batch_size=config.batch)
+    feats = scorer.image_features(images)  # [n * k, d]
+    scores = scores_from_features(feats, text.repeat_interleave(len(seeds), dim=0))
+    return scores.view(len(prompts), len(seeds)), feats.view(len(prompts), len(seeds), -1)
+
+
+def _base_samples(models: Models, prompts: list[str], text: torch.Tensor, config: SpectrumConfig) -> list:
+    """The original model's samples: from the cache where present, generated (and stored) otherwise."""
+    seeds = config.seeds()
+    found = [models.cache.get(p, seeds) if models.cache else None for p in prompts]
+    missing = [i for i, f in enumerate(found) if f is None]
+    if missing:
+        scores, feats = _samples(models.base, models.scorer, [prompts[i] for i in missing], text[missing], config)
+        for j, i in enumerate(missing):
+            found[i] = (scores[j], feats[j])
+            if models.cache:
+                models.cache.put(prompts[i], seeds, scores[j], feats[j])
+    return found

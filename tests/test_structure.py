@@ -1,0 +1,88 @@
+"""The code's shape: no import circle between any two files of the project (imports inside functions
+count too: a lazy import hides a circle, it does not remove it), and the model backends do not
+import training scripts."""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["backends", "erasure", "sensitivity", "evaluation", "jobs", "ui", "shapesworld", "benchmarks"]
+TRAINING_SCRIPTS = {f"shapesworld.{f.stem}" for f in (ROOT / "shapesworld").glob("train_*.py")}
+
+
+def _modules() -> dict[str, Path]:
+    found = {}
+    for package in PACKAGES:
+        for f in sorted((ROOT / package).glob("*.py")):
+            found[package if f.stem == "__init__" else f"{package}.{f.stem}"] = f
+    found["app"] = ROOT / "app.py"
+    return found
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project files that `name` imports anywhere in its body (package __init__ files excluded)."""
+    package = name if path.stem == "__init__" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        else:
+            continue
+        out |= {t for t in targets if t in modules and t != name and modules[t].stem != "__init__"}
+    return out
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one file (Tarjan)."""
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles_between_files():
+    modules = _modules()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert graph["sensitivity.spectrum"] and graph["backends.loader"]  # the parser sees imports at all
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_backends_import_no_training_script():
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("backends"):
+            assert not (_imports(name, path, modules) & TRAINING_SCRIPTS), name
