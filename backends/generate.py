@@ -2,7 +2,7 @@
 
 The initial noise z_T of each seed is drawn on the CPU from `torch.Generator(seed)`, so the
 same seed gives the same z_T for the original and the erased model and on CPU or GPU
-(SPEC 2: delta(c) compares images from the *same* initial noise).
+(docs/design.md §2: delta(c) compares images from the *same* initial noise).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""One loader for every backend (SPEC 1): the embedded ShapesWorld pipeline, hub repo ids and
+"""One loader for every backend (docs/design.md §1): the embedded ShapesWorld pipeline, hub repo ids and
 local diffusers folders all go through `load_pipeline`; only the model id differs.
 
 Weights are loaded as safetensors only and no remote code is ever trusted.

@@ -1,4 +1,5 @@
-"""Two small storage helpers every library shares: weight fingerprints and atomic file writes."""
+"""Storage helpers every library shares: the cache folder, weight fingerprints, atomic file writes and
+the library versions recorded next to every result."""
 
 from __future__ import annotations
 
@@ -9,6 +10,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+
+# Derived data every library may cache (prompt embeddings, the spectrum's original-model samples)
+CACHE_ROOT = Path(os.environ.get("CSE_CACHE_DIR", Path(__file__).resolve().parent.parent / "cache"))
+
+
+def versions() -> dict[str, str]:
+    """The versions a result depends on, recorded in every run and spectrum config."""
+    import platform
+
+    import diffusers
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__}
 
 
 def weights_fingerprint(modules: dict[str, torch.nn.Module], salt: str = "", samples_per_tensor: int = 4096) -> str:
@@ -64,3 +79,13 @@ def write_json(path: str | Path, data) -> Path:
 
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda p: p.write_text(text))
+
+
+def error_text(e: BaseException, limit: int = 500) -> str:
+    """One line for the terminal: the message (a file-system error's reason and its file), cut at `limit`."""
+    if isinstance(e, OSError) and e.strerror:
+        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
+    else:
+        text = str(e)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

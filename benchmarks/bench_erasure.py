@@ -62,7 +62,7 @@ def run_row(name, method, presets, overrides, target, seeds, settings, classifie
     cfg = run.record["config"]
     row = {"method": name, "steps": cfg["steps"], "lr": cfg["lr"], "wall_s": round(wall, 1), **_metrics(report),
            "per_shape_top1": report["per_shape_top1"]}
-    if method == "mce":  # the seed's point: how few neurons it needed
+    if method == "mce":  # MCE's point: how few neurons it needed
         from erasure.masks import masked_fraction
 
         row["masked_pct"] = round(100 * masked_fraction(run.result()), 2)

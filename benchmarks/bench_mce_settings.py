@@ -4,7 +4,7 @@
     python -m benchmarks.bench_mce_settings --settings '[{"beta": 1.0}]'
 
 Each setting overrides MCE's `object,fast` preset on the embedded profile (masks on FFN, norm and resnet
-GroupNorm channels, beta 0.1; SEED below restores the seed's sites and beta), erases "star", and is scored like bench_erasure
+GroupNorm channels, beta 0.1; SEED below restores the published sites and beta), erases "star", and is scored like bench_erasure
 (ESR-1 on star, PSR-1 on the other shapes, 8 seeds). The binarised masks follow float rounding, so
 the thread count (OMP_NUM_THREADS) changes the result; it is recorded with the rows.
 Writes benchmarks/results/mce_settings.json, merging: a row replaces the stored row of the same setting
@@ -27,7 +27,7 @@ from evaluation import world_erasure_report
 
 from .common import RESULTS, print_table, write_result
 
-SEED = {"sites": list(SEED_KINDS), "beta": 0.01}  # the seed's mask sites and beta (the embedded profile's until session 6)
+SEED = {"sites": list(SEED_KINDS), "beta": 0.01}  # the published mask sites and beta (the embedded profile's until session 6)
 SETTINGS = [{}, {"seed": 1}, {"seed": 2}] + [{**SEED, **s} for s in (
     {}, {"seed": 1}, {"seed": 2}, {"beta": 0.003}, {"beta": 0.1}, {"beta": 1.0}, {"beta": 1.0, "steps": 300},
     {"batch": 8}, {"init_logit": 0.5}, {"lr": 1.0, "lr_norm": 1.0}, {"lr": 0.1, "lr_norm": 0.1},

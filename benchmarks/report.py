@@ -1,4 +1,4 @@
-"""The benchmark report (SPEC 4, issue 7): every protocol on the embedded world, one command.
+"""The benchmark report (docs/design.md §4, issue 7): every protocol on the embedded world, one command.
 
     python -m benchmarks.report                          # every protocol, then the README's results section
     python -m benchmarks.report --protocols table1 robustness

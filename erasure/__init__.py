@@ -1,4 +1,4 @@
-"""Concept erasure by fine-tuning (SPEC 3): one registry, one run-folder format, one loop.
+"""Concept erasure by fine-tuning (docs/design.md §3): one registry, one run-folder format, one loop.
 
     from erasure import erase
     run = erase("embedded", "ap", targets=["star"], presets="object,fast", out="runs/star")

@@ -1,4 +1,4 @@
-"""AP — Adversarial Preservation (Bui et al.), the core method (SPEC 3, paper algorithms 1-2).
+"""AP — Adversarial Preservation (Bui et al.), the core method (docs/design.md §3, paper algorithms 1-2).
 
 min over theta' of max over pi of E_{c_e}[L1 + lam L2]:
   L1 = the ESD loss; L2 = ||eps_theta'(z_r, c_a, t) - eps_theta(z_r, c_a, t)||^2,

@@ -34,16 +34,6 @@ def _progress():
     return callback
 
 
-def error_text(e: BaseException, limit: int = 500) -> str:
-    """One line for the terminal: the message (a file-system error's reason and its file), cut at `limit`."""
-    if isinstance(e, OSError) and e.strerror:
-        text = f"{e.strerror}: {e.filename}" if e.filename else e.strerror
-    else:
-        text = str(e)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _settings(pairs: list[str]) -> dict:
     """--set key=value pairs; values parsed as JSON when they can be (numbers, booleans)."""
     out = {}
@@ -89,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backends import ModelUnavailableError, check_device
+    from backends.storage import error_text
     from backends.vocab import check_known_concepts
 
     from . import trainer

@@ -2,7 +2,7 @@
 
 A config is resolved in layers: the method's dataclass defaults (the published settings),
 then named presets in the order given (e.g. "object,fast"), then the model profile (the
-embedded model needs its prompt template and a larger learning rate: SPEC 6 measured
+embedded model needs its prompt template and a larger learning rate: docs/design.md §6 measured
 that tiny models need learning rates far above SD's 1e-5), then explicit overrides.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+
+from backends.prompts import prompt_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
 
@@ -76,12 +78,12 @@ def _positive(cfg, *names: str) -> None:
 # Keys a method's config lacks are ignored (ESD has no search space).
 MODEL_PROFILES = {
     "embedded": {
-        "template": "a {concept}",  # the world's caption form (SPEC 2)
-        "lr_scale": 100.0,  # SPEC 6: lr 1e-5 erases nothing on a 3 M-parameter UNet
+        "template": prompt_traits("embedded").template,  # the world's caption form (backends.prompts)
+        "lr_scale": 100.0,  # docs/design.md §6: lr 1e-5 erases nothing on a 3 M-parameter UNet
         "ddim_steps": 25,  # the sampler the embedded model is evaluated with
         # The tiny text encoder only learnt the world's words; untrained CLIP tokens all embed
         # near the null prompt, so they would crowd the search space with copies of "".
-        "vocab": "world",
+        "vocab": prompt_traits("embedded").vocabulary,
         "k_closest": 100,
         "n_centres": 16,
         # MCE: world captions naming the concept, and world captions to keep (ones naming a target are
@@ -90,7 +92,7 @@ MODEL_PROFILES = {
                             "a yellow {concept}", "a purple {concept}", "an orange {concept}",
                             "a {concept} on a striped background", "a {concept} in outline"],
         # MCE: masks also on the resnets' GroupNorm channels, with a 10x preservation weight. Masking all
-        # 2112 FFN neurons of the embedded UNet still leaves 90 % of stars recognisable, so the seed's sites
+        # 2112 FFN neurons of the embedded UNet still leaves 90 % of stars recognisable, so the published MCE sites
         # erase only by chance there (ESR-1 25-94 % over training seeds); with these, 100 % in every seed
         # tried (README, "MCE on the embedded model"; benchmarks/bench_mce_sites.py)
         "sites": ["ffn", "norm", "resnet"],

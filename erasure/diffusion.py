@@ -10,13 +10,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-
-@torch.no_grad()
-def embed_prompts(pipe, prompts: list[str]) -> torch.Tensor:
-    """Text-encoder hidden states [N, L, d] for prompts, padded to the tokenizer's context."""
-    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
-                         truncation=True, return_tensors="pt")
-    return pipe.text_encoder(tok.input_ids.to(pipe.device))[0]
+from backends.prompts import embed_prompts  # noqa: F401 - the methods' conditioning, from backends
 
 
 def ddim_scheduler(pipe, steps: int) -> DDIMScheduler:

@@ -2,7 +2,7 @@
 
 Target eps* = eps_theta(z_t, c_n, t) - eta (eps_theta(z_t, c_e, t) - eps_theta(z_t, c_n, t)) and
 loss ||eps_theta'(z_t, c_e, t) - eps*||^2, with z_t sampled by guided DDIM under c_e down to a
-uniformly drawn sampler step (SPEC 3).
+uniformly drawn sampler step (docs/design.md §3).
 """
 
 from __future__ import annotations

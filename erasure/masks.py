@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# Site kinds. "ffn" and "norm" are the seed's: FFN hidden neurons and the normalisation/modulation
+# Site kinds. "ffn" and "norm" are the published MCE sites: FFN hidden neurons and the normalisation/modulation
 # outputs of transformer blocks. "resnet": the channels of a UNet's resnet GroupNorms, the normalisation
 # outputs outside its transformer blocks (the embedded UNet draws its shapes there, see MODEL_PROFILES).
 KINDS = ("ffn", "norm", "resnet")
-SEED_KINDS = ("ffn", "norm")  # the seed's sites: MCE's default
+SEED_KINDS = ("ffn", "norm")  # the published MCE sites: MCE's default
 # How a logit becomes a mask while training. "sigmoid": the relaxed mask sigmoid(logit) (the model
 # trained is not the binarised one); "straight_through": the binary mask logit > 0 in the forward pass
 # and sigmoid's gradient in the backward pass (the model trained is the one that is saved);

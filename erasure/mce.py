@@ -1,4 +1,4 @@
-"""MCE — Minimalist Concept Erasure (Zhang et al., ICML 2025; seed 000), SPEC 3.
+"""MCE — Minimalist Concept Erasure (Zhang et al., ICML 2025; seed 000), docs/design.md §3.
 
 The weights stay frozen; a mask per FFN hidden neuron and per normalisation/modulation output is
 learnt (sigmoid-relaxed, binarised for the result; which layers is the `sites` setting, and the
@@ -34,7 +34,7 @@ KEEP_PROMPTS = ["a photo of a dog", "a landscape with mountains", "a bowl of fru
 
 @dataclass
 class MCEConfig(EraseConfig):
-    SCALE_LR: ClassVar[bool] = False  # mask logits: the seed's lr holds for every model size
+    SCALE_LR: ClassVar[bool] = False  # mask logits: the published lr holds for every model size
 
     lr: float = 0.5  # Adam lr of the FFN-neuron mask logits (lr_ffn)
     lr_norm: float = 0.5  # Adam lr of the normalisation/modulation mask logits
@@ -45,7 +45,7 @@ class MCEConfig(EraseConfig):
     ddim_steps: int = 4  # steps of the few-step sampler the loss differentiates through (DDIM; Euler on FLUX)
     # UNet: classifier-free guidance; FLUX: the guidance embedding if the model has one (schnell has none)
     sample_guidance: float = 5.0
-    # mask logits start here: sigmoid(1) = 0.73. The seed does not say; on the embedded model (the seed's
+    # mask logits start here: sigmoid(1) = 0.73. The MCE paper does not say; on the embedded model (the published
     # sites) a start at 3 (0.95) left 69 % of stars recognisable after 150 steps, a start at 1 about 17 %
     init_logit: float = 1.0
     relaxation: str = "sigmoid"  # "sigmoid" | "straight_through" | "hard_concrete" (see masks.RELAXATIONS)
@@ -80,7 +80,7 @@ PRESETS = {
     "reference": {"ddim_steps": 4, "sites": list(SEED_KINDS), "beta": 0.01},
     # On the embedded model (erase "star", 8 seeds, ESR-1 / PSR-1 %, one CPU thread; README, "MCE on the
     # embedded model"): with its profile's sites and beta (config.MODEL_PROFILES) 100 / 75.0, 100 / 73.6 and
-    # 100 / 53.7 for training seeds 0, 1 and 2; with the seed's sites and beta 93.8 / 75.5, 52.1 / 90.3 and
+    # 100 / 53.7 for training seeds 0, 1 and 2; with the published MCE sites and beta 93.8 / 75.5, 52.1 / 90.3 and
     # 25.0 / 97.9, and no other setting tried (benchmarks/bench_mce_settings.py) erased reliably.
     "fast": {"steps": 150, "ddim_steps": 4},
 }

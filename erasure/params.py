@@ -1,4 +1,4 @@
-"""Parameter groups: named predicates over UNet parameter names (SPEC 3).
+"""Parameter groups: named predicates over UNet parameter names (docs/design.md §3).
 
 Names follow diffusers' UNet2DConditionModel: cross-attention is `attn2`, the time embedding
 MLP is `time_embedding`, the output layers are `conv_norm_out` / `conv_out`.

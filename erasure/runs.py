@@ -1,4 +1,4 @@
-"""Run folders: every erasure is a folder on disk, so jobs survive restarts (SPEC 3).
+"""Run folders: every erasure is a folder on disk, so jobs survive restarts (docs/design.md §3).
 
     <run>/config.json          resolved config, method, model, seeds, versions
     <run>/status.json          state (running | done | cancelled | failed), steps done
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import re
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from backends.flux import is_flux
-from backends.storage import atomic_write, ensure_writable, write_json, write_text
+from backends.storage import atomic_write, ensure_writable, versions, write_json, write_text
 
 from .events import Event
 from .masks import bake, parse_key
@@ -33,14 +32,6 @@ from .state import load_state, save_state
 KEEP_CHECKPOINTS = 2
 
 
-
-
-def versions() -> dict[str, str]:
-    import diffusers
-    import transformers
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__}
 
 
 class RunFolder:

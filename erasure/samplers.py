@@ -1,4 +1,4 @@
-"""Few-step samplers a method can back-propagate through, one per denoiser family (MCE, SPEC 3).
+"""Few-step samplers a method can back-propagate through, one per denoiser family (MCE, docs/design.md §3).
 
 Both expose the same four things, so a method never asks which model it trains:
     component   the pipeline attribute of the denoiser ("unet" | "transformer")

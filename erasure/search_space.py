@@ -1,4 +1,4 @@
-"""AP's search space R: the vocabulary words nearest a target, thinned to n centres (SPEC 3).
+"""AP's search space R: the vocabulary words nearest a target, thinned to n centres (docs/design.md §3).
 
 Every word is embedded as its own prompt (through the same template as the target) to a
 [L, d] text-encoder output; the K closest to the target by L2 on the flattened embeddings
@@ -8,32 +8,9 @@ is taken, as the reference implementation does. Embeddings are cached on disk pe
 
 from __future__ import annotations
 
-import hashlib
-import os
-from pathlib import Path
-
 import torch
-from safetensors.torch import load_file, save_file
 
-from backends.storage import atomic_write, weights_fingerprint
-
-from .diffusion import embed_prompts
-
-CACHE = Path(os.environ.get("CSE_CACHE_DIR", Path(__file__).resolve().parent.parent / "cache"))
-
-
-def word_embeddings(pipe, words: list[str], template: str, batch: int = 256) -> torch.Tensor:
-    """[V, L, d] embeddings of template.format(concept=w), cached under cache/embeddings/."""
-    key = hashlib.sha1(("\n".join(words) + "|" + template).encode()).hexdigest()[:16]
-    path = CACHE / "embeddings" / weights_fingerprint({"text_encoder": pipe.text_encoder}) / f"{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
-    prompts = [template.format(concept=w) for w in words]
-    emb = torch.cat([embed_prompts(pipe, prompts[i : i + batch]) for i in range(0, len(prompts), batch)]).float()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {"embeddings": emb.cpu().half().contiguous()}  # half: SD vocabularies are large
-    atomic_write(path, lambda p: save_file(tensors, str(p)))
-    return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
+from backends.prompts import embed_prompts, word_embeddings
 
 
 def kmeans_1d(values: torch.Tensor, n: int, iters: int = 100) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""UCE — Unified Concept Editing (Gandikota et al. 2024), a closed-form baseline (SPEC 3).
+"""UCE — Unified Concept Editing (Gandikota et al. 2024), a closed-form baseline (docs/design.md §3).
 
 For every cross-attention key/value projection W [out, d] (`attn2.to_k`, `attn2.to_v`):
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC 4), one family per module:
+"""Evaluation metrics (docs/design.md §4), one family per module:
 
 - classification.py: ESR-k / PSR-k (`erasure_rates`; the embedded world: `world_erasure_report`)
 - imagenette.py: ESR/PSR for SD models, ResNet-50 on the 10 Imagenette classes

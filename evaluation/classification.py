@@ -1,4 +1,4 @@
-"""ESR-k / PSR-k (SPEC 4): did the erased classes vanish, and did the kept ones survive?
+"""ESR-k / PSR-k (docs/design.md §4): did the erased classes vanish, and did the kept ones survive?
 
 ESR-k = share of images of erased classes whose class is *not* in the classifier's top-k;
 PSR-k = share of images of kept classes whose class *is* in the top-k.

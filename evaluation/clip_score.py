@@ -1,4 +1,4 @@
-"""CLIP score (SPEC 4): 100 * max(cos(image, prompt), 0) of each image with its own prompt, on the
+"""CLIP score (docs/design.md §4): 100 * max(cos(image, prompt), 0) of each image with its own prompt, on the
 erased concepts' prompts (should drop) and on the kept ones' (should not).
 
     scorer = sensitivity.scorers.get_scorer("embedded")       # or "ViT-L-14/openai" for SD

@@ -1,4 +1,4 @@
-"""FID (SPEC 4): Frechet distance between Gaussians fitted to two image sets' features.
+"""FID (docs/design.md §4): Frechet distance between Gaussians fitted to two image sets' features.
 
     fid(erased_images, base_or_real_images, features="inception")  # standard FID (SD models, COCO prompts)
     fid(erased_images, base_images, features="world")              # embedded stand-in, always offline

@@ -1,4 +1,4 @@
-"""ESR-k / PSR-k for SD models (SPEC 4): the 10 Imagenette classes, prompts "Image of {class}",
+"""ESR-k / PSR-k for SD models (docs/design.md §4): the 10 Imagenette classes, prompts "Image of {class}",
 judged by torchvision's ImageNet ResNet-50 (IMAGENET1K_V2 weights, from torch hub's cache; see
 evaluation.errors). The embedded model uses the world classifier instead (classification.py).
 

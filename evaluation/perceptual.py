@@ -1,4 +1,4 @@
-"""LPIPS (SPEC 4): how far an erased model's images moved from the base model's images for the same
+"""LPIPS (docs/design.md §4): how far an erased model's images moved from the base model's images for the same
 prompts and seeds (0 = identical; small = the edit left the picture alone).
 
     lpips_distance(erased_images, base_images, net="alex")   # real LPIPS (SD models)

@@ -1,4 +1,4 @@
-"""Prompt sets for the evaluation protocols (SPEC 4), shipped in `assets/prompts/`.
+"""Prompt sets for the evaluation protocols (docs/design.md §4), shipped in `assets/prompts/`.
 
     world_protocol()             # the embedded world: classes, 4 fixed 5/5 splits, templates, styles, paraphrases
     paraphrases("star")          # robustness prompts for one shape (world words only)

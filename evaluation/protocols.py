@@ -1,4 +1,4 @@
-"""The evaluation protocols of SPEC 4 on the embedded world (the AP paper's tables, our models).
+"""The evaluation protocols of docs/design.md §4 on the embedded world (the AP paper's tables, our models).
 
 Each protocol erases with the registered methods, measures with the metric modules, and returns
 plain rows (dicts of numbers) that `benchmarks/report.py` aggregates, saves and renders:

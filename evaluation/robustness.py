@@ -1,4 +1,4 @@
-"""Robustness of an erasure (SPEC 4): does the concept come back under other prompts?
+"""Robustness of an erasure (docs/design.md §4): does the concept come back under other prompts?
 
 Two attacks, each scored as an attack success rate (ASR, % of images in which a judge, e.g. the
 world classifier, recognises the erased concept):
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from backends import SamplerSettings, generate, initial_latents
 from backends.generate import generate_from_embeddings, native_size
-from erasure.diffusion import embed_prompts
+from backends.prompts import embed_prompts
 
 Judge = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, H, W, 3] -> bool [N]: concept recognised
 

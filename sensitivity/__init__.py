@@ -1,4 +1,4 @@
-"""The sensitivity spectrum of a target concept (SPEC 2): erase it, then measure for every concept
+"""The sensitivity spectrum of a target concept (docs/design.md §2): erase it, then measure for every concept
 of a vocabulary how much the model's ability to draw it dropped.
 
     from sensitivity import SpectrumConfig, compute_spectrum

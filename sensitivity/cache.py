@@ -1,4 +1,4 @@
-"""Disk cache of the original model's samples (SPEC 2): CLIP scores and image features per
+"""Disk cache of the original model's samples (docs/design.md §2): CLIP scores and image features per
 (model, prompt, seed, sampler settings, scorer), reused for every target and sanitized model.
 
     cache/spectrum/<model fingerprint>/<settings key>/<prompt key>.safetensors
@@ -18,8 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from backends.storage import atomic_write, weights_fingerprint
-from erasure.search_space import CACHE
+from backends.storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 
 def pipeline_fingerprint(pipe) -> str:
@@ -33,7 +32,7 @@ class SampleCache:
     def __init__(self, model_key: str, settings: dict, root: str | Path | None = None):
         self.settings = settings
         key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-        self.folder = Path(root or CACHE / "spectrum") / model_key / key
+        self.folder = Path(root or CACHE_ROOT / "spectrum") / model_key / key
         self.hits = self.misses = 0
 
     def _path(self, prompt: str) -> Path:

@@ -62,8 +62,8 @@ def _progress():
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backends import check_device
+    from backends.storage import error_text
     from backends.vocab import check_known_concepts
-    from erasure.cli import error_text
 
     from .distributed import check_address
     from .results import check_writable, save_spectrum, summary

@@ -1,4 +1,4 @@
-"""Scale-out (SPEC 2): the vocabulary sharded by chunk over Ray actors that each hold both models.
+"""Scale-out (docs/design.md §2): the vocabulary sharded by chunk over Ray actors that each hold both models.
 
 Shards are whole chunks of the in-process order, so every generation batch is the same one the
 in-process run makes and the table comes out identical for identical seeds. `address="local"`

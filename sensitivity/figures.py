@@ -1,4 +1,4 @@
-"""Plotly figures of a spectrum table (SPEC 2; AP paper figures 1, 3 and 7). Built from the
+"""Plotly figures of a spectrum table (docs/design.md §2; AP paper figures 1, 3 and 7). Built from the
 DataFrame alone, so the app, the CLI and the benchmarks draw the same pictures.
 """
 

@@ -1,4 +1,4 @@
-"""The cheap proxy of the spectrum (SPEC 2): D(c) = mean over a fixed set of (t, z_t) of
+"""The cheap proxy of the spectrum (docs/design.md §2): D(c) = mean over a fixed set of (t, z_t) of
 ||eps_theta'(z_t, c, t) - eps_theta(z_t, c, t)||^2 (mean over latent elements, so the number does
 not grow with resolution). One UNet forward per model per (t, z_t): no sampling, no CLIP.
 On a v-prediction model the UNet's output is v; the difference is compared as predicted.

@@ -40,7 +40,7 @@ def summary(df: pd.DataFrame) -> dict:
 
 
 def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: str | None, extra: dict | None = None) -> Path:
-    from erasure.runs import versions
+    from backends.storage import versions
 
     out = check_writable(out)
     atomic_write(out / "spectrum.csv", lambda p: df.to_csv(p, index=False))

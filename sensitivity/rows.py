@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import torch
 
 from backends import SamplerSettings, generate
+from backends.prompts import embed_prompts, prompt_traits
 from erasure import erased_copy
-from erasure.diffusion import embed_prompts
 
 from .cache import SampleCache, pipeline_fingerprint
 from .proxy import proxy_divergence, proxy_points
@@ -53,13 +53,11 @@ class SpectrumConfig:
 
     def resolved(self, model: str) -> SpectrumConfig:
         """Model-dependent defaults filled in, then checked (the form recorded next to results)."""
-        from erasure.config import MODEL_PROFILES
-
-        profile = MODEL_PROFILES.get(model, {})
+        traits = prompt_traits(model)
         out = dataclasses.replace(self, targets=[t.strip() for t in self.targets],
-                                  template=self.template or profile.get("template", "{concept}"),
+                                  template=self.template or traits.template,
                                   scorer=self.scorer or default_scorer_for(model),
-                                  nearest_pool=self.nearest_pool or profile.get("vocab", "clip-words"))
+                                  nearest_pool=self.nearest_pool or traits.vocabulary)
         out.check()
         return out
 

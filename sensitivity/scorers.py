@@ -1,4 +1,4 @@
-"""CLIP alignment scorers behind one interface (SPEC 1): S(x, c) = 100 * max(cos(f_img(x), f_txt(c)), 0).
+"""CLIP alignment scorers behind one interface (docs/design.md §1): S(x, c) = 100 * max(cos(f_img(x), f_txt(c)), 0).
 
     scorer = get_scorer("embedded")                  # the shipped tiny CLIP (default for `embedded`)
     scorer = get_scorer("ViT-L-14/openai")           # open_clip model/pretrained tag (default for SD)
@@ -87,7 +87,7 @@ class EmbeddedClipScorer(Scorer):
 
 
 class OpenClipScorer(Scorer):
-    """Any open_clip model, e.g. 'ViT-L-14/openai' (the SPEC's default for SD); weights from the hub cache."""
+    """Any open_clip model, e.g. 'ViT-L-14/openai' (the default scorer for SD, docs/design.md §1); weights from the hub cache."""
 
     def __init__(self, spec: str = DEFAULT_SD_SCORER, device: str | torch.device = "cpu"):
         import open_clip

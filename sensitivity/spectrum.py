@@ -1,4 +1,4 @@
-"""The sensitivity spectrum (SPEC 2; AP paper section 3.2): how much erasing a target hurt every concept.
+"""The sensitivity spectrum (docs/design.md §2; AP paper section 3.2): how much erasing a target hurt every concept.
 
     from sensitivity import SpectrumConfig, compute_spectrum
     df = compute_spectrum("embedded", run="runs/star", config=SpectrumConfig(targets=["star"], vocab="world"))
@@ -99,7 +99,7 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
 
 
 def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, **overrides):
-    """The default sanitized model when none is given: ESD with its `fast` preset (SPEC 2).
+    """The default sanitized model when none is given: ESD with its `fast` preset (docs/design.md §2).
     Pass the spectrum's `template=` so that targets are phrased the same way in both."""
     from erasure import erase
 

@@ -1,4 +1,4 @@
-"""Concept vocabularies for the spectrum (SPEC 2): named ones, user lists and nearest-K.
+"""Concept vocabularies for the spectrum (docs/design.md §2): named ones, user lists and nearest-K.
 
     resolve_vocabulary("world")                      # the embedded world's words
     resolve_vocabulary("clip-words", size=5000)      # first 5,000 whole-word CLIP tokens
@@ -133,7 +133,7 @@ def nearest(pipe, target: str | None, k: int, template: str, pool: list[str]) ->
     """The k pool words whose text-encoder embeddings are closest (L2) to the target's, as AP's search does."""
     import torch
 
-    from erasure.search_space import word_embeddings
+    from backends.prompts import word_embeddings
 
     if pipe is None or not target:
         raise VocabularyError("nearest-K needs the model and a target concept")

@@ -2,7 +2,7 @@
 
 The diffusion pipeline is SD's architecture shrunk: AutoencoderKL (32 px -> 16x16x4 latents,
 factor 2), UNet2DConditionModel on 16x16 latents, CLIPTextModel with the real 49,408-token
-vocabulary and a short context (SPEC 6: no code may assume 77 tokens).
+vocabulary and a short context (docs/design.md §6: no code may assume 77 tokens).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The canonical prompt is "a {colour} {shape}" (optionally "a {style} {colour} {shape} on a
 {background} background"); training captions omit attributes at random so the model also
-knows bare concepts like "a star", which is the form erasure targets take (SPEC 2: the
+knows bare concepts like "a star", which is the form erasure targets take (docs/design.md §2: the
 template setting "a {concept}").
 """
 

@@ -1,4 +1,4 @@
-"""Measure the embedded models against the bars of SPEC 7 and write assets/embedded/metrics.json.
+"""Measure the embedded models against the bars of docs/design.md §7 and write assets/embedded/metrics.json.
 
     python -m shapesworld.evaluate            # full protocol (about 3 CPU-minutes)
     python -m shapesworld.evaluate --seeds 2  # quicker look while training

@@ -2,7 +2,7 @@
 
     python -m shapesworld.train_unet --out assets/embedded/pipeline
 
-Recipe (SPEC 6, measured while planning): AdamW lr 1e-3 with warm-up and a cosine tail,
+Recipe (docs/design.md §6, measured while planning): AdamW lr 1e-3 with warm-up and a cosine tail,
 min-SNR-gamma=5 loss weighting, EMA 0.998, 10 % caption dropout (for classifier-free
 guidance), captions re-sampled every step from the exact scene labels. The VAE must be
 trained first (it lives in <out>/vae). Checkpoints every --save-every steps; --resume

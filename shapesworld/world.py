@@ -1,4 +1,4 @@
-"""ShapesWorld: a procedural image world with exact labels (SPEC section 6).
+"""ShapesWorld: a procedural image world with exact labels (docs/design.md §6).
 
 Every image is a single large, centred object drawn in one of four attribute axes:
 shape x colour x background x style. Objects stay big (radius 10-13 px of 32) because

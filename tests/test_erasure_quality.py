@@ -1,4 +1,4 @@
-"""Integration: AP with the default object preset erases a shape and keeps the others (SPEC 7).
+"""Integration: AP with the default object preset erases a shape and keeps the others (docs/design.md §7).
 
 Bar: ESR-1 >= 95 % on the erased shape and PSR-1 on the other shapes within 10 points of the
 base model, judged by the world classifier on 8 seeds per "a {colour} {shape}" prompt.

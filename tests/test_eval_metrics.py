@@ -1,4 +1,4 @@
-"""SPEC 4 metrics on known inputs: NER, CLIP score, LPIPS, FID and the Imagenette classifier.
+"""docs/design.md §4 metrics on known inputs: NER, CLIP score, LPIPS, FID and the Imagenette classifier.
 
 Pretrained backbones (AlexNet, InceptionV3, ResNet-50) are not available offline: their tests check
 the MetricUnavailableError, and run the real loading and feature code on random weights saved where

@@ -1,4 +1,4 @@
-"""Prompt sets (SPEC 4): shipped files valid and deterministic, world prompts in the world's words,
+"""Prompt sets (docs/design.md §4): shipped files valid and deterministic, world prompts in the world's words,
 fetched sets (I2P, COCO) fail offline with a message saying what to download. No network."""
 
 import json

@@ -1,4 +1,4 @@
-"""Robustness attacks (SPEC 4): paraphrases and the adversarial prompt search, judged by the classifier."""
+"""Robustness attacks (docs/design.md §4): paraphrases and the adversarial prompt search, judged by the classifier."""
 
 import numpy as np
 import pytest

@@ -266,7 +266,7 @@ def test_ray_shards_agree_with_in_process(embedded_pipe, esd_run, words_file, tm
     pd.testing.assert_frame_equal(local, ray, atol=1e-3, rtol=0)
 
 
-# ---------------------------------------------------------------- the bar (SPEC 2, the paper's finding)
+# ---------------------------------------------------------------- the bar (docs/design.md §2, the paper's finding)
 
 @pytest.mark.slow
 def test_erased_shape_tops_the_spectrum_and_neutral_concepts_do_not(embedded_pipe, ap_star_run, tmp_path):

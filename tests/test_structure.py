@@ -86,3 +86,13 @@ def test_backends_import_no_training_script():
     for name, path in modules.items():
         if name.startswith("backends"):
             assert not (_imports(name, path, modules) & TRAINING_SCRIPTS), name
+
+
+def test_sensitivity_uses_only_the_public_erasure_api():
+    """sensitivity/ imports `erasure` (its package API) and nothing from erasure's own modules."""
+    for path in (ROOT / "sensitivity").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("erasure."):
+                raise AssertionError(f"{path.name} imports {node.module}")
+            if isinstance(node, ast.Import):
+                assert not any(a.name.startswith("erasure.") for a in node.names), path.name

@@ -1,0 +1,59 @@
+"""Prompt embeddings shared by erasure (AP's search space, every method's conditioning) and the
+sensitivity spectrum (the proxy, nearest-K vocabularies), and what each model needs to phrase a
+concept as a prompt.
+
+    emb = embed_prompts(pipe, ["a star"])                  # [1, L, d]
+    words = word_embeddings(pipe, ["star", "moon"], "a {concept}")   # [2, L, d], cached on disk
+
+Shapes: text embeddings [N, L, d] with L the tokenizer's context (77 on SD, 24 on the embedded model).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .loader import EMBEDDED
+from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
+
+
+@dataclass(frozen=True)
+class PromptTraits:
+    template: str  # how a concept becomes a prompt ("a {concept}": the embedded world's caption form)
+    vocabulary: str  # the words the model knows, for searches over concepts (AP, nearest-K)
+
+
+_TRAITS = {EMBEDDED: PromptTraits("a {concept}", "world")}
+_DEFAULT = PromptTraits("{concept}", "clip-words")
+
+
+def prompt_traits(model: str) -> PromptTraits:
+    """The embedded model only learnt its world's captions and words; any other model takes the
+    concept as it is and searches CLIP's whole-word vocabulary."""
+    return _TRAITS.get(model, _DEFAULT)
+
+
+@torch.no_grad()
+def embed_prompts(pipe, prompts: list[str]) -> torch.Tensor:
+    """Text-encoder hidden states [N, L, d] for prompts, padded to the tokenizer's context."""
+    tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
+                         truncation=True, return_tensors="pt")
+    return pipe.text_encoder(tok.input_ids.to(pipe.device))[0]
+
+
+def word_embeddings(pipe, words: list[str], template: str, batch: int = 256) -> torch.Tensor:
+    """[V, L, d] embeddings of template.format(concept=w), cached under <cache>/embeddings/ per text
+    encoder (half precision on disk: SD vocabularies are large)."""
+    key = hashlib.sha1(("\n".join(words) + "|" + template).encode()).hexdigest()[:16]
+    path = CACHE_ROOT / "embeddings" / weights_fingerprint({"text_encoder": pipe.text_encoder}) / f"{key}.safetensors"
+    if path.exists():
+        return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
+    prompts = [template.format(concept=w) for w in words]
+    emb = torch.cat([embed_prompts(pipe, prompts[i : i + batch]) for i in range(0, len(prompts), batch)]).float()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"embeddings": emb.cpu().half().contiguous()}
+    atomic_write(path, lambda p: save_file(tensors, str(p)))
+    return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
