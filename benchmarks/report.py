@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from backends.storage import write_json, write_text
-from evaluation import protocols
+from benchmarks import protocols
 from evaluation.robustness import AttackConfig
 
 from .common import RESULTS, environment, print_table

@@ -22,7 +22,7 @@ import shutil
 
 import torch
 
-from evaluation import protocols
+from benchmarks import protocols
 
 from .common import RESULTS, print_table, write_result
 from .report import PROTOCOLS, REPORT, chosen_methods, measure

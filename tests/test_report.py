@@ -2,8 +2,8 @@
 
 import pytest
 
+from benchmarks.protocols import summarize
 from benchmarks.report_render import END, START, render_readme, section, verdict
-from evaluation.protocols import summarize
 
 
 def _rows():
@@ -49,7 +49,7 @@ def test_readme_section_is_replaced_between_the_markers_only():
 
 
 def test_finished_rows_are_kept_so_a_stopped_report_resumes(tmp_path):
-    from evaluation.protocols import Budget
+    from benchmarks.protocols import Budget
 
     calls = []
 
@@ -67,7 +67,7 @@ def test_finished_rows_are_kept_so_a_stopped_report_resumes(tmp_path):
 
 
 def test_row_keys_follow_the_resolved_config_so_a_changed_setting_is_recomputed(tmp_path):
-    from evaluation.protocols import Budget, MethodSpec, config_tag
+    from benchmarks.protocols import Budget, MethodSpec, config_tag
 
     budget = Budget(workdir=tmp_path)
     mce = MethodSpec("MCE", "mce", "object,fast")
@@ -110,8 +110,8 @@ def test_a_partial_rerun_compares_only_the_methods_it_measured_again():
 
 
 def test_method_rows_are_chosen_by_name_and_only_where_a_protocol_has_them(tmp_path):
+    from benchmarks.protocols import METHODS, Budget, select_methods
     from benchmarks.report import run_protocol
-    from evaluation.protocols import METHODS, Budget, select_methods
 
     assert select_methods(None) == METHODS
     assert [m.name for m in select_methods(["MCE", "UCE (kept list)"])] == ["UCE (kept list)", "MCE"]

@@ -31,14 +31,13 @@ import torch
 
 from backends import SamplerSettings, generate, load_pipeline
 from backends.storage import write_json
+from evaluation.classification import world_erasure_report
+from evaluation.perceptual import lpips_distance
+from evaluation.prompts import paraphrases, world_protocol
+from evaluation.robustness import AttackConfig, adversarial_prompt_attack, paraphrase_attack
 from shapesworld.captions import STYLE_WORDS, prompt
 from shapesworld.data import to_tensor
 from shapesworld.world import COLOURS, SHAPES, STYLES
-
-from .classification import world_erasure_report
-from .perceptual import lpips_distance
-from .prompts import paraphrases, world_protocol
-from .robustness import AttackConfig, adversarial_prompt_attack, paraphrase_attack
 
 Progress = Callable[[str], None]
 
