@@ -144,16 +144,12 @@ JOB_COLUMNS = ["id", "kind", "state", "step", "total", "title", "message"]
 @user_errors
 def job_table() -> pd.DataFrame:
     """API `job_list`: every job, newest first."""
-    rows = [j.to_dict() | {"title": scrub(j.title), "message": scrub(j.message)} for j in manager().jobs()]
+    return _table(manager().jobs())
+
+
+def _table(jobs) -> pd.DataFrame:
+    rows = [j.to_dict() | {"title": scrub(j.title), "message": scrub(j.message)} for j in jobs]
     return pd.DataFrame(rows, columns=list(rows[0]) if rows else JOB_COLUMNS)[JOB_COLUMNS]
-
-
-def _finished_erasures() -> list[str]:
-    return [j.id for j in manager().jobs("erase") if j.state == "done"]
-
-
-def _job_choices(kind: str | None = None) -> list[str]:
-    return [j.id for j in manager().jobs(kind)]
 
 
 @user_errors
@@ -403,10 +399,17 @@ def trajectory(job_id: str) -> tuple:
 
 
 # ====================================================================== UI
+LIVE_EVERY_S = 2.0  # the live-update timer; every open tab shares one listing per tick
+
+
 def _refresh_choices():
-    """Job table and every job picker's choices (jobs appear, finish and get resumed meanwhile)."""
-    erasures, spectra, done = _job_choices("erase"), _job_choices("spectrum"), _finished_erasures()
-    return (job_table(), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
+    """Job table and every job picker's choices (jobs appear, finish and get resumed meanwhile), from one
+    listing of the jobs folder shared by every open tab."""
+    jobs = manager().jobs(max_age=LIVE_EVERY_S / 2)
+    erasures = [j.id for j in jobs if j.kind == "erase"]
+    spectra = [j.id for j in jobs if j.kind == "spectrum"]
+    done = [j.id for j in jobs if j.kind == "erase" and j.state == "done"]
+    return (_table(jobs), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
             gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=erasures))
 
 
@@ -547,7 +550,7 @@ def build_ui() -> gr.Blocks:
 
         outputs = [j_table, e_job, s_run, s_job, c_runs, t_job]
         demo.load(_refresh_choices, None, outputs, api_visibility="private")
-        timer = gr.Timer(2.0)
+        timer = gr.Timer(LIVE_EVERY_S)
         timer.tick(_refresh_choices, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
         e_seen, s_seen = gr.State(""), gr.State("")
         timer.tick(_poll_erase, [e_job, e_seen], [e_status, e_losses, e_seen], api_visibility="private",

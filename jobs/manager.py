@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import traceback
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class JobManager:
         self._queue: queue.Queue[str] = queue.Queue()
         self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
         self._owners: dict[str, tuple[str, str | None]] = {}  # live job -> (kind, client)
+        self._snapshot: tuple[float, list[JobInfo]] | None = None  # (made at, every job): see jobs()
         self._submitting = threading.Lock()  # quota check, folder creation and enqueue happen as one
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -113,10 +115,18 @@ class JobManager:
             live = job_id in self._live
         return job.info(live)
 
-    def jobs(self, kind: str | None = None) -> list[JobInfo]:
+    def jobs(self, kind: str | None = None, max_age: float = 0.0) -> list[JobInfo]:
+        """Every job (of `kind`), newest first. `max_age` > 0 reuses a listing made at most that many
+        seconds ago: the app's live updates, where one scan of the jobs folder serves every open tab."""
         with self._lock:
-            live = set(self._live)
-        return [j.info(j.id in live) for j in job_folders(self.root) if kind is None or j.kind == kind]
+            snapshot = self._snapshot
+        if snapshot is None or max_age <= 0 or time.monotonic() - snapshot[0] > max_age:
+            with self._lock:
+                live = set(self._live)
+            snapshot = (time.monotonic(), [j.info(j.id in live) for j in job_folders(self.root)])
+            with self._lock:
+                self._snapshot = snapshot
+        return [j for j in snapshot[1] if kind is None or j.kind == kind]
 
     def folder(self, job_id: str) -> JobFolder:
         return find_job(self.root, job_id)

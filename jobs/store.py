@@ -109,11 +109,12 @@ class JobFolder:
 
 
 def job_folders(root: Path) -> list[JobFolder]:
-    """Every job under root, newest first (ids sort by creation time)."""
+    """Every job under root, newest first: ids are <kind>-<date>-<time>-<counter>, so the part after the
+    kind sorts by creation time whatever the kind."""
     if not root.exists():
         return []
     paths = [p for p in root.iterdir() if p.is_dir() and _ID.match(p.name) and (p / "job.json").exists()]
-    return [JobFolder(p) for p in sorted(paths, key=lambda p: p.name, reverse=True)]
+    return [JobFolder(p) for p in sorted(paths, key=lambda p: p.name.split("-", 1)[1], reverse=True)]
 
 
 def find_job(root: Path, job_id: str) -> JobFolder:

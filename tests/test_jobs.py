@@ -121,3 +121,26 @@ def test_unknown_job_and_unwritable_folder_give_clear_errors(tmp_path):
     blocker.write_text("")
     with pytest.raises(PermissionError, match="CSE_JOBS_DIR"):
         JobManager(blocker / "jobs")
+
+
+def test_jobs_list_newest_first_whatever_their_kind(tmp_path):
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    first = manager.submit("spectrum", {"model": "embedded", "targets": ["star"], "config": {"vocab": "world"}})
+    time.sleep(1.1)  # ids carry the creation second
+    second = manager.submit("erase", {**ESD, "overrides": {"steps": 2}})
+    assert [j.id for j in manager.jobs()] == [second, first]  # "spectrum-..." sorts after "erase-..." by name
+
+
+def test_live_updates_share_one_listing(tmp_path, monkeypatch):
+    import jobs.manager
+
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    manager.submit("erase", {**ESD, "overrides": {"steps": 2}})
+    scans = []
+    real = jobs.manager.job_folders
+    monkeypatch.setattr(jobs.manager, "job_folders", lambda root: scans.append(root) or real(root))
+    for _ in range(5):  # five open tabs on one tick
+        assert len(manager.jobs(max_age=60)) == 1
+    assert len(scans) == 1
+    manager.submit("erase", {**ESD, "overrides": {"steps": 3}})
+    assert len(manager.jobs()) == 2 and len(scans) == 2  # a plain call always lists afresh
