@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import gradio as gr
@@ -26,9 +25,12 @@ import torch
 
 from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid, torch_dtype
 from backends.pipeline_cache import PipelineCache
-from erasure import CancelToken, list_methods, resolve_config
+from erasure import CONCEPT_PRESETS as SCOPES
+from erasure import PARAM_GROUPS, CancelToken, list_methods, resolve_config
+from erasure import SPEED_PRESETS as SPEEDS
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
 from jobs import JobManager, Limits
+from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
 from ui import inputs
 from ui.guard import Blocks, Number, Slider, client_key, register_root, scrub
@@ -44,8 +46,6 @@ MODEL_DIRS = [Path(os.path.realpath(p)) for p in os.environ.get("CSE_MODEL_DIRS"
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
 # Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB)
 JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
-SCOPES, SPEEDS = ("object", "style", "nudity"), ("fast", "reference")
-VOCABULARIES = ("world", "clip-words", "clip-all", "nearest-50")  # named ones only: never a server path
 _manager: JobManager | None = None
 PIPELINES = PipelineCache()  # one loaded pipeline, keyed by (model, device, dtype) chosen in the Model tab
 _sampling: dict[str, set[CancelToken]] = {}  # browser session -> cancel tokens of its running generate/compare
@@ -195,8 +195,7 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     n_steps = inputs.whole(steps, "Steps", 1, LIMITS.max_erase_steps)
     overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
                  "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),
-                 "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps),
-                 "checkpoint_every": max(1, n_steps // 10)}
+                 "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps)}
     return manager().submit("erase", {"model": model, "method": method, "targets": targets, "device": DEVICE,
                                       "dtype": JOB_DTYPE, "presets": presets, "overrides": overrides},
                             client_key(request))
@@ -244,18 +243,10 @@ def download_delta(job_id: str) -> list[str]:
 @user_errors
 def download_diffusers(job_id: str) -> str:
     """API `download_diffusers`: a zip of the full diffusers folder with the erasure applied."""
-    from erasure import export
+    from erasure import export_zip
 
     run = _done_run(job_id)
-    job_id = run.parent.name
-    folder = run.parent / "export" / "diffusers"
-    archive = run.parent / "export" / f"{job_id}-diffusers.zip"
-    if not archive.exists():
-        shutil.rmtree(folder, ignore_errors=True)
-        export(run, folder)
-        tmp = shutil.make_archive(str(archive.with_suffix("")) + ".tmp", "zip", folder)
-        os.replace(tmp, archive)
-    return str(archive)
+    return str(export_zip(run, run.parent / "export" / f"{run.parent.name}-diffusers.zip"))
 
 
 def _done_run(job_id: str) -> Path:
@@ -449,7 +440,7 @@ def build_ui() -> gr.Blocks:
                                           elem_id="erase-target")
                     e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")
                     e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings")
-                    e_group = gr.Dropdown(["xattn", "noxattn", "kv", "full"], value="xattn", label="Parameter group")
+                    e_group = gr.Dropdown(list(PARAM_GROUPS), value="xattn", label="Parameter group")
                     e_steps = Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
                     e_lr = Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
                     e_snap = Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",

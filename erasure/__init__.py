@@ -6,11 +6,12 @@
 
 from .config import PARAM_GROUPS, EraseConfig
 from .events import Cancelled, CancelToken, Event
-from .registry import get_method, list_methods
-from .runs import RunFolder, apply, erased_copy, export
+from .registry import CONCEPT_PRESETS, SPEED_PRESETS, get_method, list_methods
+from .runs import RunFolder, apply, erased_copy, export, export_zip
 from .trainer import erase, resolve_config, resume
 
 __all__ = [
-    "PARAM_GROUPS", "CancelToken", "Cancelled", "EraseConfig", "Event", "RunFolder", "apply", "erase", "erased_copy",
-    "export", "get_method", "list_methods", "resolve_config", "resume",
+    "CONCEPT_PRESETS", "PARAM_GROUPS", "SPEED_PRESETS", "CancelToken", "Cancelled", "EraseConfig", "Event",
+    "RunFolder", "apply", "erase", "erased_copy", "export", "export_zip", "get_method", "list_methods",
+    "resolve_config", "resume",
 ]

@@ -13,6 +13,12 @@ _MODULES = {
 }
 
 
+# Presets every method defines: what kind of concept (the parameter group and search-space sizes), and
+# which settings (the published ones, or our faster ones). A run names one of each, e.g. "object,fast".
+CONCEPT_PRESETS = ("object", "style", "nudity")
+SPEED_PRESETS = ("fast", "reference")
+
+
 def list_methods() -> list[str]:
     return list(_MODULES)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -180,3 +181,18 @@ def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):
     write_json(tmp / "erasure.json", run.record)
     os.replace(tmp, out)
     return out
+
+
+def export_zip(run: str | Path | RunFolder, archive: str | Path, device: str = "cpu") -> Path:
+    """A zip of the full diffusers folder (the app's download); made once, then reused. The folder is
+    built beside the archive and removed; the archive appears only when complete."""
+    archive = Path(archive)
+    if archive.exists():
+        return archive
+    folder = archive.with_name(archive.stem + ".folder")
+    shutil.rmtree(folder, ignore_errors=True)  # a half-built one from an interrupted export
+    export(run, folder, device)
+    tmp = shutil.make_archive(str(archive.with_name(archive.stem + ".tmp")), "zip", folder)
+    os.replace(tmp, archive)
+    shutil.rmtree(folder, ignore_errors=True)
+    return archive

@@ -10,6 +10,7 @@ default), so a request never waits on training and the page stays responsive.
 
 from __future__ import annotations
 
+import copy
 import queue
 import threading
 import time
@@ -51,6 +52,7 @@ class JobManager:
         returns the job id. `client` is an opaque key of the visitor asking (None: no per-visitor quota)."""
         if kind not in CHECKS:
             raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(CHECKS)}")
+        params = copy.deepcopy(params)  # the check fills in defaults (e.g. the checkpoint cadence) on its copy
         with self._submitting:
             self._check_quota(kind, client)
             title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request

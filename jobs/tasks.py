@@ -14,6 +14,7 @@ from sensitivity import SpectrumConfig
 from .store import JobFolder
 
 Report = Callable[[int, int, str], None]
+CHECKPOINTS_PER_JOB = 10
 SPECTRUM_FIELDS = {f.name for f in dataclasses.fields(SpectrumConfig)} - {"targets"}
 
 
@@ -28,6 +29,8 @@ def check_erase(params: dict, root: Path) -> tuple[str, int]:
     config = resolve_config(params["method"], params["model"], params.get("presets", ""), targets=targets,
                             **params.get("overrides", {}))
     check_known_concepts(params["model"], config.targets)
+    # a job checkpoints ten times per run unless asked otherwise: a restart loses at most a tenth of it
+    params.setdefault("overrides", {}).setdefault("checkpoint_every", max(1, config.steps // CHECKPOINTS_PER_JOB))
     title = f"{params['method']} erases {', '.join(config.targets)} from {params['model']} ({config.steps} steps)"
     return title, config.steps
 

@@ -24,6 +24,8 @@ MAX_CONCEPTS = 100_000  # a longer list is almost certainly the wrong file
 MAX_CONCEPT_CHARS = 200  # longer "concepts" are not concepts (and overflow CLIP's context anyway)
 MAX_FILE_BYTES = MAX_CONCEPTS * (MAX_CONCEPT_CHARS + 1)  # the largest list that can pass validate_concepts
 NAMED = ("clip-words", "clip-all", "world", "nearest-K", "<path to .txt/.csv>")
+# The named vocabularies a visitor of the app may choose (never a path: docs/design.md §5)
+APP_VOCABULARIES = ("world", "clip-words", "clip-all", "nearest-50")
 
 
 class VocabularyError(ValueError):

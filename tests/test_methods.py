@@ -260,3 +260,11 @@ def test_mce_snapshots_show_the_binarised_masks(tmp_path):
     baked = generate(pipe, [cfg["erase_templates"][0].format(concept="star")], [cfg["seed"]], settings)[0]
     assert np.abs(shown - baked.astype(int)).max() <= 1  # the model `apply` gives, not a noisy relaxed one
     assert 0 < masked_fraction(run.result()) < 1  # some neurons off: the check above compares two masked models
+
+
+def test_every_method_defines_the_presets_the_app_offers():
+    from erasure import CONCEPT_PRESETS, SPEED_PRESETS, get_method, list_methods
+
+    for name in list_methods():
+        presets = get_method(name).PRESETS
+        assert set(CONCEPT_PRESETS) | set(SPEED_PRESETS) <= set(presets), name
