@@ -1,12 +1,12 @@
 """The benchmark report (docs/design.md §4, issue 7): every protocol on the embedded world, one command.
 
-    python -m benchmarks.report                          # every protocol, then the README's results section
+    python -m benchmarks.report                          # every protocol, then the results page's section
     python -m benchmarks.report --protocols table1 robustness
-    python -m benchmarks.report --readme-only            # re-render the README from the saved results
-    python -m benchmarks.report --quick                  # smoke run: 1 seed, 5 % of the steps (not for the README)
+    python -m benchmarks.report --render-only            # re-render docs/results.md from the saved results
+    python -m benchmarks.report --quick                  # smoke run: 1 seed, 5 % of the steps (not for the results page)
 
 Each protocol writes benchmarks/results/report/<protocol>.json (raw rows, the mean ± std summary,
-the environment) and a plotly figure <protocol>.html; the README section between the report markers
+the environment) and a plotly figure <protocol>.html; the section between the report markers of docs/results.md
 is regenerated from those JSON files, so every number there can be regenerated. Every finished row is
 also kept in results/report/rows/: a run that is stopped resumes from there (delete the folder to
 measure everything again).
@@ -29,7 +29,7 @@ from .common import RESULTS, environment, print_table
 from .report_render import FIGURES, render_readme
 
 REPORT = RESULTS / "report"
-README = Path(__file__).resolve().parent.parent / "README.md"
+RESULTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "results.md"  # holds the generated section
 PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness")
 METHOD_PROTOCOLS = ("table1", "style", "robustness")  # protocols with one row per erasure method
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
@@ -90,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     p.add_argument("--seeds", type=int, default=4, help="seeds per prompt")
-    p.add_argument("--readme-only", action="store_true", help="only re-render the README from saved results")
+    p.add_argument("--render-only", action="store_true", help="only re-render docs/results.md from saved results")
     p.add_argument("--quick", action="store_true", help="1 seed and 5 %% of every method's steps; writes under "
-                   "benchmarks/results/report_quick and leaves the README alone")
+                   "benchmarks/results/report_quick and leaves docs/results.md alone")
     a = p.parse_args(argv)
     out = RESULTS / "report_quick" if a.quick else REPORT
-    if not a.readme_only:
+    if not a.render_only:
         from backends import load_classifier
         from sensitivity.scorers import get_scorer
 
@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             print_table(payload["summary"], [k for k in payload["summary"][0] if not k.endswith("_std")])
     if not a.quick:
         results = {n: json.loads((REPORT / f"{n}.json").read_text()) for n in PROTOCOLS if (REPORT / f"{n}.json").exists()}
-        write_text(README, render_readme(README.read_text(), results))
-        print(f"README results section regenerated from {sorted(results)}")
+        write_text(RESULTS_PAGE, render_readme(RESULTS_PAGE.read_text(), results))
+        print(f"{RESULTS_PAGE.relative_to(RESULTS_PAGE.parent.parent)} regenerated from {sorted(results)}")
     return 0
 
 

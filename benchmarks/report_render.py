@@ -1,7 +1,7 @@
-"""Turn the report's JSON results into plotly figures and the README's results section.
+"""Turn the report's JSON results into plotly figures and the results section of docs/results.md.
 
-Nothing here computes a metric: it formats what `benchmarks/report.py` saved, so the README section
-can be regenerated at any time (`python -m benchmarks.report --readme-only`).
+Nothing here computes a metric: it formats what `benchmarks/report.py` saved, so the section
+can be regenerated at any time (`python -m benchmarks.report --render-only`).
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def section(results: dict) -> str:
 
 def render_readme(text: str, results: dict) -> str:
     if START not in text or END not in text:
-        raise ValueError(f"README has no {START} ... {END} markers; add them where the results section goes")
+        raise ValueError(f"the page has no {START} ... {END} markers; add them where the results section goes")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{section(results)}\n{END}{tail}"
