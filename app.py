@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
@@ -404,149 +405,180 @@ def _refresh_choices():
             gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=erasures))
 
 
+def _model_tab(model) -> tuple:
+    """Model: device, dtype (they drive every sampling action), load, Generate and Stop."""
+    with gr.Tab("Model"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                device = gr.Dropdown(["cpu", "cuda"], value=DEVICE, label="Device")
+                dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype")
+                load = gr.Button("Load model")
+                info = gr.Markdown(elem_id="model-info")
+                prompt = gr.Textbox(value="a red star", label="Prompt")
+                seed = Number(value=0, precision=0, label="First seed")
+                n_images = Slider(1, MAX_IMAGES, value=8, step=1, label="Images")
+                steps = Slider(1, LIMITS.max_sampler_steps, value=25, step=1, label="Sampler steps")
+                guidance = Slider(0, 15, value=5.0, step=0.5, label="Guidance scale")
+                with gr.Row():
+                    run = gr.Button("Generate", variant="primary")
+                    stop = gr.Button("Stop", elem_id="generate-stop")
+            with gr.Column(scale=2):
+                out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
+        load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
+        run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
+                  concurrency_id="interactive")
+        stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
+    return device, dtype
+
+
+def _erase_tab(demo, model) -> SimpleNamespace:
+    """Erase: method and presets prefill the form; the job's status, losses, cancel, resume, downloads."""
+    with gr.Tab("Erase"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                methods = list_methods()
+                e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
+                e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
+                                      elem_id="erase-target")
+                e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")
+                e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings")
+                e_group = gr.Dropdown(list(PARAM_GROUPS), value="xattn", label="Parameter group")
+                e_steps = Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
+                e_lr = Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
+                e_snap = Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
+                                   elem_id="erase-snapshot")
+                e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
+            with gr.Column(scale=2):
+                e_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="erase-job")
+                e_status = gr.Markdown(elem_id="erase-status")
+                e_losses = gr.Plot(label="Losses")
+                with gr.Row():
+                    e_cancel = gr.Button("Cancel", elem_id="erase-cancel")
+                    e_resume = gr.Button("Resume", elem_id="erase-resume")
+                    e_delta = gr.Button("Download erased weights")
+                    e_full = gr.Button("Download diffusers folder")
+                e_msg = gr.Markdown()
+                e_files = gr.File(label="Downloads", file_count="multiple")
+        demo.load(erase_defaults, [model, e_method, e_scope, e_speed], [e_group, e_steps, e_lr],
+                  api_name="erase_defaults")
+        for w in (e_method, e_scope, e_speed):
+            w.change(erase_defaults, [model, e_method, e_scope, e_speed], [e_group, e_steps, e_lr],
+                     api_visibility="private")
+        e_start.click(erase_start, [model, e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap],
+                      e_job, api_name="erase_start")
+        e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
+        e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
+        e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
+        e_delta.click(download_delta, e_job, e_files, api_name="download_delta")
+        e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers", concurrency_id="heavy")
+    return SimpleNamespace(job=e_job, status=e_status, losses=e_losses)
+
+
+def _spectrum_tab(model) -> SimpleNamespace:
+    """Spectrum: a named or uploaded vocabulary against a finished erasure (or a quick ESD one)."""
+    with gr.Tab("Spectrum"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
+                s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
+                                    allow_custom_value=True, elem_id="spectrum-run")
+                s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary")
+                s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
+                                 type="filepath")
+                s_size = Number(value=0, precision=0, label="First N words (0 = all)")
+                s_k = Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
+                s_steps = Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
+                s_guidance = Number(value=5.0, label="Guidance")
+                s_seed = Number(value=0, precision=0, label="First seed")
+                s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
+                s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
+            with gr.Column(scale=2):
+                s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
+                s_status = gr.Markdown(elem_id="spectrum-status")
+                s_hist = gr.Plot(label="Histogram")
+                s_top = gr.Plot(label="Most affected")
+                s_scatter = gr.Plot(label="Similarity vs damage")
+                s_table = gr.Dataframe(label="Top concepts", elem_id="spectrum-table")
+                s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
+        s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
+                                       s_run, s_proxy], s_job, api_name="spectrum_start")
+        s_job.change(spectrum_status, s_job, [s_status, s_hist, s_top, s_scatter, s_table, s_csv],
+                     api_name="spectrum_status")
+        gr.Button("Cancel spectrum").click(job_cancel, s_job, s_status, api_visibility="private")
+        s_dl = gr.Button("Download CSV", visible=False)
+        s_dl.click(download_csv, s_job, s_csv, api_name="download_csv")
+    return SimpleNamespace(run=s_run, job=s_job, views=[s_status, s_hist, s_top, s_scatter, s_table, s_csv])
+
+
+def _compare_tab(model, device, dtype) -> gr.Dropdown:
+    """Compare: base and erased models on the same prompts and seeds, with progress and Stop."""
+    with gr.Tab("Compare"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                c_runs = gr.Dropdown([], multiselect=True, label="Erased models (finished erase jobs)",
+                                     allow_custom_value=True, elem_id="compare-runs")
+                c_prompts = gr.Textbox("a red star\na blue star\na red heart\na green circle\na yellow moon",
+                                       lines=5, label="Prompts (one per line)")
+                c_seed = Number(value=0, precision=0, label="First seed")
+                c_n = Slider(1, LIMITS.max_seeds, value=4, step=1, label="Seeds", elem_id="compare-seeds")
+                c_steps = Number(value=20, precision=0, label="Sampler steps")
+                c_guidance = Number(value=5.0, label="Guidance")
+                c_reveal = gr.Checkbox(False, label="Show images NudeNet flags (unblurred)")
+                with gr.Row():
+                    c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+                    c_stop = gr.Button("Stop", elem_id="compare-stop")
+            with gr.Column(scale=2):
+                c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
+                                   elem_id="compare-gallery")
+                c_summary = gr.Markdown(elem_id="compare-summary")
+        c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal, device, dtype],
+                   [c_out, c_summary], api_name="compare", concurrency_id="heavy")
+        c_stop.click(cancel_sampling, None, c_summary, api_visibility="private", concurrency_limit=None)
+    return c_runs
+
+
+def _trajectory_tab() -> gr.Dropdown:
+    """Trajectory: the adversarial concept per step and the image strips."""
+    with gr.Tab("Trajectory"):
+        t_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="trajectory-job")
+        t_go = gr.Button("Show trajectory", elem_id="trajectory-go")
+        t_timeline = gr.Plot(label="Adversarial concept per step")
+        t_ce = gr.Gallery(label="G(θ'_t, z_T, c_e): the erased concept over training", columns=8, height="auto",
+                          elem_id="trajectory-ce")
+        t_ca = gr.Gallery(label="G(θ'_t, z_T, c_a): the adversarial concept over training", columns=8,
+                          height="auto", elem_id="trajectory-ca")
+        t_go.click(trajectory, t_job, [t_timeline, t_ce, t_ca], api_name="trajectory")
+    return t_job
+
+
+def _jobs_tab() -> gr.Dataframe:
+    """Jobs: every job, newest first."""
+    with gr.Tab("Jobs"):
+        j_table = gr.Dataframe(job_table, label="Jobs (newest first)", elem_id="job-table")
+        gr.Button("Refresh").click(job_table, None, j_table, api_name="job_list")
+    return j_table
+
+
 def build_ui() -> gr.Blocks:
-    methods = list_methods()
+    """The page: the shared model picker, one builder per tab, and the live updates of the job pickers."""
     with Blocks(title="Concept Sensitivity Explorer") as demo:
         gr.Markdown("# Concept Sensitivity Explorer\nErase a concept from a text-to-image model and see what else it hurt.")
         model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
                             info="a preset or a hub repo id 'owner/name' (local folders: CSE_MODEL_DIRS)")
-        with gr.Tab("Model"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    device = gr.Dropdown(["cpu", "cuda"], value=DEVICE, label="Device")
-                    dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype")
-                    load = gr.Button("Load model")
-                    info = gr.Markdown(elem_id="model-info")
-                    prompt = gr.Textbox(value="a red star", label="Prompt")
-                    seed = Number(value=0, precision=0, label="First seed")
-                    n_images = Slider(1, MAX_IMAGES, value=8, step=1, label="Images")
-                    steps = Slider(1, LIMITS.max_sampler_steps, value=25, step=1, label="Sampler steps")
-                    guidance = Slider(0, 15, value=5.0, step=0.5, label="Guidance scale")
-                    with gr.Row():
-                        run = gr.Button("Generate", variant="primary")
-                        stop = gr.Button("Stop", elem_id="generate-stop")
-                with gr.Column(scale=2):
-                    out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
-            load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
-            run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
-                      concurrency_id="interactive")
-            stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
-
-        with gr.Tab("Erase"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
-                    e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
-                                          elem_id="erase-target")
-                    e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")
-                    e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings")
-                    e_group = gr.Dropdown(list(PARAM_GROUPS), value="xattn", label="Parameter group")
-                    e_steps = Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
-                    e_lr = Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
-                    e_snap = Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
-                                       elem_id="erase-snapshot")
-                    e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
-                with gr.Column(scale=2):
-                    e_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="erase-job")
-                    e_status = gr.Markdown(elem_id="erase-status")
-                    e_losses = gr.Plot(label="Losses")
-                    with gr.Row():
-                        e_cancel = gr.Button("Cancel", elem_id="erase-cancel")
-                        e_resume = gr.Button("Resume", elem_id="erase-resume")
-                        e_delta = gr.Button("Download erased weights")
-                        e_full = gr.Button("Download diffusers folder")
-                    e_msg = gr.Markdown()
-                    e_files = gr.File(label="Downloads", file_count="multiple")
-            demo.load(erase_defaults, [model, e_method, e_scope, e_speed], [e_group, e_steps, e_lr],
-                      api_name="erase_defaults")
-            for w in (e_method, e_scope, e_speed):
-                w.change(erase_defaults, [model, e_method, e_scope, e_speed], [e_group, e_steps, e_lr],
-                         api_visibility="private")
-            e_start.click(erase_start, [model, e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap],
-                          e_job, api_name="erase_start")
-            e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
-            e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
-            e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
-            e_delta.click(download_delta, e_job, e_files, api_name="download_delta")
-            e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers", concurrency_id="heavy")
-
-        with gr.Tab("Spectrum"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
-                    s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
-                                        allow_custom_value=True, elem_id="spectrum-run")
-                    s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary")
-                    s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
-                                     type="filepath")
-                    s_size = Number(value=0, precision=0, label="First N words (0 = all)")
-                    s_k = Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
-                    s_steps = Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
-                    s_guidance = Number(value=5.0, label="Guidance")
-                    s_seed = Number(value=0, precision=0, label="First seed")
-                    s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
-                    s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
-                with gr.Column(scale=2):
-                    s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
-                    s_status = gr.Markdown(elem_id="spectrum-status")
-                    s_hist = gr.Plot(label="Histogram")
-                    s_top = gr.Plot(label="Most affected")
-                    s_scatter = gr.Plot(label="Similarity vs damage")
-                    s_table = gr.Dataframe(label="Top concepts", elem_id="spectrum-table")
-                    s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
-            s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
-                                           s_run, s_proxy], s_job, api_name="spectrum_start")
-            s_job.change(spectrum_status, s_job, [s_status, s_hist, s_top, s_scatter, s_table, s_csv],
-                         api_name="spectrum_status")
-            gr.Button("Cancel spectrum").click(job_cancel, s_job, s_status, api_visibility="private")
-            s_dl = gr.Button("Download CSV", visible=False)
-            s_dl.click(download_csv, s_job, s_csv, api_name="download_csv")
-
-        with gr.Tab("Compare"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    c_runs = gr.Dropdown([], multiselect=True, label="Erased models (finished erase jobs)",
-                                         allow_custom_value=True, elem_id="compare-runs")
-                    c_prompts = gr.Textbox("a red star\na blue star\na red heart\na green circle\na yellow moon",
-                                           lines=5, label="Prompts (one per line)")
-                    c_seed = Number(value=0, precision=0, label="First seed")
-                    c_n = Slider(1, LIMITS.max_seeds, value=4, step=1, label="Seeds", elem_id="compare-seeds")
-                    c_steps = Number(value=20, precision=0, label="Sampler steps")
-                    c_guidance = Number(value=5.0, label="Guidance")
-                    c_reveal = gr.Checkbox(False, label="Show images NudeNet flags (unblurred)")
-                    with gr.Row():
-                        c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
-                        c_stop = gr.Button("Stop", elem_id="compare-stop")
-                with gr.Column(scale=2):
-                    c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
-                                       elem_id="compare-gallery")
-                    c_summary = gr.Markdown(elem_id="compare-summary")
-            c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal, device, dtype],
-                       [c_out, c_summary], api_name="compare", concurrency_id="heavy")
-            c_stop.click(cancel_sampling, None, c_summary, api_visibility="private", concurrency_limit=None)
-
-        with gr.Tab("Trajectory"):
-            t_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="trajectory-job")
-            t_go = gr.Button("Show trajectory", elem_id="trajectory-go")
-            t_timeline = gr.Plot(label="Adversarial concept per step")
-            t_ce = gr.Gallery(label="G(θ'_t, z_T, c_e): the erased concept over training", columns=8, height="auto",
-                              elem_id="trajectory-ce")
-            t_ca = gr.Gallery(label="G(θ'_t, z_T, c_a): the adversarial concept over training", columns=8,
-                              height="auto", elem_id="trajectory-ca")
-            t_go.click(trajectory, t_job, [t_timeline, t_ce, t_ca], api_name="trajectory")
-
-        with gr.Tab("Jobs"):
-            j_table = gr.Dataframe(job_table, label="Jobs (newest first)", elem_id="job-table")
-            gr.Button("Refresh").click(job_table, None, j_table, api_name="job_list")
-
-        outputs = [j_table, e_job, s_run, s_job, c_runs, t_job]
+        device, dtype = _model_tab(model)
+        erase = _erase_tab(demo, model)
+        spectrum = _spectrum_tab(model)
+        c_runs = _compare_tab(model, device, dtype)
+        t_job = _trajectory_tab()
+        j_table = _jobs_tab()
+        outputs = [j_table, erase.job, spectrum.run, spectrum.job, c_runs, t_job]
         demo.load(_refresh_choices, None, outputs, api_visibility="private")
         timer = gr.Timer(LIVE_EVERY_S)
         timer.tick(_refresh_choices, None, outputs, api_visibility="private", concurrency_limit=None, show_progress="hidden")
         e_seen, s_seen = gr.State(""), gr.State("")
-        timer.tick(_poll_erase, [e_job, e_seen], [e_status, e_losses, e_seen], api_visibility="private",
+        timer.tick(_poll_erase, [erase.job, e_seen], [erase.status, erase.losses, e_seen], api_visibility="private",
                    concurrency_limit=None, show_progress="hidden")
-        timer.tick(_poll_spectrum, [s_job, s_seen], [s_status, s_hist, s_top, s_scatter, s_table, s_csv, s_seen],
+        timer.tick(_poll_spectrum, [spectrum.job, s_seen], [*spectrum.views, s_seen],
                    api_visibility="private", concurrency_limit=None, show_progress="hidden")
     return demo
 
