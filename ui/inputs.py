@@ -108,27 +108,24 @@ def job_ids(value, label: str, max_n: int) -> list[str]:
 def concepts(value, label: str, max_n: int = 16) -> list[str]:
     """Comma-separated concepts (each a short phrase)."""
     raw = text(value, label, max_chars=max_n * (MAX_TEXT + 2))
-    items = [c.strip() for c in raw.split(",")]
-    if any(not c for c in items):
-        raise InputError(f"{label}: an entry between commas is empty; write e.g. 'star' or 'star, heart'")
-    if len(items) > max_n:
-        raise InputError(f"{label}: at most {max_n} concepts at once, got {len(items)}")
-    for c in items:
-        text(c, label, MAX_TEXT)
-    return items
+    return _items(raw.split(","), label, max_n, MAX_TEXT, "concepts at once",
+                  "an entry between commas is empty; write e.g. 'star' or 'star, heart'")
 
 
 def prompt_lines(value, label: str, max_n: int) -> list[str]:
     """One prompt per line, no empty lines in between."""
     raw = text(value, label, max_chars=max_n * (MAX_PROMPT + 2), lines=True)
-    lines = [line.strip() for line in raw.splitlines()]
-    if any(not line for line in lines):
-        raise InputError(f"{label}: remove the empty lines (one prompt per line)")
-    if len(lines) > max_n:
-        raise InputError(f"{label}: at most {max_n} prompts, got {len(lines)}")
-    for line in lines:
-        text(line, label, MAX_PROMPT)
-    return lines
+    return _items(raw.splitlines(), label, max_n, MAX_PROMPT, "prompts", "remove the empty lines (one prompt per line)")
+
+
+def _items(parts: list[str], label: str, max_n: int, max_chars: int, what: str, if_empty: str) -> list[str]:
+    """The stripped parts of a list the visitor typed: none empty, at most max_n, each short printable text."""
+    items = [p.strip() for p in parts]
+    if any(not item for item in items):
+        raise InputError(f"{label}: {if_empty}")
+    if len(items) > max_n:
+        raise InputError(f"{label}: at most {max_n} {what}, got {len(items)}")
+    return [text(item, label, max_chars) for item in items]
 
 
 def model_name(value, presets, local_roots: list[Path]) -> str:
