@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid, torch_dtype
+from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid
 from backends.pipeline_cache import PipelineCache
 from erasure import CONCEPT_PRESETS as SCOPES
 from erasure import PARAM_GROUPS, CancelToken, list_methods, resolve_config
@@ -60,9 +60,9 @@ def manager() -> JobManager:
 
 
 def _pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
-    """The pipeline for the Model tab's choice; device and dtype are checked first."""
-    device = check_device(inputs.choice(device, "Device", ("cpu", "cuda")))
-    return PIPELINES.get(model, device, inputs.choice(dtype, "Dtype", DTYPES))
+    """The pipeline for the Model tab's choice; the device is checked here, the dtype by the cache
+    (torch_dtype), both before anything loads."""
+    return PIPELINES.get(model, check_device(inputs.choice(device, "Device", ("cpu", "cuda"))), dtype)
 
 
 def _model(value) -> str:
@@ -84,7 +84,6 @@ def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
 def load_model(model: str, device: str, dtype: str) -> str:
     """API `load_model`: load (or reuse) a pipeline and describe it."""
     model = _model(model)
-    torch_dtype(dtype)  # an unknown name raises, listing the valid ones, before anything loads
     from backends.flux import denoiser
     from backends.generate import native_size
 
@@ -115,10 +114,15 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
     return _enlarge(grid(images, min(len(seeds), 4)))
 
 
+def _session(request: gr.Request | None) -> str:
+    """The browser session a request came from ("local" for calls from Python)."""
+    return getattr(request, "session_hash", None) or "local"
+
+
 @contextlib.contextmanager
 def _cancellable(request: gr.Request | None):
     """A cancel token for one generate/compare of this browser session, which `cancel_sampling` sets."""
-    key, token = getattr(request, "session_hash", None) or "local", CancelToken()
+    key, token = _session(request), CancelToken()
     _sampling.setdefault(key, set()).add(token)
     try:
         yield token
@@ -130,7 +134,7 @@ def _cancellable(request: gr.Request | None):
 def cancel_sampling(request: gr.Request = None) -> str:
     """API `cancel_sampling`: stop this browser session's running Generate and Compare at their next
     sampler step."""
-    tokens = _sampling.get(getattr(request, "session_hash", None) or "local") or set()
+    tokens = _sampling.get(_session(request)) or set()
     if not tokens:
         raise ValueError("nothing of yours is sampling; nothing to cancel")
     for token in list(tokens):
@@ -172,15 +176,15 @@ def job_resume(job_id: str, request: gr.Request = None) -> str:
 
 # ====================================================================== Erase
 def _presets(scope: str, speed: str) -> str:
-    return f"{scope},{speed}"
+    """The presets string of the form's two choices, e.g. "object,fast"."""
+    return f"{inputs.choice(scope, 'Preset: concept type', SCOPES)},{inputs.choice(speed, 'Preset: settings', SPEEDS)}"
 
 
 @user_errors
 def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
     """API `erase_defaults`: the settings the chosen presets give (to prefill the form)."""
     model, method = _model(model), inputs.choice(method, "Method", list_methods())
-    presets = _presets(inputs.choice(scope, "Preset: concept type", SCOPES), inputs.choice(speed, "Preset: settings", SPEEDS))
-    cfg = resolve_config(method, model, presets, targets=["x"])
+    cfg = resolve_config(method, model, _presets(scope, speed), targets=["x"])
     return cfg.param_group, cfg.steps, cfg.lr
 
 
@@ -192,7 +196,7 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     if isinstance(target, str) and not target.strip(" ,"):
         raise ValueError("targets must be a non-empty list of non-empty concepts, e.g. star")
     targets = inputs.concepts(target, "Concept(s) to erase")
-    presets = _presets(inputs.choice(scope, "Preset: concept type", SCOPES), inputs.choice(speed, "Preset: settings", SPEEDS))
+    presets = _presets(scope, speed)
     n_steps = inputs.whole(steps, "Steps", 1, LIMITS.max_erase_steps)
     overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
                  "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),

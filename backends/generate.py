@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+MAX_SAMPLER_STEPS = 1000  # a sampler step count beyond this is a mistake, not a setting
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -21,8 +23,8 @@ class SamplerSettings:
     width: int | None = None
 
     def check(self) -> None:
-        if not 1 <= self.steps <= 1000:
-            raise ValueError(f"steps must be in 1..1000, got {self.steps}")
+        if not 1 <= self.steps <= MAX_SAMPLER_STEPS:
+            raise ValueError(f"steps must be in 1..{MAX_SAMPLER_STEPS}, got {self.steps}")
         if not 0.0 <= self.guidance <= 50.0:
             raise ValueError(f"guidance must be in 0..50, got {self.guidance}")
 

@@ -90,7 +90,7 @@ def check_device(device: str) -> str:
     device = device.strip()
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use --device cpu")
+            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is visible; use the cpu device")
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s); "

@@ -28,12 +28,12 @@ class PipelineCache:
         key = (model, device, dtype)
         with self._lock:
             if key != self._key:
-                torch_dtype(dtype)  # a bad name fails before the loaded pipeline is released
+                weights_dtype = torch_dtype(dtype)  # a bad name fails before the loaded pipeline is released
                 self._key, self._pipe = None, None  # release first: the peak is one pipeline, not two
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-                self._pipe = self._load(model, device=device, dtype=torch_dtype(dtype))
+                self._pipe = self._load(model, device=device, dtype=weights_dtype)
                 self._key = key
             return self._pipe
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from backends.prompts import prompt_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
+MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class EraseConfig:
         if self.param_group not in PARAM_GROUPS:
             raise ValueError(f"unknown parameter group {self.param_group!r}; valid: {', '.join(PARAM_GROUPS)}")
         _positive(self, "steps", "lr", "batch", "ddim_steps", "snapshot_steps")
-        if self.steps > 1_000_000 or self.batch > 256 or self.ddim_steps > 1000:
+        if self.steps > MAX_STEPS or self.batch > 256 or self.ddim_steps > 1000:
             raise ValueError("steps <= 1e6, batch <= 256 and ddim_steps <= 1000 are required")
         if self.lr > 1.0:
             raise ValueError(f"lr must be <= 1, got {self.lr}")

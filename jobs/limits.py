@@ -14,22 +14,30 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from backends.generate import MAX_SAMPLER_STEPS
+from erasure.config import MAX_STEPS as MAX_ERASE_STEPS
+from evaluation.compare import MAX_MODELS, MAX_PROMPTS, MAX_SEEDS
+from sensitivity.rows import MAX_K
+from sensitivity.vocab import MAX_CONCEPTS
 
-def _limit(default: int, env: str, doc: str):
-    return field(default=default, metadata={"env": env, "doc": doc})
+
+def _limit(default: int, env: str, doc: str, ceiling: int | None = None):
+    """A limit; `ceiling` is the libraries' own bound on the same quantity, which no setting can raise."""
+    return field(default=default, metadata={"env": env, "doc": doc, "ceiling": ceiling})
 
 
 @dataclass(frozen=True)
 class Limits:
-    max_sampler_steps: int = _limit(100, "CSE_MAX_SAMPLER_STEPS", "sampler steps of one image (generate, compare, spectrum)")
+    max_sampler_steps: int = _limit(100, "CSE_MAX_SAMPLER_STEPS", "sampler steps of one image (generate, compare, spectrum)",
+                                    MAX_SAMPLER_STEPS)
     max_images: int = _limit(16, "CSE_MAX_IMAGES", "images of one Generate")
-    max_prompts: int = _limit(12, "CSE_MAX_PROMPTS", "prompts of one Compare")
-    max_seeds: int = _limit(8, "CSE_MAX_SEEDS", "seeds per prompt of one Compare")
-    max_compare_runs: int = _limit(4, "CSE_MAX_COMPARE_RUNS", "erased models in one Compare")
+    max_prompts: int = _limit(12, "CSE_MAX_PROMPTS", "prompts of one Compare", MAX_PROMPTS)
+    max_seeds: int = _limit(8, "CSE_MAX_SEEDS", "seeds per prompt of one Compare", MAX_SEEDS)
+    max_compare_runs: int = _limit(4, "CSE_MAX_COMPARE_RUNS", "erased models in one Compare", MAX_MODELS)
     max_compare_images: int = _limit(240, "CSE_MAX_COMPARE_IMAGES", "prompts x seeds x models of one Compare")
-    max_erase_steps: int = _limit(2000, "CSE_MAX_ERASE_STEPS", "optimisation steps of one erasure job")
-    max_concepts: int = _limit(5000, "CSE_MAX_CONCEPTS", "concepts (vocabulary size) of one spectrum job")
-    max_k: int = _limit(16, "CSE_MAX_K", "samples per concept of one spectrum job")
+    max_erase_steps: int = _limit(2000, "CSE_MAX_ERASE_STEPS", "optimisation steps of one erasure job", MAX_ERASE_STEPS)
+    max_concepts: int = _limit(5000, "CSE_MAX_CONCEPTS", "concepts (vocabulary size) of one spectrum job", MAX_CONCEPTS)
+    max_k: int = _limit(16, "CSE_MAX_K", "samples per concept of one spectrum job", MAX_K)
     max_upload_bytes: int = _limit(1_000_000, "CSE_MAX_UPLOAD_BYTES", "bytes of an uploaded vocabulary file")
     max_active_erase: int = _limit(4, "CSE_MAX_ACTIVE_ERASE", "erasure jobs queued or running at once (all visitors)")
     max_active_spectrum: int = _limit(4, "CSE_MAX_ACTIVE_SPECTRUM", "spectrum jobs queued or running at once (all visitors)")
@@ -50,6 +58,9 @@ class Limits:
                 raise ValueError(f"{f.metadata['env']} must be a whole number, got {raw!r}") from None
             if values[f.name] < 1:
                 raise ValueError(f"{f.metadata['env']} must be >= 1, got {raw!r}")
+            ceiling = f.metadata["ceiling"]
+            if ceiling is not None and values[f.name] > ceiling:
+                raise ValueError(f"{f.metadata['env']} must be <= {ceiling:,} (the libraries' own bound), got {raw!r}")
         return cls(**values)
 
     def active_cap(self, kind: str) -> int:

@@ -23,6 +23,7 @@ from .scorers import Scorer, default_scorer_for, get_scorer, scores_from_feature
 from .vocab import kind_of, prompt_of
 
 Progress = Callable[[int, int, str], None]  # (concepts done, concepts total, message)
+MAX_K = 1000  # samples per concept
 
 
 @dataclass
@@ -64,8 +65,8 @@ class SpectrumConfig:
     def check(self) -> None:
         if not self.targets or not all(self.targets):
             raise ValueError("give at least one non-empty target concept (the concept that was erased)")
-        if not 1 <= self.k <= 1000:
-            raise ValueError(f"k (samples per concept) must be in 1..1000, got {self.k}")
+        if not 1 <= self.k <= MAX_K:
+            raise ValueError(f"k (samples per concept) must be in 1..{MAX_K}, got {self.k}")
         if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
             raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
         if self.proxy_dtype not in ("float32", "bfloat16", "float16"):

@@ -100,6 +100,10 @@ def test_limits_come_from_the_environment_and_bad_values_stop_the_app():
         Limits.from_env({"CSE_MAX_SEEDS": "many"})
     with pytest.raises(ValueError, match="CSE_MAX_K must be >= 1"):
         Limits.from_env({"CSE_MAX_K": "0"})
+    # a limit above what the libraries accept would only move the refusal deeper, with a worse message
+    with pytest.raises(ValueError, match="CSE_MAX_PROMPTS must be <= 12 .the libraries' own bound"):
+        Limits.from_env({"CSE_MAX_PROMPTS": "20"})
+    assert Limits.from_env({"CSE_MAX_PROMPTS": "12"}).max_prompts == 12
 
 
 def test_the_readme_lists_every_limit_with_its_default():
