@@ -84,7 +84,7 @@ def _enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
 def load_model(model: str, device: str, dtype: str) -> str:
     """API `load_model`: load (or reuse) a pipeline and describe it."""
     model = _model(model)
-    from backends.flux import denoiser
+    from backends.families import denoiser
     from backends.generate import native_size
 
     pipe = _pipeline(model, device, dtype)

@@ -9,9 +9,14 @@ sentencepiece model cannot be built offline (the T5 encoder only needs token ids
 
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 
+from .family import Cond
 from .paths import ASSETS
+from .sd import call
 
 
 def tiny_flux_pipeline(seed: int = 0, size: int = 32):
@@ -42,20 +47,117 @@ def tiny_flux_pipeline(seed: int = 0, size: int = 32):
     return pipe
 
 
-def denoiser(pipe) -> torch.nn.Module:
-    """The network that denoises: FLUX's transformer or Stable Diffusion's UNet."""
-    return pipe.transformer if is_flux(pipe) else pipe.unet
+class FluxFamily:
+    """A flow-matching transformer on packed latent tokens, conditioned on T5 tokens and a pooled CLIP
+    embedding. Its denoiser predicts a velocity and needs token ids, so it is driven through its sampler;
+    the eps-prediction methods (ESD, AP, UCE, CA) do not apply (their specs leave this family out)."""
+
+    name = "flux"
+    pipeline_classes = ("FluxPipeline",)
+    component = "transformer"
+
+    def denoiser(self, pipe) -> torch.nn.Module:
+        return pipe.transformer
+
+    def encode(self, pipe, prompts: list[str]) -> Cond:
+        return self.encode_with_ids(pipe, prompts)[0]
+
+    @torch.no_grad()
+    def encode_with_ids(self, pipe, prompts: list[str]) -> tuple[Cond, torch.Tensor]:
+        """The conditioning ({"emb": [N, L, d_t5], "pooled": [N, d_clip]}) and the text token ids [L, 3]
+        (the same for every prompt) the transformer also takes."""
+        emb, pooled, txt_ids = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
+                                                  max_sequence_length=FluxSampler.MAX_SEQUENCE_LENGTH)
+        return {"emb": emb, "pooled": pooled}, txt_ids
+
+    def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+        raise ValueError("FLUX predicts a velocity from packed tokens and token ids: sample it through "
+                         "few_step_sampler (eps-prediction methods do not apply to flow-matching models)")
+
+    def prediction_type(self, pipe) -> str:
+        return "flow"
+
+    def native_size(self, pipe) -> int:
+        return pipe.default_sample_size * pipe.vae_scale_factor
+
+    def latent_size(self, pipe) -> int:
+        return 2 * (self.native_size(pipe) // (pipe.vae_scale_factor * 2))
+
+    def noise(self, pipe, n: int, gen: torch.Generator, size: int | None = None) -> torch.Tensor:
+        """[n, h/2 * w/2, 4C]: drawn unpacked [n, C, h, w] from gen, then packed."""
+        channels = pipe.transformer.config.in_channels // 4
+        side = 2 * ((size or self.native_size(pipe)) // (pipe.vae_scale_factor * 2))
+        z = torch.randn((n, channels, side, side), generator=gen)
+        return pipe._pack_latents(z, n, channels, side, side).to(pipe.device, pipe.transformer.dtype)
+
+    def initial_latents(self, pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
+        """z_T per seed, drawn unpacked [C, h, w] on the CPU (same noise for every model and device), then
+        packed into FLUX's token sequence [B, h/2 * w/2, 4C]."""
+        channels = pipe.transformer.config.in_channels // 4
+        h = 2 * (height // (pipe.vae_scale_factor * 2))
+        w = 2 * (width // (pipe.vae_scale_factor * 2))
+        z = torch.stack([torch.randn((channels, h, w), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+        return pipe._pack_latents(z, len(seeds), channels, h, w).to(pipe.device, pipe.transformer.dtype)
+
+    def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
+        return {"prompt_embeds": cond["emb"], "pooled_prompt_embeds": cond["pooled"]}  # guidance-distilled
+
+    def few_step_sampler(self, pipe, steps: int, guidance: float):
+        return FluxSampler(pipe, steps, guidance)
 
 
-def is_flux(pipe) -> bool:
-    return hasattr(pipe, "transformer") and type(pipe.transformer).__name__.startswith("Flux")
+class FluxSampler:
+    """FLUX: Euler steps of the flow-matching ODE on diffusers' schedule (the pipeline's sigmas and
+    resolution shift). FLUX.1-schnell is guidance-distilled, so there is no classifier-free guidance;
+    a model with a guidance embedding (FLUX.1-dev) gets `guidance` through it, as its pipeline does.
+    The same interface as backends.sd.UNetSampler."""
+
+    component = "transformer"
+    MAX_SEQUENCE_LENGTH = 512  # FluxPipeline's default, so the masks train on the prompts the app samples
+
+    def __init__(self, pipe, steps: int, guidance: float):
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
+
+        self.pipe, self.guidance = pipe, guidance
+        size = FLUX.native_size(pipe)
+        self.h = self.w = 2 * (size // (pipe.vae_scale_factor * 2))  # unpacked latent side
+        self.img_ids = pipe._prepare_latent_image_ids(1, self.h // 2, self.w // 2, pipe.device, self.model.dtype)
+        seq = (self.h // 2) * (self.w // 2)
+        sc = pipe.scheduler.config
+        mu = calculate_shift(seq, sc.get("base_image_seq_len", 256), sc.get("max_image_seq_len", 4096),
+                             sc.get("base_shift", 0.5), sc.get("max_shift", 1.15))
+        scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates it; the pipeline's stays as it was
+        retrieve_timesteps(scheduler, steps, pipe.device, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+        self.timesteps = scheduler.timesteps  # [steps], sigma * 1000
+        self.sigmas = scheduler.sigmas.to(pipe.device)  # [steps + 1], ending at 0
+        self.txt_ids = None
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.pipe.transformer
+
+    def embed(self, prompts: list[str]) -> Cond:
+        cond, self.txt_ids = FLUX.encode_with_ids(self.pipe, prompts)
+        return cond
+
+    def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
+        return FLUX.noise(self.pipe, n, gen)
+
+    def sample(self, cond: Cond, z: torch.Tensor, grad: bool = False, use_checkpoint: bool = True) -> torch.Tensor:
+        if self.txt_ids is None:
+            raise RuntimeError("call embed() before sample(): FLUX needs the text token ids")
+        n = len(z)
+        guidance = None
+        if self.model.config.guidance_embeds:
+            guidance = torch.full((n,), self.guidance, device=z.device, dtype=torch.float32)
+        for i, t in enumerate(self.timesteps):
+            def velocity(x, t=t):
+                return self.model(hidden_states=x, timestep=(t / 1000).expand(n).to(x.dtype), guidance=guidance,
+                                  pooled_projections=cond["pooled"], encoder_hidden_states=cond["emb"],
+                                  txt_ids=self.txt_ids, img_ids=self.img_ids, return_dict=False)[0]
+
+            z = z + (self.sigmas[i + 1] - self.sigmas[i]) * call(velocity, z, grad, use_checkpoint)
+        return z
 
 
-def flux_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
-    """z_T per seed, drawn unpacked [C, h, w] on the CPU (same noise for every model and device), then
-    packed into FLUX's token sequence [B, h/2 * w/2, 4C]."""
-    channels = pipe.transformer.config.in_channels // 4
-    h = 2 * (height // (pipe.vae_scale_factor * 2))
-    w = 2 * (width // (pipe.vae_scale_factor * 2))
-    z = torch.stack([torch.randn((channels, h, w), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-    return pipe._pack_latents(z, len(seeds), channels, h, w).to(pipe.device, pipe.transformer.dtype)
+FLUX = FluxFamily()

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .families import family_of
+
 MAX_SAMPLER_STEPS = 1000  # a sampler step count beyond this is a mistake, not a setting
 
 
@@ -30,23 +32,13 @@ class SamplerSettings:
 
 
 def native_size(pipe) -> int:
-    from .flux import is_flux
-
-    if is_flux(pipe):
-        return pipe.default_sample_size * pipe.vae_scale_factor
-    return pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return family_of(pipe).native_size(pipe)
 
 
 def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
     """z_T per seed, [len(seeds), C, h, w], drawn on CPU in float32 then moved to the pipe
-    (FLUX: packed into its token sequence, see backends.flux.flux_latents)."""
-    from .flux import flux_latents, is_flux
-
-    if is_flux(pipe):
-        return flux_latents(pipe, seeds, height, width)
-    shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-    z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-    return z.to(pipe.device, pipe.unet.dtype)
+    (FLUX: packed into its token sequence; see the family's initial_latents)."""
+    return family_of(pipe).initial_latents(pipe, seeds, height, width)
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], settings: SamplerSettings = SamplerSettings(),
@@ -73,18 +65,19 @@ def _stopper(cancel):
     return on_step_end
 
 
-def generate_from_embeddings(pipe, embeds: torch.Tensor, negative: torch.Tensor, seeds: list[int],
+def generate_from_embeddings(pipe, embeds: dict, negative: dict, seeds: list[int],
                              settings: SamplerSettings = SamplerSettings(), batch_size: int = 64) -> np.ndarray:
     """Images for (embeds[i], seeds[i]) as uint8 [N, H, W, 3]: prompts given as text-encoder outputs
-    (embeds [N, L, d]; negative [1, L, d], the unconditional branch of guidance), e.g. searched token
-    embeddings that no text spells. UNet pipelines only (FLUX also needs pooled embeddings)."""
-    if len(embeds) != len(seeds):
-        raise ValueError(f"got {len(embeds)} prompt embeddings but {len(seeds)} seeds; pass one seed per prompt")
-    out = []
-    for i in range(0, len(embeds), batch_size):
-        batch = embeds[i : i + batch_size]
-        out.append(_images(pipe, seeds[i : i + batch_size], settings, prompt_embeds=batch,
-                           negative_prompt_embeds=negative.expand(len(batch), -1, -1)))
+    (embeds [N, ...]; negative [1, ...], the unconditional branch of guidance), e.g. searched token
+    embeddings that no text spells. `embeds` and `negative` are the family's conditionings
+    (backends.family.Cond: {"emb": ...}, plus SDXL's pooled embedding and size ids)."""
+    n = len(embeds["emb"])
+    if n != len(seeds):
+        raise ValueError(f"got {n} prompt embeddings but {len(seeds)} seeds; pass one seed per prompt")
+    family, out = family_of(pipe), []
+    for i in range(0, n, batch_size):
+        batch = {k: v[i : i + batch_size] for k, v in embeds.items()}
+        out.append(_images(pipe, seeds[i : i + batch_size], settings, **family.pipeline_inputs(batch, negative)))
     return np.concatenate(out)
 
 

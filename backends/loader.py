@@ -6,6 +6,7 @@ Weights are loaded as safetensors only and no remote code is ever trusted.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -15,18 +16,23 @@ from pathlib import Path
 
 import torch
 
-from .paths import ASSETS
+from .families import family_named
+from .family import Family
+from .paths import ASSETS, EMBEDDED
 
-EMBEDDED = "embedded"
 PRESETS = {
     EMBEDDED: str(ASSETS / "pipeline"),
     "sd-1.4": "CompVis/stable-diffusion-v1-4",
     "sd-2.1": "stabilityai/stable-diffusion-2-1",
+    "sdxl-1.0": "stabilityai/stable-diffusion-xl-base-1.0",
     "flux-schnell": "black-forest-labs/FLUX.1-schnell",
 }
-# Random weights built from configs (backends.flux): the FLUX code path offline, for tests and timing.
-# It draws noise, not pictures, so the app does not list it.
+# Random weights built from configs (backends.flux, backends.sdxl): each family's code path offline, for
+# tests and timing. They draw noise, not pictures, so the app does not list them.
 TINY_FLUX = "flux-tiny-random"
+TINY_SDXL = "sdxl-tiny-random"
+_TINY = {TINY_FLUX: ("backends.flux", "tiny_flux_pipeline", "FluxPipeline"),
+         TINY_SDXL: ("backends.sdxl", "tiny_sdxl_pipeline", "StableDiffusionXLPipeline")}
 HUB_HOST = "huggingface.co"
 # Weight dtypes by name (configs, run records, the CLI and the app name them as strings).
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -58,8 +64,9 @@ def resolve_model(model: str) -> ModelSpec:
     if len(model) > MAX_MODEL_CHARS or not model.isprintable():
         raise ValueError(f"model must be a preset ({', '.join(PRESETS)}), a local folder or a hub repo id "
                          f"'owner/name' (at most {MAX_MODEL_CHARS} printable characters)")
-    if model == TINY_FLUX:
-        return ModelSpec(model, "backends.flux.tiny_flux_pipeline", True)
+    if model in _TINY:
+        module, builder, _ = _TINY[model]
+        return ModelSpec(model, f"{module}.{builder}", True)
     source = PRESETS.get(model, model)
     path = Path(source).expanduser()
     if _exists(path):
@@ -130,10 +137,9 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
     from diffusers import DiffusionPipeline
 
     spec = resolve_model(model)
-    if spec.name == TINY_FLUX:
-        from .flux import tiny_flux_pipeline
-
-        pipe = tiny_flux_pipeline().to(device)  # built in float32
+    if spec.name in _TINY:
+        module, builder, _ = _TINY[spec.name]
+        pipe = getattr(importlib.import_module(module), builder)().to(device)  # built in float32
         return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
     kwargs = dict(dtype=dtype, use_safetensors=True)
     if _pipeline_class(spec) == "StableDiffusionPipeline":
@@ -161,17 +167,27 @@ def _load_from_hub(spec: ModelSpec, kwargs: dict):
         raise _unavailable(spec, f"download failed ({type(e).__name__}: {e})") from e
 
 
-def is_flow_matching(model: str) -> bool:
-    """Whether `model` names a FLUX (flow-matching transformer) pipeline, known without loading it."""
-    return _pipeline_class(resolve_model(model)) == "FluxPipeline"
+def model_family(model: str) -> Family:
+    """The family `model` belongs to, known without loading its weights (docs/design.md §1)."""
+    return family_named(_pipeline_class(resolve_model(model)))
 
 
 def _pipeline_class(spec: ModelSpec) -> str | None:
-    if spec.name == TINY_FLUX:
-        return "FluxPipeline"
-    if spec.is_local:
-        return json.loads((Path(spec.source) / "model_index.json").read_text()).get("_class_name")
-    return "FluxPipeline" if "flux" in spec.source.lower() else "StableDiffusionPipeline"
+    """model_index.json's class: from the folder, the hub cache, or (neither at hand) the repo's name."""
+    if spec.name in _TINY:
+        return _TINY[spec.name][2]
+    index = Path(spec.source) / "model_index.json" if spec.is_local else _cached_index(spec.source)
+    if index is not None:
+        return json.loads(index.read_text()).get("_class_name")
+    name = spec.source.lower()
+    return "FluxPipeline" if "flux" in name else "StableDiffusionXLPipeline" if "-xl" in name else "StableDiffusionPipeline"
+
+
+def _cached_index(repo: str) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, "model_index.json")
+    return Path(found) if isinstance(found, str) else None
 
 
 def load_classifier(device: str | torch.device = "cpu"):

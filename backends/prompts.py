@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from safetensors.torch import load_file, save_file
 
-from .loader import EMBEDDED
+from .paths import EMBEDDED
 from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 

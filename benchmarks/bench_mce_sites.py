@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from backends import SamplerSettings, load_classifier, load_pipeline
+from backends import SamplerSettings, denoiser, load_classifier, load_pipeline
 from erasure import resolve_config
 from erasure.masks import KINDS, bake, mask_sites
 from erasure.mce import MCE
@@ -32,9 +32,10 @@ def knockout(kind: str, fraction: float, classifier, seeds: int) -> dict:
     """ESR-1 / PSR-1 of the embedded model with `fraction` of the `kind` neurons switched off."""
     pipe = load_pipeline("embedded")
     gen = torch.Generator().manual_seed(0)
-    sites = mask_sites(pipe.unet, (kind,))
+    net = denoiser(pipe)
+    sites = mask_sites(net, (kind,))
     for s in sites:
-        bake(pipe.unet, s.where, s.path, torch.rand(s.size, generator=gen) >= fraction)  # keep = True
+        bake(net, s.where, s.path, torch.rand(s.size, generator=gen) >= fraction)  # keep = True
     r = world_erasure_report(pipe, classifier, ["star"], seeds, SamplerSettings(steps=20, guidance=5.0))
     return {"kind": kind, "off": fraction, "neurons": sum(s.size for s in sites), "esr1": round(r["esr1"], 1),
             "psr1": round(r["psr1"], 1), "star_top1": round(r["per_shape_top1"]["star"], 1)}

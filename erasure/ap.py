@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import torch
 
+from backends.family import Cond, detach, rows
+
 from .config import EraseConfig
-from .diffusion import predict
 from .esd import esd_loss
 from .search_space import build_search_space
 
@@ -102,8 +103,8 @@ class Space:
         self.pi = torch.full((len(words),), 1.0 / len(words), device=R.device, requires_grad=True)
         self.opt = torch.optim.Adam([self.pi], lr=lr)
 
-    def embed(self, onehot: torch.Tensor) -> torch.Tensor:
-        return (onehot @ self.R.flatten(1)).view(1, *self.R.shape[1:])  # [1, L, d]
+    def embed(self, onehot: torch.Tensor) -> Cond:
+        return {"emb": (onehot @ self.R.flatten(1)).view(1, *self.R.shape[1:])}  # [1, L, d]
 
     def top(self, k: int = 5) -> list[tuple[str, float]]:
         p = self.pi.detach().softmax(-1)
@@ -114,13 +115,15 @@ class Space:
 class AP:
     Config = APConfig
     PRESETS = PRESETS
+    # the search space R holds one text encoder's word embeddings (backends.prompts.word_embeddings)
+    FAMILIES = ("sd",)
 
     def __init__(self, ctx):
         from backends.vocab import get_vocabulary
 
         self.ctx, cfg = ctx, ctx.config
         prompts = cfg.prompts()
-        self.emb_targets = dict(zip(prompts, ctx.embed(prompts).split(1)))
+        self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> {"emb": [1, L, d]}
         self.spaces: dict[str, Space] = {}
         self.delta: dict[str, torch.Tensor] = {}  # pgd variant: offset from the target embedding
         if cfg.preserve in ("adversarial", "pgd"):
@@ -129,30 +132,30 @@ class AP:
             for prompt in prompts:
                 words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
                 self.spaces[prompt] = Space(words, R, cfg.search_lr)
-                self.delta[prompt] = torch.zeros_like(self.emb_targets[prompt])
+                self.delta[prompt] = torch.zeros_like(self.emb_targets[prompt]["emb"])
         if cfg.preserve in ("neutral", "fixed"):
             fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
             self.emb_fixed = ctx.embed([fixed])
 
     # ------------------------------------------------------------------ the adversarial concept
-    def _ca(self, prompt: str, grad: bool) -> tuple[torch.Tensor, str]:
-        """c_a [1, L, d] and a label for it; differentiable w.r.t. the search variable when grad."""
+    def _ca(self, prompt: str, grad: bool) -> tuple[Cond, str]:
+        """c_a ({"emb": [1, L, d]}) and a label for it; differentiable w.r.t. the search variable when grad."""
         cfg = self.ctx.config
         if cfg.preserve in ("neutral", "fixed"):
             return self.emb_fixed, cfg.fixed_concept if cfg.preserve == "fixed" else ""
         if cfg.preserve == "pgd":
             delta = self.delta[prompt].requires_grad_(grad)
-            return self.emb_targets[prompt] + delta, "pgd"
+            return {"emb": self.emb_targets[prompt]["emb"] + delta}, "pgd"
         space = self.spaces[prompt]
         onehot = gumbel_softmax_hard(space.pi if grad else space.pi.detach(), cfg.tau, self.ctx.gen)
         return space.embed(onehot), space.words[int(onehot.argmax())]
 
     def _l2(self, prompt: str, z_T: torch.Tensor, k: int, grad_search: bool):
         c_a, label = self._ca(prompt, grad_search)
-        z_r, t, alpha_bar = self.ctx.sample_zt(c_a.detach(), z_T, k)
+        z_r, t, alpha_bar = self.ctx.sample_zt(detach(c_a), z_T, k)
         with torch.no_grad():
-            target = predict(self.ctx.frozen, z_r, t, c_a.detach())
-        pred = predict(self.ctx.unet, z_r, t, c_a)
+            target = self.ctx.predict(self.ctx.frozen, z_r, t, detach(c_a))
+        pred = self.ctx.predict(self.ctx.denoiser, z_r, t, c_a)
         return self.ctx.loss(pred, target, z_r, alpha_bar), label
 
     def _search(self, prompt: str) -> None:
@@ -192,15 +195,15 @@ class AP:
             info |= {"concept": space.words[int(space.pi.argmax())], "top5": space.top(), "sampled": label}
         return total, info
 
-    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+    def snapshot_embeddings(self) -> dict[str, Cond]:
         prompt = next(iter(self.emb_targets))
         out = {"ce": self.emb_targets[prompt]}
         if self.ctx.config.preserve != "none":
             if prompt in self.spaces and self.ctx.config.preserve == "adversarial":
                 space = self.spaces[prompt]  # the current argmax concept, not a random sample
-                out["ca"] = space.R[int(space.pi.argmax())][None]
+                out["ca"] = {"emb": space.R[int(space.pi.argmax())][None]}
             else:
-                out["ca"] = self._ca(prompt, grad=False)[0].detach()
+                out["ca"] = detach(self._ca(prompt, grad=False)[0])
         return out
 
     def search_spaces(self) -> dict[str, list[str]]:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from backends.family import Cond, rows
+
 from .config import EraseConfig
-from .diffusion import predict, sample_until
+from .diffusion import sample_until
 
 
 @dataclass
@@ -48,13 +50,14 @@ PRESETS = {
 class CA:
     Config = CAConfig
     PRESETS = PRESETS
+    FAMILIES = ("sd", "sdxl")
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
         prompts = cfg.prompts()
-        self.emb_targets = dict(zip(prompts, ctx.embed(prompts).split(1)))
+        self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))
         anchor = cfg.template.format(concept=cfg.anchor.strip()) if cfg.anchor.strip() else ""
-        self.emb_anchor = ctx.embed([anchor])  # c*, [1, L, d]
+        self.emb_anchor = ctx.embed([anchor])  # c*, one row
         self.anchor_latents = self._anchor_latents()  # [n, C, h, w]
 
     @torch.no_grad()
@@ -63,14 +66,12 @@ class CA:
         training draws (and an exact resume) do not depend on how many were made."""
         cfg, ctx = self.ctx.config, self.ctx
         gen = torch.Generator().manual_seed(cfg.seed + 1)
-        size, channels = ctx.unet.config.sample_size, ctx.unet.config.in_channels
         out = []
         for start in range(0, cfg.n_anchor_images, 16):
             n = min(16, cfg.n_anchor_images - start)
-            z = torch.randn((n, channels, size, size), generator=gen).to(ctx.device, ctx.unet.dtype)
-            z = z * ctx.scheduler.init_noise_sigma
-            out.append(sample_until(ctx.frozen, ctx.scheduler, z, self.emb_anchor, ctx.emb_null, cfg.anchor_guidance,
-                                    len(ctx.scheduler.timesteps)))
+            z = ctx.family.noise(ctx.pipe, n, gen) * ctx.scheduler.init_noise_sigma
+            out.append(sample_until(ctx.family, ctx.frozen, ctx.scheduler, z, self.emb_anchor, ctx.emb_null,
+                                    cfg.anchor_guidance, len(ctx.scheduler.timesteps)))
         return torch.cat(out)
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
@@ -84,11 +85,11 @@ class CA:
         z = ctx.scheduler.add_noise(x0, noise, t)
         alpha_bar = ctx.scheduler.alphas_cumprod.to(ctx.device, z.dtype)[t].view(-1, 1, 1, 1)
         with torch.no_grad():
-            target = predict(ctx.unet, z, t, self.emb_anchor)  # stop-gradient, from theta' itself
-        loss = ctx.loss(predict(ctx.unet, z, t, self.emb_targets[prompt]), target, z, alpha_bar)
+            target = ctx.predict(ctx.denoiser, z, t, self.emb_anchor)  # stop-gradient, from theta' itself
+        loss = ctx.loss(ctx.predict(ctx.denoiser, z, t, self.emb_targets[prompt]), target, z, alpha_bar)
         return loss, {"losses": {"ca": loss.item(), "total": loss.item()}, "message": prompt}
 
-    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+    def snapshot_embeddings(self) -> dict[str, Cond]:
         return {"ce": next(iter(self.emb_targets.values())), "anchor": self.emb_anchor}
 
     def state_dict(self) -> dict:

@@ -1,7 +1,8 @@
-"""Diffusion plumbing the fine-tuning methods share: prompt embeddings, z_t sampling, losses.
+"""Diffusion plumbing the fine-tuning methods share: z_t sampling and losses. The denoiser call itself
+is the model family's (`backends.family.Family.predict`), so nothing here knows which model it runs.
 
-Shapes: latents z [B, C, h, w]; text embeddings [B, L, d] with L the tokenizer's context
-(77 on SD, shorter on the embedded model: nothing here assumes 77).
+Shapes: latents z [B, C, h, w]; conditionings are dicts with "emb" [B, L, d] (L the tokenizer's context:
+77 on SD, shorter on the embedded model; nothing here assumes 77).
 """
 
 from __future__ import annotations
@@ -10,37 +11,17 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-from backends.prompts import embed_prompts  # noqa: F401 - the methods' conditioning, from backends
-
-
-def ddim_scheduler(pipe, steps: int) -> DDIMScheduler:
-    """A DDIM scheduler with the pipeline's noise schedule, set to `steps` steps."""
-    scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    scheduler.set_timesteps(steps)
-    return scheduler
-
-
-def predict(unet, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-    """eps(z, t, emb); `emb` is broadcast over the batch when it has one row."""
-    if emb.shape[0] == 1 and z.shape[0] > 1:
-        emb = emb.expand(z.shape[0], -1, -1)
-    return unet(z, t, encoder_hidden_states=emb).sample
-
-
-def guided_eps(unet, z: torch.Tensor, t: torch.Tensor, emb: torch.Tensor, guidance: float) -> torch.Tensor:
-    """Classifier-free guided eps; `emb` [2B, L, d] holds the unconditional rows first, then the
-    conditional ones (one UNet call on the doubled batch)."""
-    eps_u, eps_c = predict(unet, torch.cat([z, z]), t, emb).chunk(2)
-    return eps_u + guidance * (eps_c - eps_u)
+from backends.family import Cond, cat, expand
+from backends.sd import ddim_scheduler, guided_eps  # noqa: F401 - the methods' DDIM pieces, from backends
 
 
 @torch.no_grad()
-def sample_until(unet, scheduler: DDIMScheduler, z: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor,
+def sample_until(family, net, scheduler: DDIMScheduler, z: torch.Tensor, cond: Cond, uncond: Cond,
                  guidance: float, k: int) -> torch.Tensor:
     """Run k DDIM steps with classifier-free guidance from z_T; returns z at scheduler.timesteps[k]."""
-    emb = torch.cat([uncond.expand(z.shape[0], -1, -1), cond.expand(z.shape[0], -1, -1)])
+    both = cat([expand(uncond, z.shape[0]), expand(cond, z.shape[0])])
     for t in scheduler.timesteps[:k]:
-        z = scheduler.step(guided_eps(unet, z, t, emb, guidance), t, z).prev_sample
+        z = scheduler.step(guided_eps(family, net, z, t, both, guidance), t, z).prev_sample
     return z
 
 

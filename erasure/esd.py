@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
+from backends.family import Cond, rows
+
 from .config import EraseConfig
-from .diffusion import predict
 
 
 @dataclass
@@ -30,23 +31,24 @@ PRESETS = {
 }
 
 
-def esd_loss(ctx, z: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, emb_e: torch.Tensor) -> torch.Tensor:
-    """L1 of AP = the ESD loss at (z, t); z: [B, C, h, w], emb_e: [1, L, d]."""
+def esd_loss(ctx, z: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, emb_e: Cond) -> torch.Tensor:
+    """L1 of AP = the ESD loss at (z, t); z: [B, C, h, w], emb_e: one row ("emb" [1, L, d])."""
     with torch.no_grad():
-        eps_n = predict(ctx.frozen, z, t, ctx.emb_null)
-        eps_e = predict(ctx.frozen, z, t, emb_e)
+        eps_n = ctx.predict(ctx.frozen, z, t, ctx.emb_null)
+        eps_e = ctx.predict(ctx.frozen, z, t, emb_e)
         target = eps_n - ctx.config.negative_guidance * (eps_e - eps_n)
-    return ctx.loss(predict(ctx.unet, z, t, emb_e), target, z, alpha_bar)
+    return ctx.loss(ctx.predict(ctx.denoiser, z, t, emb_e), target, z, alpha_bar)
 
 
 class ESD:
     Config = ESDConfig
     PRESETS = PRESETS
+    FAMILIES = ("sd", "sdxl")
 
     def __init__(self, ctx):
         self.ctx = ctx
         prompts = ctx.config.prompts()
-        self.emb_targets = dict(zip(prompts, ctx.embed(prompts).split(1)))  # prompt -> [1, L, d]
+        self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> one row
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         prompt = self.ctx.pick(list(self.emb_targets))
@@ -56,7 +58,7 @@ class ESD:
         loss = esd_loss(self.ctx, z, t, alpha_bar, emb_e)
         return loss, {"losses": {"l1": loss.item(), "total": loss.item()}, "message": prompt}
 
-    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+    def snapshot_embeddings(self) -> dict[str, Cond]:
         return {"ce": next(iter(self.emb_targets.values()))}
 
     def state_dict(self) -> dict:

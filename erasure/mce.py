@@ -21,9 +21,10 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
+from backends.family import cat, rows
+
 from .config import EraseConfig
 from .masks import KINDS, RELAXATIONS, SEED_KINDS, Masker, bake, mask_sites, parse_key
-from .samplers import cat, few_step_sampler, rows
 
 # Prompt templates when none are given: SD/FLUX-style phrasings of a concept and generic kept prompts.
 ERASE_TEMPLATES = ["a photo of a {concept}", "a painting of a {concept}", "{concept}", "a picture of a {concept}",
@@ -96,11 +97,11 @@ class MCE:
     Config = MCEConfig
     PRESETS = PRESETS
     TRAINS_WEIGHTS = False  # only mask logits learn; the trainer selects no weights
-    FLOW_MATCHING = True  # masks sit in any transformer, UNet or FLUX (see .samplers)
+    FAMILIES = ("sd", "sdxl", "flux")  # masks sit in any denoiser; the loss runs the family's few-step sampler
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
-        self.sampler = few_step_sampler(ctx.pipe, cfg.ddim_steps, cfg.sample_guidance)
+        self.sampler = ctx.family.few_step_sampler(ctx.pipe, cfg.ddim_steps, cfg.sample_guidance)
         self.model = self.sampler.model
         self.model.requires_grad_(False)  # frozen weights: only the masks learn
         self.masker = Masker(self.model, mask_sites(self.model, tuple(cfg.sites)), cfg.init_logit, self.sampler.component,

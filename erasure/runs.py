@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from backends.flux import is_flux
+from backends.families import family_of
 from backends.storage import atomic_write, ensure_writable, versions, write_json, write_text
 
 from .events import Event
@@ -163,7 +163,7 @@ def erased_copy(pipe, run: str | Path | RunFolder):
     """A new pipeline sharing every component of `pipe` but the denoiser: a copy carrying the run's result."""
     import copy
 
-    name = "transformer" if is_flux(pipe) else "unet"
+    name = family_of(pipe).component
     erased = type(pipe)(**{**pipe.components, name: copy.deepcopy(getattr(pipe, name))})
     erased.set_progress_bar_config(disable=True)
     return apply(erased, run)

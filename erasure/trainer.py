@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backends.flux import denoiser
+from backends.families import family_of
+from backends.family import Cond
 
 from .config import EraseConfig, apply_layers
-from .diffusion import ddim_scheduler, embed_prompts, loss_in_space, sample_until
+from .diffusion import ddim_scheduler, loss_in_space, sample_until
 from .events import Callback, Cancelled, CancelToken, Event
 from .params import select_parameters
 from .registry import get_method
@@ -28,19 +29,21 @@ from .runs import RunFolder
 
 
 class Context:
-    """What a method sees: the pipeline (its denoiser is theta', being trained), the frozen original
-    UNet theta, the selected parameters, the z_t sampler and the seeded random sources.
+    """What a method sees: the pipeline and its model family (the denoiser is theta', being trained),
+    the frozen original denoiser theta, the selected parameters, the z_t sampler and the seeded random
+    sources. Methods call the denoiser through `predict`, so they never ask which family they train.
 
     Mask methods (MCE, trains_weights=False) get no frozen copy (a second FLUX transformer would double
-    the memory); the DDIM scheduler and c_n are UNet-only and built on first use."""
+    the memory); the DDIM scheduler and c_n are for UNet families and built on first use."""
 
     def __init__(self, pipe, config: EraseConfig, trains_weights: bool = True):
         self.pipe, self.config = pipe, config
+        self.family = family_of(pipe)
         self.device = pipe.device
         for name in ("text_encoder", "text_encoder_2", "vae"):
             if getattr(pipe, name, None) is not None:
                 getattr(pipe, name).requires_grad_(False)
-        net = denoiser(pipe)
+        net = self.family.denoiser(pipe)
         # weight-training methods get their parameter group; mask methods (MCE) train nothing here
         self.trained = select_parameters(net, config.param_group) if trains_weights else {}
         # theta, copied before any step or checkpoint restore touches the weights
@@ -54,15 +57,21 @@ class Context:
         return ddim_scheduler(self.pipe, self.config.ddim_steps)
 
     @functools.cached_property
-    def emb_null(self) -> torch.Tensor:
-        return embed_prompts(self.pipe, [""])  # c_n, [1, L, d]
+    def emb_null(self) -> Cond:
+        return self.family.encode(self.pipe, [""])  # c_n, one row
 
     @property
-    def unet(self):
-        return self.pipe.unet
+    def denoiser(self) -> torch.nn.Module:
+        """theta', the network being trained."""
+        return self.family.denoiser(self.pipe)
 
-    def embed(self, prompts: list[str]) -> torch.Tensor:
-        return embed_prompts(self.pipe, prompts)
+    def embed(self, prompts: list[str]) -> Cond:
+        """Conditioning of the prompts, one row each ("emb" [N, L, d], plus what the family adds)."""
+        return self.family.encode(self.pipe, prompts)
+
+    def predict(self, net: torch.nn.Module, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """One call of `net` (ctx.denoiser or ctx.frozen); a one-row cond is broadcast over z."""
+        return self.family.predict(net, z, t, cond)
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, z: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         """MSE of two UNet outputs in the configured loss space (eps/v as predicted, or x0)."""
@@ -73,16 +82,14 @@ class Context:
 
     def draw(self) -> tuple[torch.Tensor, int]:
         """A start code z_T [batch, C, h, w] and a sampler step index k (uniform)."""
-        unet = self.pipe.unet
-        size = unet.config.sample_size
-        z = torch.randn((self.config.batch, unet.config.in_channels, size, size), generator=self.gen)
+        z = self.family.noise(self.pipe, self.config.batch, self.gen)
         k = int(torch.randint(0, self.config.ddim_steps, (1,), generator=self.gen))
-        return z.to(self.device, unet.dtype), k
+        return z, k
 
-    def sample_zt(self, cond: torch.Tensor, z_T: torch.Tensor, k: int):
+    def sample_zt(self, cond: Cond, z_T: torch.Tensor, k: int):
         """z_t by k guided DDIM steps from z_T under `cond`; returns (z_t, t [B], alpha_bar)."""
-        unet = self.pipe.unet if self.config.zt_from == "trained" else self.frozen
-        z = sample_until(unet, self.scheduler, z_T, cond, self.emb_null, self.config.start_guidance, k)
+        net = self.denoiser if self.config.zt_from == "trained" else self.frozen
+        z = sample_until(self.family, net, self.scheduler, z_T, cond, self.emb_null, self.config.start_guidance, k)
         t = self.scheduler.timesteps[k]
         alpha_bar = self.scheduler.alphas_cumprod[t].to(self.device, z.dtype)
         return z, t.expand(z.shape[0]).to(self.device), alpha_bar
@@ -96,16 +103,17 @@ class Context:
 
 
 def check_model_family(method: str, model: str) -> None:
-    """ESD, AP, UCE and CA edit or train a UNet's cross-attention against eps predictions with
-    classifier-free guidance; on a flow-matching transformer (FLUX) only mask methods apply."""
-    from backends.loader import is_flow_matching
+    """The method supports the model's family (its FAMILIES): ESD, AP, UCE and CA train or edit a UNet
+    against eps predictions with classifier-free guidance, so on FLUX only mask methods apply."""
+    from backends.loader import model_family
 
-    if is_flow_matching(model) and not getattr(get_method(method), "FLOW_MATCHING", False):
+    family = model_family(model).name
+    if family not in get_method(method).FAMILIES:
         from .registry import list_methods
 
-        usable = [m for m in list_methods() if getattr(get_method(m), "FLOW_MATCHING", False)]
-        raise ValueError(f"{method} is defined for UNet models (Stable Diffusion, the embedded model), not for the "
-                         f"flow-matching model {model!r}; on FLUX use: {', '.join(usable)}")
+        usable = [m for m in list_methods() if family in get_method(m).FAMILIES]
+        raise ValueError(f"{method} is not defined for {model!r} (model family {family}; {method} supports "
+                         f"{', '.join(get_method(method).FAMILIES)}); on this model use: {', '.join(usable)}")
 
 
 def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
@@ -196,7 +204,8 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     except BaseException as e:
         run.set_status("failed", run.status()["step"], f"{type(e).__name__}: {e}")
         raise
-    run.save_result(method.result() if hasattr(method, "result") else {f"unet.{n}": p for n, p in ctx.trained.items()})
+    run.save_result(method.result() if hasattr(method, "result")
+                    else {f"{ctx.family.component}.{n}": p for n, p in ctx.trained.items()})
     if hasattr(method, "finish"):  # MCE: hooks off, binary masks baked, so `pipe` is the saved result
         method.finish()
     run.set_status("done", config.steps)
@@ -237,7 +246,7 @@ def _restore(ctx: Context, method, opt, state: dict) -> None:
 @torch.no_grad()
 def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]:
     """Trajectory images G(theta'_t, z_T, c) for the method's snapshot concepts, one fixed z_T: text
-    prompts (any pipeline) or embeddings (AP's adversarial mixtures; UNet pipelines)."""
+    prompts (any pipeline) or conditionings (AP's adversarial mixtures; UNet families)."""
     from backends.generate import SamplerSettings, generate, initial_latents, native_size
 
     folder = run.path / "trajectory"
@@ -253,8 +262,8 @@ def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]
         size = native_size(ctx.pipe)
         z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training
         images = {}
-        for name, emb in method.snapshot_embeddings().items():
-            image = ctx.pipe(prompt_embeds=emb, negative_prompt_embeds=ctx.emb_null, latents=z.clone(),
+        for name, cond in method.snapshot_embeddings().items():
+            image = ctx.pipe(**ctx.family.pipeline_inputs(cond, ctx.emb_null), latents=z.clone(),
                              num_inference_steps=cfg.snapshot_steps, guidance_scale=cfg.snapshot_guidance,
                              output_type="np").images[0]
             images[name] = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)

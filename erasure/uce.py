@@ -56,13 +56,14 @@ PRESETS = {
 
 
 @torch.no_grad()
-def token_contexts(pipe, old: str, new: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Aligned text-encoder outputs ([n, d], [n, d]) of `old` and `new`, each from its last word token
+def token_contexts(family, pipe, old: str, new: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Aligned cross-attention inputs ([n, d], [n, d]) of `old` and `new`, each from its last word token
     (the token before end-of-text; the start token for "") to the end of the context, cut to the
-    same length n."""
+    same length n. The family encodes (SDXL: both encoders side by side); word positions come from
+    the first tokenizer (both SDXL tokenizers split a prompt alike)."""
     tok = pipe.tokenizer([old, new], padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt")
-    hidden = pipe.text_encoder(tok.input_ids.to(pipe.device))[0]  # [2, L, d]
+    hidden = family.encode(pipe, [old, new])["emb"]  # [2, L, d]
     last = [max(0, int(m.sum()) - 2) for m in tok.attention_mask]
     n = hidden.shape[1] - max(last)
     return hidden[0, last[0] : last[0] + n], hidden[1, last[1] : last[1] + n]
@@ -82,15 +83,16 @@ def uce_solve(W: torch.Tensor, c_e: torch.Tensor, g: torch.Tensor, c_p: torch.Te
 class UCE:
     Config = UCEConfig
     PRESETS = PRESETS
+    FAMILIES = ("sd", "sdxl")
     closed_form = True
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
         guide = _as_prompt(cfg.guide, cfg.template)
-        pairs = [token_contexts(ctx.pipe, prompt, guide) for prompt in cfg.prompts()]
+        pairs = [token_contexts(ctx.family, ctx.pipe, prompt, guide) for prompt in cfg.prompts()]
         self.c_e = torch.cat([c for c, _ in pairs])  # [n_e, d]: erased tokens
         self.g = torch.cat([g for _, g in pairs])  # [n_e, d]: the guide's tokens at the same positions
-        kept = [token_contexts(ctx.pipe, p, p)[0] for p in (_as_prompt(q, cfg.template) for q in cfg.preserve)]
+        kept = [token_contexts(ctx.family, ctx.pipe, p, p)[0] for p in (_as_prompt(q, cfg.template) for q in cfg.preserve)]
         self.c_p = torch.cat(kept) if kept else self.c_e.new_zeros(0, self.c_e.shape[1])  # [n_p, d]
 
     @torch.no_grad()
@@ -101,7 +103,7 @@ class UCE:
                 W.copy_(uce_solve(W, self.c_e, self.g, self.c_p, cfg.lam, cfg.erase_scale, cfg.preserve_scale))
         return {"losses": {}, "message": f"edited {len(self.ctx.trained)} key/value projections"}
 
-    def snapshot_embeddings(self) -> dict[str, torch.Tensor]:
+    def snapshot_embeddings(self) -> dict:
         return {"ce": self.ctx.embed(self.ctx.config.prompts()[:1])}
 
     def state_dict(self) -> dict:

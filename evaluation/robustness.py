@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from backends import SamplerSettings, generate, initial_latents
+from backends.families import family_of
 from backends.generate import generate_from_embeddings, native_size
-from backends.prompts import embed_prompts
 
 Judge = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, H, W, 3] -> bool [N]: concept recognised
 
@@ -118,13 +118,14 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
     at the start and end (the erased pipe's UNet and text encoder are left frozen)."""
     config = config or AttackConfig()
     config.check()
-    pipe, unet, sched = erased_pipe, erased_pipe.unet, erased_pipe.scheduler
+    pipe, sched, family = erased_pipe, erased_pipe.scheduler, family_of(erased_pipe)
+    net = family.denoiser(pipe)
     x0 = _concept_latents(base_pipe, template.format(concept=concept), [10_000 + i for i in range(config.n_train)],
                           settings)
     prompt = TokenPrompt(pipe, config.prefix, config.n_tokens, concept)
     opt = torch.optim.Adam([prompt.vectors], lr=config.lr)
     gen = torch.Generator().manual_seed(config.seed)
-    unet.requires_grad_(False)
+    net.requires_grad_(False)
     pipe.text_encoder.requires_grad_(False)
     losses = []
     for _ in range(config.steps):
@@ -133,8 +134,7 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
         eps = torch.randn(x0[idx].shape, generator=gen).to(pipe.device, x0.dtype)
         z_t = sched.add_noise(x0[idx], eps, t)
         target = sched.get_velocity(x0[idx], eps, t) if sched.config.prediction_type == "v_prediction" else eps
-        emb = prompt.embed().expand(config.batch, -1, -1)
-        loss = F.mse_loss(unet(z_t, t, encoder_hidden_states=emb).sample, target)
+        loss = F.mse_loss(family.predict(net, z_t, t, {"emb": prompt.embed()}), target)  # [1, L, d], broadcast
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -142,8 +142,8 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
     seeds = [20_000 + i for i in range(config.n_eval)]
     with torch.no_grad():
         emb = prompt.embed()  # [1, L, d]
-        images = generate_from_embeddings(pipe, emb.expand(len(seeds), -1, -1), embed_prompts(pipe, [""]), seeds,
-                                          settings)
+        images = generate_from_embeddings(pipe, {"emb": emb.expand(len(seeds), -1, -1)}, family.encode(pipe, [""]),
+                                          seeds, settings)
     plain = generate(pipe, [template.format(concept=concept)] * len(seeds), seeds, settings)
     return {"asr": attack_success(images, judge), "plain_asr": attack_success(plain, judge),
             "loss_first": losses[0], "loss_last": float(np.mean(losses[-10:])), "images": images}

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import torch
 
 from backends import SamplerSettings, generate
-from backends.prompts import embed_prompts, prompt_traits
+from backends.families import family_of
+from backends.prompts import prompt_traits
 from erasure import erased_copy
 
 from .cache import SampleCache, pipeline_fingerprint
@@ -94,8 +95,7 @@ class Models:
         key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed)
         if key not in self.fixed:
             target_text = self.scorer.text_features([prompt_of(t, config.template) for t in config.targets])
-            t, z = proxy_points(self.base.unet, self.base.scheduler, config.proxy_timesteps, config.proxy_latents,
-                                config.seed)
+            t, z = proxy_points(self.base, config.proxy_timesteps, config.proxy_latents, config.seed)
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
 
@@ -107,8 +107,9 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
     base = pipe if pipe is not None else load_pipeline(model, device=device)
     scorer = get_scorer(config.scorer, device)
     # everything that changes the original model's samples or their scores is in the key
-    key = {"steps": config.steps, "guidance": config.guidance, "scorer": scorer.name, "scorer_weights": scorer.fingerprint(),
-           "size": base.unet.config.sample_size, "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
+    key = {"steps": config.steps, "guidance": config.guidance, "scorer": scorer.name,
+           "scorer_weights": scorer.fingerprint(), "size": family_of(base).latent_size(base),
+           "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
     cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
     return Models(base, erased_copy(base, run), scorer, cache)
 
@@ -119,9 +120,9 @@ def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> l
     target_text, t, z = models.shared_inputs(config)
     rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
              "text_sim": (text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
-    emb = embed_prompts(models.base, prompts)
+    cond = family_of(models.base).encode(models.base, prompts)
     dtype = getattr(torch, config.proxy_dtype)
-    for row, d in zip(rows, proxy_divergence(models.base.unet, models.erased.unet, emb, t, z, dtype).tolist()):
+    for row, d in zip(rows, proxy_divergence(models.base, models.erased, cond, t, z, dtype).tolist()):
         row["proxy"] = d
     if config.proxy_only:
         return rows

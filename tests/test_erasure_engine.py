@@ -114,10 +114,11 @@ def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
         with torch.no_grad():
             per_word = []
             for i in range(len(space.words)):
-                c, total = space.R[i][None], 0.0
+                c, total = {"emb": space.R[i][None]}, 0.0
                 for z_T, k in draws:
                     z_r, t, alpha_bar = ctx.sample_zt(c, z_T, k)
-                    total += ctx.loss(ctx.unet(z_r, t, c).sample, ctx.frozen(z_r, t, c).sample, z_r, alpha_bar)
+                    total += ctx.loss(ctx.predict(ctx.denoiser, z_r, t, c), ctx.predict(ctx.frozen, z_r, t, c), z_r,
+                                      alpha_bar)
                 per_word.append(total / len(draws))
             return float(space.pi.softmax(-1) @ torch.stack(per_word))
 

@@ -5,12 +5,13 @@ import pytest
 import torch
 
 from backends import SamplerSettings, generate
-from backends.flux import flux_latents, is_flux, tiny_flux_pipeline
+from backends.families import family_of
+from backends.flux import FLUX, tiny_flux_pipeline
 
 
 def test_tiny_flux_samples_deterministically_from_seeded_noise():
     pipe = tiny_flux_pipeline()
-    assert is_flux(pipe) and type(pipe.transformer).__name__ == "FluxTransformer2DModel"
+    assert family_of(pipe) is FLUX and type(pipe.transformer).__name__ == "FluxTransformer2DModel"
     settings = SamplerSettings(steps=4, guidance=0.0)
     a = generate(pipe, ["a red star", "a blue moon"], [0, 1], settings)
     b = generate(pipe, ["a red star", "a blue moon"], [0, 1], settings)
@@ -20,12 +21,12 @@ def test_tiny_flux_samples_deterministically_from_seeded_noise():
     assert not np.array_equal(a[:1], c)  # another seed, other noise
 
 
-def test_flux_latents_are_the_packed_per_seed_noise():
+def test_flux_initial_latents_are_the_packed_per_seed_noise():
     pipe = tiny_flux_pipeline()
-    z = flux_latents(pipe, [3, 4], 32, 32)
+    z = FLUX.initial_latents(pipe, [3, 4], 32, 32)
     channels = pipe.transformer.config.in_channels // 4
     assert z.shape == (2, (32 // 4) ** 2, 4 * channels)  # 8x8 latents packed 2x2
-    alone = flux_latents(pipe, [4], 32, 32)
+    alone = FLUX.initial_latents(pipe, [4], 32, 32)
     assert torch.equal(z[1:], alone)  # a seed's noise does not depend on its batch
 
 
@@ -34,13 +35,13 @@ def test_flux_latents_are_the_packed_per_seed_noise():
 def test_flux_sampler_matches_the_pipeline_and_differentiates_through_every_step():
     """The few-step Euler sampler MCE trains through reproduces FluxPipeline's own latents, and the
     loss gradient reaches mask logits in both the double and the single block."""
+    from backends.flux import FluxSampler
     from erasure.masks import Masker, mask_sites
-    from erasure.samplers import FluxSampler
 
     pipe = tiny_flux_pipeline()
     sampler = FluxSampler(pipe, steps=3, guidance=0.0)
     cond = sampler.embed(["a red star", "a blue moon"])
-    z = flux_latents(pipe, [0, 1], 32, 32)
+    z = FLUX.initial_latents(pipe, [0, 1], 32, 32)
     ours = sampler.sample(cond, z.clone())
     theirs = pipe(prompt=["a red star", "a blue moon"], latents=z.clone(), num_inference_steps=3, guidance_scale=0.0,
                   height=32, width=32, output_type="latent").images
@@ -90,9 +91,9 @@ def test_unet_methods_refuse_flux_with_the_methods_that_apply():
     from erasure import resolve_config
 
     for method in ("esd", "ap", "uce", "ca"):
-        with pytest.raises(ValueError, match="on FLUX use: mce"):
+        with pytest.raises(ValueError, match="family flux.*on this model use: mce"):
             resolve_config(method, TINY_FLUX, targets=["star"])
-    with pytest.raises(ValueError, match="on FLUX use: mce"):
+    with pytest.raises(ValueError, match="family flux.*on this model use: mce"):
         resolve_config("esd", "flux-schnell", targets=["nudity"])  # known as FLUX without a download
 
 

@@ -23,14 +23,14 @@ def test_same_seed_gives_identical_images(embedded_pipe):
 
 def test_generating_from_embeddings_matches_generating_from_their_text(embedded_pipe):
     from backends.generate import generate_from_embeddings
-    from erasure.diffusion import embed_prompts
+    from backends.prompts import embed_prompts
 
     prompts, seeds = ["a red star", "a blue moon", "a green heart"], [3, 4, 5]
-    emb, null = embed_prompts(embedded_pipe, prompts), embed_prompts(embedded_pipe, [""])
+    emb, null = {"emb": embed_prompts(embedded_pipe, prompts)}, {"emb": embed_prompts(embedded_pipe, [""])}
     settings = SamplerSettings(steps=8, guidance=5.0)
     images = generate_from_embeddings(embedded_pipe, emb, null, seeds, settings, batch_size=2)  # two batches
     assert np.array_equal(images, generate(embedded_pipe, prompts, seeds, settings))
-    swapped = generate_from_embeddings(embedded_pipe, emb[[1, 0, 2]], null, seeds, settings)
+    swapped = generate_from_embeddings(embedded_pipe, {"emb": emb["emb"][[1, 0, 2]]}, null, seeds, settings)
     assert not np.array_equal(swapped[:2], images[:2]) and np.array_equal(swapped[2], images[2])
     import pytest
 

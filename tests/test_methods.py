@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from backends.sd import SD
 from erasure import apply, erase, list_methods, resolve_config
 from erasure.uce import token_contexts, uce_solve
 
@@ -56,8 +57,8 @@ def test_uce_edits_only_cross_attention_keys_and_values(embedded_pipe, tmp_path)
     # the saved result reproduces the edit on a fresh pipeline; the target now projects like ""
     fresh = apply(copy.deepcopy(embedded_pipe), run)
     assert not _changed(after, fresh.unet.state_dict())
-    c_star, c_null = token_contexts(fresh, "a star", "")
-    c_heart, _ = token_contexts(fresh, "a heart", "a heart")
+    c_star, c_null = token_contexts(SD, fresh, "a star", "")
+    c_heart, _ = token_contexts(SD, fresh, "a heart", "a heart")
     k = next(m for n, m in fresh.unet.named_modules() if n.endswith("attn2.to_k"))
     k0 = next(m for n, m in embedded_pipe.unet.named_modules() if n.endswith("attn2.to_k"))
     with torch.no_grad():

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from backends import SamplerSettings, load_pipeline
+from backends.prompts import embed_prompts
 from erasure import erased_copy
-from erasure.diffusion import embed_prompts
 from evaluation.robustness import AttackConfig, TokenPrompt, adversarial_prompt_attack, attack_success, paraphrase_attack
 from shapesworld.data import to_tensor
 from shapesworld.world import SHAPES

@@ -200,19 +200,19 @@ def test_table_columns_ranks_and_delta_definition(embedded_pipe, esd_run, words_
 
 
 def test_proxy_is_zero_for_an_unchanged_model_and_positive_after_erasure(embedded_pipe, esd_run):
+    from backends.sd import SD
     from erasure import erased_copy
-    from erasure.diffusion import embed_prompts
     from sensitivity.proxy import proxy_divergence, proxy_points
 
-    emb = embed_prompts(embedded_pipe, ["a star", "a circle"])
-    t, z = proxy_points(embedded_pipe.unet, embedded_pipe.scheduler, 4, 2, seed=0)
+    cond = SD.encode(embedded_pipe, ["a star", "a circle"])
+    t, z = proxy_points(embedded_pipe, 4, 2, seed=0)
     assert t.tolist() == [875, 625, 375, 125] and z.shape == (2, 4, 16, 16)
-    same = proxy_divergence(embedded_pipe.unet, embedded_pipe.unet, emb, t, z)
+    same = proxy_divergence(embedded_pipe, embedded_pipe, cond, t, z)
     assert torch.equal(same, torch.zeros(2))
-    erased = erased_copy(embedded_pipe, esd_run).unet
-    d = proxy_divergence(embedded_pipe.unet, erased, emb, t, z)
+    erased = erased_copy(embedded_pipe, esd_run)
+    d = proxy_divergence(embedded_pipe, erased, cond, t, z)
     assert d[0] > d[1] > 0  # the erased concept moved most
-    fast = proxy_divergence(embedded_pipe.unet, erased, emb, t, z, torch.bfloat16)  # autocast; weights stay float32
+    fast = proxy_divergence(embedded_pipe, erased, cond, t, z, torch.bfloat16)  # autocast; weights stay float32
     assert embedded_pipe.unet.dtype == torch.float32 and fast[0] > fast[1]
     torch.testing.assert_close(fast, d, rtol=0.2, atol=1e-3)
 

@@ -1,6 +1,6 @@
 """The code's shape: no import circle between any two files of the project (imports inside functions
-count too: a lazy import hides a circle, it does not remove it), and the model backends do not
-import training scripts."""
+count too: a lazy import hides a circle, it does not remove it), the model backends do not import
+training scripts, and only backends/ knows which model family it holds (docs/design.md §1)."""
 
 import ast
 from pathlib import Path
@@ -96,3 +96,38 @@ def test_sensitivity_uses_only_the_public_erasure_api():
                 raise AssertionError(f"{path.name} imports {node.module}")
             if isinstance(node, ast.Import):
                 assert not any(a.name.startswith("erasure.") for a in node.names), path.name
+
+
+DENOISER_ATTRIBUTES = {"unet", "transformer"}  # a pipeline's denoiser: reach it through its family
+FAMILY_NAMES = {"sd", "sdxl", "flux"}
+FAMILY_PROBES = {"is_flux", "is_flow_matching", "is_sdxl"}
+
+
+def _family_branches(source: str) -> list[str]:
+    """Every place that reaches a pipeline's denoiser by attribute, probes a family by a helper, or
+    compares a value with a family's name (each a branch a new family would have to edit)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr in DENOISER_ATTRIBUTES:
+            found.append(f"line {node.lineno}: .{node.attr}")
+        elif isinstance(node, (ast.Name, ast.Attribute)) and getattr(node, "id", getattr(node, "attr", "")) in FAMILY_PROBES:
+            found.append(f"line {node.lineno}: {getattr(node, 'id', getattr(node, 'attr', ''))}")
+        elif isinstance(node, ast.Compare):
+            constants = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+            found += [f"line {node.lineno}: == {c!r}" for c in constants if c in FAMILY_NAMES]
+    return found
+
+
+def test_only_backends_branch_on_the_model_family():
+    offenders = {}
+    for name, path in _modules().items():
+        if not name.startswith(("backends", "shapesworld")):  # shapesworld trains the embedded UNet itself
+            if found := _family_branches(path.read_text()):
+                offenders[name] = found
+    assert offenders == {}
+
+
+def test_the_family_branch_finder_finds_branches():
+    snippet = "net = pipe.unet\nif is_flux(pipe): pass\nif family.name == 'sdxl': pass\nx = pipe.transformer.config"
+    assert len(_family_branches(snippet)) == 4
+    assert _family_branches("net = family.denoiser(pipe)\nif kind == 'weights': pass") == []
