@@ -21,18 +21,24 @@ from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 
 @dataclass(frozen=True)
-class PromptTraits:
+class ModelTraits:
+    """What a model needs that the published SD settings do not give it (every method's first layer
+    over its defaults, docs/design.md §3.1)."""
+
     template: str  # how a concept becomes a prompt ("a {concept}": the embedded world's caption form)
-    vocabulary: str  # the words the model knows, for searches over concepts (AP, nearest-K)
+    vocabulary: str  # the words the model knows, for searches over concepts (AP, AGE, nearest-K)
+    lr_scale: float = 1.0  # multiplies the published learning rates (docs/design.md §6: tiny models need more)
+    sampler_steps: int | None = None  # the z_t sampler's steps, when the model is evaluated with fewer than 50
 
 
-_TRAITS = {EMBEDDED: PromptTraits("a {concept}", "world")}
-_DEFAULT = PromptTraits("{concept}", "clip-words")
+_TRAITS = {EMBEDDED: ModelTraits("a {concept}", "world", lr_scale=100.0, sampler_steps=25)}
+_DEFAULT = ModelTraits("{concept}", "clip-words")
 
 
-def prompt_traits(model: str) -> PromptTraits:
-    """The embedded model only learnt its world's captions and words; any other model takes the
-    concept as it is and searches CLIP's whole-word vocabulary."""
+def model_traits(model: str) -> ModelTraits:
+    """The embedded model only learnt its world's captions and words, and lr 1e-5 moves nothing on its
+    3 M-parameter UNet; any other model takes the concept as it is, searches CLIP's whole-word
+    vocabulary and uses the published learning rates."""
     return _TRAITS.get(model, _DEFAULT)
 
 

@@ -3,6 +3,7 @@
     python -m benchmarks.report                          # every protocol, then the results page's section
     python -m benchmarks.report --protocols table1 robustness
     python -m benchmarks.report --render-only            # re-render docs/results.md from the saved results
+    python -m benchmarks.report --protocols table1 --methods AGE   # measure one method's rows, merge them in
     python -m benchmarks.report --quick                  # smoke run: 1 seed, 5 % of the steps (not for the results page)
 
 Each protocol writes benchmarks/results/report/<protocol>.json (raw rows, the mean ± std summary,
@@ -49,21 +50,38 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
     chosen = chosen_methods([name], methods)
     if name == "table1":
         rows = protocols.table1(classifier, scorer, budget, methods=chosen)
-        return {"rows": rows, "summary": protocols.summarize(rows, "method", SHAPE_METRICS)}
-    if name == "preservation":
+    elif name == "preservation":
         rows = protocols.preservation(classifier, scorer, budget)
-        return {"rows": rows, "summary": protocols.summarize(rows, "strategy", SHAPE_METRICS)}
-    if name == "ablation":
+    elif name == "ablation":
         rows = protocols.ablation(classifier, scorer, budget)
-        return {"rows": rows, "summary": rows}
-    if name == "style":
+    elif name == "style":
         rows = protocols.style(classifier, scorer, budget, methods=chosen)
-        return {"rows": rows, "summary": rows}
-    if name == "robustness":
+    elif name == "robustness":
         quick = AttackConfig(steps=8, n_train=4, n_eval=4) if budget.steps_scale < 1 else None  # smoke run
         rows = protocols.robustness(classifier, scorer, budget, methods=chosen, attack=quick)
-        return {"rows": rows, "summary": rows}
-    raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
+    else:
+        raise ValueError(f"unknown protocol {name!r}; valid: {', '.join(PROTOCOLS)}")
+    return {"rows": rows, "summary": summary_of(name, rows)}
+
+
+def summary_of(name: str, rows: list[dict]) -> list[dict]:
+    """table 1 and preservation: mean ± std per method (strategy); the others: the rows themselves."""
+    if name in ("table1", "preservation"):
+        return protocols.summarize(rows, "method" if name == "table1" else "strategy", SHAPE_METRICS)
+    return rows
+
+
+def merge(name: str, stored: dict, payload: dict, methods: list[str]) -> dict:
+    """The stored protocol with the rows of `methods` replaced by (or added from) a new partial run,
+    in METHODS' order; the base row and every other method's rows stay as stored. Each merged method
+    keeps the environment it was measured in (`merged`)."""
+    order = [protocols.BASE, *[m.name for m in protocols.METHODS]]
+    kept = [r for r in stored["rows"] if r["method"] not in methods]
+    rows = sorted(kept + [r for r in payload["rows"] if r["method"] in methods],
+                  key=lambda r: order.index(r["method"]))  # stable: each method's rows keep their order
+    merged = {**stored.get("merged", {}), **{m: {"environment": environment(), "wall_s": payload["wall_s"]}
+                                              for m in methods}}
+    return {**stored, "rows": rows, "summary": summary_of(name, rows), "merged": merged}
 
 
 def save(name: str, payload: dict, budget: protocols.Budget, out: Path) -> Path:
@@ -86,6 +104,19 @@ def measure(name: str, budget: protocols.Budget, classifier, scorer, out: Path,
     return payload, save(name, payload, budget, out)
 
 
+def measure_into(name: str, budget: protocols.Budget, classifier, scorer, out: Path,
+                 methods: list[str]) -> tuple[dict, Path]:
+    """Measure only `methods`' rows of a protocol and merge them into its stored JSON."""
+    t0 = time.perf_counter()
+    payload = run_protocol(name, budget, classifier, scorer, methods)
+    payload["wall_s"] = round(time.perf_counter() - t0, 1)
+    stored = json.loads((out / f"{name}.json").read_text())
+    record = merge(name, stored, payload, methods)
+    path = write_json(out / f"{name}.json", record)
+    FIGURES[name](record).write_html(out / f"{name}.html", include_plotlyjs="cdn")
+    return record | {"wall_s": payload["wall_s"]}, path
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
@@ -93,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--render-only", action="store_true", help="only re-render docs/results.md from saved results")
     p.add_argument("--quick", action="store_true", help="1 seed and 5 %% of every method's steps; writes under "
                    "benchmarks/results/report_quick and leaves docs/results.md alone")
+    p.add_argument("--methods", nargs="+", help="measure only these method rows (table1, style, robustness) and "
+                   "merge them into the stored protocol, keeping every other row")
     a = p.parse_args(argv)
+    if a.methods is not None:
+        chosen_methods(a.protocols, a.methods)  # an unknown row or protocol fails before anything runs
     out = RESULTS / "report_quick" if a.quick else REPORT
     if not a.render_only:
         from backends import load_classifier
@@ -104,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                                   rows_dir=out / "rows")  # an interrupted run resumes from its finished rows
         classifier, scorer = load_classifier(), get_scorer("embedded")
         for name in a.protocols:
-            payload, path = measure(name, budget, classifier, scorer, out)
+            if a.methods is not None and not a.quick:
+                payload, path = measure_into(name, budget, classifier, scorer, out, a.methods)
+            else:
+                payload, path = measure(name, budget, classifier, scorer, out)
             print(f"\n{name} ({payload['wall_s']} s): wrote {path}")
             print_table(payload["summary"], [k for k in payload["summary"][0] if not k.endswith("_std")])
     if not a.quick:

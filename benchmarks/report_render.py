@@ -77,7 +77,9 @@ def section(results: dict) -> str:
         parts += [f"**Table 1 analog** (all 10 shapes, 4 fixed splits of 5 erased at once / 5 kept, mean ± std over "
                   f"the splits; {r['seeds']} seeds per \"a {{colour}} {{shape}}\" prompt, 20 DDIM steps, guidance 5; "
                   "each method runs its one-concept preset once for all five targets, as the app does; "
-                  f"CLIP = the embedded CLIP's score of each image with its prompt; {r['wall_s']:.0f} s in all):",
+                  f"CLIP = the embedded CLIP's score of each image with its prompt; {r['wall_s']:.0f} s in all"
+                  + "".join(f"; {m}'s rows measured later ({v['wall_s']:.0f} s) and merged in"
+                            for m, v in r.get("merged", {}).items()) + "):",
                   _table(r["summary"], [("method", "method"), *SHAPE_COLUMNS])]
     if "preservation" in results:
         r = results["preservation"]

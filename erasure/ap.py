@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from backends.family import Cond, detach, rows
+from backends.prompts import model_traits
 
 from .config import EraseConfig
 from .esd import esd_loss
+from .method import MethodSpec
 from .search_space import build_search_space
 
 PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd")
@@ -115,8 +117,12 @@ class Space:
 class AP:
     Config = APConfig
     PRESETS = PRESETS
+    # The tiny text encoder only learnt the world's words; untrained CLIP tokens all embed near the null
+    # prompt, so they would crowd the search space with copies of "".
+    PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
     # the search space R holds one text encoder's word embeddings (backends.prompts.word_embeddings)
-    FAMILIES = ("sd",)
+    SPEC = MethodSpec("ap", "AP: ESD plus adversarial preservation of the concept the erasure damages most (Bui et al.)",
+                      families=("sd",))
 
     def __init__(self, ctx):
         from backends.vocab import get_vocabulary
@@ -195,7 +201,7 @@ class AP:
             info |= {"concept": space.words[int(space.pi.argmax())], "top5": space.top(), "sampled": label}
         return total, info
 
-    def snapshot_embeddings(self) -> dict[str, Cond]:
+    def snapshot_inputs(self) -> dict[str, Cond]:
         prompt = next(iter(self.emb_targets))
         out = {"ce": self.emb_targets[prompt]}
         if self.ctx.config.preserve != "none":

@@ -16,6 +16,7 @@ from backends.family import Cond, rows
 
 from .config import EraseConfig
 from .diffusion import sample_until
+from .method import MethodSpec
 
 
 @dataclass
@@ -50,7 +51,9 @@ PRESETS = {
 class CA:
     Config = CAConfig
     PRESETS = PRESETS
-    FAMILIES = ("sd", "sdxl")
+    PROFILES: dict[str, dict] = {}
+    SPEC = MethodSpec("ca", "Concept Ablation: the concept denoises like an anchor concept (Kumari et al. 2023)",
+                      families=("sd", "sdxl"))
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
@@ -89,7 +92,7 @@ class CA:
         loss = ctx.loss(ctx.predict(ctx.denoiser, z, t, self.emb_targets[prompt]), target, z, alpha_bar)
         return loss, {"losses": {"ca": loss.item(), "total": loss.item()}, "message": prompt}
 
-    def snapshot_embeddings(self) -> dict[str, Cond]:
+    def snapshot_inputs(self) -> dict[str, Cond]:
         return {"ce": next(iter(self.emb_targets.values())), "anchor": self.emb_anchor}
 
     def state_dict(self) -> dict:

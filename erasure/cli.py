@@ -10,7 +10,7 @@ import json
 import sys
 
 from .events import Cancelled, Event
-from .registry import list_methods
+from .registry import get_method, list_methods
 
 
 def _progress():
@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("erase", "resume"):
             check_device(args.device)  # before anything loads
         if args.command == "list-methods":
-            print("\n".join(list_methods()))
+            for name in list_methods():
+                spec = get_method(name).SPEC
+                print(f"{name:5} {spec.summary} [trains {spec.trains}; models: {', '.join(spec.families)}]")
         elif args.command == "erase":
             if not args.force:
                 check_known_concepts(args.model, args.target)

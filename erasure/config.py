@@ -1,9 +1,11 @@
 """Typed erasure configs, presets and model profiles.
 
-A config is resolved in layers: the method's dataclass defaults (the published settings),
-then named presets in the order given (e.g. "object,fast"), then the model profile (the
-embedded model needs its prompt template and a larger learning rate: docs/design.md §6 measured
-that tiny models need learning rates far above SD's 1e-5), then explicit overrides.
+A config is resolved in layers (docs/design.md §3.1): the method's dataclass defaults (the published
+settings), then the model's traits (backends.prompts.model_traits: its prompt template and sampler
+steps), then the method's own profile for that model (its file's PROFILES; every key must be one of its
+settings), then named presets in the order given (e.g. "object,fast"), then the traits' learning-rate
+scale (docs/design.md §6 measured that tiny models need learning rates far above SD's 1e-5), then
+explicit overrides.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from backends.prompts import prompt_traits
+from backends.prompts import model_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
 MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
@@ -75,35 +77,6 @@ def _positive(cfg, *names: str) -> None:
             raise ValueError(f"{name} must be > 0, got {value}")
 
 
-# Model profiles: what a model needs that the published SD settings do not give it.
-# Keys a method's config lacks are ignored (ESD has no search space).
-MODEL_PROFILES = {
-    "embedded": {
-        "template": prompt_traits("embedded").template,  # the world's caption form (backends.prompts)
-        "lr_scale": 100.0,  # docs/design.md §6: lr 1e-5 erases nothing on a 3 M-parameter UNet
-        "ddim_steps": 25,  # the sampler the embedded model is evaluated with
-        # The tiny text encoder only learnt the world's words; untrained CLIP tokens all embed
-        # near the null prompt, so they would crowd the search space with copies of "".
-        "vocab": prompt_traits("embedded").vocabulary,
-        "k_closest": 100,
-        "n_centres": 16,
-        # MCE: world captions naming the concept, and world captions to keep (ones naming a target are
-        # dropped by the method)
-        "erase_templates": ["a {concept}", "a red {concept}", "a green {concept}", "a blue {concept}",
-                            "a yellow {concept}", "a purple {concept}", "an orange {concept}",
-                            "a {concept} on a striped background", "a {concept} in outline"],
-        # MCE: masks also on the resnets' GroupNorm channels, with a 10x preservation weight. Masking all
-        # 2112 FFN neurons of the embedded UNet still leaves 90 % of stars recognisable, so the published MCE sites
-        # erase only by chance there (ESR-1 25-94 % over training seeds); with these, 100 % in every seed
-        # tried (README, "MCE on the embedded model"; benchmarks/bench_mce_sites.py)
-        "sites": ["ffn", "norm", "resnet"],
-        "beta": 0.1,
-        "keep_prompts": ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple diamond",
-                         "an orange heart", "a red moon", "a blue arrow", "a green hourglass", "a yellow star"],
-    },
-}
-
-
 def check_types(cls, values: dict) -> None:
     """Each value has its field's type (the type of the field's default): `--set steps=abc` or a list
     for a number gets a message naming the field, not a TypeError deep in a check."""
@@ -126,17 +99,24 @@ _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "tru
 
 
 def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
-                 overrides: dict) -> EraseConfig:
-    """defaults -> model profile -> presets (in order) -> the profile's lr scale -> overrides."""
+                 overrides: dict, profiles: dict[str, dict] | None = None) -> EraseConfig:
+    """defaults -> model traits -> the method's profile -> presets (in order) -> lr scale -> overrides."""
     values = config.to_dict()
-    profile = MODEL_PROFILES.get(model, {})
-    values.update({k: v for k, v in profile.items() if k in values})  # keys the method has
+    traits = model_traits(model)
+    values["template"] = traits.template
+    if traits.sampler_steps:
+        values["ddim_steps"] = traits.sampler_steps
+    profile = (profiles or {}).get(model, {})
+    unknown = set(profile) - set(values)
+    if unknown:  # a profile names the method's own settings; a typo must not be dropped silently
+        raise ValueError(f"the {model!r} profile of {type(config).__name__} has unknown setting(s) {sorted(unknown)}")
+    values.update(profile)
     for name in names:
         if name not in presets:
             raise ValueError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
         values.update(presets[name])
     if getattr(config, "SCALE_LR", True):  # MCE's mask logits opt out: their lr does not depend on model size
-        values["lr"] = values["lr"] * profile.get("lr_scale", 1.0)
+        values["lr"] = values["lr"] * traits.lr_scale
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {sorted(values)}")

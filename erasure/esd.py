@@ -14,6 +14,7 @@ import torch
 from backends.family import Cond, rows
 
 from .config import EraseConfig
+from .method import MethodSpec
 
 
 @dataclass
@@ -43,7 +44,9 @@ def esd_loss(ctx, z: torch.Tensor, t: torch.Tensor, alpha_bar: torch.Tensor, emb
 class ESD:
     Config = ESDConfig
     PRESETS = PRESETS
-    FAMILIES = ("sd", "sdxl")
+    PROFILES: dict[str, dict] = {}  # nothing beyond the model's traits
+    SPEC = MethodSpec("esd", "ESD: negative guidance away from the concept (Gandikota et al. 2023)",
+                      families=("sd", "sdxl"))
 
     def __init__(self, ctx):
         self.ctx = ctx
@@ -58,7 +61,7 @@ class ESD:
         loss = esd_loss(self.ctx, z, t, alpha_bar, emb_e)
         return loss, {"losses": {"l1": loss.item(), "total": loss.item()}, "message": prompt}
 
-    def snapshot_embeddings(self) -> dict[str, Cond]:
+    def snapshot_inputs(self) -> dict[str, Cond]:
         return {"ce": next(iter(self.emb_targets.values()))}
 
     def state_dict(self) -> dict:

@@ -14,9 +14,12 @@ class Event:
     total: int  # step budget
     elapsed_s: float = 0.0
     losses: dict[str, float] = field(default_factory=dict)
-    concept: str | None = None  # current adversarial concept (AP)
-    top5: list[tuple[str, float]] = field(default_factory=list)  # softmax(pi) top-5 (AP)
-    sampled: str | None = None  # the concept this step's Gumbel sample drew (AP)
+    metrics: dict[str, float] = field(default_factory=dict)  # a method's own per-step numbers (MCE: masked_pct)
+    extra: dict = field(default_factory=dict)  # any other JSON value a method reports
+    # methods that search over concepts (AP, AGE): the current pick, softmax(pi)'s top-5, this step's sample
+    concept: str | None = None
+    top5: list[tuple[str, float]] = field(default_factory=list)
+    sampled: str | None = None
     images: dict[str, str] = field(default_factory=dict)  # snapshot name -> file in the run folder
     message: str = ""
 

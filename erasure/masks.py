@@ -15,7 +15,7 @@ from torch import nn
 
 # Site kinds. "ffn" and "norm" are the published MCE sites: FFN hidden neurons and the normalisation/modulation
 # outputs of transformer blocks. "resnet": the channels of a UNet's resnet GroupNorms, the normalisation
-# outputs outside its transformer blocks (the embedded UNet draws its shapes there, see MODEL_PROFILES).
+# outputs outside its transformer blocks (the embedded UNet draws its shapes there, see MCE.PROFILES).
 KINDS = ("ffn", "norm", "resnet")
 SEED_KINDS = ("ffn", "norm")  # the published MCE sites: MCE's default
 # How a logit becomes a mask while training. "sigmoid": the relaxed mask sigmoid(logit) (the model

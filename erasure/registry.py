@@ -1,4 +1,5 @@
-"""The method registry: a new erasure method is one new file plus one line in `_MODULES`."""
+"""The method registry: a new erasure method is one new file (erasure.method's contract: a config, presets,
+profiles, a SPEC and the class) plus one line in `_MODULES`."""
 
 from __future__ import annotations
 

@@ -137,17 +137,31 @@ class RunFolder:
 
 
 def apply(pipe, run: str | Path | RunFolder):
-    """Put an erased result onto a base pipeline in place (and return it)."""
+    """Put an erased result onto a base pipeline in place (and return it), by the result's kind."""
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     tensors = run.result()
-    modules = {name: getattr(pipe, name) for name in ("unet", "transformer") if getattr(pipe, name, None) is not None}
+    family = family_of(pipe)
+    modules = {family.component: family.denoiser(pipe)}
+    kind = run.record.get("result_kind") or ("masks" if any(k.startswith("mask.") for k in tensors) else "weights")
+    if kind not in RESULT_KINDS:
+        raise ValueError(f"run {run.path} holds a result of kind {kind!r}, which this version cannot apply "
+                         f"(known: {', '.join(RESULT_KINDS)}); update the project")
+    RESULT_KINDS[kind](modules, tensors)
+    return pipe
+
+
+def _apply_masks(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
+    """MCE: binary neuron masks "mask.<where>.<component>.<path>", baked into the weights."""
     for key, value in tensors.items():
-        if key.startswith("mask."):  # MCE: binary neuron masks, baked into the weights
-            where, component, path = parse_key(key)
-            if component not in modules:
-                raise ValueError(f"mask {key!r} targets unknown component {component!r}")
-            bake(modules[component], where, path, value)
-            continue
+        where, component, path = parse_key(key)
+        if component not in modules:
+            raise ValueError(f"mask {key!r} targets unknown component {component!r}")
+        bake(modules[component], where, path, value)
+
+
+def _apply_weights(modules: dict[str, torch.nn.Module], tensors: dict[str, torch.Tensor]) -> None:
+    """Changed tensors "<component>.<parameter>", copied into the pipeline's parameters."""
+    for key, value in tensors.items():
         component, _, name = key.partition(".")
         if component not in modules:
             raise ValueError(f"result tensor {key!r} targets unknown component {component!r}")
@@ -156,7 +170,10 @@ def apply(pipe, run: str | Path | RunFolder):
             raise ValueError(f"result tensor {key!r} does not fit this pipeline; was the run made on another model?")
         with torch.no_grad():
             param.copy_(value.to(param.device, param.dtype))
-    return pipe
+
+
+# How each kind of result is put onto a pipeline (erasure.method's table); a new kind is one entry here.
+RESULT_KINDS = {"weights": _apply_weights, "masks": _apply_masks}
 
 
 def erased_copy(pipe, run: str | Path | RunFolder):

@@ -103,25 +103,26 @@ class Context:
 
 
 def check_model_family(method: str, model: str) -> None:
-    """The method supports the model's family (its FAMILIES): ESD, AP, UCE and CA train or edit a UNet
-    against eps predictions with classifier-free guidance, so on FLUX only mask methods apply."""
+    """The method supports the model's family (its spec's families): ESD, AP, UCE and CA train or edit a
+    UNet against eps predictions with classifier-free guidance, so on FLUX only mask methods apply."""
     from backends.loader import model_family
 
-    family = model_family(model).name
-    if family not in get_method(method).FAMILIES:
+    family, supported = model_family(model).name, get_method(method).SPEC.families
+    if family not in supported:
         from .registry import list_methods
 
-        usable = [m for m in list_methods() if family in get_method(m).FAMILIES]
+        usable = [m for m in list_methods() if family in get_method(m).SPEC.families]
         raise ValueError(f"{method} is not defined for {model!r} (model family {family}; {method} supports "
-                         f"{', '.join(get_method(method).FAMILIES)}); on this model use: {', '.join(usable)}")
+                         f"{', '.join(supported)}); on this model use: {', '.join(usable)}")
 
 
 def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
-    """The method's config with presets, the model profile and overrides applied, validated."""
+    """The method's config with the model's traits, the method's profile for it, presets and overrides
+    applied, validated."""
     cls = get_method(method)
     check_model_family(method, model)
     names = [p.strip() for p in presets.split(",")] if isinstance(presets, str) else list(presets)
-    return apply_layers(cls.Config(), cls.PRESETS, [n for n in names if n], model, overrides)
+    return apply_layers(cls.Config(), cls.PRESETS, [n for n in names if n], model, overrides, cls.PROFILES)
 
 
 def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
@@ -142,6 +143,7 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
         pipe = load_pipeline(model, device=device, dtype=weights_dtype)
     names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
     record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed,
+              "result_kind": get_method(method).SPEC.trains,
               "dtype": str(pipe.dtype).removeprefix("torch.")}
     run = RunFolder.create(out, record)
     return _train(run, pipe, method, config, None, callback, cancel)
@@ -164,10 +166,11 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
 
 def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
     cls = get_method(method_name)
-    ctx = Context(pipe, config, trains_weights=getattr(cls, "TRAINS_WEIGHTS", True))
+    spec, weights = cls.SPEC, cls.SPEC.trains == "weights"
+    ctx = Context(pipe, config, trains_weights=weights)
     method = cls(ctx)
-    # a method with its own parameters (MCE's mask logits) brings its optimiser; the others train ctx.trained
-    opt = method.optimizer() if hasattr(method, "optimizer") else torch.optim.Adam(list(ctx.trained.values()), lr=config.lr)
+    # the loop trains ctx.trained; a method with its own parameters (MCE's mask logits) brings its optimiser
+    opt = torch.optim.Adam(list(ctx.trained.values()), lr=config.lr) if weights else method.optimizer()
     start = 0
     if checkpoint is not None:
         start, state = checkpoint
@@ -178,10 +181,10 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     run.set_status("running", start)
     emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}"))
     try:
-        if getattr(method, "closed_form", False):  # UCE: one solve instead of an optimisation loop
+        if spec.closed_form:  # UCE: one solve instead of an optimisation loop
             info = method.solve()
             start = config.steps
-            emit(Event("step", config.steps, config.steps, time.time() - t0, **info))
+            emit(step_event(method_name, config.steps, config.steps, time.time() - t0, info))
         for step in range(start, config.steps):
             if cancel is not None and cancel.cancelled:
                 _checkpoint(run, ctx, method, opt, step)
@@ -193,7 +196,7 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
             loss.backward()
             opt.step()
             done = step + 1
-            emit(Event("step", done, config.steps, time.time() - t0, **info))
+            emit(step_event(method_name, done, config.steps, time.time() - t0, info))
             if config.snapshot_every and (done % config.snapshot_every == 0 or done == 1):
                 emit(Event("snapshot", done, config.steps, time.time() - t0, images=_snapshot(run, ctx, method, done)))
             if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
@@ -204,13 +207,25 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     except BaseException as e:
         run.set_status("failed", run.status()["step"], f"{type(e).__name__}: {e}")
         raise
-    run.save_result(method.result() if hasattr(method, "result")
-                    else {f"{ctx.family.component}.{n}": p for n, p in ctx.trained.items()})
-    if hasattr(method, "finish"):  # MCE: hooks off, binary masks baked, so `pipe` is the saved result
+    run.save_result({f"{ctx.family.component}.{n}": p for n, p in ctx.trained.items()} if weights else method.result())
+    if not weights:  # MCE: hooks off, binary masks baked, so `pipe` is the saved result
         method.finish()
     run.set_status("done", config.steps)
     emit(Event("done", config.steps, config.steps, time.time() - t0))
     return run
+
+
+STEP_FIELDS = {"losses", "message", "metrics", "extra", "concept", "top5", "sampled"}
+
+
+def step_event(method: str, step: int, total: int, elapsed_s: float, info: dict) -> Event:
+    """A step event from a method's info dict; a key outside Event's fields is the method's bug, named
+    here rather than dropped (a method's own numbers go in "metrics", anything else in "extra")."""
+    unknown = set(info) - STEP_FIELDS
+    if unknown:
+        raise ValueError(f"{method} reported unknown event fields {sorted(unknown)}; put numbers in 'metrics' and "
+                         f"other values in 'extra' (valid: {', '.join(sorted(STEP_FIELDS))})")
+    return Event("step", step, total, elapsed_s, **info)
 
 
 def _emitter(run: RunFolder, callback: Callback | None):
@@ -245,24 +260,24 @@ def _restore(ctx: Context, method, opt, state: dict) -> None:
 
 @torch.no_grad()
 def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]:
-    """Trajectory images G(theta'_t, z_T, c) for the method's snapshot concepts, one fixed z_T: text
-    prompts (any pipeline) or conditionings (AP's adversarial mixtures; UNet families)."""
+    """Trajectory images G(theta'_t, z_T, c) for the method's snapshot inputs, one fixed z_T: text
+    prompts (any pipeline) or conditionings (AP's adversarial mixtures; UNet families). Methods that
+    train their own parameters draw them with their snapshot model (MCE: binarised masks)."""
     from backends.generate import SamplerSettings, generate, initial_latents, native_size
 
     folder = run.path / "trajectory"
     folder.mkdir(exist_ok=True)
     cfg = ctx.config
-    if hasattr(method, "snapshot_prompts"):
-        prompts = method.snapshot_prompts()
-        settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance)
-        with method.snapshot_model() if hasattr(method, "snapshot_model") else contextlib.nullcontext():
-            images = dict(zip(prompts, generate(ctx.pipe, list(prompts.values()), [cfg.seed] * len(prompts),
-                                                settings)))
-    else:
-        size = native_size(ctx.pipe)
-        z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training
-        images = {}
-        for name, cond in method.snapshot_embeddings().items():
+    inputs = method.snapshot_inputs()
+    texts = {name: p for name, p in inputs.items() if isinstance(p, str)}
+    size = native_size(ctx.pipe)
+    z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training
+    images = {}
+    with contextlib.nullcontext() if type(method).SPEC.trains == "weights" else method.snapshot_model():
+        if texts:
+            settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance)
+            images |= dict(zip(texts, generate(ctx.pipe, list(texts.values()), [cfg.seed] * len(texts), settings)))
+        for name, cond in ((n, c) for n, c in inputs.items() if n not in texts):
             image = ctx.pipe(**ctx.family.pipeline_inputs(cond, ctx.emb_null), latents=z.clone(),
                              num_inference_steps=cfg.snapshot_steps, guidance_scale=cfg.snapshot_guidance,
                              output_type="np").images[0]

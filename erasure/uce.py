@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import EraseConfig
+from .method import MethodSpec
 
 
 @dataclass
@@ -83,8 +84,9 @@ def uce_solve(W: torch.Tensor, c_e: torch.Tensor, g: torch.Tensor, c_p: torch.Te
 class UCE:
     Config = UCEConfig
     PRESETS = PRESETS
-    FAMILIES = ("sd", "sdxl")
-    closed_form = True
+    PROFILES: dict[str, dict] = {}
+    SPEC = MethodSpec("uce", "UCE: closed-form edit of the cross-attention keys and values (Gandikota et al. 2024)",
+                      families=("sd", "sdxl"), closed_form=True)
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
@@ -103,7 +105,7 @@ class UCE:
                 W.copy_(uce_solve(W, self.c_e, self.g, self.c_p, cfg.lam, cfg.erase_scale, cfg.preserve_scale))
         return {"losses": {}, "message": f"edited {len(self.ctx.trained)} key/value projections"}
 
-    def snapshot_embeddings(self) -> dict:
+    def snapshot_inputs(self) -> dict:
         return {"ce": self.ctx.embed(self.ctx.config.prompts()[:1])}
 
     def state_dict(self) -> dict:

@@ -15,7 +15,7 @@ import torch
 
 from backends import SamplerSettings, generate
 from backends.families import family_of
-from backends.prompts import prompt_traits
+from backends.prompts import model_traits
 from erasure import erased_copy
 
 from .cache import SampleCache, pipeline_fingerprint
@@ -55,7 +55,7 @@ class SpectrumConfig:
 
     def resolved(self, model: str) -> SpectrumConfig:
         """Model-dependent defaults filled in, then checked (the form recorded next to results)."""
-        traits = prompt_traits(model)
+        traits = model_traits(model)
         out = dataclasses.replace(self, targets=[t.strip() for t in self.targets],
                                   template=self.template or traits.template,
                                   scorer=self.scorer or default_scorer_for(model),

@@ -121,3 +121,26 @@ def test_method_rows_are_chosen_by_name_and_only_where_a_protocol_has_them(tmp_p
         select_methods([])
     with pytest.raises(ValueError, match="--methods works with table1, style, robustness"):
         run_protocol("ablation", Budget(workdir=tmp_path), None, None, methods=["AP"])
+
+
+def test_a_partial_run_merges_its_method_rows_into_the_stored_protocol(monkeypatch):
+    from benchmarks import protocols
+    from benchmarks.report import merge
+
+    monkeypatch.setattr(protocols, "METHODS", (protocols.MethodSpec("ESD", "esd"), protocols.MethodSpec("AP", "ap"),
+                                               protocols.MethodSpec("NEW", "new")))
+
+    def row(method, split, esr1):
+        return {"method": method, "split": split, "esr1": esr1, "esr5": 0, "psr1": 0, "psr5": 0, "clip_erased": 0,
+                "clip_kept": 0, "wall_s": 1.0}
+
+    stored = {"protocol": "table1", "wall_s": 10.0, "rows": [row(protocols.BASE, 0, 0.0), row("ESD", 0, 50.0),
+                                                             row("AP", 0, 80.0), row("AP", 1, 90.0)]}
+    new = {"wall_s": 3.0, "rows": [row(protocols.BASE, 0, 1.0), row("NEW", 0, 60.0), row("NEW", 1, 70.0)]}
+    out = merge("table1", stored, new, ["NEW"])
+    assert [(r["method"], r["esr1"]) for r in out["rows"]] == [(protocols.BASE, 0.0), ("ESD", 50.0), ("AP", 80.0),
+                                                               ("AP", 90.0), ("NEW", 60.0), ("NEW", 70.0)]
+    assert {s["method"]: s["esr1"] for s in out["summary"]} == {protocols.BASE: 0.0, "ESD": 50.0, "AP": 85.0, "NEW": 65.0}
+    assert out["wall_s"] == 10.0 and out["merged"]["NEW"]["wall_s"] == 3.0  # the stored run's time is its own
+    again = merge("table1", out, {"wall_s": 4.0, "rows": [row("NEW", 0, 20.0)]}, ["NEW"])  # re-measured: replaced
+    assert [r["esr1"] for r in again["rows"] if r["method"] == "NEW"] == [20.0]

@@ -1,0 +1,82 @@
+"""The method contract (docs/design.md §3.1): what a method file defines and what the loop calls.
+
+A method file defines a config dataclass, its presets, its per-model profiles, a `SPEC` and one class
+with the methods of `Method`; `registry._MODULES` names the file. The loop reads the spec, never
+probes the class: what it trains decides who owns the optimiser and what the result holds.
+
+    kind      the loop trains            the result holds              applied by
+    weights   ctx.trained (Adam)         the changed tensors           runs.RESULT_KINDS["weights"]
+    masks     method.optimizer()         method.result(): bool masks   runs.RESULT_KINDS["masks"]
+    adapters  method.optimizer()         method.result(): new tensors  (a new kind adds its handler there)
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from backends.family import Cond
+
+RESULT_KINDS = ("weights", "masks", "adapters")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str  # the registry name ("esd", "ap", ...)
+    summary: str  # one line for `python -m erasure list-methods`
+    trains: str = "weights"  # "weights" | "masks" | "adapters" (the table above)
+    families: tuple[str, ...] = ("sd",)  # model families it is defined on (backends.families)
+    closed_form: bool = False  # one `solve()` instead of an optimisation loop (UCE)
+
+    def __post_init__(self):
+        if self.trains not in RESULT_KINDS:
+            raise ValueError(f"{self.name}: trains must be one of {', '.join(RESULT_KINDS)}, got {self.trains!r}")
+
+
+class Method(Protocol):
+    """One erasure method, built on a trainer Context (`ctx`) once per run or resume."""
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        """This step's loss and its event fields: "losses" {name: float}, "message", optionally
+        "metrics" {name: float}, "extra" {name: JSON value}, and for searches over concepts
+        "concept" (the current pick), "top5" [(word, p)] and "sampled" (erasure.events.Event)."""
+
+    def snapshot_inputs(self) -> dict[str, str | Cond]:
+        """Trajectory images to draw at each snapshot: name -> a prompt, or a conditioning."""
+
+    def state_dict(self) -> dict:
+        """The method's own state beyond the trained tensors (search variables ...), for exact resume."""
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class TrainsOwnParameters(Method, Protocol):
+    """Methods whose spec trains "masks" or "adapters": they bring their parameters and the result."""
+
+    def optimizer(self) -> torch.optim.Optimizer: ...
+
+    def result(self) -> dict[str, torch.Tensor]: ...
+
+    def finish(self) -> None:
+        """Leave the pipeline as the result describes (masks baked in, adapters merged)."""
+
+    def snapshot_model(self) -> AbstractContextManager:
+        """The model snapshots are drawn with (MCE: binarised masks rather than relaxed ones)."""
+
+
+class ClosedForm(Protocol):
+    """Methods whose spec is closed_form: one solve edits ctx.trained in place (and no `loss`); the
+    other methods of `Method` as well."""
+
+    def solve(self) -> dict: ...
+
+
+def required_methods(spec: MethodSpec) -> list[str]:
+    """The names a method class with this spec must define (a test checks every registered one)."""
+    names = ["solve" if spec.closed_form else "loss", "snapshot_inputs", "state_dict", "load_state_dict"]
+    if spec.trains != "weights":
+        names += ["optimizer", "result", "finish", "snapshot_model"]
+    return names
