@@ -27,7 +27,7 @@ import torch
 from backends import DTYPES, EMBEDDED, PRESETS, SamplerSettings, check_device, generate, grid
 from backends.pipeline_cache import PipelineCache
 from erasure import CONCEPT_PRESETS as SCOPES
-from erasure import PARAM_GROUPS, CancelToken, list_methods, resolve_config
+from erasure import PARAM_GROUPS, CancelToken, list_methods
 from erasure import SPEED_PRESETS as SPEEDS
 from erasure.trajectory import concept_timeline, loss_figure, progress, snapshot_strips
 from jobs import JobManager, Limits
@@ -184,7 +184,10 @@ def _presets(scope: str, speed: str) -> str:
 def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
     """API `erase_defaults`: the settings the chosen presets give (to prefill the form)."""
     model, method = _model(model), inputs.choice(method, "Method", list_methods())
-    cfg = resolve_config(method, model, _presets(scope, speed), targets=["x"])
+    from erasure import EraseRequest
+
+    # the settings do not depend on the concept: any placeholder, past the unknown-word guard
+    cfg = EraseRequest(model, method, ("x",), _presets(scope, speed), force=True).check()
     return cfg.param_group, cfg.steps, cfg.lr
 
 
@@ -201,9 +204,10 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
                  "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),
                  "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps)}
-    return manager().submit("erase", {"model": model, "method": method, "targets": targets, "device": DEVICE,
-                                      "dtype": JOB_DTYPE, "presets": presets, "overrides": overrides},
-                            client_key(request))
+    from erasure import EraseRequest
+
+    job = EraseRequest(model, method, tuple(targets), presets, overrides, DEVICE, JOB_DTYPE)
+    return manager().submit("erase", job.to_dict(), client_key(request))
 
 
 @user_errors
@@ -276,16 +280,20 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
               "steps": inputs.whole(steps, "Sampler steps", 1, LIMITS.max_sampler_steps),
               "guidance": inputs.real(guidance, "Guidance", 0.0, 50.0), "seed": inputs.seed(seed, "First seed"),
               "proxy_only": inputs.flag(proxy_only, "Proxy only")}
-    params = {"model": model, "targets": targets, "config": config, "device": DEVICE,
-              "run": None if run_job in (None, "", QUICK_ESD) else inputs.job_id(run_job, "Sanitized model")}
+    from sensitivity import SpectrumRequest
+
+    words = None
     if vocab_file:
         path = inputs.uploaded_file(vocab_file, [Path(gr.utils.get_upload_folder())], LIMITS.max_upload_bytes)
         config["vocab"] = f"upload:{path.name[:60]}"
-        params["words"] = load_user_vocabulary(path, source=f"the uploaded file {path.name[:60]!r}",
-                                               dedupe_hint="remove the repeated lines and upload it again")
+        words = tuple(load_user_vocabulary(path, source=f"the uploaded file {path.name[:60]!r}",
+                                           dedupe_hint="remove the repeated lines and upload it again"))
     else:
         config["vocab"] = inputs.choice(vocab, "Vocabulary", VOCABULARIES)
-    return manager().submit("spectrum", params, client_key(request))
+    job = SpectrumRequest(model, tuple(targets), config, words=words, device=DEVICE).to_dict()
+    # `run` names a finished erase job of this app (the job resolves it to its run folder)
+    job["run"] = None if run_job in (None, "", QUICK_ESD) else inputs.job_id(run_job, "Sanitized model")
+    return manager().submit("spectrum", job, client_key(request))
 
 
 QUICK_ESD = "quick ESD erasure (fast preset)"

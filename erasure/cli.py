@@ -80,9 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from backends import ModelUnavailableError, check_device
     from backends.storage import error_text
-    from backends.vocab import check_known_concepts
 
     from . import trainer
+    from .request import EraseRequest, run
     from .runs import export
 
     try:
@@ -93,15 +93,12 @@ def main(argv: list[str] | None = None) -> int:
                 spec = get_method(name).SPEC
                 print(f"{name:5} {spec.summary} [trains {spec.trains}; models: {', '.join(spec.families)}]")
         elif args.command == "erase":
-            if not args.force:
-                check_known_concepts(args.model, args.target)
-            overrides = {k: getattr(args, k) for k in ("steps", "lr", "param_group", "seed")} | _settings(args.set)
-            run = trainer.erase(args.model, args.method, args.target, args.preset, args.out, callback=_progress(),
-                                device=args.device, dtype=args.dtype, **overrides)
-            print(f"done: {run.path}")
+            overrides = {k: v for k in ("steps", "lr", "param_group", "seed") if (v := getattr(args, k)) is not None}
+            request = EraseRequest(args.model, args.method, tuple(args.target), args.preset,
+                                   overrides | _settings(args.set), args.device, args.dtype, args.force)
+            print(f"done: {run(request, args.out, callback=_progress()).path}")
         elif args.command == "resume":
-            run = trainer.resume(args.run, callback=_progress(), device=args.device)
-            print(f"done: {run.path}")
+            print(f"done: {trainer.resume(args.run, callback=_progress(), device=args.device).path}")
         elif args.command == "export":
             print(f"exported: {export(args.run, args.out)}")
     except Cancelled as e:

@@ -8,6 +8,5 @@ a folder on disk that survives restarts. No UI code here; the app only wires the
 from .limits import Limits
 from .manager import JobManager, QuotaError
 from .store import FINAL, JobFolder, JobInfo
-from .tasks import check_known_concepts
 
-__all__ = ["FINAL", "JobFolder", "JobInfo", "JobManager", "Limits", "QuotaError", "check_known_concepts"]
+__all__ = ["FINAL", "JobFolder", "JobInfo", "JobManager", "Limits", "QuotaError"]

@@ -3,112 +3,70 @@ written) and run it (in the worker), reporting progress through `report(step, to
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from backends.vocab import check_known_concepts
-from sensitivity import SpectrumConfig
 
 from .store import JobFolder
 
 Report = Callable[[int, int, str], None]
 CHECKPOINTS_PER_JOB = 10
-SPECTRUM_FIELDS = {f.name for f in dataclasses.fields(SpectrumConfig)} - {"targets"}
 
 
 # ---------------------------------------------------------------- erasure
 def check_erase(params: dict, root: Path) -> tuple[str, int]:
-    """Validate an erasure request; returns (title, step budget). Raises ValueError with a fix."""
-    from backends import torch_dtype
-    from erasure import resolve_config
+    """Validate an erasure request (erasure.EraseRequest, as JSON); returns (title, step budget).
+    Raises ValueError with a fix. Fills in the job's checkpoint cadence."""
+    from erasure import EraseRequest
 
-    torch_dtype(params.get("dtype", "float32"))  # a bad dtype fails at submit time, not in the worker
-    targets = [t.strip() for t in params.get("targets", []) if isinstance(t, str)]
-    config = resolve_config(params["method"], params["model"], params.get("presets", ""), targets=targets,
-                            **params.get("overrides", {}))
-    check_known_concepts(params["model"], config.targets)
-    # a job checkpoints ten times per run unless asked otherwise: a restart loses at most a tenth of it
-    params.setdefault("overrides", {}).setdefault("checkpoint_every", max(1, config.steps // CHECKPOINTS_PER_JOB))
-    title = f"{params['method']} erases {', '.join(config.targets)} from {params['model']} ({config.steps} steps)"
+    request = EraseRequest.from_dict(params)
+    config = request.check()  # a bad dtype, device, setting or unknown word fails at submit time
+    if "checkpoint_every" not in request.overrides:
+        # a job checkpoints ten times per run: a restart loses at most a tenth of it
+        params["overrides"] = {**request.overrides, "checkpoint_every": max(1, config.steps // CHECKPOINTS_PER_JOB)}
+    title = f"{request.method} erases {', '.join(config.targets)} from {request.model} ({config.steps} steps)"
     return title, config.steps
 
 
 def run_erase(job: JobFolder, cancel, report: Report) -> None:
     """Start the erasure, or resume it from its latest checkpoint when the run folder exists."""
-    from erasure import erase, resume
+    import erasure
 
-    p = job.record["params"]
     throttle = _Throttle(report)
 
     def on_event(event) -> None:
         throttle(event.step, event.total, event.concept or "", force=event.kind != "step")
 
-    if (job.run_path / "config.json").exists():
-        resume(job.run_path, callback=on_event, cancel=cancel, device=p.get("device", "cpu"))
-    else:
-        erase(p["model"], p["method"], p["targets"], p.get("presets", ""), job.run_path, callback=on_event,
-              cancel=cancel, device=p.get("device", "cpu"), dtype=p.get("dtype", "float32"), **p.get("overrides", {}))
+    request = erasure.EraseRequest.from_dict(job.record["params"])
+    erasure.run(request, job.run_path, callback=on_event, cancel=cancel, resume_existing=True)
 
 
 # ---------------------------------------------------------------- spectrum
-def spectrum_config(params: dict) -> SpectrumConfig:
-    unknown = set(params.get("config", {})) - SPECTRUM_FIELDS
-    if unknown:
-        raise ValueError(f"unknown spectrum setting(s) {sorted(unknown)}; valid: {sorted(SPECTRUM_FIELDS)}")
-    targets = [t.strip() for t in params.get("targets", []) if isinstance(t, str)]
-    return SpectrumConfig(targets=targets, **params.get("config", {})).resolved(params["model"])
+def spectrum_request(params: dict, root: Path):
+    """The job's sensitivity.SpectrumRequest: its `run` names an erase job here, which must be finished."""
+    from sensitivity import SpectrumRequest
 
-
-def spectrum_concepts(params: dict, config: SpectrumConfig) -> list[str] | None:
-    """The spectrum's rows: from the request's own word list (an upload the app read) or the named
-    vocabulary; None for nearest-K, which needs the model first."""
-    from sensitivity.spectrum import concept_list
-    from sensitivity.vocab import validate_concepts, with_neutral
-
-    if params.get("words") is not None:
-        return validate_concepts(with_neutral(list(params["words"]), config.targets), source=config.vocab)
-    return None if config.vocab.startswith("nearest-") else concept_list(config)
+    run = params.get("run")
+    return SpectrumRequest.from_dict({**params, "run": str(_erasure_run_of(root, run)) if run else None})
 
 
 def check_spectrum(params: dict, root: Path) -> tuple[str, int]:
     """Validate a spectrum request; returns (title, number of concepts or 0 when only known later)."""
-    config = spectrum_config(params)
-    check_known_concepts(params["model"], config.targets)
-    run = params.get("run")
-    if run:
-        _erasure_run_of(root, run)
-    n = len(spectrum_concepts(params, config) or [])  # a bad vocabulary fails here
-    what = f"job {run}" if run else "a quick ESD erasure"
-    return f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}", n
+    config, concepts = spectrum_request(params, root).check()  # a bad setting, word or vocabulary fails here
+    what = f"job {params['run']}" if params.get("run") else "a quick ESD erasure"
+    return f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}", len(concepts or [])
 
 
 def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
-    """Compute and save a spectrum; with no run given, erase the targets with ESD (fast) first."""
+    """Compute and save a spectrum; with no run given, erase the targets with ESD (fast) first (a
+    resumed job keeps a finished quick erasure)."""
     import sensitivity
-    from sensitivity.spectrum import quick_erasure
 
-    p = job.record["params"]
-    config = spectrum_config(p)
-    root = job.path.parent
-    if p.get("run"):
-        run = _erasure_run_of(root, p["run"])
-    elif (job.path / "erasure" / "result.safetensors").exists():
-        run = job.path / "erasure"  # a resumed job keeps its finished quick erasure
-    else:
-        import shutil
-
-        shutil.rmtree(job.path / "erasure", ignore_errors=True)  # a half-done quick erasure restarts
-        report(0, 0, "erasing with ESD (fast) first")
-        run = quick_erasure(p["model"], config.targets, job.path / "erasure", template=config.template).path
-    t0 = time.perf_counter()
     throttle = _Throttle(report)
-    df = sensitivity.compute_spectrum(p["model"], run, config, device=p.get("device", "cpu"), cancel=cancel,
-                                      progress=lambda done, total, msg: throttle(done, total, msg, force=done == total),
-                                      concepts=spectrum_concepts(p, config))
-    sensitivity.save_spectrum(df, job.spectrum_path, config, p["model"], str(run),
-                              {"wall_s": round(time.perf_counter() - t0, 1), "job": job.id})
+    sensitivity.run(spectrum_request(job.record["params"], job.path.parent), job.spectrum_path,
+                    progress=lambda done, total, msg: throttle(done, total, msg, force=done == total), cancel=cancel,
+                    on_erasure=lambda: report(0, 0, "erasing with ESD (fast) first"), extra={"job": job.id},
+                    erasure_dir=job.path / "erasure")
 
 
 def _erasure_run_of(root: Path, job_id: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,38 +60,22 @@ def _progress():
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from backends import check_device
     from backends.storage import error_text
-    from backends.vocab import check_known_concepts
 
-    from .distributed import check_address
-    from .results import check_writable, save_spectrum, summary
-    from .spectrum import SpectrumConfig, compute_spectrum, concept_list, quick_erasure
+    from .request import SpectrumRequest, run
+    from .results import summary
 
-    try:
-        check_device(args.device)
-        if args.address is not None:
-            check_address(args.address)  # an unreachable cluster fails in seconds, not in a retry loop
-        config = SpectrumConfig(targets=args.target, vocab=args.vocab, size=args.size, k=args.k, seed=args.seed,
-                                steps=args.steps, guidance=args.guidance, template=args.template, scorer=args.scorer,
-                                proxy_only=args.proxy_only, proxy_dtype=args.proxy_dtype,
-                                dedupe=args.dedupe).resolved(args.model)
-        if not args.force:
-            check_known_concepts(args.model, config.targets)
-        # a bad vocabulary fails before any model is loaded or trained (nearest-K needs the model first)
-        concepts = None if config.vocab.startswith("nearest-") else concept_list(config)
-        out = check_writable(args.out)
-        run = args.run
-        if run is None:
-            print("no --run given: erasing with ESD (fast preset) first", file=sys.stderr)
-            run = str(quick_erasure(args.model, config.targets, out / "erasure", template=config.template).path)
-        t0 = time.perf_counter()
-        df = compute_spectrum(args.model, run, config, device=args.device, address=args.address,
-                              workers=args.workers, progress=_progress(), concepts=concepts)
-        save_spectrum(df, out, config, args.model, run, {"wall_s": round(time.perf_counter() - t0, 1)})
+    config = {"vocab": args.vocab, "size": args.size, "k": args.k, "seed": args.seed, "steps": args.steps,
+              "guidance": args.guidance, "template": args.template, "scorer": args.scorer,
+              "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe}
+    request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,
+                              address=args.address, workers=args.workers, force=args.force)
+    try:  # every check (device, cluster, settings, vocabulary, folder) runs before any model loads or trains
+        df = run(request, args.out, progress=_progress(),
+                 on_erasure=lambda: print("no --run given: erasing with ESD (fast preset) first", file=sys.stderr))
     except (ValueError, OSError, RuntimeError) as e:  # RuntimeError: a model or cluster that is not there
         print(f"error: {error_text(e)}", file=sys.stderr)
         return 2
     print(summary(df))
-    print(f"written: {out}")
+    print(f"written: {args.out}")
     return 0

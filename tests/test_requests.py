@@ -1,0 +1,93 @@
+"""One request path (docs/design.md §3.1, §2): the CLI, the job manager and the app describe an erasure
+or a spectrum as a typed request, check it in one place and carry it out with one function."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from erasure import EraseRequest
+from sensitivity import SpectrumRequest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_an_erase_request_round_trips_and_its_one_check_refuses_each_mistake():
+    request = EraseRequest("embedded", "esd", ("star",), "object,fast", {"steps": 3}, "cpu", "float32")
+    assert EraseRequest.from_dict(request.to_dict()) == request
+    assert request.check().steps == 3 and request.check().template == "a {concept}"
+    assert request.with_overrides(lr=0.1).overrides == {"steps": 3, "lr": 0.1}
+    mistakes = [({"method": "nope"}, "unknown erasure method 'nope'"),
+                ({"dtype": "float64"}, "unknown dtype 'float64'"),
+                ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda or cuda:N"),
+                ({"targets": ("unicorn",)}, "the embedded model does not know 'unicorn'"),
+                ({"overrides": {"stpes": 3}}, r"unknown setting\(s\) \['stpes'\]"),
+                ({"presets": "object,slow"}, "unknown preset 'slow'")]
+    for change, message in mistakes:
+        with pytest.raises(ValueError, match=message):
+            EraseRequest(**{**request.to_dict(), **change}).check()
+    EraseRequest(**{**request.to_dict(), "targets": ("unicorn",), "force": True}).check()  # --force skips the guard
+    with pytest.raises(ValueError, match=r"unknown erase request field\(s\) \['target'\]"):
+        EraseRequest.from_dict({"target": ["star"]})
+    with pytest.raises(ValueError, match="targets must be a list of concepts"):
+        EraseRequest.from_dict({"targets": "star"})
+
+
+def test_a_spectrum_request_round_trips_and_its_one_check_refuses_each_mistake():
+    request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "k": 2}, words=("circle", "moon"))
+    assert SpectrumRequest.from_dict(request.to_dict()) == request
+    config, concepts = request.check()
+    assert config.k == 2 and concepts[:3] == ["", "a photo", "star"] and {"circle", "moon"} <= set(concepts)
+    mistakes = [({"config": {"kk": 2}}, r"unknown spectrum setting\(s\) \['kk'\]"),
+                ({"config": {"vocab": "nope"}}, "nope"),
+                ({"device": "gpu"}, "unknown device 'gpu'"),
+                ({"targets": ("unicorn",)}, "the embedded model does not know 'unicorn'")]
+    for change, message in mistakes:
+        with pytest.raises(ValueError, match=message):
+            SpectrumRequest(**{**request.to_dict(), "words": None, **change}).check()
+    with pytest.raises(ValueError, match=r"unknown spectrum request field\(s\) \['vocab'\]"):
+        SpectrumRequest.from_dict({"targets": ["star"], "vocab": "world"})
+
+
+def test_a_spectrum_run_erases_first_only_once_and_saves_its_record(tmp_path, monkeypatch):
+    import json
+
+    import sensitivity.spectrum as spectrum
+    from sensitivity import run
+
+    made, quick = [], spectrum.quick_erasure
+
+    def counted(*args, **kwargs):
+        made.append(args)
+        return quick(*args, **kwargs, steps=2)
+
+    monkeypatch.setattr(spectrum, "quick_erasure", counted)
+    request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "proxy_only": True})
+    df = run(request, tmp_path / "out", extra={"note": "test"})
+    assert len(made) == 1 and (tmp_path / "out" / "erasure" / "result.safetensors").exists()
+    assert df["proxy"].notna().all() and df["delta"].isna().all()  # proxy only: nothing sampled
+    again = run(request, tmp_path / "out")  # a restarted job: the finished quick erasure is kept
+    assert len(made) == 1 and again["proxy"].tolist() == df["proxy"].tolist()
+    record = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert record["run"] == str(tmp_path / "out" / "erasure") and record["config"]["proxy_only"] is True
+    assert "wall_s" in record and "note" not in record  # the second run's record, with its own extras
+
+
+def _calls(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call):
+            f = node.func
+            names.add(f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", ""))
+    return names
+
+
+def test_the_cli_jobs_and_app_validate_only_through_the_requests():
+    """No caller resolves a config, guards unknown words or builds a SpectrumConfig itself."""
+    private = {"resolve_config", "check_known_concepts", "SpectrumConfig", "erase", "compute_spectrum"}
+    for path in ("erasure/cli.py", "sensitivity/cli.py", "jobs/tasks.py", "jobs/manager.py", "app.py"):
+        assert _calls(ROOT / path) & private == set(), path
+    assert {"EraseRequest", "run"} <= _calls(ROOT / "erasure/cli.py")
+    assert {"SpectrumRequest", "run"} <= _calls(ROOT / "sensitivity/cli.py")
+    assert {"from_dict", "run"} <= _calls(ROOT / "jobs/tasks.py")
+    assert {"EraseRequest", "SpectrumRequest"} <= _calls(ROOT / "app.py")
