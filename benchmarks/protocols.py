@@ -60,6 +60,7 @@ METHODS = (
     MethodSpec("CA", "ca", "object,fast"),
     MethodSpec("AP", "ap", "object,fast"),
     MethodSpec("MCE", "mce", "object,fast"),
+    MethodSpec("AGE", "age", "object,fast"),
 )
 BASE = "SD (base)"
 EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with

@@ -11,6 +11,7 @@ _MODULES = {
     "uce": "erasure.uce",
     "ca": "erasure.ca",
     "mce": "erasure.mce",
+    "age": "erasure.age",
 }
 
 

@@ -19,6 +19,7 @@ SMALL = {
     "uce": dict(preserve=["circle"]),
     "ca": dict(steps=2, ddim_steps=3, n_anchor_images=2, batch=2),
     "mce": dict(steps=2, ddim_steps=2, batch=2, init_logit=0.2),
+    "age": dict(steps=2, ddim_steps=3, k_closest=8, n_centres=4),
 }
 # random-weight models know no world captions: MCE gets plain ones
 PROMPTS = dict(erase_templates=["a {concept}", "a red {concept}"], keep_prompts=["a blue moon", "a green heart"])
