@@ -12,16 +12,14 @@ import torch
 
 from .family import Cond, broadcast, expand
 from .paths import ASSETS
-from .sd import UNetSampler
+from .sd import SDFamily
 
 
-class SDXLFamily:
+class SDXLFamily(SDFamily):
+    """SD's UNet family (latents, noise, sizes, sampler) with SDXL's conditioning."""
+
     name = "sdxl"
     pipeline_classes = ("StableDiffusionXLPipeline",)
-    component = "unet"
-
-    def denoiser(self, pipe) -> torch.nn.Module:
-        return pipe.unet
 
     @torch.no_grad()
     def encode(self, pipe, prompts: list[str]) -> Cond:
@@ -37,32 +35,10 @@ class SDXLFamily:
         return net(z, t, encoder_hidden_states=cond["emb"],
                    added_cond_kwargs={"text_embeds": cond["pooled"], "time_ids": cond["time_ids"]}).sample
 
-    def prediction_type(self, pipe) -> str:
-        return pipe.scheduler.config.get("prediction_type", "epsilon")
-
-    def latent_size(self, pipe) -> int:
-        return pipe.unet.config.sample_size
-
-    def native_size(self, pipe) -> int:
-        return self.latent_size(pipe) * pipe.vae_scale_factor
-
-    def noise(self, pipe, n: int, gen: torch.Generator, size: int | None = None) -> torch.Tensor:
-        side = size // pipe.vae_scale_factor if size else self.latent_size(pipe)
-        z = torch.randn((n, pipe.unet.config.in_channels, side, side), generator=gen)
-        return z.to(pipe.device, pipe.unet.dtype)
-
-    def initial_latents(self, pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
-        shape = (pipe.unet.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
-        z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-        return z.to(pipe.device, pipe.unet.dtype)
-
     def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
         negative = expand(negative, len(cond["emb"]))
         return {"prompt_embeds": cond["emb"], "pooled_prompt_embeds": cond["pooled"],
                 "negative_prompt_embeds": negative["emb"], "negative_pooled_prompt_embeds": negative["pooled"]}
-
-    def few_step_sampler(self, pipe, steps: int, guidance: float):
-        return UNetSampler(self, pipe, steps, guidance)
 
 
 SDXL = SDXLFamily()

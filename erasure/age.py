@@ -25,7 +25,7 @@ from backends.prompts import model_traits
 from .ap import VOCABULARIES, Space, gumbel_softmax_hard, no_param_grads
 from .config import EraseConfig
 from .method import MethodSpec
-from .search_space import build_search_space
+from .search_space import build_search_space, check_search_settings
 
 
 @dataclass
@@ -43,15 +43,7 @@ class AGEConfig(EraseConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("vocab_size", "k_closest", "n_centres", "tau", "search_lr", "top_k"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.vocab not in VOCABULARIES:
-            raise ValueError(f"unknown vocab {self.vocab!r}; valid: {', '.join(VOCABULARIES)}")
-        if self.n_iter < 0 or self.lam < 0:
-            raise ValueError("n_iter and lam must be >= 0")
-        if self.n_centres > self.k_closest:
-            raise ValueError(f"n_centres ({self.n_centres}) cannot exceed k_closest ({self.k_closest})")
+        check_search_settings(self, VOCABULARIES, ("top_k",))
         if self.top_k > self.n_centres:
             raise ValueError(f"top_k ({self.top_k}) cannot exceed n_centres ({self.n_centres})")
 

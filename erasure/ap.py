@@ -23,7 +23,7 @@ from backends.prompts import model_traits
 from .config import EraseConfig
 from .esd import esd_loss
 from .method import MethodSpec
-from .search_space import build_search_space
+from .search_space import build_search_space, check_search_settings
 
 PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd")
 VOCABULARIES = ("clip-words", "world", "world+clip-words")
@@ -50,15 +50,7 @@ class APConfig(EraseConfig):
             raise ValueError(f"unknown preserve {self.preserve!r}; valid: {', '.join(PRESERVE)}")
         if self.preserve == "fixed" and not self.fixed_concept.strip():
             raise ValueError("preserve='fixed' needs fixed_concept, e.g. fixed_concept='road'")
-        for name in ("vocab_size", "k_closest", "n_centres", "tau", "search_lr", "pgd_eps", "pgd_step"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if self.vocab not in VOCABULARIES:
-            raise ValueError(f"unknown vocab {self.vocab!r}; valid: {', '.join(VOCABULARIES)}")
-        if self.n_iter < 0 or self.lam < 0:
-            raise ValueError("n_iter and lam must be >= 0")
-        if self.n_centres > self.k_closest:
-            raise ValueError(f"n_centres ({self.n_centres}) cannot exceed k_closest ({self.k_closest})")
+        check_search_settings(self, VOCABULARIES, ("pgd_eps", "pgd_step"))
 
 
 PRESETS = {

@@ -13,6 +13,20 @@ import torch
 from backends.prompts import embed_prompts, word_embeddings
 
 
+def check_search_settings(cfg, vocabularies: tuple[str, ...], positive: tuple[str, ...] = ()) -> None:
+    """The settings every search over concepts shares (AP, AGE): vocabulary, sizes, temperature, the
+    search's lr and steps, lam; `positive` names more settings that must be > 0."""
+    for name in ("vocab_size", "k_closest", "n_centres", "tau", "search_lr", *positive):
+        if not getattr(cfg, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.vocab not in vocabularies:
+        raise ValueError(f"unknown vocab {cfg.vocab!r}; valid: {', '.join(vocabularies)}")
+    if cfg.n_iter < 0 or cfg.lam < 0:
+        raise ValueError("n_iter and lam must be >= 0")
+    if cfg.n_centres > cfg.k_closest:
+        raise ValueError(f"n_centres ({cfg.n_centres}) cannot exceed k_closest ({cfg.k_closest})")
+
+
 def kmeans_1d(values: torch.Tensor, n: int, iters: int = 100) -> torch.Tensor:
     """Lloyd's k-means on scalars, centres initialised at quantiles (deterministic); sorted centres."""
     values = values.float().flatten()
