@@ -27,9 +27,5 @@ def family_of(pipe) -> Family:
     return family_named(type(pipe).__name__)
 
 
-def family_names() -> list[str]:
-    return [f.name for f in FAMILIES]
-
-
 def denoiser(pipe) -> torch.nn.Module:
     return family_of(pipe).denoiser(pipe)

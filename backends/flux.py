@@ -80,13 +80,14 @@ class FluxFamily:
     def native_size(self, pipe) -> int:
         return pipe.default_sample_size * pipe.vae_scale_factor
 
-    def latent_size(self, pipe) -> int:
-        return 2 * (self.native_size(pipe) // (pipe.vae_scale_factor * 2))
+    def latent_size(self, pipe, size: int | None = None) -> int:
+        """Side of the unpacked latent of a `size` px image (native by default): even, so it packs 2 x 2."""
+        return 2 * ((size or self.native_size(pipe)) // (pipe.vae_scale_factor * 2))
 
     def noise(self, pipe, n: int, gen: torch.Generator, size: int | None = None) -> torch.Tensor:
         """[n, h/2 * w/2, 4C]: drawn unpacked [n, C, h, w] from gen, then packed."""
         channels = pipe.transformer.config.in_channels // 4
-        side = 2 * ((size or self.native_size(pipe)) // (pipe.vae_scale_factor * 2))
+        side = self.latent_size(pipe, size)
         z = torch.randn((n, channels, side, side), generator=gen)
         return pipe._pack_latents(z, n, channels, side, side).to(pipe.device, pipe.transformer.dtype)
 
@@ -94,8 +95,7 @@ class FluxFamily:
         """z_T per seed, drawn unpacked [C, h, w] on the CPU (same noise for every model and device), then
         packed into FLUX's token sequence [B, h/2 * w/2, 4C]."""
         channels = pipe.transformer.config.in_channels // 4
-        h = 2 * (height // (pipe.vae_scale_factor * 2))
-        w = 2 * (width // (pipe.vae_scale_factor * 2))
+        h, w = self.latent_size(pipe, height), self.latent_size(pipe, width)
         z = torch.stack([torch.randn((channels, h, w), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
         return pipe._pack_latents(z, len(seeds), channels, h, w).to(pipe.device, pipe.transformer.dtype)
 
@@ -119,8 +119,7 @@ class FluxSampler:
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
         self.pipe, self.guidance = pipe, guidance
-        size = FLUX.native_size(pipe)
-        self.h = self.w = 2 * (size // (pipe.vae_scale_factor * 2))  # unpacked latent side
+        self.h = self.w = FLUX.latent_size(pipe)  # unpacked latent side
         self.img_ids = pipe._prepare_latent_image_ids(1, self.h // 2, self.w // 2, pipe.device, self.model.dtype)
         seq = (self.h // 2) * (self.w // 2)
         sc = pipe.scheduler.config

@@ -22,7 +22,7 @@ import torch
 from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
 
-from .ap import VOCABULARIES, Space, gumbel_softmax_hard, no_param_grads
+from .ap import VOCABULARIES, Space, gumbel_softmax_hard, load_spaces_state, no_param_grads, spaces_state
 from .config import EraseConfig
 from .method import MethodSpec
 from .search_space import build_search_space, check_search_settings
@@ -141,16 +141,10 @@ class AGE:
         return {"ce": self.emb_targets[prompt], "ct": {"emb": space.R[int(space.pi.argmax())][None]}}
 
     def state_dict(self) -> dict:
-        return {"pi": {p: s.pi.detach() for p, s in self.spaces.items()},
-                "pi_opt": {p: s.opt.state_dict() for p, s in self.spaces.items()}}
+        return spaces_state(self.spaces)
 
     def load_state_dict(self, state: dict) -> None:
-        for p, s in self.spaces.items():
-            with torch.no_grad():
-                s.pi.copy_(state["pi"][p])
-            opt_state = state["pi_opt"][p]
-            opt_state["state"] = {int(k): v for k, v in opt_state["state"].items()}
-            s.opt.load_state_dict(opt_state)
+        load_spaces_state(self.spaces, state)
 
 
 METHOD = AGE

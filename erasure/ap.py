@@ -24,6 +24,7 @@ from .config import EraseConfig
 from .esd import esd_loss
 from .method import MethodSpec
 from .search_space import build_search_space, check_search_settings
+from .state import load_optimizer
 
 PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd")
 VOCABULARIES = ("clip-words", "world", "world+clip-words")
@@ -104,6 +105,20 @@ class Space:
         p = self.pi.detach().softmax(-1)
         vals, idx = p.topk(min(k, len(self.words)))
         return [(self.words[i], round(v, 4)) for v, i in zip(vals.tolist(), idx.tolist())]
+
+
+def spaces_state(spaces: dict[str, Space]) -> dict:
+    """Every target's pi and its optimiser, for exact resume (R is rebuilt from the vocabulary); the
+    checkpoint layout AP has always written ("pi", "pi_opt"), shared by AGE."""
+    return {"pi": {p: s.pi.detach() for p, s in spaces.items()},
+            "pi_opt": {p: s.opt.state_dict() for p, s in spaces.items()}}
+
+
+def load_spaces_state(spaces: dict[str, Space], state: dict) -> None:
+    for p, s in spaces.items():
+        with torch.no_grad():
+            s.pi.copy_(state["pi"][p])
+        load_optimizer(s.opt, state["pi_opt"][p])
 
 
 class AP:
@@ -209,19 +224,10 @@ class AP:
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict:
-        return {
-            "pi": {p: s.pi.detach() for p, s in self.spaces.items()},
-            "pi_opt": {p: s.opt.state_dict() for p, s in self.spaces.items()},
-            "delta": {p: d.detach() for p, d in self.delta.items()},
-        }
+        return {**spaces_state(self.spaces), "delta": {p: d.detach() for p, d in self.delta.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        for p, s in self.spaces.items():
-            with torch.no_grad():
-                s.pi.copy_(state["pi"][p])
-            opt_state = state["pi_opt"][p]
-            opt_state["state"] = {int(k): v for k, v in opt_state["state"].items()}
-            s.opt.load_state_dict(opt_state)
+        load_spaces_state(self.spaces, state)
         for p in self.delta:
             self.delta[p] = state["delta"][p].to(self.delta[p].device)
 

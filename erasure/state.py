@@ -61,3 +61,9 @@ def save_state(state: dict, folder: Path) -> None:
 def load_state(folder: Path) -> dict:
     tensors = load_file(str(folder / "state.safetensors"))
     return _join(json.loads((folder / "state.json").read_text()), tensors)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: dict) -> None:
+    """opt.load_state_dict for a state read back from a checkpoint: its per-parameter state keys are
+    the parameter indices, which torch wants as ints."""
+    opt.load_state_dict({**state, "state": {int(k): v for k, v in state["state"].items()}})

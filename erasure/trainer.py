@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from .events import Callback, Cancelled, CancelToken, Event
 from .params import select_parameters
 from .registry import get_method
 from .runs import RunFolder
+from .state import load_optimizer
 
 
 class Context:
@@ -75,7 +77,7 @@ class Context:
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor, z: torch.Tensor, alpha_bar: torch.Tensor) -> torch.Tensor:
         """MSE of two UNet outputs in the configured loss space (eps/v as predicted, or x0)."""
-        return loss_in_space(pred, target, z, alpha_bar, self.config.loss_space, self.scheduler.config.prediction_type)
+        return loss_in_space(pred, target, z, alpha_bar, self.config.loss_space, self.family.prediction_type(self.pipe))
 
     def pick(self, items: list):
         return items[int(self.rng.integers(len(items)))]
@@ -215,7 +217,8 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     return run
 
 
-STEP_FIELDS = {"losses", "message", "metrics", "extra", "concept", "top5", "sampled"}
+# what a method's info dict may set: Event's fields but those the loop itself fills in
+STEP_FIELDS = {f.name for f in dataclasses.fields(Event)} - {"kind", "step", "total", "elapsed_s", "images"}
 
 
 def step_event(method: str, step: int, total: int, elapsed_s: float, info: dict) -> Event:
@@ -251,9 +254,7 @@ def _restore(ctx: Context, method, opt, state: dict) -> None:
     with torch.no_grad():
         for name, p in ctx.trained.items():
             p.copy_(state["params"][name].to(p.device, p.dtype))
-    opt_state = state["optimizer"]
-    opt_state["state"] = {int(k): v for k, v in opt_state["state"].items()}
-    opt.load_state_dict(opt_state)
+    load_optimizer(opt, state["optimizer"])
     method.load_state_dict(state["method"])
     ctx.load_rng_state(state["rng"])
 
