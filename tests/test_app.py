@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import app
+from ui import compare_tab, model_tab, state
 
 
 def test_ui_builds_with_named_generate_endpoint():
@@ -15,10 +16,10 @@ def test_ui_builds_with_named_generate_endpoint():
 
 
 def test_generate_grid_returns_enlarged_grid(embedded_pipe):
-    img = app.generate_grid("embedded", "a red star", 0, 4, 10, 5.0)
+    img = model_tab.generate_grid("embedded", "a red star", 0, 4, 10, 5.0)
     assert img.dtype == np.uint8 and img.ndim == 3
     assert img.shape[0] >= 256 and img.shape[1] == 4 * img.shape[0]  # one row of four tiles
-    again = app.generate_grid("embedded", "a red star", 0, 4, 10, 5.0)
+    again = model_tab.generate_grid("embedded", "a red star", 0, 4, 10, 5.0)
     assert np.array_equal(img, again)
 
 
@@ -33,14 +34,14 @@ def test_generate_grid_returns_enlarged_grid(embedded_pipe):
 )
 def test_bad_input_gives_a_clear_error(args, message):
     with pytest.raises(gr.Error, match=message):
-        app.generate_grid(*args)
+        model_tab.generate_grid(*args)
 
 
 @pytest.mark.parametrize("device, dtype, message", [("tpu", "float32", "Device must be one of cpu, cuda"),
                                                     ("cpu", "float8", "unknown dtype 'float8'; valid: float32")])
 def test_load_model_rejects_a_bad_device_or_dtype(device, dtype, message):
     with pytest.raises(gr.Error, match=message):
-        app.load_model("embedded", device, dtype)
+        model_tab.load_model("embedded", device, dtype)
 
 
 # ---------------------------------------------------------------------------- the real app, over its API
@@ -171,15 +172,15 @@ def test_the_model_tabs_device_and_dtype_drive_generate_and_compare(monkeypatch)
 
     loads = []
     cache = PipelineCache(lambda model, **kw: loads.append((model, kw["dtype"])) or load_pipeline(model, **kw))
-    monkeypatch.setattr(app, "PIPELINES", cache)
-    fp32 = app.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32")
+    monkeypatch.setattr(state, "PIPELINES", cache)
+    fp32 = model_tab.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32")
     assert cache.loaded == ("embedded", "cpu", "float32")
-    bf16 = app.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "bfloat16")
+    bf16 = model_tab.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "bfloat16")
     assert cache.loaded == ("embedded", "cpu", "bfloat16")
-    assert app._pipeline("embedded", "cpu", "bfloat16").dtype == torch.bfloat16
+    assert state.pipeline("embedded", "cpu", "bfloat16").dtype == torch.bfloat16
     assert fp32.shape == bf16.shape and not np.array_equal(fp32, bf16)  # the bf16 pipeline drew them
     assert np.abs(fp32.astype(int) - bf16.astype(int)).mean() < 40  # ... and the same pictures, roughly
-    sheets, _ = app.compare_grids("embedded", "a red star", 0, 2, [], 6, 5.0, False, "cpu", "bfloat16")
+    sheets, _ = compare_tab.compare_grids("embedded", "a red star", 0, 2, [], 6, 5.0, False, "cpu", "bfloat16")
     assert len(loads) == 2  # compare reused the bf16 pipeline; nothing was loaded twice
-    assert np.array_equal(app.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32"), fp32)
+    assert np.array_equal(model_tab.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32"), fp32)
     assert len(loads) == 3 and cache.loaded == ("embedded", "cpu", "float32")

@@ -11,9 +11,10 @@ import gradio as gr
 import pytest
 
 import app
+from backends import PRESETS
 from jobs import JobManager, Limits, QuotaError
 from tests.app_server import AppServer
-from ui import inputs
+from ui import inputs, spectrum_tab, state
 from ui.guard import scrub
 
 CANARY = "CANARY-7f3a-server-secret"
@@ -45,26 +46,26 @@ def _jobs_written(root: Path) -> str:
 
 @pytest.mark.parametrize("form", ["absolute", "relative", "traversal", "dotdot", "symlink", "repo file"])
 def test_a_server_path_is_refused_as_vocabulary_name_and_as_upload(form, canary, tmp_path, monkeypatch):
-    monkeypatch.setattr(app, "_manager", JobManager(tmp_path / "jobs", workers=0))
+    monkeypatch.setattr(state, "_manager", JobManager(tmp_path / "jobs", workers=0))
     path = canary[form]
     for vocab, upload in ((path, None), ("world", path), ("world", {"path": path})):
         with pytest.raises(gr.Error) as err:
-            app.spectrum_start("embedded", "star", vocab, upload, 0, 2, 4, 5.0, 0, "", True)
+            spectrum_tab.spectrum_start("embedded", "star", vocab, upload, 0, 2, 4, 5.0, 0, "", True)
         message = str(err.value.message)
         assert CANARY not in message and not SERVER_PATH.search(message), message
-    assert app.manager().jobs() == [] and CANARY not in _jobs_written(tmp_path / "jobs")
+    assert state.manager().jobs() == [] and CANARY not in _jobs_written(tmp_path / "jobs")
 
 
 def test_an_upload_is_read_at_submit_time_and_travels_in_the_job(tmp_path, monkeypatch):
     """The positive control: a real upload (a file in Gradio's upload folder) is accepted, its words
     become the spectrum's rows, and the job no longer needs the temporary file."""
-    monkeypatch.setattr(app, "_manager", JobManager(tmp_path / "jobs", workers=0))
+    monkeypatch.setattr(state, "_manager", JobManager(tmp_path / "jobs", workers=0))
     upload = Path(gr.utils.get_upload_folder()) / f"up-{os.getpid()}" / "my words.txt"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_text("circle\nheart\n")
-    job = app.spectrum_start("embedded", "star", "world", str(upload), 0, 2, 4, 5.0, 0, "", True)
+    job = spectrum_tab.spectrum_start("embedded", "star", "world", str(upload), 0, 2, 4, 5.0, 0, "", True)
     upload.unlink()
-    record = app.manager().folder(job).record
+    record = state.manager().folder(job).record
     assert record["params"]["words"] == ["circle", "heart"] and record["params"]["config"]["vocab"] == "upload:my words.txt"
     assert str(upload.parent) not in (tmp_path / "jobs" / job / "job.json").read_text()
 
@@ -146,18 +147,18 @@ def test_numbers_are_type_and_range_checked(value, message):
 
 
 def test_model_names_are_presets_hub_ids_or_allowed_folders(tmp_path):
-    assert inputs.model_name("embedded", app.PRESETS, []) == "embedded"
-    assert inputs.model_name("CompVis/stable-diffusion-v1-4", app.PRESETS, []) == "CompVis/stable-diffusion-v1-4"
+    assert inputs.model_name("embedded", PRESETS, []) == "embedded"
+    assert inputs.model_name("CompVis/stable-diffusion-v1-4", PRESETS, []) == "CompVis/stable-diffusion-v1-4"
     for bad in ("/etc", "../..", str(tmp_path), "x" * 10_000, "a/../../b"):
         with pytest.raises(inputs.InputError) as err:
-            inputs.model_name(bad, app.PRESETS, [])
+            inputs.model_name(bad, PRESETS, [])
         assert str(tmp_path) not in str(err.value)
-    assert inputs.model_name(str(tmp_path / "m"), app.PRESETS, [tmp_path]) == str(tmp_path / "m")
+    assert inputs.model_name(str(tmp_path / "m"), PRESETS, [tmp_path]) == str(tmp_path / "m")
 
 
 def test_scrub_removes_server_paths():
-    text = scrub(f"no file {app.JOBS_DIR}/x/y.json nor /etc/shadow; see 'owner/name' and 1/10, float32/bfloat16")
-    assert app.JOBS_DIR not in text and "/etc/" not in text and "'owner/name'" in text and "1/10" in text
+    text = scrub(f"no file {state.JOBS_DIR}/x/y.json nor /etc/shadow; see 'owner/name' and 1/10, float32/bfloat16")
+    assert state.JOBS_DIR not in text and "/etc/" not in text and "'owner/name'" in text and "1/10" in text
 
 
 # ---------------------------------------------------------------------------- a heavy compare

@@ -1,1 +1,2 @@
-"""The app's input checks and error guard (no compute: the libraries do the work)."""
+"""The app's UI: one module per tab (its builder and thin handlers), shared state, input checks and the
+error guard. No compute here: the libraries do the work."""

@@ -1,0 +1,92 @@
+"""The Compare tab: the base and erased models on the same prompts and seeds, with progress and Stop."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from backends import EMBEDDED
+
+from . import inputs, state
+from .guard import Number, Slider
+from .guard import handler as user_errors
+from .model_tab import cancel_sampling
+
+PROMPTS = "a red star\na blue star\na red heart\na green circle\na yellow moon"  # the form's default
+
+
+@user_errors
+def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, run_jobs: list[str] | None,
+                  steps: float, guidance: float, reveal: bool, device: str = state.DEVICE, dtype: str = "float32",
+                  request: gr.Request = None,
+                  progress=gr.Progress()) -> tuple[list[tuple[np.ndarray, str]], str]:  # noqa: B008 (Gradio's form)
+    """API `compare`: one sheet per model (base first; rows = prompts, columns = seeds) and, on the
+    embedded model, how many images of each shape the world classifier still recognises.
+    `cancel_sampling` from the same browser session stops it at its next sampler step."""
+    from backends.safety import NudityDetector
+    from evaluation.compare import compare, render
+
+    model, limits = state.model_name(model), state.LIMITS
+    lines = inputs.prompt_lines(prompts, "Prompts", limits.max_prompts)
+    n = inputs.whole(n_seeds, "Seeds", 1, limits.max_seeds)
+    seeds = [inputs.seed(first_seed, "First seed") + i for i in range(n)]
+    jobs = inputs.job_ids(run_jobs, "Erased models", limits.max_compare_runs)
+    images = (1 + len(jobs)) * len(lines) * n
+    if images > limits.max_compare_images:
+        raise ValueError(f"this compare would sample {images} images (models x prompts x seeds); the limit is "
+                         f"{limits.max_compare_images}: use fewer prompts, seeds or erased models")
+    settings = state.sampler(steps, guidance)
+    reveal = inputs.flag(reveal, "Show flagged images")
+    runs, erased = {}, []
+    for job_id in jobs:
+        runs[job_id] = str(state.done_run(job_id))
+        erased += state.manager().folder(job_id).record["params"]["targets"]
+    with state.cancellable(request) as token:
+        result = compare(state.pipeline(model, device, dtype), runs, lines, seeds, erased, settings,
+                         detector=NudityDetector(), reveal=reveal, cancel=token,
+                         progress=lambda done, total: progress(done / total, desc="sampling"))
+    return [(sheet, label) for label, sheet in render(result).items()], recognition_table(model, result)
+
+
+def recognition_table(model: str, result) -> str:
+    """Markdown: per prompt and model, how many images the world classifier recognises (embedded only)."""
+    from evaluation.compare import shape_recognition
+
+    if model != EMBEDDED:
+        return ""
+    from backends import load_classifier
+
+    rows = shape_recognition(result, load_classifier())
+    if not rows:
+        return ""
+    labels = list(result.images)
+    head = "| prompt | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
+    body = "\n".join(f"| {'✗ ' if r['erased'] else ''}{r['prompt']} | " + " | ".join(r[label] for label in labels)
+                     + " |" for r in rows)
+    return f"Images the world classifier recognises as the prompt's shape:\n\n{head}\n{body}"
+
+
+def build(model, device, dtype) -> gr.Dropdown:
+    """The tab (it samples on the Model tab's device and dtype); returns its run picker."""
+    with gr.Tab("Compare"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                c_runs = gr.Dropdown([], multiselect=True, label="Erased models (finished erase jobs)",
+                                     allow_custom_value=True, elem_id="compare-runs")
+                c_prompts = gr.Textbox(PROMPTS, lines=5, label="Prompts (one per line)")
+                c_seed = Number(value=0, precision=0, label="First seed")
+                c_n = Slider(1, state.LIMITS.max_seeds, value=4, step=1, label="Seeds", elem_id="compare-seeds")
+                c_steps = Number(value=20, precision=0, label="Sampler steps")
+                c_guidance = Number(value=5.0, label="Guidance")
+                c_reveal = gr.Checkbox(False, label="Show images NudeNet flags (unblurred)")
+                with gr.Row():
+                    c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
+                    c_stop = gr.Button("Stop", elem_id="compare-stop")
+            with gr.Column(scale=2):
+                c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
+                                   elem_id="compare-gallery")
+                c_summary = gr.Markdown(elem_id="compare-summary")
+        c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal, device, dtype],
+                   [c_out, c_summary], api_name="compare", concurrency_id="heavy")
+        c_stop.click(cancel_sampling, None, c_summary, api_visibility="private", concurrency_limit=None)
+    return c_runs

@@ -1,0 +1,143 @@
+"""The Erase tab: method and presets prefill the form; the job's status and losses, cancel, resume and
+downloads."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from erasure import CONCEPT_PRESETS as SCOPES
+from erasure import PARAM_GROUPS, list_methods
+from erasure import SPEED_PRESETS as SPEEDS
+from erasure.trajectory import loss_figure, progress
+
+from . import inputs, state
+from .guard import Number, client_key, scrub
+from .guard import handler as user_errors
+from .jobs_tab import job_cancel, job_resume
+
+
+def presets(scope: str, speed: str) -> str:
+    """The presets string of the form's two choices, e.g. "object,fast"."""
+    return f"{inputs.choice(scope, 'Preset: concept type', SCOPES)},{inputs.choice(speed, 'Preset: settings', SPEEDS)}"
+
+
+@user_errors
+def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
+    """API `erase_defaults`: the settings the chosen presets give (to prefill the form)."""
+    from erasure import EraseRequest
+
+    model, method = state.model_name(model), inputs.choice(method, "Method", list_methods())
+    # the settings do not depend on the concept: any placeholder, past the unknown-word guard
+    cfg = EraseRequest(model, method, ("x",), presets(scope, speed), force=True).check()
+    return cfg.param_group, cfg.steps, cfg.lr
+
+
+@user_errors
+def erase_start(model: str, method: str, target: str, scope: str, speed: str, param_group: str, steps: float,
+                lr: float, snapshot_every: float, request: gr.Request = None) -> str:
+    """API `erase_start`: queue an erasure job; returns its id."""
+    from erasure import EraseRequest
+
+    model, method = state.model_name(model), inputs.choice(method, "Method", list_methods())
+    if isinstance(target, str) and not target.strip(" ,"):
+        raise ValueError("targets must be a non-empty list of non-empty concepts, e.g. star")
+    targets = inputs.concepts(target, "Concept(s) to erase")
+    n_steps = inputs.whole(steps, "Steps", 1, state.LIMITS.max_erase_steps)
+    overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
+                 "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),
+                 "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps)}
+    job = EraseRequest(model, method, tuple(targets), presets(scope, speed), overrides, state.DEVICE, state.JOB_DTYPE)
+    return state.manager().submit("erase", job.to_dict(), client_key(request))
+
+
+@user_errors
+def erase_status(job_id: str) -> tuple[str, object]:
+    """API `erase_status`: progress (step, ETA, adversarial concept and its top-5) and the loss plot."""
+    job_id = inputs.job_id(job_id, "Erase job")
+    return erase_view(job_id, state.manager().info(job_id))
+
+
+@user_errors
+def erase_view(job_id: str, info) -> tuple[str, object]:
+    """The status text and the loss figure of an erase job whose info was read already."""
+    if info.kind != "erase":
+        raise ValueError(f"{job_id} is a {info.kind} job; pick an erase job")
+    events = run_events(state.manager().folder(job_id))
+    p = progress(events)
+    lines = [f"**{info.state}** — step {max(p['step'], info.step)} / {info.total}"
+             + (f", ETA {p['eta_s']:.0f} s" if p["eta_s"] and info.state == "running" else ""), f"{info.title}"]
+    if p["concept"] is not None:
+        top = ", ".join(f"{w or chr(34) * 2} {q:.2f}" for w, q in p["top5"])
+        lines.append(f"adversarial concept: **{p['concept'] or chr(34) * 2}** (top-5: {top})")
+    if info.message and info.state in ("failed", "cancelled", "interrupted"):
+        lines.append(f"message: {info.message}")
+    if info.state == "interrupted":
+        lines.append("This job was cut off (the app stopped). Press Resume to continue from its last checkpoint.")
+    return scrub("\n\n".join(lines)), loss_figure(events)
+
+
+def run_events(job) -> list[dict]:
+    """The step events an erase job's run folder holds so far (none before it starts)."""
+    from erasure import RunFolder
+
+    return RunFolder(job.run_path).events() if job.run_path.exists() else []
+
+
+@user_errors
+def download_delta(job_id: str) -> list[str]:
+    """API `download_delta`: the erased tensors (safetensors) and the run's config."""
+    run = state.done_run(job_id)
+    return [str(run / "result.safetensors"), str(run / "config.json")]
+
+
+@user_errors
+def download_diffusers(job_id: str) -> str:
+    """API `download_diffusers`: a zip of the full diffusers folder with the erasure applied."""
+    from erasure import export_zip
+
+    run = state.done_run(job_id)
+    return str(export_zip(run, run.parent / "export" / f"{run.parent.name}-diffusers.zip"))
+
+
+def build(demo, model) -> SimpleNamespace:
+    """The tab; returns the job picker and the views the live updates refresh."""
+    with gr.Tab("Erase"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                methods = list_methods()
+                e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
+                e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
+                                      elem_id="erase-target")
+                e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")
+                e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings")
+                e_group = gr.Dropdown(list(PARAM_GROUPS), value="xattn", label="Parameter group")
+                e_steps = Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
+                e_lr = Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
+                e_snap = Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
+                                elem_id="erase-snapshot")
+                e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
+            with gr.Column(scale=2):
+                e_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="erase-job")
+                e_status = gr.Markdown(elem_id="erase-status")
+                e_losses = gr.Plot(label="Losses")
+                with gr.Row():
+                    e_cancel = gr.Button("Cancel", elem_id="erase-cancel")
+                    e_resume = gr.Button("Resume", elem_id="erase-resume")
+                    e_delta = gr.Button("Download erased weights")
+                    e_full = gr.Button("Download diffusers folder")
+                e_msg = gr.Markdown()
+                e_files = gr.File(label="Downloads", file_count="multiple")
+        form = [model, e_method, e_scope, e_speed]
+        demo.load(erase_defaults, form, [e_group, e_steps, e_lr], api_name="erase_defaults")
+        for w in (e_method, e_scope, e_speed):
+            w.change(erase_defaults, form, [e_group, e_steps, e_lr], api_visibility="private")
+        e_start.click(erase_start, [model, e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap],
+                      e_job, api_name="erase_start")
+        e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
+        e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
+        e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
+        e_delta.click(download_delta, e_job, e_files, api_name="download_delta")
+        e_full.click(download_diffusers, e_job, e_files, api_name="download_diffusers", concurrency_id="heavy")
+    return SimpleNamespace(job=e_job, views=[e_status, e_losses])

@@ -1,0 +1,71 @@
+"""Live updates: one timer refreshes the job table, every job picker and the selected jobs' views, from
+one listing of the jobs folder that every open browser tab shares (JobManager.jobs(max_age=...))."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import state
+from .erase_tab import erase_view
+from .jobs_tab import table
+from .spectrum_tab import N_VIEWS, QUICK_ESD, spectrum_view
+
+EVERY_S = 2.0  # the timer's period; a listing younger than half of it is reused
+
+
+def refresh_choices():
+    """Job table and every job picker's choices (jobs appear, finish and get resumed meanwhile):
+    the table, erase jobs, spectrum runs (quick ESD + finished erasures), spectrum jobs, compare runs,
+    trajectory jobs."""
+    jobs = state.manager().jobs(max_age=EVERY_S / 2)
+    erasures = [j.id for j in jobs if j.kind == "erase"]
+    spectra = [j.id for j in jobs if j.kind == "spectrum"]
+    done = [j.id for j in jobs if j.kind == "erase" and j.state == "done"]
+    return (table(jobs), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
+            gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=erasures))
+
+
+def info_or_none(job_id: str):
+    """The job's info (read once per tick), or None for no or an unknown id (the picker's own event
+    reports that once; the timer must not raise it every tick)."""
+    try:
+        return state.manager().info(job_id) if job_id else None
+    except KeyError:
+        return None
+
+
+def poll_erase(job_id: str, seen: str):
+    """Live erasure progress while the selected job runs, plus one last update when it stops;
+    `seen` (per browser session) is the job and state shown last."""
+    info = info_or_none(job_id)
+    if info is None:
+        return gr.skip(), gr.skip(), seen
+    key = f"{job_id}:{info.state}"
+    if key == seen and not key.endswith((":running", ":queued")):
+        return gr.skip(), gr.skip(), seen
+    return (*erase_view(job_id, info), key)
+
+
+def poll_spectrum(job_id: str, seen: str):
+    """Spectrum progress while it runs, then the figures once when it finishes."""
+    info = info_or_none(job_id)
+    if info is None:
+        return (gr.skip(),) * N_VIEWS + (seen,)
+    key = f"{job_id}:{info.state}"
+    if key == seen and info.state not in ("running", "queued"):
+        return (gr.skip(),) * N_VIEWS + (seen,)
+    if info.state in ("running", "queued"):
+        return (spectrum_view(job_id, info)[0],) + (gr.skip(),) * (N_VIEWS - 1) + (key,)
+    return (*spectrum_view(job_id, info), key)
+
+
+def wire(demo, pickers: list, erase, spectrum) -> None:
+    """Refresh `pickers` (the outputs of refresh_choices, in its order) on page load and every tick, and
+    the selected erase and spectrum jobs' views while they change."""
+    demo.load(refresh_choices, None, pickers, api_visibility="private")
+    timer = gr.Timer(EVERY_S)
+    quiet = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
+    timer.tick(refresh_choices, None, pickers, **quiet)
+    e_seen, s_seen = gr.State(""), gr.State("")
+    timer.tick(poll_erase, [erase.job, e_seen], [*erase.views, e_seen], **quiet)
+    timer.tick(poll_spectrum, [spectrum.job, s_seen], [*spectrum.views, s_seen], **quiet)

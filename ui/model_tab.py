@@ -1,0 +1,82 @@
+"""The Model tab: device and dtype (they drive every sampling action of the page), load, Generate, Stop."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from backends import DTYPES, generate, grid
+
+from . import inputs, state
+from .guard import Number, Slider
+from .guard import handler as user_errors
+
+
+@user_errors
+def load_model(model: str, device: str, dtype: str) -> str:
+    """API `load_model`: load (or reuse) a pipeline and describe it."""
+    from backends.families import denoiser
+    from backends.generate import native_size
+
+    model = state.model_name(model)
+    pipe = state.pipeline(model, device, dtype)
+    net = denoiser(pipe)
+    n = sum(p.numel() for p in net.parameters())
+    size = native_size(pipe)
+    return (f"**{model}** loaded on {device} ({dtype}): {type(pipe).__name__}, {type(net).__name__} "
+            f"{n / 1e6:.1f} M parameters, "
+            f"{size}×{size} px, scheduler {type(pipe.scheduler).__name__} "
+            f"({pipe.scheduler.config.get('prediction_type', 'epsilon')}).")
+
+
+@user_errors
+def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: float, guidance: float,
+                  device: str = state.DEVICE, dtype: str = "float32", request: gr.Request = None) -> np.ndarray:
+    """API `generate`: n images of one prompt from seeds seed, seed+1, ... as one grid image, on the
+    device and in the dtype chosen in the Model tab."""
+    model = state.model_name(model)
+    if isinstance(prompt, str) and not prompt.strip():
+        raise ValueError("Enter a prompt, e.g. 'a red star'.")
+    prompt = inputs.text(prompt, "Prompt", inputs.MAX_PROMPT)
+    most = state.LIMITS.max_images
+    n = inputs.whole(n_images, f"Number of images (between 1 and {most})", 1, most)
+    settings = state.sampler(steps, guidance)
+    seeds = [inputs.seed(seed, "First seed") + i for i in range(n)]
+    with state.cancellable(request) as token:
+        images = generate(state.pipeline(model, device, dtype), [prompt] * len(seeds), seeds, settings, cancel=token)
+    return state.enlarge(grid(images, min(len(seeds), 4)))
+
+
+@user_errors
+def cancel_sampling(request: gr.Request = None) -> str:
+    """API `cancel_sampling`: stop this browser session's running Generate and Compare at their next
+    sampler step."""
+    if not state.cancel_session(request):
+        raise ValueError("nothing of yours is sampling; nothing to cancel")
+    return "sampling cancelled"
+
+
+def build(model) -> tuple:
+    """The tab; returns its device and dtype pickers (Compare samples with them too)."""
+    with gr.Tab("Model"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                device = gr.Dropdown(["cpu", "cuda"], value=state.DEVICE, label="Device")
+                dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype")
+                load = gr.Button("Load model")
+                info = gr.Markdown(elem_id="model-info")
+                prompt = gr.Textbox(value="a red star", label="Prompt")
+                seed = Number(value=0, precision=0, label="First seed")
+                n_images = Slider(1, state.LIMITS.max_images, value=8, step=1, label="Images")
+                steps = Slider(1, state.LIMITS.max_sampler_steps, value=25, step=1, label="Sampler steps")
+                guidance = Slider(0, 15, value=5.0, step=0.5, label="Guidance scale")
+                with gr.Row():
+                    run = gr.Button("Generate", variant="primary")
+                    stop = gr.Button("Stop", elem_id="generate-stop")
+            with gr.Column(scale=2):
+                out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
+        load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
+        run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
+                  concurrency_id="interactive")
+        stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
+    return device, dtype

@@ -1,0 +1,124 @@
+"""The Spectrum tab: a named or uploaded vocabulary against a finished erasure (or a quick ESD one);
+progress, then the figures, the top-N table and the CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
+from sensitivity.vocab import load_user_vocabulary
+
+from . import inputs, state
+from .guard import Number, client_key, scrub
+from .guard import handler as user_errors
+from .jobs_tab import job_cancel
+
+QUICK_ESD = "quick ESD erasure (fast preset)"  # the run picker's choice that erases with ESD first
+N_VIEWS = 6  # status, histogram, most affected, scatter, table, CSV
+
+
+@user_errors
+def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float, k: float, steps: float,
+                   guidance: float, seed: float, run_job: str, proxy_only: bool, request: gr.Request = None) -> str:
+    """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick ESD one).
+    The vocabulary is a named one or an uploaded file, never a path on the server: an upload's words
+    are read here and travel in the job's parameters."""
+    from sensitivity import SpectrumRequest
+
+    model, limits = state.model_name(model), state.LIMITS
+    targets = inputs.concepts(target, "Erased concept(s)")
+    n = inputs.whole(size or 0, "First N words (0 = all)", 0, limits.max_concepts)
+    config = {"size": n or None, "k": inputs.whole(k, "k (samples per concept)", 1, limits.max_k),
+              "steps": inputs.whole(steps, "Sampler steps", 1, limits.max_sampler_steps),
+              "guidance": inputs.real(guidance, "Guidance", 0.0, 50.0), "seed": inputs.seed(seed, "First seed"),
+              "proxy_only": inputs.flag(proxy_only, "Proxy only")}
+    words = None
+    if vocab_file:
+        path = inputs.uploaded_file(vocab_file, [Path(gr.utils.get_upload_folder())], limits.max_upload_bytes)
+        config["vocab"] = f"upload:{path.name[:60]}"
+        words = tuple(load_user_vocabulary(path, source=f"the uploaded file {path.name[:60]!r}",
+                                           dedupe_hint="remove the repeated lines and upload it again"))
+    else:
+        config["vocab"] = inputs.choice(vocab, "Vocabulary", VOCABULARIES)
+    job = SpectrumRequest(model, tuple(targets), config, words=words, device=state.DEVICE).to_dict()
+    # `run` names a finished erase job of this app (the job resolves it to its run folder)
+    job["run"] = None if run_job in (None, "", QUICK_ESD) else inputs.job_id(run_job, "Sanitized model")
+    return state.manager().submit("spectrum", job, client_key(request))
+
+
+@user_errors
+def spectrum_status(job_id: str, top_n: float = 20) -> tuple:
+    """API `spectrum_status`: progress, then the figures, the top-N table and the CSV file."""
+    job_id = inputs.job_id(job_id, "Spectrum job")
+    return spectrum_view(job_id, state.manager().info(job_id), inputs.whole(top_n, "Top N", 1, 1000))
+
+
+@user_errors
+def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
+    """The N_VIEWS outputs of a spectrum job whose info was read already (only the text until it is done)."""
+    from sensitivity import figures, load_spectrum
+
+    if info.kind != "spectrum":
+        raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
+    text = f"**{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}"
+    if info.message and info.state != "done":
+        text += f"\n\n{info.message}"
+    text = scrub(text)
+    csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
+    if info.state != "done" or not csv.exists():
+        return (text,) + (None,) * (N_VIEWS - 1)
+    df = load_spectrum(csv.parent)
+    column = "delta" if df["delta"].notna().any() else "proxy"
+    top = df.sort_values(column, ascending=False).head(int(top_n))
+    table = top[["concept", "kind", column, "proxy", "text_sim"]].round(4)
+    return (text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
+            figures.similarity_scatter(df, column), table, str(csv))
+
+
+@user_errors
+def download_csv(job_id: str) -> str:
+    """API `download_csv`: the spectrum table of a finished spectrum job."""
+    job_id = inputs.job_id(job_id, "Spectrum job")
+    csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
+    if not csv.exists():
+        raise ValueError(f"{job_id} has no spectrum yet; wait until it is done")
+    return str(csv)
+
+
+def build(model) -> SimpleNamespace:
+    """The tab; returns its run and job pickers and the N_VIEWS views the live updates refresh."""
+    with gr.Tab("Spectrum"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
+                s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
+                                    allow_custom_value=True, elem_id="spectrum-run")
+                s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary")
+                s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
+                                 type="filepath")
+                s_size = Number(value=0, precision=0, label="First N words (0 = all)")
+                s_k = Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
+                s_steps = Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
+                s_guidance = Number(value=5.0, label="Guidance")
+                s_seed = Number(value=0, precision=0, label="First seed")
+                s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
+                s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
+            with gr.Column(scale=2):
+                s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
+                s_status = gr.Markdown(elem_id="spectrum-status")
+                s_hist = gr.Plot(label="Histogram")
+                s_top = gr.Plot(label="Most affected")
+                s_scatter = gr.Plot(label="Similarity vs damage")
+                s_table = gr.Dataframe(label="Top concepts", elem_id="spectrum-table")
+                s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
+        views = [s_status, s_hist, s_top, s_scatter, s_table, s_csv]
+        s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
+                                       s_run, s_proxy], s_job, api_name="spectrum_start")
+        s_job.change(spectrum_status, s_job, views, api_name="spectrum_status")
+        gr.Button("Cancel spectrum").click(job_cancel, s_job, s_status, api_visibility="private")
+        s_dl = gr.Button("Download CSV", visible=False)
+        s_dl.click(download_csv, s_job, s_csv, api_name="download_csv")
+    return SimpleNamespace(run=s_run, job=s_job, views=views)

@@ -1,0 +1,108 @@
+"""What the app's handlers share: the machine's limits, the jobs folder and its manager, the one loaded
+pipeline, and the cancel tokens of running Generate / Compare calls, per browser session.
+
+Handlers read these through the module (`state.manager()`, `state.PIPELINES`), so a test swaps one by
+patching this module. Environment variables: CSE_JOBS_DIR, CSE_MODEL_DIRS, CSE_DTYPE, CSE_MAX_* (jobs.limits).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import torch
+
+from backends import PRESETS, SamplerSettings, check_device
+from backends.pipeline_cache import PipelineCache
+from erasure import CancelToken
+from jobs import JobManager, Limits
+from jobs.store import JobFolder
+
+from . import inputs
+from .guard import register_root
+
+LIMITS = Limits.from_env()
+JOBS_DIR = os.environ.get("CSE_JOBS_DIR", str(Path(__file__).resolve().parent.parent / "runs" / "jobs"))
+register_root(JOBS_DIR, "the jobs folder")
+# Local diffusers folders the app may open (os.pathsep-separated); none by default: on a public Space a
+# typed server path must not be a way to probe the file system.
+MODEL_DIRS = [Path(os.path.realpath(p)) for p in os.environ.get("CSE_MODEL_DIRS", "").split(os.pathsep) if p]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
+# Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB)
+JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
+PIPELINES = PipelineCache()  # one loaded pipeline, keyed by (model, device, dtype) chosen in the Model tab
+_manager: JobManager | None = None
+_sampling: dict[str, set[CancelToken]] = {}  # browser session -> cancel tokens of its running generate/compare
+
+
+def manager() -> JobManager:
+    """The job manager of JOBS_DIR, started on first use (its worker runs the queued jobs)."""
+    global _manager
+    if _manager is None:
+        _manager = JobManager(JOBS_DIR, limits=LIMITS)
+    return _manager
+
+
+def pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
+    """The pipeline for the Model tab's choice; the device is checked here, the dtype by the cache
+    (torch_dtype), both before anything loads."""
+    return PIPELINES.get(model, check_device(inputs.choice(device, "Device", ("cpu", "cuda"))), dtype)
+
+
+def model_name(value) -> str:
+    """A preset, a hub id or an allowed local folder (ui.inputs.model_name)."""
+    return inputs.model_name(value, PRESETS, MODEL_DIRS)
+
+
+def sampler(steps, guidance, label: str = "Sampler steps") -> SamplerSettings:
+    return SamplerSettings(steps=inputs.whole(steps, label, 1, LIMITS.max_sampler_steps),
+                           guidance=inputs.real(guidance, "Guidance", 0.0, 50.0))
+
+
+def enlarge(image: np.ndarray, size: int = 256) -> np.ndarray:
+    scale = max(1, size // image.shape[0])  # 32-px images are shown enlarged, pixel-exact
+    return image.repeat(scale, 0).repeat(scale, 1)
+
+
+def session(request: gr.Request | None) -> str:
+    """The browser session a request came from ("local" for calls from Python)."""
+    return getattr(request, "session_hash", None) or "local"
+
+
+@contextlib.contextmanager
+def cancellable(request: gr.Request | None):
+    """A cancel token for one generate/compare of this browser session, which `cancel_sampling` sets."""
+    key, token = session(request), CancelToken()
+    _sampling.setdefault(key, set()).add(token)
+    try:
+        yield token
+    finally:
+        _sampling[key].discard(token)
+
+
+def cancel_session(request: gr.Request | None) -> int:
+    """Set every cancel token of this browser session; how many there were."""
+    tokens = list(_sampling.get(session(request)) or ())
+    for token in tokens:
+        token.cancel()
+    return len(tokens)
+
+
+def erase_job(job_id) -> JobFolder:
+    """A checked erase job id's folder (any state)."""
+    job = manager().folder(inputs.job_id(job_id, "Erase job"))
+    if job.kind != "erase":
+        raise ValueError(f"{job.id} is a {job.kind} job; pick an erase job")
+    return job
+
+
+def done_run(job_id) -> Path:
+    """The run folder of a finished erase job."""
+    job_id = inputs.job_id(job_id, "Erase job")
+    job = manager().folder(job_id)
+    if job.kind != "erase" or not (job.run_path / "result.safetensors").exists():
+        raise ValueError(f"{job_id} is not a finished erase job; pick one whose state is done")
+    return job.run_path
