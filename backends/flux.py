@@ -10,11 +10,12 @@ sentencepiece model cannot be built offline (the T5 encoder only needs token ids
 from __future__ import annotations
 
 import copy
+import math
 
 import numpy as np
 import torch
 
-from .family import Cond
+from .family import Cond, broadcast
 from .paths import ASSETS
 from .sd import call
 
@@ -47,10 +48,13 @@ def tiny_flux_pipeline(seed: int = 0, size: int = 32):
     return pipe
 
 
+DEV_GUIDANCE = 3.5  # FluxPipeline's default guidance_scale, for models with a guidance embedding
+
+
 class FluxFamily:
     """A flow-matching transformer on packed latent tokens, conditioned on T5 tokens and a pooled CLIP
-    embedding. Its denoiser predicts a velocity and needs token ids, so it is driven through its sampler;
-    the eps-prediction methods (ESD, AP, UCE, CA) do not apply (their specs leave this family out)."""
+    embedding. Its denoiser predicts a velocity; MCE trains it through its few-step sampler, and the
+    eps-prediction methods (ESD, AP, UCE, CA) do not apply (their specs leave this family out)."""
 
     name = "flux"
     pipeline_classes = ("FluxPipeline",)
@@ -71,8 +75,20 @@ class FluxFamily:
         return {"emb": emb, "pooled": pooled}, txt_ids
 
     def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
-        raise ValueError("FLUX predicts a velocity from packed tokens and token ids: sample it through "
-                         "few_step_sampler (eps-prediction methods do not apply to flow-matching models)")
+        """The velocity at packed latents z [B, seq, 4C] (a square latent, 2 x 2 tokens packed) and
+        timesteps t [B] on the 0..1000 scale (sigma * 1000), with the ids the pipeline gives: image
+        tokens by row and column, text tokens all zero. A guidance-embedding model (FLUX.1-dev) gets
+        its pipeline's default guidance. The spectrum's proxy calls this; training samples through
+        few_step_sampler."""
+        from diffusers import FluxPipeline
+
+        n, side = len(z), math.isqrt(z.shape[1])
+        cond = broadcast(cond, n)
+        img_ids = FluxPipeline._prepare_latent_image_ids(1, side, side, z.device, z.dtype)
+        txt_ids = torch.zeros(cond["emb"].shape[1], 3, device=z.device, dtype=z.dtype)
+        guidance = torch.full((n,), DEV_GUIDANCE, device=z.device) if net.config.guidance_embeds else None
+        return net(hidden_states=z, timestep=(t / 1000).to(z.dtype), guidance=guidance, pooled_projections=cond["pooled"],
+                   encoder_hidden_states=cond["emb"], txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
 
     def prediction_type(self, pipe) -> str:
         return "flow"

@@ -149,7 +149,21 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
     else:
         pipe = _load_from_hub(spec, kwargs)
     pipe.set_progress_bar_config(disable=True)
+    slice_large_decodes(pipe)
     return pipe.to(device)
+
+
+SLICE_FROM_PX = 256  # images this large decode one at a time
+
+
+def slice_large_decodes(pipe) -> None:
+    """Large images decode one latent at a time: a batch of 64 latents at 512 px would take ~50 GiB of
+    VAE activations in float32 at once; one at a time needs under 1 GiB, at the same images."""
+    from .families import family_of
+
+    vae = getattr(pipe, "vae", None)
+    if vae is not None and hasattr(vae, "use_slicing") and family_of(pipe).native_size(pipe) >= SLICE_FROM_PX:
+        vae.enable_slicing()
 
 
 def _load_from_hub(spec: ModelSpec, kwargs: dict):

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="any other config field")
     e.add_argument("--device", default="cpu")
     e.add_argument("--dtype", default="float32", help="weights' dtype: float32, bfloat16 or float16 (FLUX: bfloat16)")
+    e.add_argument("--checkpoints-total-limit", type=int, default=2, dest="checkpoints_total_limit",
+                   help="checkpoints kept on disk (the oldest are deleted; default 2)")
     e.add_argument("--force", action="store_true", help="erase a concept the model may not know (the embedded "
                    "model only knows its world's words; anything else measures nothing)")
     r = sub.add_parser("resume", help="continue a stopped run from its last checkpoint")
@@ -95,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "erase":
             overrides = {k: v for k in ("steps", "lr", "param_group", "seed") if (v := getattr(args, k)) is not None}
             request = EraseRequest(args.model, args.method, tuple(args.target), args.preset,
-                                   overrides | _settings(args.set), args.device, args.dtype, args.force)
+                                   overrides | _settings(args.set), args.device, args.dtype, args.force,
+                                   args.checkpoints_total_limit)
             print(f"done: {run(request, args.out, callback=_progress()).path}")
         elif args.command == "resume":
             print(f"done: {trainer.resume(args.run, callback=_progress(), device=args.device).path}")

@@ -28,15 +28,17 @@ class EraseRequest:
     device: str = "cpu"  # cpu, cuda or cuda:N
     dtype: str = "float32"  # the weights' dtype when the pipeline is loaded
     force: bool = False  # erase concepts the model may not know (the embedded model knows only its world)
+    checkpoints_total_limit: int = 2  # checkpoints kept on disk (the oldest are deleted)
 
     def check(self) -> EraseConfig:
         """The resolved config, or a ValueError saying what to fix; nothing is loaded or written."""
         from backends import check_device, torch_dtype
         from backends.vocab import check_known_concepts
 
-        from .trainer import resolve_config
+        from .trainer import check_checkpoint_limit, resolve_config
 
         check_device(self.device)
+        check_checkpoint_limit(self.checkpoints_total_limit)
         torch_dtype(self.dtype)
         if not isinstance(self.overrides, dict):
             raise ValueError(f"overrides must be a mapping of setting -> value, got {type(self.overrides).__name__}")
@@ -75,4 +77,5 @@ def run(request: EraseRequest, out: str | Path, callback: Callback | None = None
     if resume_existing and (Path(out) / "config.json").exists():
         return resume(out, callback=callback, cancel=cancel, device=request.device, pipe=pipe)
     return erase(request.model, request.method, list(request.targets), request.presets, out, callback=callback,
-                 cancel=cancel, device=request.device, pipe=pipe, dtype=request.dtype, **request.overrides)
+                 cancel=cancel, device=request.device, pipe=pipe, dtype=request.dtype,
+                 checkpoints_total_limit=request.checkpoints_total_limit, **request.overrides)

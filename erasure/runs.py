@@ -30,7 +30,7 @@ from .events import Event
 from .masks import bake, parse_key
 from .state import load_state, save_state
 
-KEEP_CHECKPOINTS = 2
+KEEP_CHECKPOINTS = 2  # checkpoints a run keeps on disk by default (erase(checkpoints_total_limit=...))
 
 
 
@@ -101,10 +101,11 @@ class RunFolder:
         write_text(self.path / "events.jsonl", "".join(json.dumps(e) + "\n" for e in kept))
 
     # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self, step: int, state: dict) -> Path:
+    def save_checkpoint(self, step: int, state: dict, keep: int = KEEP_CHECKPOINTS) -> Path:
+        """Write step `step`'s checkpoint, then delete all but the newest `keep`."""
         folder = self.path / "checkpoints" / f"step_{step:07d}"
         save_state(state, folder)
-        for old in self.checkpoints()[:-KEEP_CHECKPOINTS]:
+        for old in self.checkpoints()[:-keep]:
             for f in old.iterdir():
                 f.unlink()
             old.rmdir()
@@ -182,6 +183,11 @@ def erased_copy(pipe, run: str | Path | RunFolder):
 
     name = family_of(pipe).component
     erased = type(pipe)(**{**pipe.components, name: copy.deepcopy(getattr(pipe, name))})
+    # a pipeline's own size setting is not a component (FLUX: default_sample_size, 128 unless its builder
+    # set another); without it the copy would draw at another size than the base from the same seeds
+    for attr in ("default_sample_size",):
+        if hasattr(pipe, attr):
+            setattr(erased, attr, getattr(pipe, attr))
     erased.set_progress_bar_config(disable=True)
     return apply(erased, run)
 

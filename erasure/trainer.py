@@ -24,9 +24,10 @@ from backends.family import Cond
 from .config import EraseConfig, apply_layers
 from .diffusion import ddim_scheduler, loss_in_space, sample_until
 from .events import Callback, Cancelled, CancelToken, Event
+from .master import MasterWeights
 from .params import select_parameters
 from .registry import get_method
-from .runs import RunFolder
+from .runs import KEEP_CHECKPOINTS, RunFolder
 from .state import load_optimizer
 
 
@@ -48,6 +49,8 @@ class Context:
         net = self.family.denoiser(pipe)
         # weight-training methods get their parameter group; mask methods (MCE) train nothing here
         self.trained = select_parameters(net, config.param_group) if trains_weights else {}
+        # the float32 tensors the optimiser steps (the trained ones themselves on a float32 model)
+        self.master = MasterWeights(self.trained)
         # theta, copied before any step or checkpoint restore touches the weights
         self.frozen = copy.deepcopy(net).requires_grad_(False).eval() if trains_weights else None
         net.eval()  # no dropout/batch-norm train behaviour; gradients still flow
@@ -129,24 +132,28 @@ def resolve_config(method: str, model: str, presets: list[str] | str = (), **ove
 
 def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
           out: str | Path = "runs/erasure", callback: Callback | None = None, cancel: CancelToken | None = None,
-          device: str = "cpu", pipe=None, dtype: str = "float32", **overrides) -> RunFolder:
+          device: str = "cpu", pipe=None, dtype: str = "float32", checkpoints_total_limit: int = KEEP_CHECKPOINTS,
+          **overrides) -> RunFolder:
     """Erase `targets` from `model` with `method`; returns the finished run folder.
 
     The config is validated before anything is written; `pipe` may be passed to reuse a
     loaded pipeline (its denoiser is modified in place). `dtype` is the weights' dtype when the
     pipeline is loaded here ("bfloat16" halves FLUX.1-schnell's ~67 GB of float32 weights); it is
-    recorded, and `resume` loads the same."""
+    recorded, and `resume` loads the same. `checkpoints_total_limit` is how many checkpoints stay on disk
+    (the oldest go first; on SD a full-UNet checkpoint is ~10 GB)."""
     from backends import load_pipeline, torch_dtype
 
     targets = [targets] if isinstance(targets, str) else list(targets)
     config = resolve_config(method, model, presets, targets=targets, **overrides)
     weights_dtype = torch_dtype(dtype)
+    check_checkpoint_limit(checkpoints_total_limit)
     if pipe is None:
         pipe = load_pipeline(model, device=device, dtype=weights_dtype)
     names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
     record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed,
               "result_kind": get_method(method).SPEC.trains,
-              "dtype": str(pipe.dtype).removeprefix("torch.")}
+              "dtype": str(pipe.dtype).removeprefix("torch."), "trained_dtype": "float32",
+              "checkpoints_total_limit": checkpoints_total_limit}
     run = RunFolder.create(out, record)
     return _train(run, pipe, method, config, None, callback, cancel)
 
@@ -172,7 +179,7 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     ctx = Context(pipe, config, trains_weights=weights)
     method = cls(ctx)
     # the loop trains ctx.trained; a method with its own parameters (MCE's mask logits) brings its optimiser
-    opt = torch.optim.Adam(list(ctx.trained.values()), lr=config.lr) if weights else method.optimizer()
+    opt = torch.optim.Adam(list(ctx.master.params.values()), lr=config.lr) if weights else method.optimizer()
     start = 0
     if checkpoint is not None:
         start, state = checkpoint
@@ -185,6 +192,7 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     try:
         if spec.closed_form:  # UCE: one solve instead of an optimisation loop
             info = method.solve()
+            ctx.master.masters_to_model()
             start = config.steps
             emit(step_event(method_name, config.steps, config.steps, time.time() - t0, info))
         for step in range(start, config.steps):
@@ -194,9 +202,7 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
                 emit(Event("cancelled", step, config.steps, time.time() - t0))
                 raise Cancelled(f"run {run.path} cancelled at step {step}; resume it to continue")
             loss, info = method.loss(step)
-            opt.zero_grad(set_to_none=True)  # the inner search may have left gradients on theta'
-            loss.backward()
-            opt.step()
+            _optimise(ctx, opt, loss)
             done = step + 1
             emit(step_event(method_name, done, config.steps, time.time() - t0, info))
             if config.snapshot_every and (done % config.snapshot_every == 0 or done == 1):
@@ -209,7 +215,7 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     except BaseException as e:
         run.set_status("failed", run.status()["step"], f"{type(e).__name__}: {e}")
         raise
-    run.save_result({f"{ctx.family.component}.{n}": p for n, p in ctx.trained.items()} if weights else method.result())
+    run.save_result({f"{ctx.family.component}.{n}": p for n, p in ctx.master.params.items()} if weights else method.result())
     if not weights:  # MCE: hooks off, binary masks baked, so `pipe` is the saved result
         method.finish()
     run.set_status("done", config.steps)
@@ -231,6 +237,17 @@ def step_event(method: str, step: int, total: int, elapsed_s: float, info: dict)
     return Event("step", step, total, elapsed_s, **info)
 
 
+def _optimise(ctx: Context, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """One optimiser step on the float32 masters from the model-dtype backward (erasure.master)."""
+    opt.zero_grad(set_to_none=True)
+    for p in ctx.trained.values():  # the inner search may have left gradients on theta'
+        p.grad = None
+    loss.backward()
+    ctx.master.grads_to_masters()
+    opt.step()
+    ctx.master.masters_to_model()
+
+
 def _emitter(run: RunFolder, callback: Callback | None):
     def emit(event: Event) -> None:
         run.append_event(event)
@@ -240,10 +257,17 @@ def _emitter(run: RunFolder, callback: Callback | None):
     return emit
 
 
+def check_checkpoint_limit(limit) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise ValueError(f"checkpoints_total_limit must be a whole number from 1 to 1000 (checkpoints kept on disk), "
+                         f"got {limit!r}")
+
+
 def _checkpoint(run: RunFolder, ctx: Context, method, opt, step: int) -> None:
-    run.save_checkpoint(step, {
+    keep = run.record.get("checkpoints_total_limit", KEEP_CHECKPOINTS)  # runs recorded before the setting: 2
+    run.save_checkpoint(step, keep=keep, state={
         "step": step,
-        "params": {name: p.detach() for name, p in ctx.trained.items()},
+        "params": {name: p.detach() for name, p in ctx.master.params.items()},  # float32
         "optimizer": opt.state_dict(),
         "method": method.state_dict(),
         "rng": ctx.rng_state(),
@@ -251,9 +275,7 @@ def _checkpoint(run: RunFolder, ctx: Context, method, opt, step: int) -> None:
 
 
 def _restore(ctx: Context, method, opt, state: dict) -> None:
-    with torch.no_grad():
-        for name, p in ctx.trained.items():
-            p.copy_(state["params"][name].to(p.device, p.dtype))
+    ctx.master.load(state["params"])
     load_optimizer(opt, state["optimizer"])
     method.load_state_dict(state["method"])
     ctx.load_rng_state(state["rng"])

@@ -100,7 +100,7 @@ class UCE:
     @torch.no_grad()
     def solve(self) -> dict:
         cfg = self.ctx.config
-        for name, W in self.ctx.trained.items():
+        for name, W in self.ctx.master.params.items():  # float32 (erasure.master); the loop copies them in
             if name.endswith(".weight"):
                 W.copy_(uce_solve(W, self.c_e, self.g, self.c_p, cfg.lam, cfg.erase_scale, cfg.preserve_scale))
         return {"losses": {}, "message": f"edited {len(self.ctx.trained)} key/value projections"}

@@ -18,12 +18,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from backends.families import family_of
 from backends.storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 
 def pipeline_fingerprint(pipe) -> str:
-    """Hash of the UNet, text encoder and VAE weights: the part of the cache key naming the model."""
-    return weights_fingerprint({c: getattr(pipe, c) for c in ("unet", "text_encoder", "vae")})
+    """Hash of the denoiser, text encoder(s) and VAE weights (in the dtype loaded): the part of the cache
+    key naming the model. SD's key is that of (unet, text_encoder, vae), as before FLUX joined."""
+    names = (family_of(pipe).component, "text_encoder", "text_encoder_2", "vae")
+    return weights_fingerprint({c: getattr(pipe, c) for c in names if getattr(pipe, c, None) is not None})
 
 
 class SampleCache:

@@ -30,11 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--template", help="prompt template, e.g. '{concept}' (default: the model's)")
     s.add_argument("--scorer", help="'embedded' or an open_clip 'arch/pretrained' tag")
     s.add_argument("--proxy-only", action="store_true", help="only the proxy D(c): no sampling, no CLIP")
+    s.add_argument("--text-space", default="model", choices=("model", "scorer"),
+                   help="text_sim in the model's own text encoder (default; no extra weights) or the scorer's CLIP")
     s.add_argument("--proxy-dtype", default="float32", help="float32, or bfloat16 for a faster proxy")
     s.add_argument("--dedupe", action="store_true", help="drop repeated concepts of a user list")
     s.add_argument("--address", help="Ray cluster address, or 'local' for a local cluster (default: in-process)")
     s.add_argument("--workers", type=int, default=2, help="Ray workers (with --address)")
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    s.add_argument("--batch", type=int, default=64, help="images per generation call (lower it on a small GPU)")
+    s.add_argument("--dtype", default="float32", help="weights' dtype: float32, bfloat16 or float16 (FLUX: bfloat16)")
     s.add_argument("--force", action="store_true", help="score targets the model may not know (the embedded "
                    "model only knows its world's words)")
     s.add_argument("--out", required=True, help="output folder (CSV, parquet, figures, config.json)")
@@ -67,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 
     config = {"vocab": args.vocab, "size": args.size, "k": args.k, "seed": args.seed, "steps": args.steps,
               "guidance": args.guidance, "template": args.template, "scorer": args.scorer,
-              "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe}
+              "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe,
+              "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch}
     request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,
                               address=args.address, workers=args.workers, force=args.force)
     try:  # every check (device, cluster, settings, vocabulary, folder) runs before any model loads or trains

@@ -95,7 +95,7 @@ def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = N
             shutil.rmtree(folder, ignore_errors=True)  # a half-done quick erasure restarts
             if on_erasure is not None:
                 on_erasure()
-            quick_erasure(request.model, config.targets, folder, template=config.template)
+            quick_erasure(request.model, config.targets, folder, template=config.template, dtype=config.dtype)
         erased = str(folder)
     t0 = time.perf_counter()
     df = compute_spectrum(request.model, erased, config, device=request.device, address=request.address,

@@ -25,6 +25,7 @@ from .vocab import kind_of, prompt_of
 
 Progress = Callable[[int, int, str], None]  # (concepts done, concepts total, message)
 MAX_K = 1000  # samples per concept
+TEXT_SPACES = ("model", "scorer")  # where text_sim is measured (SpectrumConfig.text_space)
 
 
 @dataclass
@@ -38,12 +39,14 @@ class SpectrumConfig:
     guidance: float = 5.0  # classifier-free guidance scale
     template: str | None = None  # prompt template; None = the model's ("a {concept}" embedded, "{concept}" SD)
     scorer: str | None = None  # "embedded" or open_clip "arch/pretrained"; None = the model's default
-    proxy_only: bool = False  # only D(c) and text similarity: no sampling, no CLIP scores
+    proxy_only: bool = False  # only D(c) and text similarity: no sampling, no CLIP scores, no scorer weights
+    text_space: str = "model"  # text_sim in: "model" (its own text encoder: conditioning_directions) or "scorer"
     proxy_timesteps: int = 2  # D(c): timesteps in the fixed set (2: t = 750 and 250 on a 1000-step schedule)
     proxy_latents: int = 1  # D(c): z_t per timestep in the fixed set
     proxy_dtype: str = "float32"  # D(c) forwards: "float32", or "bfloat16" autocast (faster on CPUs with AMX/BF16)
     chunk: int = 8  # concepts per work unit (and per Ray task); results do not depend on it
     batch: int = 64  # images per generation call (lower it for large models on small GPUs)
+    dtype: str = "float32"  # weights' dtype of both models when the spectrum loads them ("bfloat16" for FLUX)
     dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
     nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
 
@@ -70,6 +73,11 @@ class SpectrumConfig:
             raise ValueError(f"k (samples per concept) must be in 1..{MAX_K}, got {self.k}")
         if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
             raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
+        from backends import torch_dtype
+
+        torch_dtype(self.dtype)  # a bad name fails here, before anything loads
+        if self.text_space not in TEXT_SPACES:
+            raise ValueError(f"text_space must be one of {', '.join(TEXT_SPACES)}, got {self.text_space!r}")
         if self.proxy_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"proxy_dtype must be float32, bfloat16 or float16, got {self.proxy_dtype!r}")
         if self.size is not None and self.size < 1:
@@ -81,11 +89,12 @@ class SpectrumConfig:
 
 @dataclass
 class Models:
-    """Both models and the scorer; the erased pipeline shares every component but the UNet."""
+    """Both models and the scorer (None when nothing needs it: proxy-only in the model's text space); the
+    erased pipeline shares every component but the denoiser."""
 
     base: object
     erased: object
-    scorer: Scorer
+    scorer: Scorer | None
     cache: SampleCache | None
     fixed: dict = field(default_factory=dict)  # per-spectrum inputs every chunk shares (see shared_inputs)
 
@@ -94,17 +103,41 @@ class Models:
         per config rather than once per chunk."""
         key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed)
         if key not in self.fixed:
-            target_text = self.scorer.text_features([prompt_of(t, config.template) for t in config.targets])
+            target_text = self.similarity_text([prompt_of(t, config.template) for t in config.targets], config)
             t, z = proxy_points(self.base, config.proxy_timesteps, config.proxy_latents, config.seed)
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
 
+    def similarity_text(self, prompts: list[str], config: SpectrumConfig) -> torch.Tensor:
+        """[n, d] unit text features that text_sim compares, in config.text_space."""
+        if config.text_space == "scorer":
+            return self.scorer.text_features(prompts)
+        return conditioning_directions(self.base, prompts)
+
+
+@torch.no_grad()
+def conditioning_directions(pipe, prompts: list[str]) -> torch.Tensor:
+    """[n, L * d] unit vectors: how each prompt moves the denoiser's cross-attention input away from the
+    empty prompt's (e(c) - e(""), flattened), in the model's own text encoder, the space AP searches.
+    A pooled end-token embedding would not do: the embedded model's is nearly the same for every prompt
+    (cos > 0.999), while these directions separate its shapes (docs/design.md §2)."""
+    family = family_of(pipe)
+    emb, null = family.encode(pipe, prompts)["emb"].float(), family.encode(pipe, [""])["emb"].float()
+    return torch.nn.functional.normalize((emb - null).flatten(1), dim=-1).cpu()
+
+
+def needs_scorer(config: SpectrumConfig) -> bool:
+    """CLIP scores need the scorer; a proxy-only spectrum in the model's text space needs no extra weights."""
+    return not config.proxy_only or config.text_space == "scorer"
+
 
 def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", cache_root=None, pipe=None) -> Models:
     """Base pipeline (loaded unless given), theta' from a run folder, the scorer, the base's sample cache."""
-    from backends import load_pipeline
+    from backends import load_pipeline, torch_dtype
 
-    base = pipe if pipe is not None else load_pipeline(model, device=device)
+    base = pipe if pipe is not None else load_pipeline(model, device=device, dtype=torch_dtype(config.dtype))
+    if not needs_scorer(config):
+        return Models(base, erased_copy(base, run), None, None)
     scorer = get_scorer(config.scorer, device)
     # everything that changes the original model's samples or their scores is in the key
     key = {"steps": config.steps, "guidance": config.guidance, "scorer": scorer.name,
@@ -116,16 +149,17 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
 def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> list[dict]:
     """Rows for one chunk of concepts (one generation batch per model)."""
     prompts = [prompt_of(c, config.template) for c in concepts]
-    text = models.scorer.text_features(prompts)  # [n, d]
+    sim_text = models.similarity_text(prompts, config)  # [n, d]
     target_text, t, z = models.shared_inputs(config)
     rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
-             "text_sim": (text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
+             "text_sim": (sim_text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
     cond = family_of(models.base).encode(models.base, prompts)
     dtype = getattr(torch, config.proxy_dtype)
     for row, d in zip(rows, proxy_divergence(models.base, models.erased, cond, t, z, dtype).tolist()):
         row["proxy"] = d
     if config.proxy_only:
         return rows
+    text = models.scorer.text_features(prompts)  # [n, d]: what the CLIP scores compare images with
     before = _base_samples(models, prompts, text, config)  # per prompt: (scores [k], features [k, d])
     after_scores, after_feats = _samples(models.erased, models.scorer, prompts, text, config)
     for i, row in enumerate(rows):

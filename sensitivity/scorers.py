@@ -80,6 +80,10 @@ class EmbeddedClipScorer(Scorer):
         super().__init__(model, device)
 
     def _encode_images(self, x):
+        size = self.model.visual.image_size
+        size = size if isinstance(size, int) else size[0]
+        if x.shape[-1] != size:  # another model's images (e.g. a tiny random pipeline's): resized as OpenClipScorer does
+            x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
         return self.model.encode_image(x * 2 - 1)  # trained on [-1, 1] images (shapesworld.data.to_tensor)
 
     def _encode_texts(self, texts):

@@ -210,6 +210,20 @@ def test_cli_rejects_bad_input_and_writes_nothing(tmp_path, capsys, args, messag
     assert not out.exists()
 
 
+@pytest.mark.parametrize("limit", [1, 3])
+def test_a_run_keeps_only_its_newest_checkpoints(pipe, tmp_path, limit):
+    """checkpoints_total_limit: a full-UNet checkpoint of SD is ~10 GB, so old ones are deleted, newest kept."""
+    from erasure.cli import main
+
+    out = tmp_path / "run"
+    assert main(["erase", "--method", "esd", "--target", "star", "--preset", "object,fast", "--steps", "5",
+                 "--set", "checkpoint_every=1", "--set", "ddim_steps=3", "--checkpoints-total-limit", str(limit),
+                 "--out", str(out)]) == 0
+    kept = [p.name for p in RunFolder.open(out).checkpoints()]
+    assert kept == [f"step_{s:07d}" for s in range(5 - limit, 5)]  # steps 1-4 checkpoint; the end is the result
+    assert RunFolder.open(out).record["checkpoints_total_limit"] == limit
+
+
 def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
     from erasure.cli import main
 

@@ -128,3 +128,47 @@ def test_erase_loads_records_and_resumes_in_the_dtype_asked_for(tmp_path, monkey
     run = resume(tmp_path / "bf16")
     assert loaded == [torch.bfloat16, torch.bfloat16]  # resume loaded the recorded dtype, not float32
     assert run.status()["state"] == "done" and all(v.dtype == torch.bool for v in run.result().values())
+
+
+def test_flux_predict_is_the_velocity_its_sampler_steps_with():
+    """The family's one-call predict (the spectrum's proxy) gives the transformer the same ids, timestep
+    scale and conditioning as the few-step sampler that MCE trains through."""
+    from backends import TINY_FLUX, load_pipeline
+    from backends.families import family_of
+
+    pipe = load_pipeline(TINY_FLUX)
+    family = family_of(pipe)
+    sampler = family.few_step_sampler(pipe, 2, 0.0)
+    cond = sampler.embed(["a red star", "a blue moon"])
+    z = family.noise(pipe, 2, torch.Generator().manual_seed(0))
+    t = sampler.timesteps[:1].expand(2)
+    net = family.denoiser(pipe)
+    with torch.no_grad():
+        direct = net(hidden_states=z, timestep=t / 1000, guidance=None, pooled_projections=cond["pooled"],
+                     encoder_hidden_states=cond["emb"], txt_ids=sampler.txt_ids, img_ids=sampler.img_ids,
+                     return_dict=False)[0]
+        torch.testing.assert_close(family.predict(net, z, t, cond), direct)
+
+
+def test_the_spectrum_runs_on_flux_with_delta_and_proxy(tmp_path):
+    """delta from the same seeds and the proxy on the transformer: a run that masked nothing (an erased
+    model equal to the base) gives exactly 0 for both; a run that masked neurons gives a positive proxy."""
+    from backends import TINY_FLUX
+    from erasure import erase
+    from sensitivity import SpectrumConfig, compute_spectrum
+
+    words = tmp_path / "words.txt"
+    words.write_text("star\nmoon\nheart\n")
+    config = SpectrumConfig(targets=["star"], vocab=str(words), k=2, steps=2, guidance=0.0, scorer="embedded")
+    small = dict(steps=1, batch=2, ddim_steps=2, erase_templates=["a {concept}"], keep_prompts=["a blue moon"],
+                 checkpoint_every=0)
+    for init_logit, name in ((8.0, "nothing"), (0.2, "some")):
+        run = erase(TINY_FLUX, "mce", ["star"], "fast", tmp_path / name, init_logit=init_logit, **small)
+        masked = sum(int((~m).sum()) for m in run.result().values())
+        df = compute_spectrum(TINY_FLUX, run.path, config, cache_root=tmp_path / "cache")
+        assert df["delta"].notna().all() and df["proxy"].notna().all() and len(df) == 5  # 3 words + 2 neutral
+        if name == "nothing":
+            assert masked == 0 and (df["delta"] == 0).all() and (df["proxy"] == 0).all()
+        else:
+            assert masked > 0 and (df["proxy"] > 0).all()
+            assert (df["delta"] - (df["score_before"] - df["score_after"])).abs().max() < 1e-4

@@ -71,3 +71,25 @@ def test_bad_sampler_settings_are_rejected(embedded_pipe):
         generate(embedded_pipe, ["a red star"], [0], SamplerSettings(steps=0))
     with pytest.raises(ValueError, match="one seed per prompt"):
         generate(embedded_pipe, ["a red star", "a star"], [0], FAST)
+
+
+def test_large_images_decode_one_latent_at_a_time(embedded_pipe):
+    """VAE slicing from 256 px on (a batch of 64 SD latents would need ~50 GiB at once), never on the
+    32-px embedded model; slicing decodes the same images."""
+    import copy
+
+    from diffusers import StableDiffusionPipeline
+
+    from backends.loader import slice_large_decodes
+
+    slice_large_decodes(embedded_pipe)
+    assert not embedded_pipe.vae.use_slicing
+    unet = UNet2DConditionModel.from_config({**embedded_pipe.unet.config, "sample_size": 128})  # 256 px
+    big = StableDiffusionPipeline(**{**embedded_pipe.components, "unet": unet, "vae": copy.deepcopy(embedded_pipe.vae)})
+    z = torch.randn(3, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        whole = big.vae.decode(z).sample
+        slice_large_decodes(big)
+        assert big.vae.use_slicing
+        sliced = big.vae.decode(z).sample
+    torch.testing.assert_close(sliced, whole, rtol=1e-4, atol=1e-5)

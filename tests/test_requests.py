@@ -22,7 +22,8 @@ def test_an_erase_request_round_trips_and_its_one_check_refuses_each_mistake():
                 ({"device": "tpu"}, "unknown device 'tpu'; use cpu, cuda or cuda:N"),
                 ({"targets": ("unicorn",)}, "the embedded model does not know 'unicorn'"),
                 ({"overrides": {"stpes": 3}}, r"unknown setting\(s\) \['stpes'\]"),
-                ({"presets": "object,slow"}, "unknown preset 'slow'")]
+                ({"presets": "object,slow"}, "unknown preset 'slow'"),
+                ({"checkpoints_total_limit": 0}, "checkpoints_total_limit must be a whole number from 1 to 1000")]
     for change, message in mistakes:
         with pytest.raises(ValueError, match=message):
             EraseRequest(**{**request.to_dict(), **change}).check()

@@ -224,6 +224,27 @@ def test_proxy_only_has_no_delta(embedded_pipe, esd_run, words_file, tmp_path):
     assert df.set_index("concept")["proxy_rank"]["star"] == 1
 
 
+def test_proxy_only_needs_no_scorer_weights(embedded_pipe, esd_run, words_file, tmp_path, monkeypatch):
+    """text_sim is measured in the model's own text space by default, so a proxy-only spectrum runs with
+    the scorer's weights absent; asking for the scorer's space then fails (the patch does bite)."""
+    import backends
+
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("no scorer weights here")
+
+    monkeypatch.setattr(backends, "load_embedded_clip", missing)
+    config = SpectrumConfig(targets=["star"], vocab=str(words_file), proxy_only=True)
+    df = compute_spectrum("embedded", esd_run, config, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    assert df.loc["star", "text_sim"] == pytest.approx(1.0, abs=1e-5)
+    others = df.drop(index="star")["text_sim"]
+    assert others.notna().all() and (others < 0.999).all() and others.nunique() > 1
+    with pytest.raises(FileNotFoundError, match="no scorer weights"):
+        compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], vocab=str(words_file), proxy_only=True,
+                                                             text_space="scorer"), pipe=embedded_pipe, cache_root=tmp_path)
+    with pytest.raises(ValueError, match="text_space must be one of model, scorer"):
+        compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], text_space="clip"), pipe=embedded_pipe)
+
+
 def test_bad_spectrum_inputs(embedded_pipe, esd_run, tmp_path):
     with pytest.raises(ValueError, match="target"):
         compute_spectrum("embedded", esd_run, SpectrumConfig(targets=[""]), pipe=embedded_pipe)

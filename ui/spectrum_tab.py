@@ -34,7 +34,7 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
     config = {"size": n or None, "k": inputs.whole(k, "k (samples per concept)", 1, limits.max_k),
               "steps": inputs.whole(steps, "Sampler steps", 1, limits.max_sampler_steps),
               "guidance": inputs.real(guidance, "Guidance", 0.0, 50.0), "seed": inputs.seed(seed, "First seed"),
-              "proxy_only": inputs.flag(proxy_only, "Proxy only")}
+              "proxy_only": inputs.flag(proxy_only, "Proxy only"), "dtype": state.JOB_DTYPE}
     words = None
     if vocab_file:
         path = inputs.uploaded_file(vocab_file, [Path(gr.utils.get_upload_folder())], limits.max_upload_bytes)

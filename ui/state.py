@@ -31,7 +31,8 @@ register_root(JOBS_DIR, "the jobs folder")
 # typed server path must not be a way to probe the file system.
 MODEL_DIRS = [Path(os.path.realpath(p)) for p in os.environ.get("CSE_MODEL_DIRS", "").split(os.pathsep) if p]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
-# Weights' dtype of erasure jobs; a Space erasing from FLUX sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB)
+# Weights' dtype of erasure and spectrum jobs; a FLUX Space sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB);
+# trained tensors stay float32 whatever it is (erasure.master)
 JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
 PIPELINES = PipelineCache()  # one loaded pipeline, keyed by (model, device, dtype) chosen in the Model tab
 _manager: JobManager | None = None
