@@ -52,6 +52,10 @@ class Family(Protocol):
     def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
         """Keyword arguments that make the pipeline sample from given conditionings."""
 
+    def text_inputs(self, pipe) -> dict:
+        """Keyword arguments the pipeline needs besides text prompts to encode them as training did
+        (FLUX: its T5 length); the same settings as `encode`."""
+
     def few_step_sampler(self, pipe, steps: int, guidance: float):
         """A sampler a method can back-propagate through (see backends.sd.UNetSampler)."""
 

@@ -9,6 +9,7 @@ sentencepiece model cannot be built offline (the T5 encoder only needs token ids
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 
@@ -17,7 +18,6 @@ import torch
 
 from .family import Cond, broadcast
 from .paths import ASSETS
-from .sd import call
 
 
 def tiny_flux_pipeline(seed: int = 0, size: int = 32):
@@ -71,7 +71,7 @@ class FluxFamily:
         """The conditioning ({"emb": [N, L, d_t5], "pooled": [N, d_clip]}) and the text token ids [L, 3]
         (the same for every prompt) the transformer also takes."""
         emb, pooled, txt_ids = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
-                                                  max_sequence_length=FluxSampler.MAX_SEQUENCE_LENGTH)
+                                                  max_sequence_length=self.max_sequence_length(pipe))
         return {"emb": emb, "pooled": pooled}, txt_ids
 
     def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
@@ -118,6 +118,14 @@ class FluxFamily:
     def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
         return {"prompt_embeds": cond["emb"], "pooled_prompt_embeds": cond["pooled"]}  # guidance-distilled
 
+    def max_sequence_length(self, pipe) -> int:
+        """T5 tokens per prompt: FLUX.1-schnell (no guidance embedding) was trained with 256, FLUX.1-dev
+        with 512 (FluxPipeline's default, which would give schnell 256 padding tokens it never saw)."""
+        return 512 if pipe.transformer.config.guidance_embeds else 256
+
+    def text_inputs(self, pipe) -> dict:
+        return {"max_sequence_length": self.max_sequence_length(pipe)}
+
     def few_step_sampler(self, pipe, steps: int, guidance: float):
         return FluxSampler(pipe, steps, guidance)
 
@@ -129,7 +137,6 @@ class FluxSampler:
     The same interface as backends.sd.UNetSampler."""
 
     component = "transformer"
-    MAX_SEQUENCE_LENGTH = 512  # FluxPipeline's default, so the masks train on the prompts the app samples
 
     def __init__(self, pipe, steps: int, guidance: float):
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
@@ -165,14 +172,28 @@ class FluxSampler:
         guidance = None
         if self.model.config.guidance_embeds:
             guidance = torch.full((n,), self.guidance, device=z.device, dtype=torch.float32)
-        for i, t in enumerate(self.timesteps):
-            def velocity(x, t=t):
-                return self.model(hidden_states=x, timestep=(t / 1000).expand(n).to(x.dtype), guidance=guidance,
-                                  pooled_projections=cond["pooled"], encoder_hidden_states=cond["emb"],
-                                  txt_ids=self.txt_ids, img_ids=self.img_ids, return_dict=False)[0]
-
-            z = z + (self.sigmas[i + 1] - self.sigmas[i]) * call(velocity, z, grad, use_checkpoint)
+        with block_checkpointing(self.model, grad and use_checkpoint):
+            for i, t in enumerate(self.timesteps):
+                v = self.model(hidden_states=z, timestep=(t / 1000).expand(n).to(z.dtype), guidance=guidance,
+                               pooled_projections=cond["pooled"], encoder_hidden_states=cond["emb"],
+                               txt_ids=self.txt_ids, img_ids=self.img_ids, return_dict=False)[0]
+                z = z + (self.sigmas[i + 1] - self.sigmas[i]) * v
         return z
+
+
+@contextlib.contextmanager
+def block_checkpointing(model: torch.nn.Module, on: bool):
+    """Activation checkpointing per transformer block (each double and single block), not per call: a
+    checkpointed call recomputes all of FLUX's 57 blocks at once in the backward pass, so its peak holds
+    a whole call's activations; per block it holds one block's (diffusers' own block checkpointing)."""
+    was = model.gradient_checkpointing
+    if on and not was:
+        model.enable_gradient_checkpointing()
+    try:
+        yield
+    finally:
+        if on and not was:
+            model.disable_gradient_checkpointing()
 
 
 FLUX = FluxFamily()

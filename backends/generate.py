@@ -48,7 +48,9 @@ def generate(pipe, prompts: list[str], seeds: list[int], settings: SamplerSettin
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
     stop = {} if cancel is None else {"callback_on_step_end": _stopper(cancel)}
-    return np.concatenate([_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size], **stop)
+    text = family_of(pipe).text_inputs(pipe)  # encoded as training encodes them (FLUX: its T5 length)
+    return np.concatenate([_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size],
+                                   **text, **stop)
                            for i in range(0, len(prompts), batch_size)])
 
 

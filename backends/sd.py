@@ -53,6 +53,9 @@ class SDFamily:
     def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
         return {"prompt_embeds": cond["emb"], "negative_prompt_embeds": expand(negative, len(cond["emb"]))["emb"]}
 
+    def text_inputs(self, pipe) -> dict:
+        return {}
+
     def few_step_sampler(self, pipe, steps: int, guidance: float):
         return UNetSampler(self, pipe, steps, guidance)
 

@@ -44,7 +44,8 @@ def test_flux_sampler_matches_the_pipeline_and_differentiates_through_every_step
     z = FLUX.initial_latents(pipe, [0, 1], 32, 32)
     ours = sampler.sample(cond, z.clone())
     theirs = pipe(prompt=["a red star", "a blue moon"], latents=z.clone(), num_inference_steps=3, guidance_scale=0.0,
-                  height=32, width=32, output_type="latent").images
+                  height=32, width=32, output_type="latent", **FLUX.text_inputs(pipe)).images
+    assert FLUX.text_inputs(pipe) == {"max_sequence_length": 256}  # schnell-like: no guidance embedding
     assert torch.allclose(ours, theirs, atol=1e-5)
 
     masker = Masker(pipe.transformer, mask_sites(pipe.transformer), 1.0, "transformer")
@@ -172,3 +173,32 @@ def test_the_spectrum_runs_on_flux_with_delta_and_proxy(tmp_path):
         else:
             assert masked > 0 and (df["proxy"] > 0).all()
             assert (df["delta"] - (df["score_before"] - df["score_after"])).abs().max() < 1e-4
+
+
+def test_flux_training_checkpoints_every_block_and_gets_the_same_gradient():
+    """MCE's backward through the sampler recomputes each block from its own checkpoint (blocks run twice:
+    forward and recompute) and yields the gradient of the uncheckpointed graph."""
+    from backends.flux import FluxSampler
+    from erasure.masks import Masker, mask_sites
+
+    pipe = tiny_flux_pipeline()
+    pipe.transformer.requires_grad_(False)
+    sampler = FluxSampler(pipe, steps=2, guidance=0.0)
+    cond = sampler.embed(["a red star"])
+    z = FLUX.initial_latents(pipe, [0], 32, 32)
+    masker = Masker(pipe.transformer, mask_sites(pipe.transformer), 1.0, "transformer")
+    calls = []
+    block = pipe.transformer.transformer_blocks[0]
+    handle = block.register_forward_pre_hook(lambda *_: calls.append(1))  # recompute may stop before the end
+    grads = []
+    for use_checkpoint in (False, True):
+        calls.clear()
+        sampler.sample(cond, z.clone(), grad=True, use_checkpoint=use_checkpoint).square().mean().backward()
+        grads.append([logit.grad.clone() for logit in masker.logits])
+        for logit in masker.logits:
+            logit.grad = None
+        assert len(calls) == (4 if use_checkpoint else 2)  # 2 sampler steps; recomputed once each when checkpointed
+    handle.remove()
+    assert not pipe.transformer.gradient_checkpointing  # switched off again after the call
+    for plain, checkpointed in zip(*grads):
+        torch.testing.assert_close(checkpointed, plain)
