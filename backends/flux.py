@@ -63,31 +63,27 @@ class FluxFamily:
     def denoiser(self, pipe) -> torch.nn.Module:
         return pipe.transformer
 
-    def encode(self, pipe, prompts: list[str]) -> Cond:
-        return self.encode_with_ids(pipe, prompts)[0]
-
     @torch.no_grad()
-    def encode_with_ids(self, pipe, prompts: list[str]) -> tuple[Cond, torch.Tensor]:
-        """The conditioning ({"emb": [N, L, d_t5], "pooled": [N, d_clip]}) and the text token ids [L, 3]
-        (the same for every prompt) the transformer also takes."""
-        emb, pooled, txt_ids = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
-                                                  max_sequence_length=self.max_sequence_length(pipe))
-        return {"emb": emb, "pooled": pooled}, txt_ids
+    def encode(self, pipe, prompts: list[str]) -> Cond:
+        """{"emb": [N, L, d_t5], "pooled": [N, d_clip]}; the text token ids are all zero (predict)."""
+        emb, pooled, _ = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
+                                            max_sequence_length=self.max_sequence_length(pipe))
+        return {"emb": emb, "pooled": pooled}
 
-    def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+    def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond, guidance: float = DEV_GUIDANCE) -> torch.Tensor:
         """The velocity at packed latents z [B, seq, 4C] (a square latent, 2 x 2 tokens packed) and
         timesteps t [B] on the 0..1000 scale (sigma * 1000), with the ids the pipeline gives: image
         tokens by row and column, text tokens all zero. A guidance-embedding model (FLUX.1-dev) gets
-        its pipeline's default guidance. The spectrum's proxy calls this; training samples through
-        few_step_sampler."""
+        `guidance` through it (its pipeline's default unless the sampler sets one). The spectrum's
+        proxy and the few-step sampler both call this."""
         from diffusers import FluxPipeline
 
         n, side = len(z), math.isqrt(z.shape[1])
         cond = broadcast(cond, n)
         img_ids = FluxPipeline._prepare_latent_image_ids(1, side, side, z.device, z.dtype)
         txt_ids = torch.zeros(cond["emb"].shape[1], 3, device=z.device, dtype=z.dtype)
-        guidance = torch.full((n,), DEV_GUIDANCE, device=z.device) if net.config.guidance_embeds else None
-        return net(hidden_states=z, timestep=(t / 1000).to(z.dtype), guidance=guidance, pooled_projections=cond["pooled"],
+        g = torch.full((n,), guidance, device=z.device, dtype=torch.float32) if net.config.guidance_embeds else None
+        return net(hidden_states=z, timestep=(t / 1000).to(z.dtype), guidance=g, pooled_projections=cond["pooled"],
                    encoder_hidden_states=cond["emb"], txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
 
     def prediction_type(self, pipe) -> str:
@@ -142,9 +138,7 @@ class FluxSampler:
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
         self.pipe, self.guidance = pipe, guidance
-        self.h = self.w = FLUX.latent_size(pipe)  # unpacked latent side
-        self.img_ids = pipe._prepare_latent_image_ids(1, self.h // 2, self.w // 2, pipe.device, self.model.dtype)
-        seq = (self.h // 2) * (self.w // 2)
+        seq = (FLUX.latent_size(pipe) // 2) ** 2  # packed image tokens
         sc = pipe.scheduler.config
         mu = calculate_shift(seq, sc.get("base_image_seq_len", 256), sc.get("max_image_seq_len", 4096),
                              sc.get("base_shift", 0.5), sc.get("max_shift", 1.15))
@@ -152,31 +146,22 @@ class FluxSampler:
         retrieve_timesteps(scheduler, steps, pipe.device, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
         self.timesteps = scheduler.timesteps  # [steps], sigma * 1000
         self.sigmas = scheduler.sigmas.to(pipe.device)  # [steps + 1], ending at 0
-        self.txt_ids = None
 
     @property
     def model(self) -> torch.nn.Module:
         return self.pipe.transformer
 
     def embed(self, prompts: list[str]) -> Cond:
-        cond, self.txt_ids = FLUX.encode_with_ids(self.pipe, prompts)
-        return cond
+        return FLUX.encode(self.pipe, prompts)
 
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
         return FLUX.noise(self.pipe, n, gen)
 
     def sample(self, cond: Cond, z: torch.Tensor, grad: bool = False, use_checkpoint: bool = True) -> torch.Tensor:
-        if self.txt_ids is None:
-            raise RuntimeError("call embed() before sample(): FLUX needs the text token ids")
         n = len(z)
-        guidance = None
-        if self.model.config.guidance_embeds:
-            guidance = torch.full((n,), self.guidance, device=z.device, dtype=torch.float32)
         with block_checkpointing(self.model, grad and use_checkpoint):
             for i, t in enumerate(self.timesteps):
-                v = self.model(hidden_states=z, timestep=(t / 1000).expand(n).to(z.dtype), guidance=guidance,
-                               pooled_projections=cond["pooled"], encoder_hidden_states=cond["emb"],
-                               txt_ids=self.txt_ids, img_ids=self.img_ids, return_dict=False)[0]
+                v = FLUX.predict(self.model, z, t.expand(n), cond, self.guidance)
                 z = z + (self.sigmas[i + 1] - self.sigmas[i]) * v
         return z
 

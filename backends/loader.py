@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from .families import family_named
+from .families import family_named, family_of
 from .family import Family
 from .paths import ASSETS, EMBEDDED
 
@@ -158,9 +158,7 @@ SLICE_FROM_PX = 256  # images this large decode one at a time
 
 def slice_large_decodes(pipe) -> None:
     """Large images decode one latent at a time: a batch of 64 latents at 512 px would take ~50 GiB of
-    VAE activations in float32 at once; one at a time needs under 1 GiB, at the same images."""
-    from .families import family_of
-
+    VAE activations in float32 at once, and activations grow with the batch; one at a time, the same images."""
     vae = getattr(pipe, "vae", None)
     if vae is not None and hasattr(vae, "use_slicing") and family_of(pipe).native_size(pipe) >= SLICE_FROM_PX:
         vae.enable_slicing()

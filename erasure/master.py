@@ -25,11 +25,6 @@ class MasterWeights:
         self.params = {n: p if p.dtype == torch.float32 else p.detach().float().clone().requires_grad_(True)
                        for n, p in trained.items()}
 
-    @property
-    def separate(self) -> bool:
-        """Whether any master is a copy (the model is not float32)."""
-        return any(m is not p for m, p in zip(self.params.values(), self.model.values()))
-
     def grads_to_masters(self) -> None:
         """Move the model's gradients onto the masters, in float32."""
         for name, p in self.model.items():

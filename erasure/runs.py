@@ -185,9 +185,8 @@ def erased_copy(pipe, run: str | Path | RunFolder):
     erased = type(pipe)(**{**pipe.components, name: copy.deepcopy(getattr(pipe, name))})
     # a pipeline's own size setting is not a component (FLUX: default_sample_size, 128 unless its builder
     # set another); without it the copy would draw at another size than the base from the same seeds
-    for attr in ("default_sample_size",):
-        if hasattr(pipe, attr):
-            setattr(erased, attr, getattr(pipe, attr))
+    if hasattr(pipe, "default_sample_size"):
+        erased.default_sample_size = pipe.default_sample_size
     erased.set_progress_bar_config(disable=True)
     return apply(erased, run)
 

@@ -97,6 +97,7 @@ class Models:
     scorer: Scorer | None
     cache: SampleCache | None
     fixed: dict = field(default_factory=dict)  # per-spectrum inputs every chunk shares (see shared_inputs)
+    null: torch.Tensor | None = None  # e("") [1, L, d] in the model's text space, encoded once
 
     def shared_inputs(self, config: SpectrumConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets' text features [m, d] and the proxy's fixed (t [P], z_t [P, c, h, w]), computed once
@@ -108,22 +109,28 @@ class Models:
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
 
-    def similarity_text(self, prompts: list[str], config: SpectrumConfig) -> torch.Tensor:
-        """[n, d] unit text features that text_sim compares, in config.text_space."""
+    def similarity_text(self, prompts: list[str], config: SpectrumConfig, emb: torch.Tensor | None = None,
+                        clip_text: torch.Tensor | None = None) -> torch.Tensor:
+        """[n, d] unit text features that text_sim compares, in config.text_space; `emb` (the prompts'
+        conditioning "emb") and `clip_text` (their scorer features) are reused when the caller has them."""
         if config.text_space == "scorer":
-            return self.scorer.text_features(prompts)
-        return conditioning_directions(self.base, prompts)
+            return clip_text if clip_text is not None else self.scorer.text_features(prompts)
+        family = family_of(self.base)
+        if emb is None:
+            emb = family.encode(self.base, prompts)["emb"]
+        if self.null is None:
+            self.null = family.encode(self.base, [""])["emb"]
+        return conditioning_directions(emb, self.null)
 
 
 @torch.no_grad()
-def conditioning_directions(pipe, prompts: list[str]) -> torch.Tensor:
-    """[n, L * d] unit vectors: how each prompt moves the denoiser's cross-attention input away from the
-    empty prompt's (e(c) - e(""), flattened), in the model's own text encoder, the space AP searches.
-    A pooled end-token embedding would not do: the embedded model's is nearly the same for every prompt
-    (cos > 0.999), while these directions separate its shapes (docs/design.md §2)."""
-    family = family_of(pipe)
-    emb, null = family.encode(pipe, prompts)["emb"].float(), family.encode(pipe, [""])["emb"].float()
-    return torch.nn.functional.normalize((emb - null).flatten(1), dim=-1).cpu()
+def conditioning_directions(emb: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
+    """[n, L * d] unit vectors from emb [n, L, d] and the empty prompt's null [1, L, d]: how each prompt
+    moves the denoiser's cross-attention input away from the empty prompt's (e(c) - e(""), flattened), in
+    the model's own text encoder, the space AP searches. A pooled end-token embedding would not do: the
+    embedded model's is nearly the same for every prompt (cos > 0.999), while these directions separate
+    its shapes (docs/design.md §2)."""
+    return torch.nn.functional.normalize((emb.float() - null.float()).flatten(1), dim=-1).cpu()
 
 
 def needs_scorer(config: SpectrumConfig) -> bool:
@@ -149,17 +156,17 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
 def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> list[dict]:
     """Rows for one chunk of concepts (one generation batch per model)."""
     prompts = [prompt_of(c, config.template) for c in concepts]
-    sim_text = models.similarity_text(prompts, config)  # [n, d]
+    cond = family_of(models.base).encode(models.base, prompts)  # the proxy's, and text_sim's in the model's space
+    text = models.scorer.text_features(prompts) if models.scorer is not None else None  # [n, d]: the scorer's
+    sim_text = models.similarity_text(prompts, config, cond["emb"], text)  # [n, d]
     target_text, t, z = models.shared_inputs(config)
     rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
              "text_sim": (sim_text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
-    cond = family_of(models.base).encode(models.base, prompts)
     dtype = getattr(torch, config.proxy_dtype)
     for row, d in zip(rows, proxy_divergence(models.base, models.erased, cond, t, z, dtype).tolist()):
         row["proxy"] = d
     if config.proxy_only:
         return rows
-    text = models.scorer.text_features(prompts)  # [n, d]: what the CLIP scores compare images with
     before = _base_samples(models, prompts, text, config)  # per prompt: (scores [k], features [k, d])
     after_scores, after_feats = _samples(models.erased, models.scorer, prompts, text, config)
     for i, row in enumerate(rows):

@@ -80,10 +80,9 @@ class EmbeddedClipScorer(Scorer):
         super().__init__(model, device)
 
     def _encode_images(self, x):
-        size = self.model.visual.image_size
-        size = size if isinstance(size, int) else size[0]
-        if x.shape[-1] != size:  # another model's images (e.g. a tiny random pipeline's): resized as OpenClipScorer does
-            x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+        size = _side(self.model.visual.image_size)
+        if x.shape[-1] != size:  # another model's images (e.g. a tiny random pipeline's)
+            x = _resize(x, size)
         return self.model.encode_image(x * 2 - 1)  # trained on [-1, 1] images (shapesworld.data.to_tensor)
 
     def _encode_texts(self, texts):
@@ -107,19 +106,27 @@ class OpenClipScorer(Scorer):
             ) from e
         self.name, self.tokenizer = spec, open_clip.get_tokenizer(arch)
         super().__init__(model, device)
-        size = model.visual.image_size
-        self.size = size if isinstance(size, int) else size[0]
+        self.size = _side(model.visual.image_size)
         norm = [t for t in self.preprocess.transforms if type(t).__name__ == "Normalize"][0]
         self.mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
         self.std = torch.tensor(norm.std).view(1, 3, 1, 1)
 
     def _encode_images(self, x):
-        x = F.interpolate(x, size=(self.size, self.size), mode="bicubic", align_corners=False,
-                          antialias=True).clamp(0, 1)
+        x = _resize(x, self.size)
         return self.model.encode_image((x - self.mean.to(x)) / self.std.to(x))
 
     def _encode_texts(self, texts):
         return self.model.encode_text(self.tokenizer(texts).to(self.device))
+
+
+def _side(image_size) -> int:
+    """open_clip's image_size: an int or (h, w) of a square input."""
+    return image_size if isinstance(image_size, int) else image_size[0]
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[N, 3, H, W] in 0..1 to a scorer's square input side."""
+    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def get_scorer(name: str = "embedded", device: str | torch.device = "cpu") -> Scorer:

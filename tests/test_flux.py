@@ -131,23 +131,26 @@ def test_erase_loads_records_and_resumes_in_the_dtype_asked_for(tmp_path, monkey
     assert run.status()["state"] == "done" and all(v.dtype == torch.bool for v in run.result().values())
 
 
-def test_flux_predict_is_the_velocity_its_sampler_steps_with():
-    """The family's one-call predict (the spectrum's proxy) gives the transformer the same ids, timestep
-    scale and conditioning as the few-step sampler that MCE trains through."""
+def test_flux_predict_is_the_velocity_its_pipeline_computes():
+    """The family's one-call predict (the spectrum's proxy, and each step of the sampler MCE trains
+    through) gives the transformer the pipeline's own text and image ids, timestep scale and conditioning."""
     from backends import TINY_FLUX, load_pipeline
     from backends.families import family_of
 
     pipe = load_pipeline(TINY_FLUX)
     family = family_of(pipe)
     sampler = family.few_step_sampler(pipe, 2, 0.0)
-    cond = sampler.embed(["a red star", "a blue moon"])
+    prompts = ["a red star", "a blue moon"]
+    cond = sampler.embed(prompts)
+    _, _, txt_ids = pipe.encode_prompt(prompts, prompt_2=None, **family.text_inputs(pipe))
+    side = family.latent_size(pipe) // 2
+    img_ids = pipe._prepare_latent_image_ids(1, side, side, pipe.device, pipe.transformer.dtype)
     z = family.noise(pipe, 2, torch.Generator().manual_seed(0))
     t = sampler.timesteps[:1].expand(2)
     net = family.denoiser(pipe)
     with torch.no_grad():
         direct = net(hidden_states=z, timestep=t / 1000, guidance=None, pooled_projections=cond["pooled"],
-                     encoder_hidden_states=cond["emb"], txt_ids=sampler.txt_ids, img_ids=sampler.img_ids,
-                     return_dict=False)[0]
+                     encoder_hidden_states=cond["emb"], txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
         torch.testing.assert_close(family.predict(net, z, t, cond), direct)
 
 
