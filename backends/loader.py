@@ -150,7 +150,29 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
         pipe = _load_from_hub(spec, kwargs)
     pipe.set_progress_bar_config(disable=True)
     slice_large_decodes(pipe)
+    check_weights_fit(pipe, device)
     return pipe.to(device)
+
+
+def weight_bytes(pipe) -> int:
+    """Bytes of every parameter and buffer of the pipeline's modules."""
+    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
+    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+
+
+def check_weights_fit(pipe, device) -> None:
+    """A pipeline larger than its GPU's free memory is refused before `.to(device)` (a CUDA
+    out-of-memory error half-way through the move would leave nothing usable), saying what to change."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return
+    free, total = torch.cuda.mem_get_info(device)
+    need = weight_bytes(pipe)
+    if need > free:
+        hint = "load it in bfloat16 (--dtype bfloat16, CSE_DTYPE=bfloat16), " if pipe.dtype == torch.float32 else ""
+        raise ModelUnavailableError(f"the model's weights take {need / 2**30:.1f} GiB but {device} has "
+                                    f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB: {hint}free the GPU, "
+                                    "or use a GPU with more memory")
 
 
 SLICE_FROM_PX = 256  # images this large decode one at a time

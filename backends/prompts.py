@@ -3,21 +3,18 @@ sensitivity spectrum (the proxy, nearest-K vocabularies), and what each model ne
 concept as a prompt.
 
     emb = embed_prompts(pipe, ["a star"])                  # [1, L, d]
-    words = word_embeddings(pipe, ["star", "moon"], "a {concept}")   # [2, L, d], cached on disk
+    words = word_embeddings(pipe, ["star", "moon"], "a {concept}")   # [2, L, d], cached per word on disk
 
 Shapes: text embeddings [N, L, d] with L the tokenizer's context (77 on SD, 24 on the embedded model).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from .paths import EMBEDDED
-from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 
 @dataclass(frozen=True)
@@ -50,16 +47,11 @@ def embed_prompts(pipe, prompts: list[str]) -> torch.Tensor:
     return pipe.text_encoder(tok.input_ids.to(pipe.device))[0]
 
 
-def word_embeddings(pipe, words: list[str], template: str, batch: int = 256) -> torch.Tensor:
-    """[V, L, d] embeddings of template.format(concept=w), cached under <cache>/embeddings/ per text
-    encoder (half precision on disk: SD vocabularies are large)."""
-    key = hashlib.sha1(("\n".join(words) + "|" + template).encode()).hexdigest()[:16]
-    path = CACHE_ROOT / "embeddings" / weights_fingerprint({"text_encoder": pipe.text_encoder}) / f"{key}.safetensors"
-    if path.exists():
-        return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
-    prompts = [template.format(concept=w) for w in words]
-    emb = torch.cat([embed_prompts(pipe, prompts[i : i + batch]) for i in range(0, len(prompts), batch)]).float()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {"embeddings": emb.cpu().half().contiguous()}
-    atomic_write(path, lambda p: save_file(tensors, str(p)))
-    return load_file(str(path))["embeddings"].to(pipe.device, torch.float32)
+def word_embeddings(pipe, words: list[str], template: str) -> torch.Tensor:
+    """[V, L, d] float32 on the pipeline's device: embeddings of template.format(concept=w), cached per
+    word (backends.word_store). For a few words; a whole vocabulary is better used as a WordTable."""
+    from .word_store import WordStore
+
+    table = WordStore(pipe, template).table(words)
+    pos = {w: i for i, w in enumerate(table.words)}
+    return table.rows([pos[w] for w in words]).to(pipe.device, torch.float32)

@@ -116,12 +116,13 @@ def resolved_overrides(spec: MethodSpec, targets: list[str], budget: Budget, kep
 
 def config_tag(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (), **extra) -> str:
     """Short hash of the fully resolved config a row is computed with: part of its cache key, so a
-    changed default (or preset) recomputes the row instead of reusing a stale one."""
+    changed default (or preset) recomputes the row instead of reusing a stale one. Settings that only
+    change how it is computed (EraseConfig.EXECUTION_ONLY, e.g. MCE's micro_batch) are not part of it."""
     from erasure import resolve_config
 
     config = resolve_config(spec.method, "embedded", spec.presets, targets=targets,
                             **resolved_overrides(spec, targets, budget, kept, **extra))
-    return hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:10]
+    return hashlib.sha1(json.dumps(config.result_dict(), sort_keys=True).encode()).hexdigest()[:10]
 
 
 def erase_fresh(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),

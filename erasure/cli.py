@@ -21,6 +21,7 @@ def _progress():
     def callback(event: Event) -> None:
         nonlocal bar
         if event.kind == "start":
+            print(event.message, file=sys.stderr)  # the method, targets and the run's memory estimate
             bar = tqdm(total=event.total, initial=event.step, unit="step", dynamic_ncols=True)
         elif event.kind == "step" and bar is not None:
             bar.update(event.step - bar.n)

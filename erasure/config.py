@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from backends.prompts import model_traits
 
@@ -22,6 +23,10 @@ MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
 @dataclass
 class EraseConfig:
     """Settings shared by every fine-tuning method."""
+
+    # settings that change how a run is computed (memory, chunking), not what it computes: a result
+    # cache may ignore them (benchmarks.protocols.config_tag)
+    EXECUTION_ONLY: ClassVar[tuple[str, ...]] = ()
 
     targets: list[str] = field(default_factory=list)  # concepts to erase; one is sampled per step
     template: str = "{concept}"  # prompt template for targets (and AP's vocabulary words)
@@ -68,6 +73,10 @@ class EraseConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def result_dict(self) -> dict:
+        """to_dict without the EXECUTION_ONLY settings: what decides the result."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION_ONLY}
 
 
 def _positive(cfg, *names: str) -> None:

@@ -37,6 +37,8 @@ KEEP_PROMPTS = ["a photo of a dog", "a landscape with mountains", "a bowl of fru
 @dataclass
 class MCEConfig(EraseConfig):
     SCALE_LR: ClassVar[bool] = False  # mask logits: the published lr holds for every model size
+    # the accumulated gradient equals the whole batch's (up to float summation order)
+    EXECUTION_ONLY: ClassVar[tuple[str, ...]] = ("micro_batch",)
 
     lr: float = 0.5  # Adam lr of the FFN-neuron mask logits (lr_ffn)
     lr_norm: float = 0.5  # Adam lr of the normalisation/modulation mask logits
@@ -44,6 +46,9 @@ class MCEConfig(EraseConfig):
     beta: float = 0.01  # weight of the preservation term
     steps: int = 400  # outer steps
     batch: int = 4  # prompts per step (half naming the concept, half not)
+    # prompts per forward/backward: the step's gradient is accumulated over ceil(batch / micro_batch) chunks,
+    # so activation memory is that of micro_batch prompts (0 = the whole batch at once; docs/design.md §3.6)
+    micro_batch: int = 0
     ddim_steps: int = 4  # steps of the few-step sampler the loss differentiates through (DDIM; Euler on FLUX)
     # UNet: classifier-free guidance; FLUX: the guidance embedding if the model has one (schnell has none)
     sample_guidance: float = 5.0
@@ -65,6 +70,9 @@ class MCEConfig(EraseConfig):
             raise ValueError(f"unknown relaxation {self.relaxation!r}; valid: {', '.join(RELAXATIONS)}")
         if not self.sites or set(self.sites) - set(KINDS):
             raise ValueError(f"sites must be a non-empty list of {', '.join(KINDS)}, got {self.sites}")
+        if not 0 <= self.micro_batch <= self.batch:
+            raise ValueError(f"micro_batch must be 0 (the whole batch at once) or 1 .. batch ({self.batch}), "
+                             f"got {self.micro_batch}")
         if self.batch < 2:
             raise ValueError("batch must be >= 2: each step needs a prompt with and one without the concept")
         if not self.erase_templates or any("{concept}" not in t for t in self.erase_templates):
@@ -144,19 +152,78 @@ class MCE:
         pairs = [self.pairs[int(i)] for i in ctx.rng.integers(len(self.pairs), size=n_e)]
         keep = [self.keep[int(i)] for i in ctx.rng.integers(len(self.keep), size=cfg.batch - n_e)]
         z = self.sampler.noise(cfg.batch, ctx.gen)  # one z_T per prompt, shared by both models
-        self.masker.resample(ctx.gen)  # hard_concrete: this step's gates
-        with torch.no_grad():
-            self.masker.mode = "off"  # the original model draws the targets
-            target = self.sampler.sample(self._cond([q for _, q in pairs] + keep), z)
-            self.masker.mode = "soft"
-        out = self.sampler.sample(self._cond([p for p, _ in pairs] + keep), z, grad=True,
-                                  use_checkpoint=cfg.checkpointing)
-        l_erase = F.mse_loss(out[:n_e], target[:n_e])
-        l_keep = F.mse_loss(out[n_e:], target[n_e:])
-        loss = l_erase + cfg.beta * l_keep
+        self.masker.resample(ctx.gen)  # hard_concrete: this step's gates, the same for every chunk
+        targets = self._cond([q for _, q in pairs] + keep)  # the original model draws these
+        prompts = self._cond([p for p, _ in pairs] + keep)  # the masked model draws these
+        if not cfg.micro_batch or cfg.micro_batch == cfg.batch:
+            with torch.no_grad():
+                self.masker.mode = "off"
+                target = self.sampler.sample(targets, z)
+                self.masker.mode = "soft"
+            out = self.sampler.sample(prompts, z, grad=True, use_checkpoint=cfg.checkpointing)
+            l_erase, l_keep = F.mse_loss(out[:n_e], target[:n_e]), F.mse_loss(out[n_e:], target[n_e:])
+            loss = l_erase + cfg.beta * l_keep
+            l_erase, l_keep = l_erase.item(), l_keep.item()
+        else:
+            loss, l_erase, l_keep = self._accumulated(prompts, targets, z, n_e)
         masked = 100 * self.masker.masked_fraction()
-        return loss, {"losses": {"erase": l_erase.item(), "keep": l_keep.item(), "total": loss.item()},
+        return loss, {"losses": {"erase": l_erase, "keep": l_keep, "total": loss.item()},
                       "metrics": {"masked_pct": masked}, "message": f"{masked:.2f} % of neurons masked"}
+
+    def _accumulated(self, prompts, targets, z, n_e: int) -> tuple[torch.Tensor, float, float]:
+        """The same loss and gradient as one pass over the batch, micro_batch prompts at a time: each
+        chunk's share of l_erase + beta l_keep is differentiated and freed before the next chunk runs."""
+        cfg = self.ctx.config
+        # each row's weight: mean over the n_e erase rows, beta x mean over the kept rows
+        weight = torch.tensor([1 / n_e] * n_e + [cfg.beta / (cfg.batch - n_e)] * (cfg.batch - n_e))
+        sse, grads, total = torch.zeros(cfg.batch), None, 0.0  # sse: per-row sum of squared errors
+        for lo in range(0, cfg.batch, cfg.micro_batch):
+            part, sse[lo:lo + cfg.micro_batch] = self._chunk_loss(prompts, targets, z, slice(lo, lo + cfg.micro_batch),
+                                                                  weight[lo:lo + cfg.micro_batch])
+            g = torch.autograd.grad(part, list(self.masker.logits))
+            grads = g if grads is None else [a + b for a, b in zip(grads, g)]
+            total += part.item()
+        numel = z[0].numel()
+        l_erase, l_keep = sse[:n_e].sum().item() / (n_e * numel), sse[n_e:].sum().item() / ((cfg.batch - n_e) * numel)
+        return gradient_surrogate(total, list(self.masker.logits), grads), l_erase, l_keep
+
+    def _chunk_loss(self, prompts, targets, z, rows_: slice, weight: torch.Tensor):
+        """sum_r weight_r * mean_r((x^mask - x^orig)^2) over one chunk's rows, and each row's sum of
+        squared errors (detached, CPU)."""
+        z = z[rows_]
+        with torch.no_grad():
+            self.masker.mode = "off"
+            target = self.sampler.sample(_rows(targets, rows_), z)
+            self.masker.mode = "soft"
+        out = self.sampler.sample(_rows(prompts, rows_), z, grad=True, use_checkpoint=self.ctx.config.checkpointing)
+        sse = (out.float() - target.float()).pow(2).flatten(1).sum(1)  # [rows]
+        return (sse * weight.to(sse.device)).sum() / z[0].numel(), sse.detach().cpu()
+
+    def memory_estimate(self):
+        """Memory the run adds (erasure.memory): ddim_steps differentiated sampler steps of micro_batch
+        prompts, checkpointed per block on FLUX and per call on a UNet, beside the mask state."""
+        from . import memory
+
+        cfg, ctx = self.ctx.config, self.ctx
+        one = self.sampler.embed([""])
+        probe = ctx.family.few_step_sampler(ctx.pipe, 1, cfg.sample_guidance)  # one step: one call's profile
+
+        def call_at(px):
+            z = ctx.family.noise(ctx.pipe, 1, torch.Generator().manual_seed(0), px)
+            return probe.sample(one, z, grad=True, use_checkpoint=False)
+
+        p = memory.call_profile(ctx.family, ctx.pipe, call_at, ctx.family.native_size(ctx.pipe))
+        mode = "none" if not cfg.checkpointing else "block" if memory.blocks_of(self.model) else "call"
+        rows = cfg.micro_batch or cfg.batch
+        n = sum(s.size for s in self.masker.sites)
+        detail = {"mask state": 4 * 4 * n, "activations": memory.activation_bytes(p, rows, cfg.ddim_steps, mode)}
+        fixes = [f"micro_batch=1 (now {rows} prompts per pass; the gradient is accumulated)"] if rows > 1 else []
+        fixes += ["checkpointing=true"] if not cfg.checkpointing else []
+        fixes += [f"fewer ddim_steps (now {cfg.ddim_steps})"] if mode != "call" else []
+        fixes += ["load the weights in bfloat16 (--dtype bfloat16)"] if self.model.dtype == torch.float32 else []
+        est = memory.MemoryEstimate(str(ctx.device), memory.on_device(ctx.pipe, ctx.device),
+                                    int(sum(detail.values())), detail)
+        return est, fixes + ["a GPU with more free memory"]
 
     def _cond(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         return cat([self.cond[p] for p in prompts])
@@ -192,6 +259,18 @@ class MCE:
         with torch.no_grad():
             for p, saved in zip(self.masker.logits, state["logits"]):
                 p.copy_(saved.to(p.device))
+
+
+def _rows(cond: dict[str, torch.Tensor], rows_: slice) -> dict[str, torch.Tensor]:
+    return {k: v[rows_] for k, v in cond.items()}
+
+
+def gradient_surrogate(value: float, params: list[torch.Tensor], grads: list[torch.Tensor]) -> torch.Tensor:
+    """A scalar whose value is `value` and whose gradient w.r.t. `params` is `grads`: how an accumulated
+    gradient (computed chunk by chunk with autograd.grad) goes through the trainer's one `loss.backward()`.
+    d/dp sum(p * g) = g exactly; the detached copy takes the product back out of the value."""
+    dot = sum((p * g).sum() for p, g in zip(params, grads))
+    return dot - dot.detach() + value
 
 
 METHOD = MCE

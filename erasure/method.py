@@ -66,6 +66,10 @@ class TrainsOwnParameters(Method, Protocol):
     def snapshot_model(self) -> AbstractContextManager:
         """The model snapshots are drawn with (MCE: binarised masks rather than relaxed ones)."""
 
+    def memory_estimate(self) -> tuple:
+        """(erasure.memory.MemoryEstimate of what the run adds, the settings that shrink it): checked
+        against the GPU before the first step (fine-tuning methods get memory.fine_tune_estimate)."""
+
 
 class ClosedForm(Protocol):
     """Methods whose spec is closed_form: one solve edits ctx.trained in place (and no `loss`); the
@@ -78,5 +82,5 @@ def required_methods(spec: MethodSpec) -> list[str]:
     """The names a method class with this spec must define (a test checks every registered one)."""
     names = ["solve" if spec.closed_form else "loss", "snapshot_inputs", "state_dict", "load_state_dict"]
     if spec.trains != "weights":
-        names += ["optimizer", "result", "finish", "snapshot_model"]
+        names += ["optimizer", "result", "finish", "snapshot_model", "memory_estimate"]
     return names

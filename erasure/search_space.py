@@ -3,14 +3,17 @@
 Every word is embedded as its own prompt (through the same template as the target) to a
 [L, d] text-encoder output; the K closest to the target by L2 on the flattened embeddings
 are kept; their 1-D distances are clustered with k-means and the word nearest each centre
-is taken, as the reference implementation does. Embeddings are cached on disk per model.
+is taken, as the reference implementation does. Embeddings are cached per word on disk and
+memory-mapped (backends.word_store): distances are computed on the CPU in chunks, and only the n
+chosen centres [n, L, d] reach the device.
 """
 
 from __future__ import annotations
 
 import torch
 
-from backends.prompts import embed_prompts, word_embeddings
+from backends.prompts import embed_prompts
+from backends.word_store import WordStore
 
 
 def check_search_settings(cfg, vocabularies: tuple[str, ...], positive: tuple[str, ...] = ()) -> None:
@@ -48,17 +51,17 @@ def build_search_space(pipe, words: list[str], target_prompt: str, template: str
     candidates = [w for w in dict.fromkeys(words) if w.isalpha() and w.lower() not in exclude]
     if len(candidates) < 2:
         raise ValueError("the search vocabulary has fewer than 2 usable words; choose a larger vocabulary")
-    emb = word_embeddings(pipe, candidates, template)  # [V, L, d]
-    target = embed_prompts(pipe, [target_prompt]).float()  # [1, L, d]
-    dist = (emb - target).flatten(1).norm(dim=1)  # [V]
+    table = WordStore(pipe, template).table(candidates)  # memory-mapped [V, L, d] float16
+    target = embed_prompts(pipe, [target_prompt]).float()[0]  # [L, d]
+    dist = table.distances(target)  # [V] float32, CPU
     order = dist.argsort()[: min(k_closest, len(candidates))]
-    centres = kmeans_1d(dist[order].cpu(), n_centres)
+    centres = kmeans_1d(dist[order], n_centres)
     chosen: list[int] = []
     for c in centres:  # the unused word nearest each centre
-        gaps = (dist[order].cpu() - c).abs()
+        gaps = (dist[order] - c).abs()
         for j in gaps.argsort().tolist():
             if int(order[j]) not in chosen:
                 chosen.append(int(order[j]))
                 break
-    idx = torch.tensor(chosen)
-    return [candidates[i] for i in chosen], emb[idx.to(emb.device)], dist[idx.to(dist.device)]
+    R = table.rows(chosen).to(pipe.device, torch.float32)  # [n, L, d]: the only rows on the device
+    return [candidates[i] for i in chosen], R, dist[torch.tensor(chosen)]

@@ -21,6 +21,7 @@ from PIL import Image
 from backends.families import family_of
 from backends.family import Cond
 
+from . import memory
 from .config import EraseConfig, apply_layers
 from .diffusion import ddim_scheduler, loss_in_space, sample_until
 from .events import Callback, Cancelled, CancelToken, Event
@@ -176,8 +177,14 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
 def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
     cls = get_method(method_name)
     spec, weights = cls.SPEC, cls.SPEC.trains == "weights"
-    ctx = Context(pipe, config, trains_weights=weights)
-    method = cls(ctx)
+    try:  # estimated before the frozen copy (fine-tuning) or the first step (masks) takes any memory
+        estimate = _checked_estimate(pipe, config) if weights else None
+        ctx = Context(pipe, config, trains_weights=weights)
+        method = cls(ctx)
+        estimate = estimate or _checked_estimate(pipe, config, method)
+    except memory.WillNotFitError as e:
+        run.set_status("failed", run.status()["step"], str(e))
+        raise
     # the loop trains ctx.trained; a method with its own parameters (MCE's mask logits) brings its optimiser
     opt = torch.optim.Adam(list(ctx.master.params.values()), lr=config.lr) if weights else method.optimizer()
     start = 0
@@ -188,7 +195,8 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     emit = _emitter(run, callback)
     t0 = time.time()
     run.set_status("running", start)
-    emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}"))
+    emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}; {estimate.describe()}",
+               extra={"memory": {"weights": estimate.weights, "added": estimate.added, **estimate.detail}}))
     try:
         if spec.closed_form:  # UCE: one solve instead of an optimisation loop
             info = method.solve()
@@ -221,6 +229,13 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     run.set_status("done", config.steps)
     emit(Event("done", config.steps, config.steps, time.time() - t0))
     return run
+
+
+def _checked_estimate(pipe, config: EraseConfig, method=None) -> memory.MemoryEstimate:
+    """The run's memory estimate (erasure.memory), refused with the settings to change if it will not fit."""
+    estimate, fixes = memory.fine_tune_estimate(pipe, config) if method is None else method.memory_estimate()
+    memory.check_fits(estimate, fixes)
+    return estimate
 
 
 # what a method's info dict may set: Event's fields but those the loop itself fills in

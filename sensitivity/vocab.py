@@ -133,16 +133,14 @@ def prompt_of(concept: str, template: str) -> str:
 
 def nearest(pipe, target: str | None, k: int, template: str, pool: list[str]) -> list[str]:
     """The k pool words whose text-encoder embeddings are closest (L2) to the target's, as AP's search does."""
-    import torch
-
-    from backends.prompts import word_embeddings
+    from backends.prompts import embed_prompts
+    from backends.word_store import WordStore
 
     if pipe is None or not target:
         raise VocabularyError("nearest-K needs the model and a target concept")
     if k <= 0:
         raise VocabularyError(f"nearest-K needs K >= 1, got {k}")
     words = [w for w in pool if w != target]
-    emb = word_embeddings(pipe, words, template).flatten(1)  # [V, L*d]
-    ref = word_embeddings(pipe, [target], template).flatten(1)  # [1, L*d]
-    order = torch.cdist(ref, emb)[0].argsort()[:k]
-    return [words[i] for i in order.tolist()]
+    table = WordStore(pipe, template).table(words)  # memory-mapped, distances in CPU chunks
+    order = table.distances(embed_prompts(pipe, [template.format(concept=target)])[0]).argsort()[:k]
+    return [table.words[i] for i in order.tolist()]

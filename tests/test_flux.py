@@ -205,3 +205,45 @@ def test_flux_training_checkpoints_every_block_and_gets_the_same_gradient():
     assert not pipe.transformer.gradient_checkpointing  # switched off again after the call
     for plain, checkpointed in zip(*grads):
         torch.testing.assert_close(checkpointed, plain)
+
+
+@pytest.mark.parametrize("model", ["embedded", "flux-tiny-random"])
+def test_mce_micro_batches_accumulate_the_whole_batch_gradient(model):
+    """MCE's batch as gradient accumulation: one step with micro_batch=1 (four forward/backward passes of
+    one prompt) gives the loss and the mask-logit gradient of one pass over all four prompts, on the UNet
+    and on FLUX. Negative control: one chunk's gradient alone is not the step's."""
+    from backends import load_pipeline
+    from erasure.mce import MCE
+    from erasure.trainer import Context, resolve_config
+
+    pipe = load_pipeline(model)
+    grads, losses = {}, {}
+    for micro in (0, 1):
+        config = resolve_config("mce", model, "fast", targets=["star"], batch=4, ddim_steps=2, micro_batch=micro)
+        method = MCE(Context(pipe, config, trains_weights=False))
+        loss, info = method.loss(0)
+        loss.backward()
+        grads[micro] = torch.cat([p.grad.flatten() for p in method.masker.logits])
+        losses[micro] = (loss.item(), info["losses"]["erase"], info["losses"]["keep"])
+        method.masker.remove()
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    # the last chunk alone (what a loop that dropped earlier chunks' gradients would step on) differs
+    config = resolve_config("mce", model, "fast", targets=["star"], batch=4, ddim_steps=2, micro_batch=1)
+    method = MCE(Context(pipe, config, trains_weights=False))
+    ctx = method.ctx
+    z = method.sampler.noise(4, ctx.gen)
+    prompts = method._cond([method.pairs[0][0]] * 2 + method.keep[:2])
+    targets = method._cond([method.pairs[0][1]] * 2 + method.keep[:2])
+    part, _ = method._chunk_loss(prompts, targets, z, slice(3, 4), torch.tensor([0.05]))
+    last = torch.autograd.grad(part, list(method.masker.logits))
+    assert not torch.allclose(torch.cat([g.flatten() for g in last]), grads[0], rtol=1e-2)
+    method.masker.remove()
+
+
+def test_mce_micro_batch_is_checked():
+    from erasure.trainer import resolve_config
+
+    with pytest.raises(ValueError, match="micro_batch must be 0 .* 1 .. batch \\(4\\)"):
+        resolve_config("mce", "embedded", "fast", targets=["star"], batch=4, micro_batch=5)

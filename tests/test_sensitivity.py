@@ -90,14 +90,14 @@ def test_unknown_or_missing_vocabulary():
 
 
 def test_nearest_k_ranks_by_text_embedding_distance(embedded_pipe):
-    from erasure.search_space import word_embeddings
+    from backends.prompts import embed_prompts, word_embeddings
 
     near = resolve_vocabulary("nearest-5", pipe=embedded_pipe, target="star", template="a {concept}",
                               size=None)
     assert len(near) == 5 and "star" not in near
     pool = [w for w in resolve_vocabulary("clip-words") if w != "star"]
-    emb = word_embeddings(embedded_pipe, pool, "a {concept}").flatten(1)
-    ref = word_embeddings(embedded_pipe, ["star"], "a {concept}").flatten(1)
+    emb = word_embeddings(embedded_pipe, pool, "a {concept}").flatten(1)  # cached per word, float16 on disk
+    ref = embed_prompts(embedded_pipe, ["a star"]).float().flatten(1)  # the target as AP embeds it
     dist = dict(zip(pool, torch.cdist(ref, emb)[0].tolist()))
     assert max(dist[w] for w in near) <= sorted(dist.values())[4] + 1e-6
 
