@@ -56,8 +56,9 @@ class Family(Protocol):
         """Keyword arguments the pipeline needs besides text prompts to encode them as training did
         (FLUX: its T5 length); the same settings as `encode`."""
 
-    def few_step_sampler(self, pipe, steps: int, guidance: float):
-        """A sampler a method can back-propagate through (see backends.sd.UNetSampler)."""
+    def few_step_sampler(self, pipe, steps: int, guidance: float, size: int | None = None):
+        """A sampler a method can back-propagate through, drawing size x size px images (native by
+        default; see backends.sd.UNetSampler)."""
 
 
 def rows(cond: Cond) -> list[Cond]:

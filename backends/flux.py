@@ -122,8 +122,8 @@ class FluxFamily:
     def text_inputs(self, pipe) -> dict:
         return {"max_sequence_length": self.max_sequence_length(pipe)}
 
-    def few_step_sampler(self, pipe, steps: int, guidance: float):
-        return FluxSampler(pipe, steps, guidance)
+    def few_step_sampler(self, pipe, steps: int, guidance: float, size: int | None = None):
+        return FluxSampler(pipe, steps, guidance, size)
 
 
 class FluxSampler:
@@ -134,11 +134,11 @@ class FluxSampler:
 
     component = "transformer"
 
-    def __init__(self, pipe, steps: int, guidance: float):
+    def __init__(self, pipe, steps: int, guidance: float, size: int | None = None):
         from diffusers.pipelines.flux.pipeline_flux import calculate_shift, retrieve_timesteps
 
-        self.pipe, self.guidance = pipe, guidance
-        seq = (FLUX.latent_size(pipe) // 2) ** 2  # packed image tokens
+        self.pipe, self.guidance, self.size = pipe, guidance, size  # size: px, None = native
+        seq = (FLUX.latent_size(pipe, size) // 2) ** 2  # packed image tokens: the schedule's shift depends on them
         sc = pipe.scheduler.config
         mu = calculate_shift(seq, sc.get("base_image_seq_len", 256), sc.get("max_image_seq_len", 4096),
                              sc.get("base_shift", 0.5), sc.get("max_shift", 1.15))
@@ -155,7 +155,7 @@ class FluxSampler:
         return FLUX.encode(self.pipe, prompts)
 
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return FLUX.noise(self.pipe, n, gen)
+        return FLUX.noise(self.pipe, n, gen, self.size)
 
     def sample(self, cond: Cond, z: torch.Tensor, grad: bool = False, use_checkpoint: bool = True) -> torch.Tensor:
         n = len(z)

@@ -35,6 +35,23 @@ def native_size(pipe) -> int:
     return family_of(pipe).native_size(pipe)
 
 
+def size_unit(pipe) -> int:
+    """The smallest step of image sides (px) the denoiser takes: the VAE's factor times the UNet's
+    downsamplings (SD 1.4: 8 x 8 = 64), or times FLUX's 2 x 2 latent packing (16)."""
+    family = family_of(pipe)
+    levels = len(getattr(family.denoiser(pipe).config, "down_block_types", ())) or 1
+    return pipe.vae_scale_factor * (2 if family.name == "flux" else 2 ** (levels - 1))
+
+
+def check_size(pipe, size: int) -> int:
+    """size if the model takes it, else a ValueError naming the sizes it does take."""
+    unit = size_unit(pipe)
+    if size < unit or size % unit:
+        raise ValueError(f"resolution {size} px does not fit this model: use a multiple of {unit} px "
+                         f"(its native size is {native_size(pipe)} px; 0 means native)")
+    return size
+
+
 def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
     """z_T per seed, [len(seeds), C, h, w], drawn on CPU in float32 then moved to the pipe
     (FLUX: packed into its token sequence; see the family's initial_latents)."""

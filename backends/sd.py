@@ -56,8 +56,8 @@ class SDFamily:
     def text_inputs(self, pipe) -> dict:
         return {}
 
-    def few_step_sampler(self, pipe, steps: int, guidance: float):
-        return UNetSampler(self, pipe, steps, guidance)
+    def few_step_sampler(self, pipe, steps: int, guidance: float, size: int | None = None):
+        return UNetSampler(self, pipe, steps, guidance, size)
 
 
 def ddim_scheduler(pipe, steps: int) -> DDIMScheduler:
@@ -84,8 +84,8 @@ class UNetSampler:
                     step and each denoiser call can be checkpointed (activations recomputed in backward)
     """
 
-    def __init__(self, family, pipe, steps: int, guidance: float):
-        self.family, self.pipe, self.guidance = family, pipe, guidance
+    def __init__(self, family, pipe, steps: int, guidance: float, size: int | None = None):
+        self.family, self.pipe, self.guidance, self.size = family, pipe, guidance, size  # size: px, None = native
         self.component = family.component
         self.scheduler = ddim_scheduler(pipe, steps)
         self.null = family.encode(pipe, [""])  # [1, ...]
@@ -98,7 +98,7 @@ class UNetSampler:
         return self.family.encode(self.pipe, prompts)
 
     def noise(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        return self.family.noise(self.pipe, n, gen) * self.scheduler.init_noise_sigma
+        return self.family.noise(self.pipe, n, gen, self.size) * self.scheduler.init_noise_sigma
 
     def sample(self, cond: Cond, z: torch.Tensor, grad: bool = False, use_checkpoint: bool = True) -> torch.Tensor:
         both = cat([expand(self.null, len(z)), cond])  # [2B, ...]: uncond, cond

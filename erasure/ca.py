@@ -72,7 +72,7 @@ class CA:
         out = []
         for start in range(0, cfg.n_anchor_images, 16):
             n = min(16, cfg.n_anchor_images - start)
-            z = ctx.family.noise(ctx.pipe, n, gen) * ctx.scheduler.init_noise_sigma
+            z = ctx.family.noise(ctx.pipe, n, gen, ctx.size) * ctx.scheduler.init_noise_sigma
             out.append(sample_until(ctx.family, ctx.frozen, ctx.scheduler, z, self.emb_anchor, ctx.emb_null,
                                     cfg.anchor_guidance, len(ctx.scheduler.timesteps)))
         return torch.cat(out)

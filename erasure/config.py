@@ -18,6 +18,7 @@ from backends.prompts import model_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
 MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
+MAX_RESOLUTION = 4096  # px: 4x FLUX's native side
 
 
 @dataclass
@@ -27,6 +28,9 @@ class EraseConfig:
     # settings that change how a run is computed (memory, chunking), not what it computes: a result
     # cache may ignore them (benchmarks.protocols.config_tag)
     EXECUTION_ONLY: ClassVar[tuple[str, ...]] = ()
+    # settings added after results were cached: at their default they compute exactly what the code did
+    # before them, so a cache key leaves them out at that default (and keeps every stored row's key)
+    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0}
 
     targets: list[str] = field(default_factory=list)  # concepts to erase; one is sampled per step
     template: str = "{concept}"  # prompt template for targets (and AP's vocabulary words)
@@ -44,6 +48,9 @@ class EraseConfig:
     snapshot_every: int = 0  # steps between trajectory images (0 = none)
     snapshot_steps: int = 20  # sampler steps for trajectory images
     snapshot_guidance: float = 5.0  # guidance for trajectory images
+    # image side (px) the run trains and draws at; 0 = the model's native size (SD 1.4 512, FLUX.1-schnell
+    # 1024); a multiple of the model's latent granularity (backends.generate.size_unit)
+    resolution: int = 0
 
     def validate(self) -> None:
         """Raise ValueError with a fix-it message for every bad field."""
@@ -67,6 +74,9 @@ class EraseConfig:
         for name in ("checkpoint_every", "snapshot_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
+        if not 0 <= self.resolution <= MAX_RESOLUTION:
+            raise ValueError(f"resolution must be 0 (the model's native size) or a side in px up to {MAX_RESOLUTION}, "
+                             f"got {self.resolution}")
 
     def prompts(self) -> list[str]:
         return [self.template.format(concept=t.strip()) for t in self.targets]
@@ -75,8 +85,10 @@ class EraseConfig:
         return dataclasses.asdict(self)
 
     def result_dict(self) -> dict:
-        """to_dict without the EXECUTION_ONLY settings: what decides the result."""
-        return {k: v for k, v in self.to_dict().items() if k not in self.EXECUTION_ONLY}
+        """to_dict without the EXECUTION_ONLY settings (and OMIT_AT_DEFAULT ones at their default): what
+        decides the result."""
+        return {k: v for k, v in self.to_dict().items()
+                if k not in self.EXECUTION_ONLY and not (k in self.OMIT_AT_DEFAULT and v == self.OMIT_AT_DEFAULT[k])}
 
 
 def _positive(cfg, *names: str) -> None:

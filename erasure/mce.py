@@ -128,7 +128,7 @@ class MCE:
 
     def __init__(self, ctx):
         self.ctx, cfg = ctx, ctx.config
-        self.sampler = ctx.family.few_step_sampler(ctx.pipe, cfg.ddim_steps, cfg.sample_guidance)
+        self.sampler = ctx.family.few_step_sampler(ctx.pipe, cfg.ddim_steps, cfg.sample_guidance, ctx.size)
         self.model = self.sampler.model
         self.model.requires_grad_(False)  # frozen weights: only the masks learn
         self.masker = Masker(self.model, mask_sites(self.model, tuple(cfg.sites)), cfg.init_logit, self.sampler.component,
@@ -206,13 +206,13 @@ class MCE:
 
         cfg, ctx = self.ctx.config, self.ctx
         one = self.sampler.embed([""])
-        probe = ctx.family.few_step_sampler(ctx.pipe, 1, cfg.sample_guidance)  # one step: one call's profile
+        probe = ctx.family.few_step_sampler(ctx.pipe, 1, cfg.sample_guidance, ctx.size)  # one step: one call
 
         def call_at(px):
             z = ctx.family.noise(ctx.pipe, 1, torch.Generator().manual_seed(0), px)
             return probe.sample(one, z, grad=True, use_checkpoint=False)
 
-        p = memory.call_profile(ctx.family, ctx.pipe, call_at, ctx.family.native_size(ctx.pipe))
+        p = memory.call_profile(ctx.family, ctx.pipe, call_at, ctx.size)
         mode = "none" if not cfg.checkpointing else "block" if memory.blocks_of(self.model) else "call"
         rows = cfg.micro_batch or cfg.batch
         n = sum(s.size for s in self.masker.sites)

@@ -111,10 +111,9 @@ def extrapolate(profiles: list[CallProfile], tokens: list[int], at: int) -> Call
 
 def probe_sizes(family, pipe) -> list[int]:
     """Three small image sizes (px) the denoiser accepts: multiples of its latent granularity."""
-    net = family.denoiser(pipe)
-    levels = len(getattr(net.config, "down_block_types", ())) or 1
-    unit = pipe.vae_scale_factor * (2 if family.name == "flux" else 2 ** (levels - 1))
-    return [unit * k for k in (1, 2, 3)]
+    from backends.generate import size_unit
+
+    return [size_unit(pipe) * k for k in (1, 2, 3)]
 
 
 def tokens_at(family, pipe, size: int) -> int:
@@ -195,7 +194,7 @@ def fine_tune_estimate(pipe, config) -> tuple[MemoryEstimate, list[str]]:
     net = family.denoiser(pipe)
     trained = select_parameters(net, config.param_group)  # what Context will train (it selects the same)
     n = sum(p.numel() for p in trained.values())
-    size, itemsize = family.native_size(pipe), next(iter(trained.values())).element_size()
+    size, itemsize = config.resolution or family.native_size(pipe), next(iter(trained.values())).element_size()
     masters = 0 if itemsize == 4 else 2 * 4 * n  # float32 copy and its gradient (erasure.master)
     cond = family.encode(pipe, [""])
     t = torch.full((1,), 500, device=pipe.device)

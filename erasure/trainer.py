@@ -20,6 +20,7 @@ from PIL import Image
 
 from backends.families import family_of
 from backends.family import Cond
+from backends.generate import check_size
 
 from . import memory
 from .config import EraseConfig, apply_layers
@@ -55,6 +56,8 @@ class Context:
         # theta, copied before any step or checkpoint restore touches the weights
         self.frozen = copy.deepcopy(net).requires_grad_(False).eval() if trains_weights else None
         net.eval()  # no dropout/batch-norm train behaviour; gradients still flow
+        # image side the run trains and draws at (config.resolution, or the model's native size)
+        self.size = check_size(pipe, config.resolution) if config.resolution else self.family.native_size(pipe)
         self.gen = torch.Generator().manual_seed(config.seed)  # CPU: same draws on CPU and GPU
         self.rng = np.random.default_rng(config.seed)
 
@@ -88,7 +91,7 @@ class Context:
 
     def draw(self) -> tuple[torch.Tensor, int]:
         """A start code z_T [batch, C, h, w] and a sampler step index k (uniform)."""
-        z = self.family.noise(self.pipe, self.config.batch, self.gen)
+        z = self.family.noise(self.pipe, self.config.batch, self.gen, self.size)
         k = int(torch.randint(0, self.config.ddim_steps, (1,), generator=self.gen))
         return z, k
 
@@ -301,23 +304,23 @@ def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]
     """Trajectory images G(theta'_t, z_T, c) for the method's snapshot inputs, one fixed z_T: text
     prompts (any pipeline) or conditionings (AP's adversarial mixtures; UNet families). Methods that
     train their own parameters draw them with their snapshot model (MCE: binarised masks)."""
-    from backends.generate import SamplerSettings, generate, initial_latents, native_size
+    from backends.generate import SamplerSettings, generate, initial_latents
 
     folder = run.path / "trajectory"
     folder.mkdir(exist_ok=True)
     cfg = ctx.config
     inputs = method.snapshot_inputs()
     texts = {name: p for name, p in inputs.items() if isinstance(p, str)}
-    size = native_size(ctx.pipe)
+    size = ctx.size
     z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training
     images = {}
     with contextlib.nullcontext() if type(method).SPEC.trains == "weights" else method.snapshot_model():
         if texts:
-            settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance)
+            settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance, height=size, width=size)
             images |= dict(zip(texts, generate(ctx.pipe, list(texts.values()), [cfg.seed] * len(texts), settings)))
         for name, cond in ((n, c) for n, c in inputs.items() if n not in texts):
-            image = ctx.pipe(**ctx.family.pipeline_inputs(cond, ctx.emb_null), latents=z.clone(),
-                             num_inference_steps=cfg.snapshot_steps, guidance_scale=cfg.snapshot_guidance,
+            image = ctx.pipe(**ctx.family.pipeline_inputs(cond, ctx.emb_null), latents=z.clone(), height=size,
+                             width=size, num_inference_steps=cfg.snapshot_steps, guidance_scale=cfg.snapshot_guidance,
                              output_type="np").images[0]
             images[name] = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     saved = {}

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     s.add_argument("--batch", type=int, default=64, help="images per generation call (lower it on a small GPU)")
     s.add_argument("--dtype", default="float32", help="weights' dtype: float32, bfloat16 or float16 (FLUX: bfloat16)")
+    s.add_argument("--resolution", type=int, default=0, help="image side in px (default 0: the model's native size)")
     s.add_argument("--force", action="store_true", help="score targets the model may not know (the embedded "
                    "model only knows its world's words)")
     s.add_argument("--out", required=True, help="output folder (CSV, parquet, figures, config.json)")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {"vocab": args.vocab, "size": args.size, "k": args.k, "seed": args.seed, "steps": args.steps,
               "guidance": args.guidance, "template": args.template, "scorer": args.scorer,
               "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe,
-              "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch}
+              "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution}
     request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,
                               address=args.address, workers=args.workers, force=args.force)
     try:  # every check (device, cluster, settings, vocabulary, folder) runs before any model loads or trains

@@ -48,13 +48,15 @@ class SpectrumConfig:
     batch: int = 64  # images per generation call (lower it for large models on small GPUs)
     dtype: str = "float32"  # weights' dtype of both models when the spectrum loads them ("bfloat16" for FLUX)
     dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
+    resolution: int = 0  # image side (px) the samples are drawn at; 0 = the model's native size (D(c) stays native)
     nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
 
     def seeds(self) -> list[int]:
         return list(range(self.seed, self.seed + self.k))
 
     def sampler(self) -> SamplerSettings:
-        return SamplerSettings(steps=self.steps, guidance=self.guidance)
+        size = self.resolution or None
+        return SamplerSettings(steps=self.steps, guidance=self.guidance, height=size, width=size)
 
     def resolved(self, model: str) -> SpectrumConfig:
         """Model-dependent defaults filled in, then checked (the form recorded next to results)."""
@@ -73,6 +75,9 @@ class SpectrumConfig:
             raise ValueError(f"k (samples per concept) must be in 1..{MAX_K}, got {self.k}")
         if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
             raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
+        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or not 0 <= self.resolution <= 4096:
+            raise ValueError(f"resolution must be 0 (the model's native size) or a side in px up to 4096, "
+                             f"got {self.resolution!r}")
         from backends import torch_dtype
 
         torch_dtype(self.dtype)  # a bad name fails here, before anything loads
@@ -141,8 +146,11 @@ def needs_scorer(config: SpectrumConfig) -> bool:
 def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", cache_root=None, pipe=None) -> Models:
     """Base pipeline (loaded unless given), theta' from a run folder, the scorer, the base's sample cache."""
     from backends import load_pipeline, torch_dtype
+    from backends.generate import check_size
 
     base = pipe if pipe is not None else load_pipeline(model, device=device, dtype=torch_dtype(config.dtype))
+    if config.resolution:
+        check_size(base, config.resolution)
     if not needs_scorer(config):
         return Models(base, erased_copy(base, run), None, None)
     scorer = get_scorer(config.scorer, device)
@@ -150,6 +158,8 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
     key = {"steps": config.steps, "guidance": config.guidance, "scorer": scorer.name,
            "scorer_weights": scorer.fingerprint(), "size": family_of(base).latent_size(base),
            "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
+    if config.resolution:  # only when set, so native-size caches keep their keys
+        key["resolution"] = config.resolution
     cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
     return Models(base, erased_copy(base, run), scorer, cache)
 

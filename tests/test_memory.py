@@ -105,3 +105,43 @@ def test_weights_larger_than_the_free_gpu_memory_are_refused_before_the_move(mon
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (need, 2 * need))
     loader.check_weights_fit(pipe, "cuda:0")  # fits exactly
     loader.check_weights_fit(pipe, "cpu")  # host memory is not checked
+
+
+# ------------------------------------------------------------------ resolution
+@pytest.mark.parametrize("model,method,size", [("embedded", "esd", 16), ("embedded", "mce", 16),
+                                                ("flux-tiny-random", "mce", 16)])
+def test_a_run_trains_and_draws_at_its_resolution(tmp_path, model, method, size):
+    """resolution=16 on 32-px models: every denoiser call of the run (training, z_t sampling, snapshots)
+    sees 16-px latents, and the snapshot images are 16 px; the default stays native."""
+    from erasure import erase
+
+    pipe = load_pipeline(model)
+    net = family_of(pipe).denoiser(pipe)
+    sides, started = set(), []  # latent shapes the denoiser sees once the run starts (after the memory probe)
+
+    def record(module, args, kwargs):
+        if started:
+            sides.add(tuple((args[0] if args else kwargs["hidden_states"]).shape[1:]))
+
+    handle = net.register_forward_pre_hook(record, with_kwargs=True)
+    run = erase(model, method, ["star"], "fast", tmp_path / "run", pipe=pipe, steps=1, batch=2, ddim_steps=2,
+                checkpoint_every=0, snapshot_every=1, snapshot_steps=2, resolution=size,
+                callback=lambda e: started.append(e.kind))
+    handle.remove()
+    latent = size // pipe.vae_scale_factor
+    expected = (4, latent, latent) if model == "embedded" else ((latent // 2) ** 2, net.config.in_channels)
+    assert sides == {expected}
+    from PIL import Image
+
+    shots = list((run.path / "trajectory").glob("*.png"))
+    assert shots and all(Image.open(p).size == (size, size) for p in shots)
+    assert run.record["config"]["resolution"] == size
+
+
+def test_a_resolution_the_model_cannot_take_is_refused(tmp_path):
+    from erasure import erase
+
+    with pytest.raises(ValueError, match="resolution 20 px does not fit this model: use a multiple of 8 px"):
+        erase("embedded", "esd", ["star"], "fast", tmp_path / "r", steps=1, resolution=20)
+    with pytest.raises(ValueError, match="resolution must be 0"):
+        erase("embedded", "esd", ["star"], "fast", tmp_path / "r2", steps=1, resolution=-1)

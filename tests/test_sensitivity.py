@@ -351,3 +351,30 @@ def test_figures_mark_target_and_neutral_concepts():
     scatter = figures.similarity_scatter(df)
     assert {t.name for t in scatter.data} == {"target", 'null ""', '"a photo"', "concepts"}
     assert np.isclose(hist.data[0].x, df["delta"]).all()
+
+
+def test_spectrum_samples_at_its_resolution_in_its_own_cache(embedded_pipe, esd_run, words_file, tmp_path, monkeypatch):
+    """resolution=16 on the 32-px model: every image the spectrum draws is 16 px, its scores differ from the
+    native run's, and its samples are cached apart from the native ones (the native key is unchanged)."""
+    import sensitivity.rows as rows_module
+
+    drawn = []
+    real = rows_module.generate
+
+    def spy(pipe, prompts, seeds, settings, *args, **kwargs):
+        images = real(pipe, prompts, seeds, settings, *args, **kwargs)
+        drawn.append(images.shape[1:3])
+        return images
+
+    monkeypatch.setattr(rows_module, "generate", spy)
+    native = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
+    small = SpectrumConfig(targets=["star"], vocab=str(words_file), resolution=16, **SMALL)
+    a = compute_spectrum("embedded", esd_run, native, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    assert set(drawn) == {(32, 32)}
+    drawn.clear()
+    b = compute_spectrum("embedded", esd_run, small, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    assert set(drawn) == {(16, 16)}
+    assert not np.allclose(a["score_before"], b["score_before"])  # not the native samples from the cache
+    with pytest.raises(ValueError, match="resolution 12 px does not fit this model"):
+        compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], vocab=str(words_file), resolution=12,
+                                                             **SMALL), pipe=embedded_pipe, cache_root=tmp_path)
