@@ -3,7 +3,7 @@ sensitivity spectrum (the proxy, nearest-K vocabularies), and what each model ne
 concept as a prompt.
 
     emb = embed_prompts(pipe, ["a star"])                  # [1, L, d]
-    words = word_embeddings(pipe, ["star", "moon"], "a {concept}")   # [2, L, d], cached per word on disk
+    (per-word embeddings of whole vocabularies, cached on disk: backends.word_store)
 
 Shapes: text embeddings [N, L, d] with L the tokenizer's context (77 on SD, 24 on the embedded model).
 """
@@ -45,13 +45,3 @@ def embed_prompts(pipe, prompts: list[str]) -> torch.Tensor:
     tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt")
     return pipe.text_encoder(tok.input_ids.to(pipe.device))[0]
-
-
-def word_embeddings(pipe, words: list[str], template: str) -> torch.Tensor:
-    """[V, L, d] float32 on the pipeline's device: embeddings of template.format(concept=w), cached per
-    word (backends.word_store). For a few words; a whole vocabulary is better used as a WordTable."""
-    from .word_store import WordStore
-
-    table = WordStore(pipe, template).table(words)
-    pos = {w: i for i, w in enumerate(table.words)}
-    return table.rows([pos[w] for w in words]).to(pipe.device, torch.float32)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .prompts import embed_prompts
 from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 SHARD_WORDS = 2048  # words per shard file (~240 MB on SD in float16; one shard is held while it is filled)
@@ -107,8 +108,6 @@ class WordStore:
 
     @torch.no_grad()
     def _write_shard(self, words: list[str]) -> None:
-        from .prompts import embed_prompts
-
         prompts = [self.template.format(concept=w) for w in words]
         emb = None  # [n, L, d] float16, filled batch by batch (no second copy from a concatenation)
         for i in range(0, len(prompts), EMBED_BATCH):
@@ -120,3 +119,11 @@ class WordStore:
         name = hashlib.sha1("\n".join(words).encode()).hexdigest()[:16]
         atomic_write(self.folder / f"{name}.safetensors",
                      lambda p: save_file({"embeddings": emb.contiguous()}, str(p), metadata={"words": json.dumps(words)}))
+
+
+def word_embeddings(pipe, words: list[str], template: str) -> torch.Tensor:
+    """[V, L, d] float32 on the pipeline's device: embeddings of template.format(concept=w), cached per
+    word. For a few words; a whole vocabulary is better used as a WordTable."""
+    table = WordStore(pipe, template).table(words)
+    pos = {w: i for i, w in enumerate(table.words)}
+    return table.rows([pos[w] for w in words]).to(pipe.device, torch.float32)

@@ -177,6 +177,7 @@ def space_worker(cache: str, words: int) -> None:
 
     from backends import load_pipeline, word_store
     from backends.paths import ASSETS
+    from backends.sd import SD
     from backends.vocab import get_vocabulary
     from erasure.search_space import build_search_space
 
@@ -185,7 +186,7 @@ def space_worker(cache: str, words: int) -> None:
     tokenizer = CLIPTokenizer.from_pretrained(str(ASSETS / "pipeline" / "tokenizer"), model_max_length=77)
     encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=768, intermediate_size=768,
                                            num_hidden_layers=1, num_attention_heads=12, max_position_embeddings=77)).eval()
-    pipe = StableDiffusionPipeline(vae=base.vae, text_encoder=encoder, tokenizer=tokenizer, unet=base.unet,
+    pipe = StableDiffusionPipeline(vae=base.vae, text_encoder=encoder, tokenizer=tokenizer, unet=SD.denoiser(base),
                                    scheduler=base.scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     vocab = get_vocabulary("clip-words", words)

@@ -127,7 +127,7 @@ class AP:
     # The tiny text encoder only learnt the world's words; untrained CLIP tokens all embed near the null
     # prompt, so they would crowd the search space with copies of "".
     PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
-    # the search space R holds one text encoder's word embeddings (backends.prompts.word_embeddings)
+    # the search space R holds one text encoder's word embeddings (backends.word_store)
     SPEC = MethodSpec("ap", "AP: ESD plus adversarial preservation of the concept the erasure damages most (Bui et al.)",
                       families=("sd",))
 

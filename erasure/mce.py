@@ -180,7 +180,8 @@ class MCE:
         for lo in range(0, cfg.batch, cfg.micro_batch):
             part, sse[lo:lo + cfg.micro_batch] = self._chunk_loss(prompts, targets, z, slice(lo, lo + cfg.micro_batch),
                                                                   weight[lo:lo + cfg.micro_batch])
-            g = torch.autograd.grad(part, list(self.masker.logits))
+            g = torch.autograd.grad(part, list(self.masker.logits), allow_unused=True)  # a site off this chunk's path: 0
+            g = [torch.zeros_like(p) if x is None else x for p, x in zip(self.masker.logits, g)]
             grads = g if grads is None else [a + b for a, b in zip(grads, g)]
             total += part.item()
         numel = z[0].numel()
@@ -212,7 +213,12 @@ class MCE:
             z = ctx.family.noise(ctx.pipe, 1, torch.Generator().manual_seed(0), px)
             return probe.sample(one, z, grad=True, use_checkpoint=False)
 
-        p = memory.call_profile(ctx.family, ctx.pipe, call_at, ctx.size)
+        noise = self.masker._noise
+        self.masker.resample(torch.Generator().manual_seed(0))  # hard_concrete gates for the probe, not ctx.gen's
+        try:
+            p = memory.call_profile(ctx.family, ctx.pipe, call_at, ctx.size)
+        finally:
+            self.masker._noise = noise
         mode = "none" if not cfg.checkpointing else "block" if memory.blocks_of(self.model) else "call"
         rows = cfg.micro_batch or cfg.batch
         n = sum(s.size for s in self.masker.sites)

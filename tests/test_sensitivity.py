@@ -90,7 +90,8 @@ def test_unknown_or_missing_vocabulary():
 
 
 def test_nearest_k_ranks_by_text_embedding_distance(embedded_pipe):
-    from backends.prompts import embed_prompts, word_embeddings
+    from backends.prompts import embed_prompts
+    from backends.word_store import word_embeddings
 
     near = resolve_vocabulary("nearest-5", pipe=embedded_pipe, target="star", template="a {concept}",
                               size=None)
