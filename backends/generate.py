@@ -43,13 +43,26 @@ def size_unit(pipe) -> int:
     return pipe.vae_scale_factor * (2 if family.name == "flux" else 2 ** (levels - 1))
 
 
-def check_size(pipe, size: int) -> int:
-    """size if the model takes it, else a ValueError naming the sizes it does take."""
+MAX_RESOLUTION = 4096  # px: 4x FLUX's native side
+
+
+def check_resolution(resolution) -> None:
+    """A `resolution` setting, before any model is at hand: 0 (native) or a side in px up to MAX_RESOLUTION."""
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or not 0 <= resolution <= MAX_RESOLUTION:
+        raise ValueError(f"resolution must be 0 (the model's native size) or a side in px up to {MAX_RESOLUTION}, "
+                         f"got {resolution!r}")
+
+
+def resolve_size(pipe, resolution: int) -> int:
+    """The image side a `resolution` setting means on this model: its native size for 0, else the
+    setting itself if the denoiser takes it (a ValueError naming the sizes it does take otherwise)."""
+    if not resolution:
+        return native_size(pipe)
     unit = size_unit(pipe)
-    if size < unit or size % unit:
-        raise ValueError(f"resolution {size} px does not fit this model: use a multiple of {unit} px "
+    if resolution < unit or resolution % unit:
+        raise ValueError(f"resolution {resolution} px does not fit this model: use a multiple of {unit} px "
                          f"(its native size is {native_size(pipe)} px; 0 means native)")
-    return size
+    return resolution
 
 
 def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:

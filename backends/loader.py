@@ -154,10 +154,11 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
     return pipe.to(device)
 
 
-def weight_bytes(pipe) -> int:
-    """Bytes of every parameter and buffer of the pipeline's modules."""
+def weight_bytes(pipe, device=None) -> int:
+    """Bytes of every parameter and buffer of the pipeline's modules (only those on `device` if given)."""
     modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()]
+               if device is None or t.device == torch.device(device))
 
 
 def check_weights_fit(pipe, device) -> None:

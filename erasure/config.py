@@ -14,11 +14,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from backends.generate import check_resolution
 from backends.prompts import model_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
 MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
-MAX_RESOLUTION = 4096  # px: 4x FLUX's native side
 
 
 @dataclass
@@ -49,7 +49,7 @@ class EraseConfig:
     snapshot_steps: int = 20  # sampler steps for trajectory images
     snapshot_guidance: float = 5.0  # guidance for trajectory images
     # image side (px) the run trains and draws at; 0 = the model's native size (SD 1.4 512, FLUX.1-schnell
-    # 1024); a multiple of the model's latent granularity (backends.generate.size_unit)
+    # 1024); a multiple of the model's latent granularity (backends.generate.resolve_size)
     resolution: int = 0
 
     def validate(self) -> None:
@@ -74,9 +74,7 @@ class EraseConfig:
         for name in ("checkpoint_every", "snapshot_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        if not 0 <= self.resolution <= MAX_RESOLUTION:
-            raise ValueError(f"resolution must be 0 (the model's native size) or a side in px up to {MAX_RESOLUTION}, "
-                             f"got {self.resolution}")
+        check_resolution(self.resolution)
 
     def prompts(self) -> list[str]:
         return [self.template.format(concept=t.strip()) for t in self.targets]

@@ -156,11 +156,7 @@ class MCE:
         targets = self._cond([q for _, q in pairs] + keep)  # the original model draws these
         prompts = self._cond([p for p, _ in pairs] + keep)  # the masked model draws these
         if not cfg.micro_batch or cfg.micro_batch == cfg.batch:
-            with torch.no_grad():
-                self.masker.mode = "off"
-                target = self.sampler.sample(targets, z)
-                self.masker.mode = "soft"
-            out = self.sampler.sample(prompts, z, grad=True, use_checkpoint=cfg.checkpointing)
+            out, target = self._draw(prompts, targets, z)
             l_erase, l_keep = F.mse_loss(out[:n_e], target[:n_e]), F.mse_loss(out[n_e:], target[n_e:])
             loss = l_erase + cfg.beta * l_keep
             l_erase, l_keep = l_erase.item(), l_keep.item()
@@ -192,13 +188,18 @@ class MCE:
         """sum_r weight_r * mean_r((x^mask - x^orig)^2) over one chunk's rows, and each row's sum of
         squared errors (detached, CPU)."""
         z = z[rows_]
-        with torch.no_grad():
-            self.masker.mode = "off"
-            target = self.sampler.sample(_rows(targets, rows_), z)
-            self.masker.mode = "soft"
-        out = self.sampler.sample(_rows(prompts, rows_), z, grad=True, use_checkpoint=self.ctx.config.checkpointing)
+        out, target = self._draw(_rows(prompts, rows_), _rows(targets, rows_), z)
         sse = (out.float() - target.float()).pow(2).flatten(1).sum(1)  # [rows]
         return (sse * weight.to(sse.device)).sum() / z[0].numel(), sse.detach().cpu()
+
+    def _draw(self, prompts, targets, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x^mask(prompts), x^orig(targets)) from the same z_T: the masked model differentiably, the
+        original (masks off) without a graph."""
+        with torch.no_grad():
+            self.masker.mode = "off"
+            target = self.sampler.sample(targets, z)
+            self.masker.mode = "soft"
+        return self.sampler.sample(prompts, z, grad=True, use_checkpoint=self.ctx.config.checkpointing), target
 
     def memory_estimate(self):
         """Memory the run adds (erasure.memory): ddim_steps differentiated sampler steps of micro_batch
@@ -227,7 +228,9 @@ class MCE:
         fixes += ["checkpointing=true"] if not cfg.checkpointing else []
         fixes += [f"fewer ddim_steps (now {cfg.ddim_steps})"] if mode != "call" else []
         fixes += ["load the weights in bfloat16 (--dtype bfloat16)"] if self.model.dtype == torch.float32 else []
-        est = memory.MemoryEstimate(str(ctx.device), memory.on_device(ctx.pipe, ctx.device),
+        from backends.loader import weight_bytes
+
+        est = memory.MemoryEstimate(str(ctx.device), weight_bytes(ctx.pipe, ctx.device),
                                     int(sum(detail.values())), detail)
         return est, fixes + ["a GPU with more free memory"]
 

@@ -11,7 +11,6 @@ starts, naming the settings that shrink it.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -109,23 +108,23 @@ def extrapolate(profiles: list[CallProfile], tokens: list[int], at: int) -> Call
                        tuple(fit([p.blocks[i] for p in profiles]) for i in range(len(profiles[0].blocks))))
 
 
-def probe_sizes(family, pipe) -> list[int]:
+def probe_sizes(pipe) -> list[int]:
     """Three small image sizes (px) the denoiser accepts: multiples of its latent granularity."""
     from backends.generate import size_unit
 
     return [size_unit(pipe) * k for k in (1, 2, 3)]
 
 
-def tokens_at(family, pipe, size: int) -> int:
+def tokens_at(pipe, size: int) -> int:
     return (size // pipe.vae_scale_factor) ** 2  # latent pixels
 
 
 def call_profile(family, pipe, call_at, size: int) -> CallProfile:
     """The profile of call_at(px) at `size` px, from probes at three small sizes (or measured directly
     when `size` is no larger than them)."""
-    sizes = [s for s in probe_sizes(family, pipe) if s < size] or [size]
+    sizes = [s for s in probe_sizes(pipe) if s < size] or [size]
     profiles = [profile(family.denoiser(pipe), lambda s=s: call_at(s)) for s in sizes]
-    return extrapolate(profiles, [tokens_at(family, pipe, s) for s in sizes], tokens_at(family, pipe, size))
+    return extrapolate(profiles, [tokens_at(pipe, s) for s in sizes], tokens_at(pipe, size))
 
 
 def activation_bytes(p: CallProfile, rows: int, calls: int, checkpointing: str) -> float:
@@ -139,17 +138,6 @@ def activation_bytes(p: CallProfile, rows: int, calls: int, checkpointing: str) 
     else:
         held, unit = p.total, p.total
     return rows * (held + (BACKWARD_FACTOR - 1) * unit)
-
-
-def on_device(pipe, device) -> int:
-    """Bytes of the pipeline's parameters and buffers on `device`."""
-    total = 0
-    for module in pipe.components.values():
-        if isinstance(module, torch.nn.Module):
-            for t in [*module.parameters(), *module.buffers()]:
-                if t.device == torch.device(device):
-                    total += t.numel() * t.element_size()
-    return total
 
 
 class WillNotFitError(ValueError):
@@ -170,23 +158,12 @@ def check_fits(estimate: MemoryEstimate, fixes: list[str]) -> None:
                               f"{free[0] / GiB:.1f} GiB free): {estimate.describe()}. To fit it: {'; '.join(fixes)}")
 
 
-@contextlib.contextmanager
-def grad_on(params: list[torch.Tensor]):
-    """params require grad inside (a probe of a method whose tensors are not yet selected)."""
-    was = [p.requires_grad for p in params]
-    for p in params:
-        p.requires_grad_(True)
-    try:
-        yield
-    finally:
-        for p, w in zip(params, was):
-            p.requires_grad_(w)
-
-
 def fine_tune_estimate(pipe, config) -> tuple[MemoryEstimate, list[str]]:
     """A fine-tuning run (ESD, AP, CA, AGE, UCE): the frozen copy theta, the trained tensors' float32
     masters, gradients and Adam moments, and GRAPH_CALLS differentiated calls at the run's batch."""
     from backends.families import family_of
+    from backends.generate import resolve_size
+    from backends.loader import weight_bytes
 
     from .params import select_parameters
 
@@ -194,7 +171,7 @@ def fine_tune_estimate(pipe, config) -> tuple[MemoryEstimate, list[str]]:
     net = family.denoiser(pipe)
     trained = select_parameters(net, config.param_group)  # what Context will train (it selects the same)
     n = sum(p.numel() for p in trained.values())
-    size, itemsize = config.resolution or family.native_size(pipe), next(iter(trained.values())).element_size()
+    size, itemsize = resolve_size(pipe, config.resolution), next(iter(trained.values())).element_size()
     masters = 0 if itemsize == 4 else 2 * 4 * n  # float32 copy and its gradient (erasure.master)
     cond = family.encode(pipe, [""])
     t = torch.full((1,), 500, device=pipe.device)
@@ -211,4 +188,4 @@ def fine_tune_estimate(pipe, config) -> tuple[MemoryEstimate, list[str]]:
         if config.param_group != "xattn" else []
     fixes += [f"batch (now {config.batch})"] if config.batch > 1 else []
     fixes += ["a GPU with more free memory"]
-    return MemoryEstimate(str(pipe.device), on_device(pipe, pipe.device), int(sum(detail.values())), detail), fixes
+    return MemoryEstimate(str(pipe.device), weight_bytes(pipe, pipe.device), int(sum(detail.values())), detail), fixes

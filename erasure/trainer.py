@@ -20,7 +20,7 @@ from PIL import Image
 
 from backends.families import family_of
 from backends.family import Cond
-from backends.generate import check_size
+from backends.generate import resolve_size
 
 from . import memory
 from .config import EraseConfig, apply_layers
@@ -57,7 +57,7 @@ class Context:
         self.frozen = copy.deepcopy(net).requires_grad_(False).eval() if trains_weights else None
         net.eval()  # no dropout/batch-norm train behaviour; gradients still flow
         # image side the run trains and draws at (config.resolution, or the model's native size)
-        self.size = check_size(pipe, config.resolution) if config.resolution else self.family.native_size(pipe)
+        self.size = resolve_size(pipe, config.resolution)
         self.gen = torch.Generator().manual_seed(config.seed)  # CPU: same draws on CPU and GPU
         self.rng = np.random.default_rng(config.seed)
 

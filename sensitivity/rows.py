@@ -15,6 +15,7 @@ import torch
 
 from backends import SamplerSettings, generate
 from backends.families import family_of
+from backends.generate import check_resolution
 from backends.prompts import model_traits
 from erasure import erased_copy
 
@@ -75,9 +76,7 @@ class SpectrumConfig:
             raise ValueError(f"k (samples per concept) must be in 1..{MAX_K}, got {self.k}")
         if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
             raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
-        if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) or not 0 <= self.resolution <= 4096:
-            raise ValueError(f"resolution must be 0 (the model's native size) or a side in px up to 4096, "
-                             f"got {self.resolution!r}")
+        check_resolution(self.resolution)
         from backends import torch_dtype
 
         torch_dtype(self.dtype)  # a bad name fails here, before anything loads
@@ -146,11 +145,10 @@ def needs_scorer(config: SpectrumConfig) -> bool:
 def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", cache_root=None, pipe=None) -> Models:
     """Base pipeline (loaded unless given), theta' from a run folder, the scorer, the base's sample cache."""
     from backends import load_pipeline, torch_dtype
-    from backends.generate import check_size
+    from backends.generate import resolve_size
 
     base = pipe if pipe is not None else load_pipeline(model, device=device, dtype=torch_dtype(config.dtype))
-    if config.resolution:
-        check_size(base, config.resolution)
+    resolve_size(base, config.resolution)  # a side this model cannot take fails here, before sampling
     if not needs_scorer(config):
         return Models(base, erased_copy(base, run), None, None)
     scorer = get_scorer(config.scorer, device)
