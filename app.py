@@ -21,7 +21,7 @@ import os
 import gradio as gr
 
 from backends import EMBEDDED, PRESETS
-from ui import compare_tab, erase_tab, jobs_tab, live, model_tab, spectrum_tab, trajectory_tab
+from ui import compare_tab, erase_tab, jobs_tab, live, model_tab, results_tab, spectrum_tab
 from ui.guard import Blocks
 
 
@@ -31,15 +31,16 @@ def build_ui() -> gr.Blocks:
         gr.Markdown("# Concept Sensitivity Explorer\nErase a concept from a text-to-image model and see what else it hurt.")
         model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
                             info="a preset or a hub repo id 'owner/name' (local folders: CSE_MODEL_DIRS)")
-        device, dtype = model_tab.build(model)
-        erase = erase_tab.build(demo, model)
-        spectrum = spectrum_tab.build(model)
-        compare_runs = compare_tab.build(model, device, dtype)
-        trajectory_job = trajectory_tab.build()
-        job_table = jobs_tab.build()
+        with gr.Tabs() as tabs:
+            device, dtype = model_tab.build(model)
+            erase = erase_tab.build(demo, model)
+            results = results_tab.build((device, dtype))
+            spectrum = spectrum_tab.build(model)
+            compare_runs = compare_tab.build(model, device, dtype)
+            job_table = jobs_tab.build()
         # in the order of live.refresh_choices' outputs
-        pickers = [job_table, erase.job, spectrum.run, spectrum.job, compare_runs, trajectory_job]
-        live.wire(demo, pickers, erase, spectrum)
+        pickers = [job_table, erase.job, spectrum.run, spectrum.job, compare_runs, results.job]
+        live.wire(demo, pickers, erase, spectrum, results, tabs)
     return demo
 
 

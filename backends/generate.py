@@ -72,26 +72,35 @@ def initial_latents(pipe, seeds: list[int], height: int, width: int) -> torch.Te
 
 
 def generate(pipe, prompts: list[str], seeds: list[int], settings: SamplerSettings = SamplerSettings(),
-             batch_size: int = 64, cancel=None) -> np.ndarray:
+             batch_size: int = 64, cancel=None, progress=None) -> np.ndarray:
     """Images for (prompts[i], seeds[i]) pairs as uint8 [N, H, W, 3]. `cancel` (erasure.CancelToken)
-    stops the sampler at its next step with erasure.Cancelled (a shared machine's Stop button)."""
+    stops the sampler at its next step with erasure.Cancelled (a shared machine's Stop button);
+    `progress(done, total)` is called after every sampler step (steps of all batches)."""
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts but {len(seeds)} seeds; pass one seed per prompt")
-    stop = {} if cancel is None else {"callback_on_step_end": _stopper(cancel)}
     text = family_of(pipe).text_inputs(pipe)  # encoded as training encodes them (FLUX: its T5 length)
-    return np.concatenate([_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size],
-                                   **text, **stop)
-                           for i in range(0, len(prompts), batch_size)])
+    starts = range(0, len(prompts), batch_size)
+    parts = []
+    for b, i in enumerate(starts):
+        hook = _on_step(cancel, progress, b * settings.steps, len(starts) * settings.steps)
+        parts.append(_images(pipe, seeds[i : i + batch_size], settings, prompt=prompts[i : i + batch_size], **text,
+                             **({} if hook is None else {"callback_on_step_end": hook})))
+    return np.concatenate(parts)
 
 
-def _stopper(cancel):
-    """A diffusers step-end callback that raises Cancelled once `cancel` is set (checked every step)."""
+def _on_step(cancel, progress, offset: int, total: int):
+    """A diffusers step-end callback that raises Cancelled once `cancel` is set (checked every step) and
+    reports offset + steps done of `total`; None when there is neither."""
+    if cancel is None and progress is None:
+        return None
 
     def on_step_end(pipe, step: int, timestep, kwargs: dict) -> dict:
-        if cancel.cancelled:
+        if cancel is not None and cancel.cancelled:
             from erasure.events import Cancelled
 
             raise Cancelled(f"sampling cancelled at step {step + 1}")
+        if progress is not None:
+            progress(offset + step + 1, total)
         return kwargs
 
     return on_step_end

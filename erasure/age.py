@@ -22,7 +22,7 @@ import torch
 from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
 
-from .ap import VOCABULARIES, Space, gumbel_softmax_hard, load_spaces_state, no_param_grads, spaces_state
+from .ap import VOCABULARIES, CentreProbe, Space, gumbel_softmax_hard, load_spaces_state, no_param_grads, spaces_state
 from .config import EraseConfig
 from .method import MethodSpec
 from .search_space import build_search_space, check_search_settings
@@ -75,7 +75,7 @@ class AGE:
     # the embedded world's own words, and a search space its size allows (as AP's profile)
     PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
     SPEC = MethodSpec("age", "AGE: maps the concept onto an adaptively chosen nearby concept it keeps (Bui et al. 2025)",
-                      families=("sd",))  # R holds one text encoder's word embeddings, as AP's does
+                      families=("sd",), searches=True)  # R holds one text encoder's word embeddings, as AP's does
 
     def __init__(self, ctx):
         from backends.vocab import get_vocabulary
@@ -89,6 +89,7 @@ class AGE:
         for prompt in prompts:
             words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
             self.spaces[prompt] = Space(words, R, cfg.search_lr)
+        self.probe = CentreProbe(ctx)  # L_keep of every centre at snapshots (the trajectory)
 
     def _target(self, space: Space, grad: bool) -> tuple[Cond, str]:
         """c_t ({"emb": [1, L, d]}) and the concept with the largest weight in this sample."""
@@ -133,12 +134,18 @@ class AGE:
         total = l_erase + cfg.lam * l_keep
         return total, {"losses": {"erase": l_erase.item(), "keep": l_keep.item(), "total": total.item()},
                        "message": prompt, "concept": space.words[int(space.pi.argmax())], "top5": space.top(),
-                       "sampled": label}
+                       "sampled": label, "extra": {"probs": space.probs()}}
 
     def snapshot_inputs(self) -> dict[str, Cond]:
         prompt = next(iter(self.emb_targets))
         space = self.spaces[prompt]  # the current most likely target, not a random sample
         return {"ce": self.emb_targets[prompt], "ct": {"emb": space.R[int(space.pi.argmax())][None]}}
+
+    def search_spaces(self) -> dict[str, list[str]]:
+        return {p: s.words for p, s in self.spaces.items()}
+
+    def centre_losses(self) -> dict[str, list[float]]:
+        return {p: self.probe.losses(p, s) for p, s in self.spaces.items()}
 
     def state_dict(self) -> dict:
         return spaces_state(self.spaces)

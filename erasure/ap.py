@@ -21,6 +21,7 @@ from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
 
 from .config import EraseConfig
+from .diffusion import sample_until
 from .esd import esd_loss
 from .method import MethodSpec
 from .search_space import build_search_space, check_search_settings
@@ -106,6 +107,50 @@ class Space:
         vals, idx = p.topk(min(k, len(self.words)))
         return [(self.words[i], round(v, 4)) for v, i in zip(vals.tolist(), idx.tolist())]
 
+    def probs(self) -> list[float]:
+        """softmax(pi) over every centre, in `words` order (the trajectory heatmap's row per step)."""
+        return [round(v, 5) for v in self.pi.detach().softmax(-1).tolist()]
+
+
+PROBE_SEED = 7919  # offset of the centre-loss probe's own generator from the run seed: it never draws from ctx.gen
+PROBE_CHUNK = 16  # centres per batched sampler call of the probe
+
+
+class CentreProbe:
+    """The preservation loss of every centre under the current theta' (docs/design.md §3.3, "trajectory"):
+    ||eps_theta'(z_i, c_i, t) - eps_theta(z_i, c_i, t)||^2 for each row c_i of R, on one fixed start code
+    and sampler step. z_i is drawn once, by the frozen model under c_i, so values at two snapshots differ
+    only by theta'. Its own generator: a run's training draws are the same with or without it."""
+
+    def __init__(self, ctx):
+        self.ctx, self.z = ctx, {}  # prompt -> z_i [n, C, h, w], drawn on first use
+        gen = torch.Generator().manual_seed(ctx.config.seed + PROBE_SEED)
+        self.z_T = ctx.family.noise(ctx.pipe, 1, gen, ctx.size)  # [1, C, h, w]
+        self.k = ctx.config.ddim_steps // 2
+
+    @torch.no_grad()
+    def losses(self, prompt: str, space: Space) -> list[float]:
+        ctx, sched = self.ctx, self.ctx.scheduler
+        t = sched.timesteps[self.k]
+        alpha_bar = sched.alphas_cumprod[t].to(ctx.device, self.z_T.dtype)
+        out = []
+        for i in range(0, len(space.words), PROBE_CHUNK):
+            cond = {"emb": space.R[i : i + PROBE_CHUNK]}  # [c, L, d]
+            z = self._z(prompt, i, cond)
+            tt = t.expand(len(z)).to(ctx.device)
+            pred, target = ctx.predict(ctx.denoiser, z, tt, cond), ctx.predict(ctx.frozen, z, tt, cond)
+            out += [round(ctx.loss(pred[j : j + 1], target[j : j + 1], z[j : j + 1], alpha_bar).item(), 6)
+                    for j in range(len(z))]
+        return out
+
+    def _z(self, prompt: str, i: int, cond: Cond) -> torch.Tensor:
+        key = (prompt, i)
+        if key not in self.z:
+            z_T = self.z_T.expand(len(cond["emb"]), *self.z_T.shape[1:])
+            self.z[key] = sample_until(self.ctx.family, self.ctx.frozen, self.ctx.scheduler, z_T, cond,
+                                       self.ctx.emb_null, self.ctx.config.start_guidance, self.k)
+        return self.z[key]
+
 
 def spaces_state(spaces: dict[str, Space]) -> dict:
     """Every target's pi and its optimiser, for exact resume (R is rebuilt from the vocabulary); the
@@ -129,7 +174,7 @@ class AP:
     PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
     # the search space R holds one text encoder's word embeddings (backends.word_store)
     SPEC = MethodSpec("ap", "AP: ESD plus adversarial preservation of the concept the erasure damages most (Bui et al.)",
-                      families=("sd",))
+                      families=("sd",), searches=True)
 
     def __init__(self, ctx):
         from backends.vocab import get_vocabulary
@@ -149,6 +194,7 @@ class AP:
         if cfg.preserve in ("neutral", "fixed"):
             fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
             self.emb_fixed = ctx.embed([fixed])
+        self.probe = CentreProbe(ctx) if self.spaces else None
 
     # ------------------------------------------------------------------ the adversarial concept
     def _ca(self, prompt: str, grad: bool) -> tuple[Cond, str]:
@@ -205,7 +251,8 @@ class AP:
         info |= {"losses": {"l1": l1.item(), "l2": l2.item(), "total": total.item()}, "concept": label}
         if prompt in self.spaces and cfg.preserve == "adversarial":
             space = self.spaces[prompt]
-            info |= {"concept": space.words[int(space.pi.argmax())], "top5": space.top(), "sampled": label}
+            info |= {"concept": space.words[int(space.pi.argmax())], "top5": space.top(), "sampled": label,
+                     "extra": {"probs": space.probs()}}
         return total, info
 
     def snapshot_inputs(self) -> dict[str, Cond]:
@@ -221,6 +268,9 @@ class AP:
 
     def search_spaces(self) -> dict[str, list[str]]:
         return {p: s.words for p, s in self.spaces.items()}
+
+    def centre_losses(self) -> dict[str, list[float]]:
+        return {p: self.probe.losses(p, s) for p, s in self.spaces.items()}
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict:

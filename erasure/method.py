@@ -30,6 +30,7 @@ class MethodSpec:
     trains: str = "weights"  # "weights" | "masks" | "adapters" (the table above)
     families: tuple[str, ...] = ("sd",)  # model families it is defined on (backends.families)
     closed_form: bool = False  # one `solve()` instead of an optimisation loop (UCE)
+    searches: bool = False  # searches over a concept space (AP, AGE): search_spaces() and centre_losses() feed the trajectory
 
     def __post_init__(self):
         if self.trains not in RESULT_KINDS:
@@ -71,6 +72,17 @@ class TrainsOwnParameters(Method, Protocol):
         against the GPU before the first step (fine-tuning methods get memory.fine_tune_estimate)."""
 
 
+class SearchesConcepts(Method, Protocol):
+    """Methods whose spec `searches`: the trajectory (erasure.trajectory) shows their search space, the
+    step events' softmax(pi) ("extra": {"probs": [n]}) and, at snapshots, every centre's preservation loss."""
+
+    def search_spaces(self) -> dict[str, list[str]]:
+        """target prompt -> the words of its centres, in R's row order (written to the start event)."""
+
+    def centre_losses(self) -> dict[str, list[float]]:
+        """target prompt -> the preservation loss of every centre under the current theta' (no training draws)."""
+
+
 class ClosedForm(Protocol):
     """Methods whose spec is closed_form: one solve edits ctx.trained in place (and no `loss`); the
     other methods of `Method` as well."""
@@ -83,4 +95,6 @@ def required_methods(spec: MethodSpec) -> list[str]:
     names = ["solve" if spec.closed_form else "loss", "snapshot_inputs", "state_dict", "load_state_dict"]
     if spec.trains != "weights":
         names += ["optimizer", "result", "finish", "snapshot_model", "memory_estimate"]
+    if spec.searches:
+        names += ["search_spaces", "centre_losses"]
     return names

@@ -198,8 +198,11 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     emit = _emitter(run, callback)
     t0 = time.time()
     run.set_status("running", start)
+    extra = {"memory": {"weights": estimate.weights, "added": estimate.added, **estimate.detail}}
+    if spec.searches:  # the centres' words, once: step events carry softmax(pi) in this order
+        extra["search"] = method.search_spaces()
     emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}; {estimate.describe()}",
-               extra={"memory": {"weights": estimate.weights, "added": estimate.added, **estimate.detail}}))
+               extra=extra))
     try:
         if spec.closed_form:  # UCE: one solve instead of an optimisation loop
             info = method.solve()
@@ -217,7 +220,9 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
             done = step + 1
             emit(step_event(method_name, done, config.steps, time.time() - t0, info))
             if config.snapshot_every and (done % config.snapshot_every == 0 or done == 1):
-                emit(Event("snapshot", done, config.steps, time.time() - t0, images=_snapshot(run, ctx, method, done)))
+                images = _snapshot(run, ctx, method, done)
+                extra = {"centre_l2": method.centre_losses()} if spec.searches else {}
+                emit(Event("snapshot", done, config.steps, time.time() - t0, images=images, extra=extra))
             if config.checkpoint_every and done % config.checkpoint_every == 0 and done < config.steps:
                 _checkpoint(run, ctx, method, opt, done)
                 run.set_status("running", done)

@@ -1,10 +1,12 @@
-"""Reading a run's events back: progress with ETA, loss curves, the adversarial-concept timeline
-and the trajectory image strips (AP paper figure 6). Works on a live run folder too."""
+"""Reading a run's events back: progress with ETA, loss curves, the concept search's history
+(heatmaps of softmax(pi) and of every centre's loss) and the trajectory image strips (AP paper
+figure 6). Works on a live run folder too."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import plotly.graph_objects as go
 
 from .runs import RunFolder
@@ -41,27 +43,86 @@ def loss_figure(events: list[dict]) -> go.Figure:
     return fig
 
 
-def concept_timeline(events: list[dict]) -> go.Figure:
-    """The adversarial concept (argmax of pi) per step, coloured by its probability; top-5 on hover."""
-    pts = [e for e in events if e["kind"] == "step" and e.get("concept") is not None]
-    fig = go.Figure(go.Scatter(
-        x=[e["step"] for e in pts], y=[_label(e["concept"]) for e in pts],
-        mode="markers", marker=dict(color=[_top_prob(e) for e in pts], colorscale="Viridis", cmin=0, cmax=1,
-                                    colorbar=dict(title="p"), size=7),
-        text=["<br>".join(f"{_label(w)}: {p:.2f}" for w, p in e.get("top5", [])) for e in pts],
-        hovertemplate="step %{x}<br>%{y}<br>top-5:<br>%{text}<extra></extra>"))
-    fig.update_layout(title="adversarial concept per step", xaxis_title="step", height=360,
-                      margin=dict(t=40, b=40))
+def search_history(events: list[dict]) -> dict[str, dict]:
+    """Per target prompt of a concept search (AP, AGE): the centres' words, and per step softmax(pi),
+    the sampled concept and its preservation loss; at snapshots, every centre's loss (docs/design.md §3.3).
+    {prompt: {"words": [n], "steps": [S], "probs": [S][n], "sampled": [S], "l2": [S],
+              "snap_steps": [K], "centre_l2": [K][n]}}; {} for runs that search nothing."""
+    starts = [e for e in events if e["kind"] == "start" and e.get("extra", {}).get("search")]
+    if not starts:
+        return {}
+    out = {p: {"words": w, "steps": [], "probs": [], "sampled": [], "l2": [], "snap_steps": [], "centre_l2": []}
+           for p, w in starts[-1]["extra"]["search"].items()}
+    for e in events:
+        h = out.get(e.get("message"))
+        if e["kind"] == "step" and h is not None and "probs" in e.get("extra", {}):
+            h["steps"].append(e["step"])
+            h["probs"].append(e["extra"]["probs"])
+            h["sampled"].append(e.get("sampled"))
+            h["l2"].append(e.get("losses", {}).get("l2", e.get("losses", {}).get("keep")))
+        for p, losses in (e.get("extra", {}).get("centre_l2", {}) if e["kind"] == "snapshot" else {}).items():
+            if p in out:
+                out[p]["snap_steps"].append(e["step"])
+                out[p]["centre_l2"].append(losses)
+    return out
+
+
+def search_heatmap(history: dict) -> go.Figure:
+    """Steps x the concepts ever in the top 5, coloured by p - 1/n (the change from a uniform search),
+    on a scale fitted to the data: red = searched more than uniform, blue = less."""
+    words, probs = history["words"], np.asarray(history["probs"], dtype=float)  # [S, n]
+    if not len(probs):
+        return _empty("no search steps yet")
+    top = np.argsort(-probs, axis=1)[:, :5]
+    ever = sorted(set(top.ravel().tolist()), key=lambda i: -probs[-1, i])  # most likely at the end first
+    z = (probs[:, ever] - 1.0 / len(words)).T  # [concepts, S]
+    span = float(np.abs(z).max()) or 1.0
+    fig = go.Figure(go.Heatmap(
+        x=history["steps"], y=[_label(words[i]) for i in ever], z=z.tolist(), zmid=0, zmin=-span, zmax=span,
+        colorscale="RdBu_r", colorbar=dict(title="p - 1/n"), customdata=probs[:, ever].T.tolist(),
+        hovertemplate="step %{x}<br>%{y}<br>p = %{customdata:.4f} (%{z:+.4f} from uniform)<extra></extra>"))
+    fig.update_layout(title=f"search distribution: the concepts ever in the top 5 (of {len(words)})",
+                      xaxis_title="step", height=110 + 16 * len(ever), margin=dict(t=40, b=40, l=10, r=10))
+    return fig
+
+
+def sampled_figure(history: dict) -> go.Figure:
+    """The concept sampled each step and the preservation loss it got (hover names the concept)."""
+    if not history["steps"]:
+        return _empty("no search steps yet")
+    fig = go.Figure(go.Scatter(x=history["steps"], y=history["l2"], mode="markers+lines", line=dict(width=1),
+                               text=[_label(w) for w in history["sampled"]],
+                               hovertemplate="step %{x}<br>%{text}<br>preservation loss %{y:.5f}<extra></extra>"))
+    fig.update_layout(title="sampled concept per step and its preservation loss", xaxis_title="step",
+                      yaxis_title="preservation loss", height=260, margin=dict(t=40, b=40, l=10, r=10))
+    return fig
+
+
+def centre_loss_heatmap(history: dict, top: int = 25) -> go.Figure:
+    """Snapshot steps x the `top` centres the erasure damaged most (preservation loss at the last
+    snapshot, under the current theta'), all measured on one fixed code: which concepts are hurt as training goes."""
+    values = np.asarray(history["centre_l2"], dtype=float)  # [K, n]
+    if not len(values):
+        return _empty("no snapshot yet (set 'trajectory image every N steps' above 0)")
+    order = np.argsort(-values[-1])[:top]
+    fig = go.Figure(go.Heatmap(
+        x=[str(s) for s in history["snap_steps"]], y=[_label(history["words"][i]) for i in order], z=values[:, order].T.tolist(),
+        colorscale="Viridis", colorbar=dict(title="loss"),
+        hovertemplate="step %{x}<br>%{y}<br>preservation loss %{z:.5f}<extra></extra>"))
+    fig.update_layout(title=f"damage to every centre (the {len(order)} most hurt of {values.shape[1]})",
+                      xaxis_title="snapshot step", height=120 + 20 * len(order), margin=dict(t=40, b=40, l=10, r=10))
+    return fig
+
+
+def _empty(text: str) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_layout(height=160, xaxis_visible=False, yaxis_visible=False, margin=dict(t=10, b=10))
     return fig
 
 
 def _label(concept: str) -> str:
     return concept if concept else '"" (null)'
-
-
-def _top_prob(event: dict) -> float:
-    top5 = event.get("top5") or []
-    return float(top5[0][1]) if top5 else 0.0
 
 
 def snapshot_strips(run: str | Path | RunFolder) -> dict[str, list[tuple[int, Path]]]:
@@ -74,3 +135,30 @@ def snapshot_strips(run: str | Path | RunFolder) -> dict[str, list[tuple[int, Pa
                 if (run.path / rel).exists():
                     strips.setdefault(name, []).append((e["step"], run.path / rel))
     return strips
+
+
+# what each snapshot strip shows, in plain words (the formal name G(theta'_t, z_T, c) in docs/design.md §3.3)
+STRIP_NAMES = {"ce": "erased concept", "ca": "adversarial concept", "ct": "AGE's target concept"}
+
+
+def strip_sheet(strips: dict[str, list[tuple[int, Path]]], tile: int = 64) -> np.ndarray | None:
+    """One compact image of every strip: a row per strip (its plain name at the left), a column per
+    snapshot step (the step above), one fixed start code; 32-px images enlarged pixel-exact. None if empty."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not strips:
+        return None
+    steps = sorted({s for rows in strips.values() for s, _ in rows})
+    font, left, top = ImageFont.load_default(size=12), 150, 18
+    sheet = Image.new("RGB", (left + len(steps) * (tile + 2), top + len(strips) * (tile + 4)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for j, step in enumerate(steps):
+        draw.text((left + j * (tile + 2) + 2, 2), f"step {step}", fill="black", font=font)
+    for i, (name, rows) in enumerate(strips.items()):
+        y = top + i * (tile + 4)
+        draw.text((4, y + tile // 2 - 6), STRIP_NAMES.get(name, name), fill="black", font=font)
+        for step, path in rows:
+            im = Image.open(path).convert("RGB")
+            im = im.resize((tile, tile), Image.NEAREST if im.width < tile else Image.LANCZOS)
+            sheet.paste(im, (left + steps.index(step) * (tile + 2), y))
+    return np.asarray(sheet)

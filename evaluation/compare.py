@@ -2,7 +2,7 @@
 
     result = compare(base_pipe, {"AP star": "runs/star"}, ["a red star", "a red heart"], [0, 1, 2, 3],
                      erased=["star"])
-    sheets = render(result)      # label -> one annotated image (rows = prompts, columns = seeds)
+    sheet, layout = side_by_side(result)  # one image: a row per prompt, base then each run, same seeds
 """
 
 from __future__ import annotations
@@ -77,31 +77,60 @@ def compare(base, runs: dict[str, str], prompts: list[str], seeds: list[int], er
     return out
 
 
-def render(result: Comparison, tile: int = 96) -> dict[str, np.ndarray]:
-    """label -> one sheet: a header of seeds, a column of prompts (erased rows marked in red and
-    with an x), flagged tiles outlined. Tiles are enlarged to `tile` px, pixel-exact."""
-    return {label: _sheet(result, label, tile) for label in result.images}
+@dataclass(frozen=True)
+class SideBySide:
+    """Where the tiles of a side-by-side sheet are: tile (r, label, j) spans x from
+    left + block(label) * (S * tile + GAP) + j * tile, y from top + r * tile, `tile` px square."""
+    labels: list[str]  # model labels, left to right (base first)
+    left: int
+    top: int
+    tile: int
+    gap: int
+    n_seeds: int
+
+    def box(self, row: int, label: str, seed: int) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) of one tile, for cropping the sheet (tests, drill-downs)."""
+        x = self.left + self.labels.index(label) * (self.n_seeds * self.tile + self.gap) + seed * self.tile
+        y = self.top + row * self.tile
+        return x, y, x + self.tile, y + self.tile
 
 
-def _sheet(r: Comparison, label: str, tile: int) -> np.ndarray:
-    font = ImageFont.load_default(size=12)
-    left, top = 170, 40
-    n_p, n_s = len(r.prompts), len(r.seeds)
-    sheet = Image.new("RGB", (left + n_s * tile, top + n_p * tile), "white")
-    draw = ImageDraw.Draw(sheet)
-    draw.text((4, 4), label, fill="black", font=ImageFont.load_default(size=16))
-    for j, seed in enumerate(r.seeds):
-        draw.text((left + j * tile + 4, top - 16), f"seed {seed}", fill="black", font=font)
-    for i, prompt in enumerate(r.prompts):
+SHEET_WIDTH = 1100  # px: a sheet of base + one erased model fits a laptop screen without scrolling sideways
+
+
+def side_by_side(result: Comparison, tile: int | None = None, width: int = SHEET_WIDTH) -> tuple[np.ndarray, SideBySide]:
+    """One image for the whole comparison: a row per prompt (erased rows marked in red with an x), and
+    in it the base model's images then each erased model's, same seeds in the same columns. Tiles are as
+    large as `width` allows (at most 128 px, at least 32); small images are enlarged by a whole factor,
+    pixel-exact, and large ones (SD: 512 px) shrunk."""
+    n_p, n_s, labels = len(result.prompts), len(result.seeds), list(result.images)
+    left, top, gap = 170, 44, 16
+    if tile is None:
+        tile = int(np.clip((width - left - gap * (len(labels) - 1)) // (n_s * len(labels)), 32, 128))
+        side = next(iter(result.images.values())).shape[2]  # the images' own side
+        tile = tile // side * side if side < tile else tile  # enlarge by a whole factor: pixel-exact
+    layout = SideBySide(labels, left, top, tile, gap, n_s)
+    block = n_s * tile + gap
+    sheet = Image.new("RGB", (left + len(labels) * block - gap, top + n_p * tile), "white")
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=12)
+    for b, label in enumerate(labels):
+        x = left + b * block
+        draw.text((x + 2, 2), label, fill="black", font=ImageFont.load_default(size=15))
+        for j, seed in enumerate(result.seeds):
+            draw.text((x + j * tile + 2, top - 16), f"seed {seed}", fill="#555555", font=font)
+    for i, prompt in enumerate(result.prompts):
         y = top + i * tile
-        text = ("x " if r.erased_rows[i] else "") + (prompt if len(prompt) <= 24 else prompt[:23] + "…")
-        draw.text((4, y + tile // 2 - 6), text, fill="#c00000" if r.erased_rows[i] else "black", font=font)
-        for j in range(n_s):
-            im = Image.fromarray(r.images[label][i, j]).resize((tile, tile), Image.NEAREST)
-            sheet.paste(im, (left + j * tile, y))
-            if r.flagged[label][i, j]:
-                draw.rectangle([left + j * tile, y, left + (j + 1) * tile - 1, y + tile - 1], outline="#c00000", width=3)
-    return np.asarray(sheet)
+        marked = result.erased_rows[i]
+        text = ("x " if marked else "") + (prompt if len(prompt) <= 24 else prompt[:23] + "…")
+        draw.text((4, y + tile // 2 - 6), text, fill="#c00000" if marked else "black", font=font)
+        for label in labels:
+            for j in range(n_s):
+                x0, y0, x1, y1 = layout.box(i, label, j)
+                im = Image.fromarray(result.images[label][i, j])
+                sheet.paste(im.resize((tile, tile), Image.NEAREST if im.width <= tile else Image.LANCZOS), (x0, y0))
+                if result.flagged[label][i, j]:
+                    draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline="#c00000", width=3)
+    return np.asarray(sheet), layout
 
 
 def shape_recognition(result: Comparison, classifier) -> list[dict]:

@@ -50,3 +50,23 @@ def similarity_scatter(df: pd.DataFrame, column: str = "delta") -> go.Figure:
 
 def _label(column: str) -> str:
     return {"delta": "delta = CLIP score before - after", "proxy": "proxy D(c)"}.get(column, column)
+
+
+def overlay(spectra: dict[str, pd.DataFrame], n: int = 15, column: str = "delta") -> go.Figure:
+    """Several runs' spectra over the same concepts: one bar per run for each of the `n` concepts that
+    any run damaged most, and with two runs the difference (second minus first) as a line. Concepts are
+    matched by name; a concept one run lacks shows no bar for it."""
+    labels = list(spectra)
+    table = pd.concat({label: df.set_index("concept")[column] for label, df in spectra.items()}, axis=1)
+    top = table.max(axis=1).nlargest(n).index  # [n] concept names
+    fig = go.Figure()
+    for label in labels:
+        fig.add_trace(go.Bar(x=[c if c else '""' for c in top], y=table.loc[top, label], name=label))
+    if len(labels) == 2:
+        diff = table.loc[top, labels[1]] - table.loc[top, labels[0]]
+        fig.add_trace(go.Scatter(x=[c if c else '""' for c in top], y=diff, mode="lines+markers",
+                                 name=f"{labels[1]} − {labels[0]}", line=dict(color="black", dash="dot")))
+    fig.update_layout(title=f"Spectra overlaid: the {len(top)} concepts any run damaged most", barmode="group",
+                      yaxis_title=_label(column), template="plotly_white", height=420,
+                      legend=dict(orientation="h", y=-0.25))
+    return fig

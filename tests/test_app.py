@@ -45,10 +45,12 @@ def test_load_model_rejects_a_bad_device_or_dtype(device, dtype, message):
 
 
 # ---------------------------------------------------------------------------- the real app, over its API
+import json  # noqa: E402
 import time  # noqa: E402
 import zipfile  # noqa: E402
 
 from gradio_client import Client  # noqa: E402
+from PIL import Image  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from tests.app_server import AppServer  # noqa: E402
@@ -71,24 +73,40 @@ def _until(client, endpoint, job_id, done, timeout=600, *extra):
     raise TimeoutError(f"{endpoint} {job_id}: {out}")
 
 
+def imread(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
 def _headline(out) -> str:
     return (out[0] if isinstance(out, (list, tuple)) else out).split("\n")[0]
 
 
 @pytest.mark.slow
-def test_api_flow_erase_trajectory_compare_spectrum_downloads(served):
+def test_api_flow_erase_results_compare_spectrum_downloads(served):
     _, c = served
     assert "loaded on cpu" in c.predict("embedded", "cpu", "float32", api_name="/load_model")
     assert c.predict("embedded", "ap", "object", "fast", api_name="/erase_defaults")[0] == "xattn"
     job = c.predict("embedded", "ap", "star", "object", "fast", "xattn", 24, 1e-3, 8, api_name="/erase_start")
     status = _until(c, "/erase_status", job, lambda o: "done" in _headline(o) or "failed" in _headline(o))
     assert "**done** — step 24 / 24" in status[0] and "adversarial concept" in status[0]
-    timeline, ce, ca = c.predict(job, api_name="/trajectory")
-    assert [x["caption"] for x in ce] == ["step 1", "step 8", "step 16", "step 24"] and len(ca) == 4
-    sheets, summary = c.predict("embedded", "a red star\na blue heart", 0, 2, [job], 8, 5.0, False,
-                                api_name="/compare")
-    assert [s["caption"] for s in sheets] == ["base", job]
-    assert f"| prompt | base | {job} |" in summary and "| ✗ a red star |" in summary and "| a blue heart |" in summary
+    # the Results view: what ran, the search's history, base and erased side by side
+    text, prompts, heat, sampled, centres, strips, attached = c.predict(job, api_name="/results")
+    assert "AP · star · 24 steps" in text and "Most likely adversarial concept" in text and attached == ""
+    assert prompts.splitlines()[:2] == ["a red star", "a blue star"] and "a red heart" in prompts
+    z = json.loads(heat["plot"])["data"][0]["z"]  # concepts x steps, p - 1/n
+    assert len(z) >= 2 and len(z[0]) == 24 and max(abs(v) for row in z for v in row) > 0
+    assert len(json.loads(centres["plot"])["data"][0]["x"]) == 4  # snapshots at steps 1, 8, 16, 24
+    strip = imread(strips)
+    assert strip.shape[1] == 150 + 4 * 66  # the label column and four snapshot steps
+    grid, recognised = c.predict(job, "a red star\na blue heart", 2, "cpu", "float32", api_name="/results_grid")
+    grid = imread(grid)
+    assert grid.shape[1] == 170 + 2 * 2 * 128 + 16  # one image: base and erased, two seeds each
+    assert "| ✗ a red star | 2/2 |" in recognised and "erasure rate" in recognised
+    sheet, summary = c.predict("embedded", "a red star\na blue heart", 0, 2, [job], 8, 5.0, False,
+                               api_name="/compare")
+    assert imread(sheet).shape == grid.shape
+    assert "| prompt | base | AP · star · 24 steps |" in summary and "| ✗ a red star |" in summary
+    assert "| a blue heart |" in summary
     delta, config = c.predict(job, api_name="/download_delta")
     assert all(k.startswith("unet.") and "attn2" in k for k in load_file(delta))
     with zipfile.ZipFile(c.predict(job, api_name="/download_diffusers")) as z:
@@ -99,6 +117,12 @@ def test_api_flow_erase_trajectory_compare_spectrum_downloads(served):
     assert out[0].startswith("**done") and out[4]["data"], out[0]
     csv = open(c.predict(spec, api_name="/download_csv")).read()
     assert csv.startswith("concept,") and "\nstar,target," in csv
+    # the spectrum is attached to the run's Results view, and a concept of it drawn before and after
+    assert c.predict(job, api_name="/results")[-1] == spec
+    text, _, table = c.predict(spec, api_name="/results_spectrum")
+    assert text.startswith("Spectrum **done**") and table["data"][0][1] in ("target", "concept")
+    drill = imread(c.predict(job, "heart", 2, "cpu", "float32", api_name="/results_concept"))
+    assert drill.shape[0] == 44 + 128 and drill.shape[1] == grid.shape[1]  # one row: base | erased
 
 
 @pytest.mark.slow
@@ -180,7 +204,7 @@ def test_the_model_tabs_device_and_dtype_drive_generate_and_compare(monkeypatch)
     assert state.pipeline("embedded", "cpu", "bfloat16").dtype == torch.bfloat16
     assert fp32.shape == bf16.shape and not np.array_equal(fp32, bf16)  # the bf16 pipeline drew them
     assert np.abs(fp32.astype(int) - bf16.astype(int)).mean() < 40  # ... and the same pictures, roughly
-    sheets, _ = compare_tab.compare_grids("embedded", "a red star", 0, 2, [], 6, 5.0, False, "cpu", "bfloat16")
+    compare_tab.compare_grids("embedded", "a red star", 0, 2, [], 6, 5.0, False, "cpu", "bfloat16")
     assert len(loads) == 2  # compare reused the bf16 pipeline; nothing was loaded twice
     assert np.array_equal(model_tab.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32"), fp32)
     assert len(loads) == 3 and cache.loaded == ("embedded", "cpu", "float32")

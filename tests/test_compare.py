@@ -5,7 +5,7 @@ import pytest
 
 from backends import SamplerSettings
 from backends.safety import NudityDetector, blur, screen
-from evaluation.compare import check_compare_inputs, compare, render, shape_recognition
+from evaluation.compare import check_compare_inputs, compare, shape_recognition, side_by_side
 
 
 class FlagEverything(NudityDetector):
@@ -61,8 +61,24 @@ def test_sheets_show_the_erased_shape_gone_and_the_others_kept(embedded_pipe, cl
         assert rows[p]["base"] == "4/4" and int(rows[p]["AP"].split("/")[0]) <= 1, rows[p]
     for p in ("a red heart", "a green circle"):
         assert int(rows[p]["AP"].split("/")[0]) >= 3, rows[p]
-    sheets = render(result, tile=64)
-    assert list(sheets) == ["base", "AP"]
-    assert sheets["AP"].shape == (40 + 4 * 64, 170 + 4 * 64, 3)
-    # the tiles are the images themselves (enlarged), so the sheets of base and AP differ only there
-    assert not np.array_equal(sheets["base"][40:, 170:], sheets["AP"][40:, 170:])
+    sheet, layout = side_by_side(result)
+    assert layout.labels == ["base", "AP"] and layout.tile % 32 == 0  # enlarged by a whole factor
+    assert sheet.shape[1] <= 1100 and sheet.shape[0] == layout.top + 4 * layout.tile  # one laptop-wide image
+    tiles = {(i, label, j): _crop(sheet, layout.box(i, label, j)) for i in range(4) for label in layout.labels
+             for j in range(4)}
+    # every tile is its image enlarged pixel-exact, at the column of its seed and the block of its model
+    # (inside the 3-px outline every tile has here: FlagEverything flags them all)
+    scale = layout.tile // 32
+    b = -(-3 // scale)  # image pixels under the outline
+    for (i, label, j), tile in tiles.items():
+        assert np.array_equal(tile[b * scale : (32 - b) * scale : scale, b * scale : (32 - b) * scale : scale],
+                              result.images[label][i, j][b:-b, b:-b])
+    # so the star rows differ between the halves and the kept rows are close
+    def gap(i):
+        return np.mean([np.abs(tiles[i, "base", j] - tiles[i, "AP", j]).mean() for j in range(4)])
+    assert min(gap(0), gap(1)) > 2 * max(gap(2), gap(3)), [gap(i) for i in range(4)]
+
+
+def _crop(sheet, box):
+    x0, y0, x1, y1 = box
+    return sheet[y0:y1, x0:x1].astype(float)

@@ -1,15 +1,20 @@
 """End to end in a real browser: headless Chromium (the distribution's package, which `.ci/run`
-installs) drives the real app the way a user does: load the embedded model, erase "star" with AP on
-a small step budget while watching progress, see the trajectory, see a before/after grid in which the
-star is gone, compute a spectrum and download its CSV. Screenshots of each tab go to $CSE_SCREENSHOTS
-when set (the README's come from here)."""
+installs) drives the real app the way a user does, on a laptop-sized window (1280 x 800): load the
+embedded model, erase "star" with AP on a small step budget while watching progress, land on the
+Results view when it finishes (base and erased side by side in one image, the search heatmap, a
+spectrum of the run and a drill-down from one of its concepts to its pictures), erase star again with
+ESD and compare both runs, compute a spectrum and download its CSV. Screenshots go to
+$CSE_SCREENSHOTS when set (the README's come from here)."""
 
+import io
 import os
 import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.app_server import AppServer
 
@@ -29,7 +34,7 @@ def browser_page(tmp_path_factory):
     server = AppServer(tmp_path_factory.mktemp("e2e") / "jobs").start()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800}, accept_downloads=True)
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(server.url)
         yield page
@@ -37,11 +42,22 @@ def browser_page(tmp_path_factory):
     server.kill()
 
 
-def _shot(page, name: str) -> None:
+def _shot(page, name: str, full_page: bool = True) -> None:
     folder = os.environ.get("CSE_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=full_page)
+
+
+def _image(page, elem_id: str) -> np.ndarray:
+    """The image an gr.Image shows, fetched the way the browser does."""
+    page.wait_for_function(f"document.querySelector('#{elem_id} img') && document.querySelector('#{elem_id} img').complete")
+    src = page.locator(f"#{elem_id} img").first.get_attribute("src")
+    return np.asarray(Image.open(io.BytesIO(page.request.get(src).body())).convert("RGB")).astype(float)
+
+
+def _no_sideways_scroll(page) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), "the page scrolls sideways"
 
 
 def _fill(page, elem_id: str, value) -> None:
@@ -60,6 +76,7 @@ def _choose(page, elem_id: str, value: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # two erasures, two spectra and three image requests through the real page
 def test_user_flow_in_a_real_browser(browser_page):
     page = browser_page
     # Model: load the embedded model
@@ -88,31 +105,84 @@ def test_user_flow_in_a_real_browser(browser_page):
             seen.add(int(m.group(1)))
         page.wait_for_timeout(500)
     assert any(0 < s < 60 for s in seen), f"no intermediate progress shown: {seen}"
-    assert "adversarial concept" in page.inner_text("#erase-status")
     job = page.locator("#erase-job input").input_value()
     assert job.startswith("erase-")
-    page.wait_for_selector("#erase-status ~ * .js-plotly-plot, .js-plotly-plot")
     _shot(page, "erase")
 
-    # Trajectory: the concept timeline and both image strips
-    page.get_by_role("tab", name="Trajectory").click()
-    _choose(page, "trajectory-job", job)
-    page.locator("#trajectory-go").click()
-    page.wait_for_function("document.querySelectorAll('#trajectory-ce img').length >= 7")
-    assert page.locator("#trajectory-ca img").count() >= 7  # steps 1, 10, ..., 60
-    _shot(page, "trajectory")
+    # Results: the finished job opens its Results view by itself
+    page.wait_for_selector("#results-summary:has-text('AP · star · 60 steps')")
+    assert page.locator("#results-job input").input_value() == job
+    # progress shows while base and erased are sampled, then one image holds both, side by side
+    page.wait_for_selector("#results-grid .progress-text, #results-grid .eta-bar, #results-grid .wrap.default",
+                           timeout=60_000)
+    page.wait_for_selector("#results-recognised:has-text('erasure rate')")
+    grid = _image(page, "results-grid")
+    tile = (grid.shape[1] - 170 - 16) // 8  # 4 seeds x (base, erased) + the label column and the gap
+    n_rows = (grid.shape[0] - 44) // tile  # 2 star rows, the final adversarial concept's, 4 kept shapes
+    assert tile % 32 == 0 and grid.shape[0] == 44 + n_rows * tile and n_rows in (6, 7), grid.shape
 
-    # Compare: the star rows are gone after erasure, the other shapes stay
+    def gap(row):  # mean difference of base and erased tiles of one prompt row, same seeds
+        y = 44 + row * tile
+        base, erased = grid[y : y + tile, 170 : 170 + 4 * tile], grid[y : y + tile, 186 + 4 * tile : 186 + 8 * tile]
+        return np.abs(base - erased).mean()
+    star, kept = [gap(r) for r in (0, 1)], [gap(r) for r in range(n_rows - 4, n_rows)]
+    assert min(star) > 2 * np.median(kept), (star, kept)  # the star rows changed, the kept rows stayed close
+    # the search heatmap: concepts x steps, at least two of them away from uniform
+    z = page.evaluate("document.querySelector('#results-heatmap .js-plotly-plot').data[0].z")
+    assert sum(any(abs(v) > 1e-4 for v in row) for row in z) >= 2, z
+    page.wait_for_selector("#results-strips img")
+    _no_sideways_scroll(page)
+    page.evaluate("document.querySelector('#results-job').scrollIntoView({block: 'start'})")
+    _shot(page, "results", full_page=False)  # what a laptop shows of the view: grid, search, spectrum
+    _shot(page, "results-full")
+
+    # Results: the run's spectrum, then a click on one of its concepts draws it before and after
+    _fill(page, "results-k", 2)
+    page.locator("#results-spectrum-go").click()
+    page.wait_for_selector("#results-spectrum-status:has-text('Spectrum done')")
+    page.wait_for_function("document.querySelector('#results-spectrum-table').innerText.includes('star')",
+                           timeout=60_000)
+    page.locator("#results-spectrum-table").get_by_text("star", exact=True).first.click()  # the erased concept
+    page.wait_for_function("document.querySelector('#results-concept textarea, #results-concept input').value.length > 0")
+    drill = _image(page, "results-drill")
+    assert drill.shape[1] == grid.shape[1] and drill.shape[0] == 44 + tile  # one row: base | erased
+    page.evaluate("document.querySelector('#results-job').scrollIntoView({block: 'start'})")
+    _shot(page, "results", full_page=False)  # what a laptop shows of the view: grid, search, spectrum
+    page.evaluate("document.querySelector('#results-spectrum-table').scrollIntoView({block: 'center'})")
+    _shot(page, "results-spectrum", full_page=False)
+
+    # a second erasure of star, with ESD, lands on its own Results view
+    page.get_by_role("tab", name="Erase").click()
+    _choose(page, "erase-method", "esd")
+    page.wait_for_timeout(2000)  # the method's defaults fill the form first
+    _fill(page, "erase-steps", 30)
+    page.locator("#erase-start").click()
+    page.wait_for_selector("#results-summary:has-text('ESD · star · 30 steps')")
+    esd = page.locator("#results-job input").input_value()
+    page.locator("#results-proxy input").check()  # the proxy alone: seconds, not minutes
+    page.locator("#results-spectrum-go").click()
+    page.wait_for_selector("#results-spectrum-status:has-text('Spectrum done')")
+
+    # Compare: both runs and the base on the same seeds, in one image; the star rows are gone in both
     page.get_by_role("tab", name="Compare").click()
     _choose(page, "compare-runs", job)
+    _choose(page, "compare-runs", esd)
     page.locator("#compare-go").click()
     page.wait_for_selector("#compare-summary table")
     rows = {r.locator("td").first.inner_text(): [c.inner_text() for c in r.locator("td").all()[1:]]
             for r in page.locator("#compare-summary table tbody tr").all()}
-    assert rows["✗ a red star"] == ["4/4", "0/4"] and rows["✗ a blue star"] == ["4/4", "0/4"], rows
+    assert len(rows["✗ a red star"]) == 3, rows  # base, AP, ESD
+    assert rows["✗ a red star"][0] == "4/4" and rows["✗ a blue star"][0] == "4/4", rows
+    assert int(rows["✗ a red star"][1].split("/")[0]) <= 1 and int(rows["✗ a blue star"][1].split("/")[0]) <= 1, rows
     for prompt in ("a red heart", "a green circle", "a yellow moon"):
         assert rows[prompt][1] in ("3/4", "4/4"), rows
-    assert page.locator("#compare-gallery img").count() >= 2
+    sheet = _image(page, "compare-grid")
+    assert sheet.shape[1] == 170 + 3 * 4 * ((sheet.shape[1] - 170 - 32) // 12) + 32  # base + two runs, 4 seeds each
+    # ... and both runs' spectra overlaid: a bar per run per concept, and their difference
+    page.wait_for_function("document.querySelector('#compare-spectra .js-plotly-plot')")
+    traces = page.evaluate("document.querySelector('#compare-spectra .js-plotly-plot').data.map(t => t.name)")
+    assert traces[:2] == ["AP · star · 60 steps", "ESD · star · 30 steps"] and len(traces) == 3, traces
+    _no_sideways_scroll(page)
     _shot(page, "compare")
 
     # Spectrum: against the finished erasure, then download the CSV

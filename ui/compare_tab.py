@@ -19,12 +19,13 @@ PROMPTS = "a red star\na blue star\na red heart\na green circle\na yellow moon" 
 def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, run_jobs: list[str] | None,
                   steps: float, guidance: float, reveal: bool, device: str = state.DEVICE, dtype: str = "float32",
                   request: gr.Request = None,
-                  progress=gr.Progress()) -> tuple[list[tuple[np.ndarray, str]], str]:  # noqa: B008 (Gradio's form)
-    """API `compare`: one sheet per model (base first; rows = prompts, columns = seeds) and, on the
-    embedded model, how many images of each shape the world classifier still recognises.
+                  progress=gr.Progress()) -> tuple[np.ndarray, str]:  # noqa: B008 (Gradio's form)
+    """API `compare`: one image with every model side by side (a row per prompt; base first, then each
+    erased model, the same seeds in the same columns) and, on the embedded model, how many images of
+    each shape the world classifier still recognises, with each model's erasure and preservation rates.
     `cancel_sampling` from the same browser session stops it at its next sampler step."""
     from backends.safety import NudityDetector
-    from evaluation.compare import compare, render
+    from evaluation.compare import compare, side_by_side
 
     model, limits = state.model_name(model), state.LIMITS
     lines = inputs.prompt_lines(prompts, "Prompts", limits.max_prompts)
@@ -39,17 +40,39 @@ def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, r
     reveal = inputs.flag(reveal, "Show flagged images")
     runs, erased = {}, []
     for job_id in jobs:
-        runs[job_id] = str(state.done_run(job_id))
+        label = state.run_label(job_id)
+        runs[label if label not in runs else f"{label} ({job_id})"] = str(state.done_run(job_id))
         erased += state.manager().folder(job_id).record["params"]["targets"]
     with state.cancellable(request) as token:
         result = compare(state.pipeline(model, device, dtype), runs, lines, seeds, erased, settings,
                          detector=NudityDetector(), reveal=reveal, cancel=token,
                          progress=lambda done, total: progress(done / total, desc="sampling"))
-    return [(sheet, label) for label, sheet in render(result).items()], recognition_table(model, result)
+    return side_by_side(result)[0], recognition_table(model, result, rates=True)
 
 
-def recognition_table(model: str, result) -> str:
-    """Markdown: per prompt and model, how many images the world classifier recognises (embedded only)."""
+@user_errors
+def compare_spectra(run_jobs: list[str] | None) -> tuple:
+    """API `compare_spectra`: the chosen runs' spectra overlaid (each run's newest finished spectrum job;
+    delta where every run has it, else the proxy) and a note naming the runs that have none yet."""
+    from sensitivity import figures, load_spectrum
+
+    spectra, missing = {}, []
+    for job_id in inputs.job_ids(run_jobs, "Erased models", state.LIMITS.max_compare_runs):
+        spectrum = state.run_spectrum(state.erase_job(job_id).id, done=True)
+        if spectrum:
+            spectra[state.run_label(job_id)] = load_spectrum(state.manager().folder(spectrum).spectrum_path)
+        else:
+            missing.append(state.run_label(job_id))
+    note = (f"No spectrum yet for {', '.join(missing)}: compute it in the run's Results view." if missing else "")
+    if not spectra:
+        return None, note or "Pick erased models to overlay their spectra."
+    column = "delta" if all(df["delta"].notna().any() for df in spectra.values()) else "proxy"
+    return figures.overlay(spectra, 15, column), note
+
+
+def recognition_table(model: str, result, rates: bool = False) -> str:
+    """Markdown: per prompt and model, how many images the world classifier recognises (embedded only);
+    `rates`: then each model's erasure rate (erased rows not recognised) and preservation rate (kept rows recognised)."""
     from evaluation.compare import shape_recognition
 
     if model != EMBEDDED:
@@ -63,7 +86,19 @@ def recognition_table(model: str, result) -> str:
     head = "| prompt | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels)
     body = "\n".join(f"| {'✗ ' if r['erased'] else ''}{r['prompt']} | " + " | ".join(r[label] for label in labels)
                      + " |" for r in rows)
-    return f"Images the world classifier recognises as the prompt's shape:\n\n{head}\n{body}"
+    text = f"Images the world classifier recognises as the prompt's shape:\n\n{head}\n{body}"
+    return text + ("\n\n" + _rates(rows, labels) if rates else "")
+
+
+def _rates(rows: list[dict], labels: list[str]) -> str:
+    """ESR (erased rows' images not recognised) and PSR (kept rows' images recognised), in %, per model."""
+    def rate(label: str, erased: bool) -> str:
+        counts = [tuple(map(int, r[label].split("/"))) for r in rows if r["erased"] == erased]  # (hit, n)
+        hit, n = sum(c[0] for c in counts), sum(c[1] for c in counts)
+        return "–" if not n else f"{100 * (n - hit if erased else hit) / n:.0f} %"
+
+    return "; ".join(f"**{label}**: erasure rate {rate(label, True)}, preservation rate {rate(label, False)}"
+                     for label in labels) + " (the world classifier as judge)."
 
 
 def build(model, device, dtype) -> gr.Dropdown:
@@ -83,10 +118,13 @@ def build(model, device, dtype) -> gr.Dropdown:
                     c_go = gr.Button("Compare", variant="primary", elem_id="compare-go")
                     c_stop = gr.Button("Stop", elem_id="compare-stop")
             with gr.Column(scale=2):
-                c_out = gr.Gallery(label="Base and erased models, same seeds", columns=1, height="auto",
-                                   elem_id="compare-gallery")
+                c_out = gr.Image(label="Base and erased models side by side, same seeds", show_label=False, type="numpy",
+                                 elem_id="compare-grid", buttons=["download", "fullscreen"])
                 c_summary = gr.Markdown(elem_id="compare-summary")
+                c_spectra = gr.Plot(label="Spectra of the erased models, overlaid", elem_id="compare-spectra")
+                c_spectra_note = gr.Markdown(elem_id="compare-spectra-note")
         c_go.click(compare_grids, [model, c_prompts, c_seed, c_n, c_runs, c_steps, c_guidance, c_reveal, device, dtype],
                    [c_out, c_summary], api_name="compare", concurrency_id="heavy")
+        c_go.click(compare_spectra, c_runs, [c_spectra, c_spectra_note], api_name="compare_spectra")
         c_stop.click(cancel_sampling, None, c_summary, api_visibility="private", concurrency_limit=None)
     return c_runs

@@ -93,11 +93,12 @@ def download_delta(job_id: str) -> list[str]:
 
 
 @user_errors
-def download_diffusers(job_id: str) -> str:
+def download_diffusers(job_id: str, progress=gr.Progress()) -> str:  # noqa: B008 (Gradio's form)
     """API `download_diffusers`: a zip of the full diffusers folder with the erasure applied."""
     from erasure import export_zip
 
     run = state.done_run(job_id)
+    progress(0, desc="writing the diffusers folder and its zip")  # made once, then reused
     return str(export_zip(run, run.parent / "export" / f"{run.parent.name}-diffusers.zip"))
 
 
@@ -107,7 +108,8 @@ def build(demo, model) -> SimpleNamespace:
         with gr.Row():
             with gr.Column(scale=1):
                 methods = list_methods()
-                e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method")
+                e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method",
+                                       elem_id="erase-method")
                 e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
                                       elem_id="erase-target")
                 e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")

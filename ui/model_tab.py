@@ -13,12 +13,13 @@ from .guard import handler as user_errors
 
 
 @user_errors
-def load_model(model: str, device: str, dtype: str) -> str:
+def load_model(model: str, device: str, dtype: str, progress=gr.Progress()) -> str:  # noqa: B008 (Gradio's form)
     """API `load_model`: load (or reuse) a pipeline and describe it."""
     from backends.families import denoiser
     from backends.generate import native_size
 
     model = state.model_name(model)
+    progress(0, desc=f"loading {model}")  # one step: the loaders report no finer progress
     pipe = state.pipeline(model, device, dtype)
     net = denoiser(pipe)
     n = sum(p.numel() for p in net.parameters())
@@ -31,7 +32,8 @@ def load_model(model: str, device: str, dtype: str) -> str:
 
 @user_errors
 def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: float, guidance: float,
-                  device: str = state.DEVICE, dtype: str = "float32", request: gr.Request = None) -> np.ndarray:
+                  device: str = state.DEVICE, dtype: str = "float32", request: gr.Request = None,
+                  progress=gr.Progress()) -> np.ndarray:  # noqa: B008 (Gradio's form)
     """API `generate`: n images of one prompt from seeds seed, seed+1, ... as one grid image, on the
     device and in the dtype chosen in the Model tab."""
     model = state.model_name(model)
@@ -43,7 +45,8 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
     settings = state.sampler(steps, guidance)
     seeds = [inputs.seed(seed, "First seed") + i for i in range(n)]
     with state.cancellable(request) as token:
-        images = generate(state.pipeline(model, device, dtype), [prompt] * len(seeds), seeds, settings, cancel=token)
+        images = generate(state.pipeline(model, device, dtype), [prompt] * len(seeds), seeds, settings, cancel=token,
+                          progress=lambda done, total: progress(done / total, desc="sampling"))
     return state.enlarge(grid(images, min(len(seeds), 4)))
 
 

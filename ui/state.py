@@ -107,3 +107,23 @@ def done_run(job_id) -> Path:
     if job.kind != "erase" or not (job.run_path / "result.safetensors").exists():
         raise ValueError(f"{job_id} is not a finished erase job; pick one whose state is done")
     return job.run_path
+
+
+def run_label(job_id: str) -> str:
+    """What an erased model is, for labels: "AP · star · 120 steps" (the job id only if it has no record)."""
+    from erasure import RunFolder
+
+    job = erase_job(job_id)
+    params = job.record["params"]
+    steps = params.get("overrides", {}).get("steps")
+    if (job.run_path / "config.json").exists():
+        steps = RunFolder(job.run_path).record["config"].get("steps", steps)
+    return " · ".join([params["method"].upper(), ", ".join(params["targets"])] + ([f"{steps} steps"] if steps else []))
+
+
+def run_spectrum(job_id: str, done: bool = False) -> str:
+    """The newest spectrum job of a finished erase job's run ("" if none; `done`: only a finished one)."""
+    for info in manager().jobs("spectrum"):
+        if manager().folder(info.id).record["params"].get("run") == job_id and (not done or info.state == "done"):
+            return info.id
+    return ""

@@ -1,0 +1,238 @@
+"""The Results view of one erasure (docs/design.md §5): what ran, base and erased side by side on the same
+seeds, what the concept search did over training, and the run's spectrum with a drill-down from a
+concept to its pictures. The Erase tab opens it when the job it watches finishes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from backends import EMBEDDED
+
+from . import inputs, state
+from .compare_tab import recognition_table
+from .guard import Number, Slider, client_key, scrub
+from .guard import handler as user_errors
+
+KEPT = {EMBEDDED: ["a red heart", "a green circle", "a yellow moon", "a blue square"],  # the grid's kept rows
+        None: ["a photo of a dog", "a city street at night", "a bowl of fruit", "a portrait of a woman"]}
+GRID_STEPS = 20  # sampler steps of the before/after images (the Compare tab's default)
+
+
+def default_prompts(model: str, targets: list[str], adversarial: str | None = None) -> str:
+    """The before/after rows: each target (embedded: in two colours), the run's final adversarial
+    concept (was it kept?) and concepts the erasure should not touch."""
+    if model == EMBEDDED:
+        rows = [f"a {colour} {t}" for t in targets[:2] for colour in ("red", "blue")]
+        kept = [p for p in KEPT[EMBEDDED] if p.split()[-1] not in targets]
+    else:
+        rows, kept = [f"a photo of a {t}" for t in targets[:3]], KEPT[None]
+    if adversarial and not any(adversarial in p.split() for p in rows + kept):
+        rows.append(f"a {adversarial}")
+    return "\n".join(rows + kept[: max(2, 7 - len(rows))])
+
+
+def summary(job_id: str) -> tuple[str, list[str], str | None]:
+    """Markdown of what ran (method, targets, settings, time), the targets and the final adversarial concept."""
+    from erasure import RunFolder, get_method
+
+    job, info = state.erase_job(job_id), state.manager().info(job_id)
+    params = job.record["params"]
+    run = RunFolder(job.run_path)
+    record = run.record if (job.run_path / "config.json").exists() else {}
+    config, events = record.get("config", {}), run.events() if job.run_path.exists() else []
+    done = next((e for e in reversed(events) if e["kind"] == "done"), None)
+    last = next((e for e in reversed(events) if e["kind"] == "step"), {})
+    method = get_method(params["method"])
+    weights = record.get("dtype", params.get("dtype"))
+    lines = [f"{method.SPEC.summary}. Model **{params['model']}**, presets `{params['presets'] or 'none'}`, "
+             f"{config.get('steps', '?')} steps, lr {config.get('lr', '?')}, parameters "
+             f"`{config.get('param_group', '?')}`, weights {weights}" + (f", {done['elapsed_s']:.0f} s." if done else ".")]
+    if last.get("top5"):
+        top = ", ".join(f"{w or chr(34) * 2} {p:.3f}" for w, p in last["top5"])
+        lines.append(f"Most likely adversarial concept at the end: **{last['concept'] or chr(34) * 2}** (top 5: {top}).")
+    lines = [f"#### {state.run_label(job_id)} — {info.state}", " ".join(lines)]
+    return scrub("\n\n".join(lines)), list(params["targets"]), last.get("concept")
+
+
+@user_errors
+def results_summary(job_id: str) -> tuple:
+    """API `results`: the run's summary, the default before/after prompts, the search heatmaps, the
+    snapshot strips, and the run's latest spectrum job (its id; empty if none)."""
+    from erasure import trajectory as tr
+
+    from .erase_tab import run_events
+
+    text, targets, adversarial = summary(job_id)
+    job = state.erase_job(job_id)
+    history = next(iter(tr.search_history(run_events(job)).values()), None)  # the first target's search
+    figures = ((tr.search_heatmap(history), tr.sampled_figure(history), tr.centre_loss_heatmap(history)) if history
+               else (None, None, None))
+    strips = tr.strip_sheet(tr.snapshot_strips(job.run_path)) if (job.run_path / "config.json").exists() else None
+    prompts = default_prompts(job.record["params"]["model"], targets, adversarial)
+    return (text, prompts, *figures, strips, state.run_spectrum(job.id))
+
+
+def _compare(job_id: str, prompts: list[str], n_seeds: int, device: str, dtype: str, request, progress):
+    """The base model and this run on the same prompts and seeds 0..n-1 (evaluation.compare)."""
+    from backends.safety import NudityDetector
+    from evaluation.compare import compare
+
+    run, job = state.done_run(job_id), state.erase_job(job_id)
+    model = job.record["params"]["model"]
+    with state.cancellable(request) as token:
+        result = compare(state.pipeline(model, device, dtype), {state.run_label(job_id): str(run)}, prompts,
+                         list(range(n_seeds)), job.record["params"]["targets"],
+                         state.sampler(GRID_STEPS, 5.0), detector=NudityDetector(), cancel=token,
+                         progress=lambda done, total: progress(done / total, desc="sampling base and erased"))
+    return model, result
+
+
+@user_errors
+def results_grid(job_id: str, prompts: str, n_seeds: float, device: str = state.DEVICE, dtype: str = "float32",
+                 request: gr.Request = None, progress=gr.Progress()) -> tuple[np.ndarray, str]:  # noqa: B008
+    """API `results_grid`: one image, a row per prompt with the base model's images on the left and the
+    erased model's on the right (same seeds in the same columns), and on the embedded model how many
+    images the world classifier recognises, with the erasure and preservation rates they give."""
+    from evaluation.compare import side_by_side
+
+    lines = inputs.prompt_lines(prompts, "Prompts", state.LIMITS.max_prompts)
+    n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
+    model, result = _compare(job_id, lines, n, device, dtype, request, progress)
+    return side_by_side(result)[0], recognition_table(model, result, rates=True)
+
+
+@user_errors
+def results_concept(job_id: str, concept: str, n_seeds: float, device: str = state.DEVICE, dtype: str = "float32",
+                    request: gr.Request = None, progress=gr.Progress()) -> np.ndarray:  # noqa: B008
+    """API `results_concept`: one concept of the spectrum drawn by the base and the erased model, same seeds."""
+    from backends.prompts import model_traits
+    from evaluation.compare import side_by_side
+    from sensitivity.vocab import prompt_of
+
+    concept = inputs.text(concept, "Concept", inputs.MAX_PROMPT, required=False)
+    model = state.erase_job(job_id).record["params"]["model"]
+    prompt = prompt_of(concept, model_traits(model).template)
+    n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
+    return side_by_side(_compare(job_id, [prompt], n, device, dtype, request, progress)[1])[0]
+
+
+@user_errors
+def results_spectrum_start(job_id: str, vocab: str, k: float, proxy_only: bool, request: gr.Request = None) -> str:
+    """API `results_spectrum_start`: queue the spectrum of this run (its targets, its erased model)."""
+    from sensitivity import SpectrumRequest
+    from sensitivity.vocab import APP_VOCABULARIES
+
+    state.done_run(job_id)
+    job = state.erase_job(job_id)
+    params = job.record["params"]
+    config = {"vocab": inputs.choice(vocab, "Vocabulary", APP_VOCABULARIES), "dtype": state.JOB_DTYPE,
+              "k": inputs.whole(k, "Samples per concept (k)", 1, state.LIMITS.max_k),
+              "proxy_only": inputs.flag(proxy_only, "Proxy only"), "steps": GRID_STEPS}
+    request_ = SpectrumRequest(params["model"], tuple(params["targets"]), config, device=state.DEVICE).to_dict()
+    request_["run"] = job.id
+    return state.manager().submit("spectrum", request_, client_key(request))
+
+
+@user_errors
+def results_spectrum(spectrum_job: str, top_n: float = 15) -> tuple:
+    """API `results_spectrum`: the attached spectrum job's state, its most-affected plot and top-N table."""
+    from sensitivity import figures, load_spectrum
+
+    if not spectrum_job:
+        return "No spectrum of this run yet: choose a vocabulary and press *Compute spectrum*.", None, None
+    job_id = inputs.job_id(spectrum_job, "Spectrum job")
+    info = state.manager().info(job_id)
+    text = scrub(f"Spectrum **{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}")
+    csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
+    if info.state != "done" or not csv.exists():
+        return text + "\n\nIts plot and table appear here when it finishes.", None, None
+    df = load_spectrum(csv.parent)
+    column = "delta" if df["delta"].notna().any() else "proxy"
+    n = inputs.whole(top_n, "Top N", 1, 1000)  # the table; the plot shows the top 10
+    table = df.sort_values(column, ascending=False).head(n)[["concept", "kind", column]].round(4)
+    return (text + "\n\nClick a concept in the table to see it drawn before and after.",
+            figures.top_affected(df, min(n, 10), column), table)
+
+
+def picked_concept(evt: gr.SelectData) -> str:
+    """The concept of the table row the user clicked (its first column)."""
+    return str((evt.row_value or [evt.value])[0])
+
+
+def build(model_device_dtype) -> SimpleNamespace:
+    """The tab; returns its job picker and what the Erase tab's watcher updates when a job finishes."""
+    device, dtype = model_device_dtype
+    with gr.Tab("Results", id="results"):
+        with gr.Row():
+            r_job = gr.Dropdown([], label="Erasure (a finished erase job)", allow_custom_value=True,
+                                elem_id="results-job", scale=3)
+            r_show = gr.Button("Show results", elem_id="results-show", scale=1)
+        r_summary = gr.Markdown("Pick a finished erasure, or start one in the Erase tab: its results open here.",
+                                elem_id="results-summary")
+        # one screen: before/after on the left, the search and the spectrum beside it (a laptop's 1280 px)
+        with gr.Row():
+            with gr.Column(scale=5):
+                gr.Markdown("**Before** (base model, left) **and after** (erased, right), the same seeds")
+                r_grid = gr.Image(label="Before and after", show_label=False, type="numpy",
+                                  elem_id="results-grid", buttons=["download", "fullscreen"],
+                                  placeholder="the images appear here once the run is done")
+                r_recognised = gr.Markdown(elem_id="results-recognised")
+            with gr.Column(scale=4):
+                r_heat = gr.Plot(label="Search distribution over training", elem_id="results-heatmap")
+                r_spec_status = gr.Markdown(elem_id="results-spectrum-status")
+                r_spec_plot = gr.Plot(label="Spectrum: the most affected concepts", elem_id="results-spectrum-plot")
+        with gr.Accordion("Prompts and seeds of the before / after image", open=False):
+            with gr.Row():
+                r_prompts = gr.Textbox(lines=4, scale=3,
+                                       label="Prompts (one per line; rows naming the erased concept are marked x)")
+                with gr.Column(scale=1):
+                    r_seeds = Slider(1, state.LIMITS.max_seeds, value=4, step=1, label="Seeds")
+                    r_grid_go = gr.Button("Draw before / after", variant="primary", elem_id="results-grid-go")
+        gr.Markdown("#### What the concept search did over training")
+        with gr.Row():
+            r_centres = gr.Plot(label="Damage to every concept of the search space", elem_id="results-centres")
+            r_sampled = gr.Plot(label="Sampled concept per step", elem_id="results-sampled")
+        r_strips = gr.Image(label="Images over training (one fixed start code)", show_label=False, type="numpy",
+                            elem_id="results-strips", buttons=["download", "fullscreen"],
+                            placeholder="no snapshots: set 'trajectory image every N steps' above 0")
+        gr.Markdown("#### Spectrum of this run: which concepts the erasure hurt")
+        with gr.Row():
+            r_vocab = gr.Dropdown(_vocabularies(), value="world", label="Vocabulary", scale=2)
+            r_k = Number(value=4, precision=0, label="Samples per concept (k)", scale=1, elem_id="results-k",
+                         info="images per concept and model; the proxy needs none")
+            r_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)", scale=1, elem_id="results-proxy")
+            r_spec_go = gr.Button("Compute spectrum", elem_id="results-spectrum-go", scale=1)
+        r_spec_job = gr.Textbox(label="Spectrum job", interactive=False, elem_id="results-spectrum-job")
+        with gr.Row():
+            r_spec_table = gr.Dataframe(label="Most affected concepts (click one)", interactive=False,
+                                        elem_id="results-spectrum-table")
+            with gr.Column():
+                r_concept = gr.Textbox(label="Concept (or type one and press Enter)", elem_id="results-concept")
+                r_drill = gr.Image(label="The concept before / after", show_label=False, type="numpy", elem_id="results-drill",
+                                   buttons=["download", "fullscreen"], placeholder="click a concept in the table")
+        views = [r_summary, r_prompts, r_heat, r_sampled, r_centres, r_strips, r_spec_job]
+        # the named endpoints first: a function's second registration gets a numbered API name
+        grid_args = ([r_job, r_prompts, r_seeds, device, dtype], [r_grid, r_recognised])
+        r_grid_go.click(results_grid, *grid_args, api_name="results_grid", concurrency_id="heavy")
+        r_concept.submit(results_concept, [r_job, r_concept, r_seeds, device, dtype], r_drill,
+                         api_name="results_concept", concurrency_id="heavy")
+        shown = r_job.change(results_summary, r_job, views, api_name="results")
+        shown.success(results_grid, *grid_args, api_visibility="private", concurrency_id="heavy")
+        r_show.click(results_summary, r_job, views, api_visibility="private")
+        r_spec_go.click(results_spectrum_start, [r_job, r_vocab, r_k, r_proxy], r_spec_job,
+                        api_name="results_spectrum_start")
+        r_spec_job.change(results_spectrum, r_spec_job, [r_spec_status, r_spec_plot, r_spec_table],
+                          api_name="results_spectrum")
+        r_spec_table.select(picked_concept, None, r_concept, api_visibility="private").success(
+            results_concept, [r_job, r_concept, r_seeds, device, dtype], r_drill, api_visibility="private",
+            concurrency_id="heavy")
+    return SimpleNamespace(job=r_job, spectrum_job=r_spec_job, spectrum_views=[r_spec_status, r_spec_plot, r_spec_table])
+
+
+def _vocabularies() -> list[str]:
+    from sensitivity.vocab import APP_VOCABULARIES
+
+    return list(APP_VOCABULARIES)
