@@ -125,11 +125,12 @@ def _label(concept: str) -> str:
     return concept if concept else '"" (null)'
 
 
-def snapshot_strips(run: str | Path | RunFolder) -> dict[str, list[tuple[int, Path]]]:
-    """name ("target", "adversarial", ...) -> [(step, image file)] in step order."""
+def snapshot_strips(run: str | Path | RunFolder, events: list[dict] | None = None) -> dict[str, list[tuple[int, Path]]]:
+    """name ("target", "adversarial", ...) -> [(step, image file)] in step order; `events`: the run's
+    events when the caller has read them already."""
     run = run if isinstance(run, RunFolder) else RunFolder.open(run)
     strips: dict[str, list[tuple[int, Path]]] = {}
-    for e in run.events():
+    for e in run.events() if events is None else events:
         if e["kind"] == "snapshot":
             for name, rel in e.get("images", {}).items():
                 if (run.path / rel).exists():

@@ -34,15 +34,24 @@ def info_or_none(job_id: str):
         return None
 
 
+def changed(job_id: str, seen: str):
+    """(info, "job:state") when a job's view needs an update: it is live, or its state differs from
+    `seen` (the job and state shown last); (None, seen) when there is nothing to show again."""
+    info = info_or_none(job_id)
+    if info is None:
+        return None, seen
+    key = f"{job_id}:{info.state}"
+    if key == seen and info.state not in ("running", "queued"):
+        return None, seen
+    return info, key
+
+
 def poll_erase(job_id: str, seen: str):
     """Live erasure progress while the selected job runs, plus one last update when it stops;
     `seen` (per browser session) is the job and state shown last. A job seen running that finishes
     opens the Results view on it (the erasure's landing place)."""
-    info = info_or_none(job_id)
+    info, key = changed(job_id, seen)
     if info is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
-    key = f"{job_id}:{info.state}"
-    if key == seen and not key.endswith((":running", ":queued")):
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
     landed = info.state == "done" and seen in (f"{job_id}:running", f"{job_id}:queued")
     opened = (gr.Tabs(selected="results"), gr.Dropdown(value=job_id)) if landed else (gr.skip(), gr.skip())
@@ -53,22 +62,16 @@ def poll_results_spectrum(spectrum_job: str, seen: str):
     """The Results view's spectrum while it runs, then its plot and table once when it is done."""
     from .results_tab import results_spectrum
 
-    info = info_or_none(spectrum_job)
+    info, key = changed(spectrum_job, seen)
     if info is None:
-        return gr.skip(), gr.skip(), gr.skip(), seen
-    key = f"{spectrum_job}:{info.state}"
-    if key == seen and info.state not in ("running", "queued"):
         return gr.skip(), gr.skip(), gr.skip(), seen
     return (*results_spectrum(spectrum_job), key)
 
 
 def poll_spectrum(job_id: str, seen: str):
     """Spectrum progress while it runs, then the figures once when it finishes."""
-    info = info_or_none(job_id)
+    info, key = changed(job_id, seen)
     if info is None:
-        return (gr.skip(),) * N_VIEWS + (seen,)
-    key = f"{job_id}:{info.state}"
-    if key == seen and info.state not in ("running", "queued"):
         return (gr.skip(),) * N_VIEWS + (seen,)
     if info.state in ("running", "queued"):
         return (spectrum_view(job_id, info)[0],) + (gr.skip(),) * (N_VIEWS - 1) + (key,)

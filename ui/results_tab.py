@@ -10,6 +10,7 @@ import gradio as gr
 import numpy as np
 
 from backends import EMBEDDED
+from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 
 from . import inputs, state
 from .compare_tab import recognition_table
@@ -34,15 +35,14 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
     return "\n".join(rows + kept[: max(2, 7 - len(rows))])
 
 
-def summary(job_id: str) -> tuple[str, list[str], str | None]:
-    """Markdown of what ran (method, targets, settings, time), the targets and the final adversarial concept."""
+def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
+    """Markdown of what an erase job ran (method, targets, settings, time) from its folder and run events,
+    the targets and the final adversarial concept."""
     from erasure import RunFolder, get_method
 
-    job, info = state.erase_job(job_id), state.manager().info(job_id)
-    params = job.record["params"]
-    run = RunFolder(job.run_path)
-    record = run.record if (job.run_path / "config.json").exists() else {}
-    config, events = record.get("config", {}), run.events() if job.run_path.exists() else []
+    info, params = state.manager().info(job.id), job.record["params"]
+    record = RunFolder(job.run_path).record if (job.run_path / "config.json").exists() else {}
+    config = record.get("config", {})
     done = next((e for e in reversed(events) if e["kind"] == "done"), None)
     last = next((e for e in reversed(events) if e["kind"] == "step"), {})
     method = get_method(params["method"])
@@ -53,7 +53,7 @@ def summary(job_id: str) -> tuple[str, list[str], str | None]:
     if last.get("top5"):
         top = ", ".join(f"{w or chr(34) * 2} {p:.3f}" for w, p in last["top5"])
         lines.append(f"Most likely adversarial concept at the end: **{last['concept'] or chr(34) * 2}** (top 5: {top}).")
-    lines = [f"#### {state.run_label(job_id)} — {info.state}", " ".join(lines)]
+    lines = [f"#### {state.run_label(job.id)} — {info.state}", " ".join(lines)]
     return scrub("\n\n".join(lines)), list(params["targets"]), last.get("concept")
 
 
@@ -65,12 +65,13 @@ def results_summary(job_id: str) -> tuple:
 
     from .erase_tab import run_events
 
-    text, targets, adversarial = summary(job_id)
     job = state.erase_job(job_id)
-    history = next(iter(tr.search_history(run_events(job)).values()), None)  # the first target's search
+    events = run_events(job)  # read once: summary, search history and strips all come from them
+    text, targets, adversarial = summary(job, events)
+    history = next(iter(tr.search_history(events).values()), None)  # the first target's search
     figures = ((tr.search_heatmap(history), tr.sampled_figure(history), tr.centre_loss_heatmap(history)) if history
                else (None, None, None))
-    strips = tr.strip_sheet(tr.snapshot_strips(job.run_path)) if (job.run_path / "config.json").exists() else None
+    strips = tr.strip_sheet(tr.snapshot_strips(job.run_path, events)) if events else None
     prompts = default_prompts(job.record["params"]["model"], targets, adversarial)
     return (text, prompts, *figures, strips, state.run_spectrum(job.id))
 
@@ -123,12 +124,11 @@ def results_concept(job_id: str, concept: str, n_seeds: float, device: str = sta
 def results_spectrum_start(job_id: str, vocab: str, k: float, proxy_only: bool, request: gr.Request = None) -> str:
     """API `results_spectrum_start`: queue the spectrum of this run (its targets, its erased model)."""
     from sensitivity import SpectrumRequest
-    from sensitivity.vocab import APP_VOCABULARIES
 
     state.done_run(job_id)
     job = state.erase_job(job_id)
     params = job.record["params"]
-    config = {"vocab": inputs.choice(vocab, "Vocabulary", APP_VOCABULARIES), "dtype": state.JOB_DTYPE,
+    config = {"vocab": inputs.choice(vocab, "Vocabulary", VOCABULARIES), "dtype": state.JOB_DTYPE,
               "k": inputs.whole(k, "Samples per concept (k)", 1, state.LIMITS.max_k),
               "proxy_only": inputs.flag(proxy_only, "Proxy only"), "steps": GRID_STEPS}
     request_ = SpectrumRequest(params["model"], tuple(params["targets"]), config, device=state.DEVICE).to_dict()
@@ -200,7 +200,7 @@ def build(model_device_dtype) -> SimpleNamespace:
                             placeholder="no snapshots: set 'trajectory image every N steps' above 0")
         gr.Markdown("#### Spectrum of this run: which concepts the erasure hurt")
         with gr.Row():
-            r_vocab = gr.Dropdown(_vocabularies(), value="world", label="Vocabulary", scale=2)
+            r_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary", scale=2)
             r_k = Number(value=4, precision=0, label="Samples per concept (k)", scale=1, elem_id="results-k",
                          info="images per concept and model; the proxy needs none")
             r_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)", scale=1, elem_id="results-proxy")
@@ -230,9 +230,3 @@ def build(model_device_dtype) -> SimpleNamespace:
             results_concept, [r_job, r_concept, r_seeds, device, dtype], r_drill, api_visibility="private",
             concurrency_id="heavy")
     return SimpleNamespace(job=r_job, spectrum_job=r_spec_job, spectrum_views=[r_spec_status, r_spec_plot, r_spec_table])
-
-
-def _vocabularies() -> list[str]:
-    from sensitivity.vocab import APP_VOCABULARIES
-
-    return list(APP_VOCABULARIES)
