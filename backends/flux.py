@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .family import Cond, broadcast
+from .offload import execution_device
 from .paths import ASSETS
 
 
@@ -66,7 +67,7 @@ class FluxFamily:
     @torch.no_grad()
     def encode(self, pipe, prompts: list[str]) -> Cond:
         """{"emb": [N, L, d_t5], "pooled": [N, d_clip]}; the text token ids are all zero (predict)."""
-        emb, pooled, _ = pipe.encode_prompt(prompts, prompt_2=None, device=pipe.device,
+        emb, pooled, _ = pipe.encode_prompt(prompts, prompt_2=None, device=execution_device(pipe),
                                             max_sequence_length=self.max_sequence_length(pipe))
         return {"emb": emb, "pooled": pooled}
 
@@ -101,7 +102,7 @@ class FluxFamily:
         channels = pipe.transformer.config.in_channels // 4
         side = self.latent_size(pipe, size)
         z = torch.randn((n, channels, side, side), generator=gen)
-        return pipe._pack_latents(z, n, channels, side, side).to(pipe.device, pipe.transformer.dtype)
+        return pipe._pack_latents(z, n, channels, side, side).to(execution_device(pipe), pipe.transformer.dtype)
 
     def initial_latents(self, pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
         """z_T per seed, drawn unpacked [C, h, w] on the CPU (same noise for every model and device), then
@@ -109,7 +110,7 @@ class FluxFamily:
         channels = pipe.transformer.config.in_channels // 4
         h, w = self.latent_size(pipe, height), self.latent_size(pipe, width)
         z = torch.stack([torch.randn((channels, h, w), generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-        return pipe._pack_latents(z, len(seeds), channels, h, w).to(pipe.device, pipe.transformer.dtype)
+        return pipe._pack_latents(z, len(seeds), channels, h, w).to(execution_device(pipe), pipe.transformer.dtype)
 
     def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
         return {"prompt_embeds": cond["emb"], "pooled_prompt_embeds": cond["pooled"]}  # guidance-distilled
@@ -143,9 +144,9 @@ class FluxSampler:
         mu = calculate_shift(seq, sc.get("base_image_seq_len", 256), sc.get("max_image_seq_len", 4096),
                              sc.get("base_shift", 0.5), sc.get("max_shift", 1.15))
         scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps mutates it; the pipeline's stays as it was
-        retrieve_timesteps(scheduler, steps, pipe.device, sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
+        retrieve_timesteps(scheduler, steps, execution_device(pipe), sigmas=np.linspace(1.0, 1 / steps, steps), mu=mu)
         self.timesteps = scheduler.timesteps  # [steps], sigma * 1000
-        self.sigmas = scheduler.sigmas.to(pipe.device)  # [steps + 1], ending at 0
+        self.sigmas = scheduler.sigmas.to(execution_device(pipe))  # [steps + 1], ending at 0
 
     @property
     def model(self) -> torch.nn.Module:

@@ -18,6 +18,9 @@ import torch
 
 from .families import family_named, family_of
 from .family import Family
+from .offload import DoesNotFitError, place
+from .offload import check_mode as offload_mode
+from .offload import plan as offload_plan
 from .paths import ASSETS, EMBEDDED
 
 PRESETS = {
@@ -132,15 +135,21 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
-def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """Load a text-to-image pipeline; device and dtype are explicit (CPU/float32 by default)."""
+def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+                  offload: str = "auto"):
+    """Load a text-to-image pipeline; device and dtype are explicit (CPU/float32 by default).
+
+    `offload` (backends.offload): "none" moves it to `device` whole and refuses one larger than the GPU's
+    free memory; "model" keeps it in CPU memory and moves one model at a time to `device` while it runs;
+    "auto" offloads only when it does not fit whole. Erasure loads with "none": it trains the denoiser."""
     from diffusers import DiffusionPipeline
 
+    offload_mode(offload)
     spec = resolve_model(model)
     if spec.name in _TINY:
         module, builder, _ = _TINY[spec.name]
-        pipe = getattr(importlib.import_module(module), builder)().to(device)  # built in float32
-        return pipe if dtype == torch.float32 else pipe.to(dtype=dtype)
+        pipe = getattr(importlib.import_module(module), builder)()  # built in float32
+        return place_pipeline(pipe if dtype == torch.float32 else pipe.to(dtype=dtype), device, offload)
     kwargs = dict(dtype=dtype, use_safetensors=True)
     if _pipeline_class(spec) == "StableDiffusionPipeline":
         kwargs.update(safety_checker=None, requires_safety_checker=False)  # the app blurs with NudeNet instead
@@ -150,8 +159,16 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
         pipe = _load_from_hub(spec, kwargs)
     pipe.set_progress_bar_config(disable=True)
     slice_large_decodes(pipe)
-    check_weights_fit(pipe, device)
-    return pipe.to(device)
+    return place_pipeline(pipe, device, offload)
+
+
+def place_pipeline(pipe, device, offload: str = "none"):
+    """Move `pipe` to `device` whole or offloaded (backends.offload.plan), after checking it fits."""
+    try:
+        mode = offload_plan(pipe, device, offload)
+    except DoesNotFitError as e:  # one error type for every model that cannot be loaded here
+        raise ModelUnavailableError(str(e)) from None
+    return place(pipe, device, mode)
 
 
 def weight_bytes(pipe, device=None) -> int:
@@ -164,16 +181,10 @@ def weight_bytes(pipe, device=None) -> int:
 def check_weights_fit(pipe, device) -> None:
     """A pipeline larger than its GPU's free memory is refused before `.to(device)` (a CUDA
     out-of-memory error half-way through the move would leave nothing usable), saying what to change."""
-    device = torch.device(device)
-    if device.type != "cuda":
-        return
-    free, total = torch.cuda.mem_get_info(device)
-    need = weight_bytes(pipe)
-    if need > free:
-        hint = "load it in bfloat16 (--dtype bfloat16, CSE_DTYPE=bfloat16), " if pipe.dtype == torch.float32 else ""
-        raise ModelUnavailableError(f"the model's weights take {need / 2**30:.1f} GiB but {device} has "
-                                    f"{free / 2**30:.1f} GiB free of {total / 2**30:.1f} GiB: {hint}free the GPU, "
-                                    "or use a GPU with more memory")
+    try:
+        offload_plan(pipe, device, "none")
+    except DoesNotFitError as e:
+        raise ModelUnavailableError(str(e)) from None
 
 
 SLICE_FROM_PX = 256  # images this large decode one at a time

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .offload import execution_device
 from .paths import EMBEDDED
 
 
@@ -44,4 +45,4 @@ def embed_prompts(pipe, prompts: list[str]) -> torch.Tensor:
     """Text-encoder hidden states [N, L, d] for prompts, padded to the tokenizer's context."""
     tok = pipe.tokenizer(prompts, padding="max_length", max_length=pipe.tokenizer.model_max_length,
                          truncation=True, return_tensors="pt")
-    return pipe.text_encoder(tok.input_ids.to(pipe.device))[0]
+    return pipe.text_encoder(tok.input_ids.to(execution_device(pipe)))[0]

@@ -12,6 +12,7 @@ from diffusers import DDIMScheduler
 from torch.utils.checkpoint import checkpoint
 
 from .family import Cond, broadcast, cat, expand
+from .offload import execution_device
 from .prompts import embed_prompts
 
 
@@ -42,13 +43,13 @@ class SDFamily:
         net = self.denoiser(pipe)
         side = size // pipe.vae_scale_factor if size else self.latent_size(pipe)
         z = torch.randn((n, net.config.in_channels, side, side), generator=gen)
-        return z.to(pipe.device, net.dtype)
+        return z.to(execution_device(pipe), net.dtype)
 
     def initial_latents(self, pipe, seeds: list[int], height: int, width: int) -> torch.Tensor:
         net = self.denoiser(pipe)
         shape = (net.config.in_channels, height // pipe.vae_scale_factor, width // pipe.vae_scale_factor)
         z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
-        return z.to(pipe.device, net.dtype)
+        return z.to(execution_device(pipe), net.dtype)
 
     def pipeline_inputs(self, cond: Cond, negative: Cond) -> dict:
         return {"prompt_embeds": cond["emb"], "negative_prompt_embeds": expand(negative, len(cond["emb"]))["emb"]}

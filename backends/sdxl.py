@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .family import Cond, broadcast, expand
+from .offload import execution_device
 from .paths import ASSETS
 from .sd import SDFamily
 
@@ -23,7 +24,7 @@ class SDXLFamily(SDFamily):
 
     @torch.no_grad()
     def encode(self, pipe, prompts: list[str]) -> Cond:
-        emb, _, pooled, _ = pipe.encode_prompt(prompts, device=pipe.device, num_images_per_prompt=1,
+        emb, _, pooled, _ = pipe.encode_prompt(prompts, device=execution_device(pipe), num_images_per_prompt=1,
                                                do_classifier_free_guidance=False)
         size = self.native_size(pipe)
         # the ids the pipeline itself passes at its native size: no crop, original = target size

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from .offload import execution_device
 from .prompts import embed_prompts
 from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
@@ -126,4 +127,4 @@ def word_embeddings(pipe, words: list[str], template: str) -> torch.Tensor:
     word. For a few words; a whole vocabulary is better used as a WordTable."""
     table = WordStore(pipe, template).table(words)
     pos = {w: i for i, w in enumerate(table.words)}
-    return table.rows([pos[w] for w in words]).to(pipe.device, torch.float32)
+    return table.rows([pos[w] for w in words]).to(execution_device(pipe), torch.float32)

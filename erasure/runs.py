@@ -63,13 +63,14 @@ class RunFolder:
     def record(self) -> dict:
         return json.loads((self.path / "config.json").read_text())
 
-    def base_pipeline(self, device: str = "cpu"):
+    def base_pipeline(self, device: str = "cpu", offload: str = "none"):
         """The run's base model as it was trained: its recorded dtype (float32 for runs recorded
-        before the dtype was)."""
+        before the dtype was); whole on `device` unless `offload` says otherwise (backends.offload)."""
         from backends import load_pipeline, torch_dtype
 
         record = self.record
-        return load_pipeline(record["model"], device=device, dtype=torch_dtype(record.get("dtype", "float32")))
+        return load_pipeline(record["model"], device=device, dtype=torch_dtype(record.get("dtype", "float32")),
+                             offload=offload)
 
     def status(self) -> dict:
         path = self.path / "status.json"
@@ -178,17 +179,18 @@ RESULT_KINDS = {"weights": _apply_weights, "masks": _apply_masks}
 
 
 def erased_copy(pipe, run: str | Path | RunFolder):
-    """A new pipeline sharing every component of `pipe` but the denoiser: a copy carrying the run's result."""
-    import copy
+    """A new pipeline sharing every component of `pipe` but the denoiser: a copy carrying the run's result,
+    placed as `pipe` is (offloaded to the same device if `pipe` is; backends.offload)."""
+    from backends.offload import copy_module, offload_like
 
     name = family_of(pipe).component
-    erased = type(pipe)(**{**pipe.components, name: copy.deepcopy(getattr(pipe, name))})
+    erased = type(pipe)(**{**pipe.components, name: copy_module(getattr(pipe, name))})
     # a pipeline's own size setting is not a component (FLUX: default_sample_size, 128 unless its builder
     # set another); without it the copy would draw at another size than the base from the same seeds
     if hasattr(pipe, "default_sample_size"):
         erased.default_sample_size = pipe.default_sample_size
     erased.set_progress_bar_config(disable=True)
-    return apply(erased, run)
+    return offload_like(apply(erased, run), pipe)
 
 
 def export(run: str | Path | RunFolder, out: str | Path, device: str = "cpu"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from backends.offload import execution_device
 from backends.prompts import embed_prompts
 from backends.word_store import WordStore
 
@@ -63,5 +64,5 @@ def build_search_space(pipe, words: list[str], target_prompt: str, template: str
             if int(order[j]) not in chosen:
                 chosen.append(int(order[j]))
                 break
-    R = table.rows(chosen).to(pipe.device, torch.float32)  # [n, L, d]: the only rows on the device
+    R = table.rows(chosen).to(execution_device(pipe), torch.float32)  # [n, L, d]: the only rows on the device
     return [candidates[i] for i in chosen], R, dist[torch.tensor(chosen)]

@@ -21,6 +21,7 @@ from PIL import Image
 from backends.families import family_of
 from backends.family import Cond
 from backends.generate import resolve_size
+from backends.offload import offloaded
 
 from . import memory
 from .config import EraseConfig, apply_layers
@@ -152,7 +153,8 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
     weights_dtype = torch_dtype(dtype)
     check_checkpoint_limit(checkpoints_total_limit)
     if pipe is None:
-        pipe = load_pipeline(model, device=device, dtype=weights_dtype)
+        pipe = load_pipeline(model, device=device, dtype=weights_dtype, offload="none")
+    check_trainable(pipe)
     names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
     record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed,
               "result_kind": get_method(method).SPEC.trains,
@@ -160,6 +162,15 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
               "checkpoints_total_limit": checkpoints_total_limit}
     run = RunFolder.create(out, record)
     return _train(run, pipe, method, config, None, callback, cancel)
+
+
+def check_trainable(pipe) -> None:
+    """Erasure trains the denoiser in place and keeps a frozen copy and optimiser state beside it, so the
+    pipeline must sit whole on its device; an offloaded one (backends.offload) moves weights every call."""
+    if offloaded(pipe):
+        raise ValueError("this pipeline is offloaded (its weights do not fit the GPU whole), and erasure trains "
+                         "it in place: load it in bfloat16 (--dtype bfloat16), free the GPU, or use a GPU with "
+                         "more memory; generation and the spectrum run offloaded")
 
 
 def resume(run_path: str | Path, callback: Callback | None = None, cancel: CancelToken | None = None,
@@ -174,6 +185,7 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
     config.validate()
     if pipe is None:
         pipe = run.base_pipeline(device)
+    check_trainable(pipe)
     return _train(run, pipe, record["method"], config, run.latest_checkpoint(), callback, cancel)
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from backends import SamplerSettings, generate, initial_latents
 from backends.families import family_of
 from backends.generate import generate_from_embeddings, native_size
+from backends.offload import execution_device
 
 Judge = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, H, W, 3] -> bool [N]: concept recognised
 
@@ -78,7 +79,7 @@ class TokenPrompt:
         tok = pipe.tokenizer
         ids = tok(f"{prefix} " + " ".join(["x"] * n), padding="max_length", max_length=tok.model_max_length,
                   truncation=True, return_tensors="pt").input_ids  # [1, L]
-        self.ids = ids.to(pipe.device)
+        self.ids = ids.to(execution_device(pipe))
         start = 1 + len(tok(prefix, add_special_tokens=False).input_ids)  # after <bos> and the prefix
         self.positions = torch.arange(start, start + n)
         if start + n >= tok.model_max_length:
@@ -130,8 +131,8 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
     losses = []
     for _ in range(config.steps):
         idx = torch.randint(0, len(x0), (config.batch,), generator=gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (config.batch,), generator=gen).to(pipe.device)
-        eps = torch.randn(x0[idx].shape, generator=gen).to(pipe.device, x0.dtype)
+        t = torch.randint(0, sched.config.num_train_timesteps, (config.batch,), generator=gen).to(execution_device(pipe))
+        eps = torch.randn(x0[idx].shape, generator=gen).to(execution_device(pipe), x0.dtype)
         z_t = sched.add_noise(x0[idx], eps, t)
         target = sched.get_velocity(x0[idx], eps, t) if sched.config.prediction_type == "v_prediction" else eps
         loss = F.mse_loss(family.predict(net, z_t, t, {"emb": prompt.embed()}), target)  # [1, L, d], broadcast

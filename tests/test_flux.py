@@ -106,8 +106,8 @@ def test_erase_loads_records_and_resumes_in_the_dtype_asked_for(tmp_path, monkey
 
     loaded, load_pipeline = [], backends.load_pipeline
 
-    def load_and_note(model, device="cpu", dtype=torch.float32):
-        pipe = load_pipeline(model, device=device, dtype=dtype)
+    def load_and_note(model, device="cpu", dtype=torch.float32, offload="auto"):
+        pipe = load_pipeline(model, device=device, dtype=dtype, offload=offload)
         loaded.append(next(pipe.transformer.parameters()).dtype)
         return pipe
 
