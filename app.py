@@ -37,10 +37,10 @@ def build_ui() -> gr.Blocks:
             results = results_tab.build((device, dtype))
             spectrum = spectrum_tab.build(model)
             compare_runs = compare_tab.build(model, device, dtype)
-            job_table = jobs_tab.build()
+            jobs = jobs_tab.build()
         # in the order of live.refresh_choices' outputs
-        pickers = [job_table, erase.job, spectrum.run, spectrum.job, compare_runs, results.job]
-        live.wire(demo, pickers, erase, spectrum, results, tabs)
+        pickers = [jobs.table, erase.job, spectrum.run, spectrum.job, compare_runs, results.job, jobs.pick]
+        live.wire(demo, pickers, erase, spectrum, results, jobs, tabs)
     return demo
 
 

@@ -77,6 +77,20 @@ def check_known_concepts(model: str, concepts: list[str]) -> None:
                                       f"use its words: {', '.join(sorted(known))}")
 
 
+def unknown_prompt_words(model: str, prompt: str) -> list[str]:
+    """Words of a prompt that no training caption of the embedded model contains (it draws them as noise);
+    [] for any other model, which was trained on open text."""
+    from shapesworld.captions import caption_words
+
+    from .loader import EMBEDDED
+
+    if model != EMBEDDED:
+        return []
+    known = set(caption_words())
+    words = re.findall(r"[a-z']+", prompt.lower())
+    return list(dict.fromkeys(w for w in words if w not in known))
+
+
 def get_vocabulary(name: str, size: int | None = None) -> list[str]:
     """A named vocabulary: 'clip-words', 'world' or 'world+clip-words' (world words first)."""
     if name == "clip-words":

@@ -21,9 +21,21 @@ def environment() -> dict:
         "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        # the vector kernels torch picked (AVX512, AVX2, ...): float sums round differently between them, which
+        # the runs that threshold or sample (MCE's masks, AP/AGE's concept draws) amplify into other results
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu": _cpu_model(),
         "device": "cuda:" + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
         "date": time.strftime("%Y-%m-%d"),
     }
+
+
+def _cpu_model() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor()
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), platform.processor())
 
 
 def print_table(rows: list[dict], columns: list[str]) -> None:

@@ -11,26 +11,52 @@ import plotly.graph_objects as go
 
 from .runs import RunFolder
 
+ETA_WINDOW = 20  # recent steps whose median duration the ETA uses (a checkpoint or one slow step does not swing it)
 
-def progress(events: list[dict]) -> dict:
-    """Step, total, ETA (from the rate since the latest start or resume), current concept and top-5."""
-    out = {"step": 0, "total": 0, "eta_s": None, "concept": None, "top5": [], "losses": {}}
+
+def progress(events: list[dict], snapshot_every: int = 0) -> dict:
+    """Step, total, ETA, current concept and top-5, and the phase ("training" | "finishing" | "done").
+
+    Measured since the latest start or resume: ETA = remaining steps x the median duration of the last
+    ETA_WINDOW steps + remaining snapshots (every `snapshot_every` steps) x their mean duration, so the
+    snapshots' sampling is counted instead of being spread over the steps (which made the ETA climb). After
+    the last step and before "done" the run is "finishing" (last snapshot, result save)."""
+    out = {"step": 0, "total": 0, "eta_s": None, "concept": None, "top5": [], "losses": {}, "phase": "training",
+           "resumed_at": None}
     starts = [i for i, e in enumerate(events) if e["kind"] == "start"]
     if not starts:
         return out
-    start = events[starts[-1]]
+    start, run = events[starts[-1]], events[starts[-1]:]
     out["total"] = start["total"]
-    steps = [e for e in events[starts[-1]:] if e["kind"] == "step"]
+    if len(starts) > 1:  # resumed: the events after the checkpoint were dropped and are being run again
+        out["resumed_at"] = start["step"]
+    steps = [e for e in run if e["kind"] == "step"]
     if steps:
         last = steps[-1]
         out.update(step=last["step"], concept=last.get("concept"), top5=last.get("top5", []),
                    losses=last.get("losses", {}))
-        done = last["step"] - start["step"]
-        if done > 0 and last["elapsed_s"] > 0:
-            out["eta_s"] = round((last["total"] - last["step"]) * last["elapsed_s"] / done, 1)
+        out["eta_s"] = _eta(run, last["step"], last["total"], snapshot_every)
+        if last["step"] >= last["total"]:
+            out["phase"] = "finishing"
     if any(e["kind"] == "done" for e in events):
-        out.update(step=out["total"], eta_s=0.0)
+        out.update(step=out["total"], eta_s=0.0, phase="done")
     return out
+
+
+def _eta(run: list[dict], step: int, total: int, snapshot_every: int) -> float | None:
+    """Seconds left: each event's duration is its elapsed time minus the previous event's."""
+    durations = {"step": [], "snapshot": []}
+    for prev, e in zip(run, run[1:]):
+        if e["kind"] in durations:
+            durations[e["kind"]].append(max(0.0, e["elapsed_s"] - prev["elapsed_s"]))
+    recent = sorted(durations["step"][-ETA_WINDOW:])
+    if not recent:
+        return None
+    per_step = recent[len(recent) // 2]
+    snaps = durations["snapshot"]
+    left = sum(1 for s in range(step + 1, total + 1) if snapshot_every and s % snapshot_every == 0)
+    per_snap = sum(snaps) / len(snaps) if snaps else per_step  # before the first one: a step's worth
+    return round((total - step) * per_step + left * per_snap, 1)
 
 
 def loss_figure(events: list[dict]) -> go.Figure:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import queue
+import shutil
 import threading
 import time
 import traceback
@@ -74,13 +75,33 @@ class JobManager:
             self._enqueue(job.id, job.kind, client)
         return job.id
 
+    def rerun(self, job_id: str, client: str | None = None) -> str:
+        """A new job with the same parameters (checked and queued like any request); returns its id."""
+        job = find_job(self.root, job_id)
+        return self.submit(job.kind, job.record["params"], client)
+
+    def delete(self, job_id: str, client: str | None = None) -> None:
+        """Remove a job that is not queued or running, with its folder (run, spectrum, downloads). A visitor
+        (`client` given) may only delete the jobs they started."""
+        job = find_job(self.root, job_id)
+        self._check_owner(job, client, "delete")
+        with self._submitting, self._lock:  # not while it is being resumed
+            if job.id in self._live:
+                raise ValueError(f"job {job.id} is queued or running; cancel it first, then delete it")
+            shutil.rmtree(job.path)
+            self._snapshot = None  # the next listing must not show it
+
+    @staticmethod
+    def _check_owner(job: JobFolder, client: str | None, action: str) -> None:
+        owner = job.record.get("client")
+        if client is not None and owner is not None and owner != client:
+            raise ValueError(f"job {job.id} was started by another visitor; only they can {action} it")
+
     def cancel(self, job_id: str, client: str | None = None) -> None:
         """Stop a queued or running job; a running erasure checkpoints first, so it can be resumed.
         A visitor (`client` given) may only cancel the jobs they started."""
         job = find_job(self.root, job_id)
-        owner = job.record.get("client")
-        if client is not None and owner is not None and owner != client:
-            raise ValueError(f"job {job.id} was started by another visitor; only they can cancel it")
+        self._check_owner(job, client, "cancel")
         with self._lock:
             token = self._live.get(job.id)
         if token is None:
@@ -168,19 +189,24 @@ class JobManager:
             job.set_state("cancelled", st.get("step", 0), total, "cancelled before it started; resume to run it")
             return
 
+        t0, before = time.monotonic(), st.get("run_s", 0.0)  # earlier attempts' running time
+
+        def ran() -> float:
+            return before + time.monotonic() - t0
+
         def report(step: int, tot: int, message: str) -> None:
-            job.set_state("running", step, tot or total, message)
+            job.set_state("running", step, tot or total, message, ran())
 
         report(st.get("step", 0), total, "starting")
         try:
             RUNNERS[job.kind](job, token, report)
         except Cancelled as e:
-            job.set_state("cancelled", self._step(job), total, f"{e}")
+            job.set_state("cancelled", self._step(job), total, f"{e}", ran())
         except Exception as e:  # noqa: BLE001 - the job fails, the app and the other jobs go on
-            job.set_state("failed", self._step(job), total, f"{type(e).__name__}: {e}")
+            job.set_state("failed", self._step(job), total, f"{type(e).__name__}: {e}", ran())
             (job.path / "error.txt").write_text(traceback.format_exc())
         else:
-            job.set_state("done", max(total, self._step(job)), total, "finished")
+            job.set_state("done", max(total, self._step(job)), total, "finished", ran())
 
     @staticmethod
     def _step(job: JobFolder) -> int:

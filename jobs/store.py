@@ -36,6 +36,7 @@ class JobInfo:
     message: str
     created: str
     path: str
+    run_s: float = 0.0  # seconds spent running, over every attempt (a resumed job adds its new attempt)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,9 +90,11 @@ class JobFolder:
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "interrupted", "step": 0, "total": 0, "message": "state file missing"}
 
-    def set_state(self, state: str, step: int = 0, total: int = 0, message: str = "") -> None:
+    def set_state(self, state: str, step: int = 0, total: int = 0, message: str = "", run_s: float | None = None) -> None:
+        """Write the state; `run_s` (time spent running) carries over from the last state when not given."""
+        run_s = self.state().get("run_s", 0.0) if run_s is None else run_s
         write_json(self.path / "state.json", {"state": state, "step": step, "total": total, "message": message,
-                                              "pid": os.getpid(), "updated": time.time()})
+                                              "run_s": round(run_s, 1), "pid": os.getpid(), "updated": time.time()})
 
     def info(self, live: bool) -> JobInfo:
         """`live`: a worker of this process owns the job (queued or running); otherwise an unfinished
@@ -105,7 +108,7 @@ class JobFolder:
             # the erasure loop keeps its own step count, checkpoint by checkpoint
             step = max(step, json.loads((self.run_path / "status.json").read_text()).get("step", 0))
         return JobInfo(self.id, rec["kind"], rec["title"], state, step, total, st.get("message", ""),
-                       rec["created"], str(self.path))
+                       rec["created"], str(self.path), st.get("run_s", 0.0))
 
 
 def job_folders(root: Path) -> list[JobFolder]:

@@ -53,12 +53,18 @@ def _progress():
 
     def callback(done: int, total: int, concept: str) -> None:
         nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="concept", dynamic_ncols=True)
+        erasing = concept.startswith("quick ESD")  # the quick erasure's steps come first, then the concepts
+        if bar is None or bar.total != total:
+            if bar is not None:
+                bar.close()
+            bar = tqdm(total=total, unit="step" if erasing else "concept", dynamic_ncols=True,
+                       desc="quick ESD erasure" if erasing else "spectrum")
         bar.update(done - bar.n)
-        bar.set_postfix(last=concept or '""')
+        if not erasing:
+            bar.set_postfix(last=concept or '""')
         if done == total:
             bar.close()
+            bar = None
 
     return callback
 

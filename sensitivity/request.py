@@ -80,11 +80,11 @@ class SpectrumRequest:
 def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = None, cancel=None,
         on_erasure=None, extra: dict | None = None, erasure_dir: str | Path | None = None) -> pd.DataFrame:
     """Check `request`, make the quick ESD erasure into `erasure_dir` (default <out>/erasure) when it
-    names no run (a finished one there is kept: a restarted job does not erase again), compute the
-    spectrum and save it into `out` with its config, seeds and wall time (plus `extra`). `on_erasure()`
-    is called before the quick erasure starts (a progress line)."""
+    names no run, compute the spectrum and save it into `out` with its config, seeds and wall time (plus
+    `extra`). The quick erasure reports its steps through `progress` ("quick ESD erasure: step i / n") and
+    stops on `cancel`; a restarted job keeps a finished one and resumes a stopped one from its checkpoint.
+    `on_erasure()` is called before the quick erasure starts (a progress line)."""
     from .results import check_writable, save_spectrum
-    from .spectrum import compute_spectrum, quick_erasure
 
     config, concepts = request.check()
     out = check_writable(out)
@@ -92,13 +92,40 @@ def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = N
     if erased is None:
         folder = Path(erasure_dir) if erasure_dir is not None else out / "erasure"
         if not (folder / "result.safetensors").exists():
-            shutil.rmtree(folder, ignore_errors=True)  # a half-done quick erasure restarts
             if on_erasure is not None:
                 on_erasure()
-            quick_erasure(request.model, config.targets, folder, template=config.template, dtype=config.dtype)
+            _quick_erasure(request, config, folder, progress, cancel)
         erased = str(folder)
+    from .spectrum import compute_spectrum
+
     t0 = time.perf_counter()
     df = compute_spectrum(request.model, erased, config, device=request.device, address=request.address,
                           workers=request.workers, progress=progress, cancel=cancel, concepts=concepts)
     save_spectrum(df, out, config, request.model, erased, {"wall_s": round(time.perf_counter() - t0, 1), **(extra or {})})
     return df
+
+
+QUICK_ESD_STEP = "quick ESD erasure: step {} / {}"  # the progress line of the erasure before a spectrum
+
+
+def _quick_erasure(request: SpectrumRequest, config, folder: Path, progress, cancel) -> None:
+    """ESD (fast) on the request's device, reporting each step; a stopped one resumes from its checkpoint
+    (its config.json is written when it starts), anything else there starts again."""
+    from erasure import resume
+
+    from .spectrum import quick_erasure
+
+    def report(event) -> None:
+        if progress is not None and event.kind in ("start", "step"):
+            progress(event.step, event.total, QUICK_ESD_STEP.format(event.step, event.total))
+
+    kwargs = dict(callback=report, cancel=cancel, device=request.device)
+    if (folder / "config.json").exists() and (folder / "checkpoints").exists():
+        resume(folder, **kwargs)
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    quick_erasure(request.model, config.targets, folder, template=config.template, dtype=config.dtype,
+                  checkpoint_every=QUICK_ESD_CHECKPOINT, **kwargs)
+
+
+QUICK_ESD_CHECKPOINT = 20  # steps between the quick erasure's checkpoints (a cancel loses at most this many)

@@ -104,4 +104,4 @@ def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, **
     from erasure import erase
 
     base = copy.deepcopy(pipe) if pipe is not None else None  # erase() trains the UNet in place
-    return erase(model, "esd", targets, "object,fast", out, pipe=base, checkpoint_every=0, **overrides)
+    return erase(model, "esd", targets, "object,fast", out, pipe=base, **{"checkpoint_every": 0, **overrides})

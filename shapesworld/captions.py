@@ -74,3 +74,10 @@ def world_words() -> list[str]:
 
     words = [w for values in ATTRIBUTES.values() for w in values]
     return list(dict.fromkeys(words + list(STYLE_WORDS.values())))
+
+
+def caption_words() -> list[str]:
+    """Every word a training caption can contain: the world's words, the frames' words, the articles and
+    "on ... background" (what a prompt to the embedded model may use)."""
+    frames = [w for f in FRAMES for w in f.replace("{np}", " ").split()]
+    return list(dict.fromkeys(world_words() + frames + ["a", "an", "on", "background"]))

@@ -75,6 +75,13 @@ def _choose(page, elem_id: str, value: str) -> None:
     page.keyboard.press("Escape")
 
 
+def _job_id(page, elem_id: str) -> str:
+    """The job id a picker shows (its label is "<what the job is> · <id>")."""
+    text = page.locator(f"#{elem_id} input").input_value()
+    found = re.search(r"(erase|spectrum)-\d{8}-\d{6}-\d{3}", text)
+    return found.group(0) if found else text
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # two erasures, two spectra and three image requests through the real page
 def test_user_flow_in_a_real_browser(browser_page):
@@ -105,13 +112,13 @@ def test_user_flow_in_a_real_browser(browser_page):
             seen.add(int(m.group(1)))
         page.wait_for_timeout(500)
     assert any(0 < s < 60 for s in seen), f"no intermediate progress shown: {seen}"
-    job = page.locator("#erase-job input").input_value()
+    job = _job_id(page, "erase-job")
     assert job.startswith("erase-")
     _shot(page, "erase")
 
     # Results: the finished job opens its Results view by itself
     page.wait_for_selector("#results-summary:has-text('AP · star · 60 steps')")
-    assert page.locator("#results-job input").input_value() == job
+    assert _job_id(page, "results-job") == job
     # progress shows while base and erased are sampled, then one image holds both, side by side
     page.wait_for_selector("#results-grid .progress-text, #results-grid .eta-bar, #results-grid .wrap.default",
                            timeout=60_000)
@@ -151,6 +158,19 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.evaluate("document.querySelector('#results-spectrum-table').scrollIntoView({block: 'center'})")
     _shot(page, "results-spectrum", full_page=False)
 
+    # a reload keeps the selected job; the Jobs tab filters, and opens a job where it is shown
+    page.reload()
+    page.get_by_role("tab", name="Results").click()
+    page.wait_for_function(f"document.querySelector('#results-job input')?.value.includes('{job}')", timeout=60_000)
+    page.get_by_role("tab", name="Jobs").click()
+    page.locator("#jobs-kind").get_by_text("spectrum", exact=True).click()
+    page.wait_for_function(f"(t => t.includes('spectrum-') && !t.includes('{job}'))"
+                           "(document.querySelector('#job-table').innerText)", timeout=30_000)
+    page.locator("#jobs-kind").get_by_text("all", exact=True).click()
+    _choose(page, "jobs-pick", job)
+    page.locator("#jobs-open").click()
+    page.wait_for_selector("#results-summary:has-text('AP · star · 60 steps')")
+
     # a second erasure of star, with ESD, lands on its own Results view
     page.get_by_role("tab", name="Erase").click()
     _choose(page, "erase-method", "esd")
@@ -158,7 +178,7 @@ def test_user_flow_in_a_real_browser(browser_page):
     _fill(page, "erase-steps", 30)
     page.locator("#erase-start").click()
     page.wait_for_selector("#results-summary:has-text('ESD · star · 30 steps')")
-    esd = page.locator("#results-job input").input_value()
+    esd = _job_id(page, "results-job")
     page.locator("#results-proxy input").check()  # the proxy alone: seconds, not minutes
     page.locator("#results-spectrum-go").click()
     page.wait_for_selector("#results-spectrum-status:has-text('Spectrum done')")

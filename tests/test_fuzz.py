@@ -100,6 +100,9 @@ def fuzzed(tmp_path_factory):
     server.kill()
 
 
+MISSING_JOB = "erase-20000101-000000-000"  # well formed, never there: deleting or rerunning the real jobs would change them
+
+
 def _templates(erase: str, spectrum: str) -> dict[str, list]:
     """A valid, cheap call of every named endpoint; the fuzzer mutates some of its values."""
     return {
@@ -108,7 +111,8 @@ def _templates(erase: str, spectrum: str) -> dict[str, list]:
         "cancel_sampling": [],
         "erase_defaults": ["embedded", "esd", "object", "fast"],
         "erase_start": ["embedded", "esd", "star", "object", "fast", "xattn", 2, 1e-3, 0],
-        "erase_status": [erase], "job_cancel": [erase], "job_resume": [erase], "job_list": [], "job_table": [],
+        "erase_status": [erase], "job_cancel": [erase], "job_resume": [erase], "job_list": ["all", "all"],
+        "job_delete": [MISSING_JOB], "job_rerun": [MISSING_JOB],
         "download_delta": [erase], "download_diffusers": [erase],
         "results": [erase], "results_grid": [erase, "a red star", 1, "cpu", "float32"],
         "results_concept": [erase, "heart", 1, "cpu", "float32"], "results_spectrum_start": [erase, "world", 1, True],

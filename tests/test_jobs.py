@@ -144,3 +144,40 @@ def test_live_updates_share_one_listing(tmp_path, monkeypatch):
     assert len(scans) == 1
     manager.submit("erase", {**ESD, "overrides": {"steps": 3}})
     assert len(manager.jobs()) == 2 and len(scans) == 2  # a plain call always lists afresh
+
+
+def test_delete_and_rerun_a_job_and_its_running_time(tmp_path):
+    manager = JobManager(tmp_path / "jobs")
+    params = {**ESD, "overrides": {"steps": 3}}
+    job = manager.submit("erase", params, client="alice")
+    with pytest.raises(ValueError, match="another visitor; only they can delete"):
+        manager.delete(job, client="bob")
+    info = manager.wait(job, 300)
+    assert info.state == "done" and info.run_s > 0  # the time it spent running, kept with its state
+    again = manager.rerun(job, client="bob")  # the same settings, a new job (any visitor may rerun)
+    assert again != job and manager.folder(again).record["params"] == manager.folder(job).record["params"]
+    assert manager.wait(again, 300).state == "done"
+    manager.delete(job, client="alice")
+    assert not manager.folder(again).path.parent.joinpath(job).exists()
+    assert [j.id for j in manager.jobs()] == [again]
+    with pytest.raises(KeyError, match="no job"):
+        manager.delete(job)
+
+
+def test_a_live_job_cannot_be_deleted(tmp_path):
+    manager = JobManager(tmp_path / "jobs", workers=0)  # nothing runs: the job stays queued
+    job = manager.submit("erase", {**ESD, "overrides": {"steps": 2}})
+    with pytest.raises(ValueError, match="queued or running; cancel it first"):
+        manager.delete(job)
+    assert manager.info(job).state == "queued"
+
+
+def test_resumed_jobs_add_their_running_time(tmp_path):
+    root = tmp_path / "jobs"
+    job = JobFolder.create(root, "erase", {**ESD, "overrides": {"steps": 2}}, "esd star")
+    job.set_state("running", 1, 2, run_s=100.0)  # a first attempt ran 100 s, then the app died
+    job.set_state("running", 1, 2)  # a state without a duration keeps the last one
+    assert job.info(live=False).run_s == 100.0
+    manager = JobManager(root)
+    manager.resume(job.id)
+    assert manager.wait(job.id, 300).run_s > 100.0

@@ -74,6 +74,34 @@ def test_a_spectrum_run_erases_first_only_once_and_saves_its_record(tmp_path, mo
     assert "wall_s" in record and "note" not in record  # the second run's record, with its own extras
 
 
+def test_the_quick_erasure_reports_its_steps_and_a_cancelled_one_resumes(tmp_path, monkeypatch):
+    """A spectrum job's first phase shows its own progress (not "0 / 27 concepts" for minutes), stops on
+    cancel, and a restarted job continues it from its checkpoint instead of erasing again from step 0."""
+    import sensitivity.request as req
+    import sensitivity.spectrum as spectrum
+    from erasure import Cancelled, CancelToken
+    from sensitivity import run
+
+    quick = spectrum.quick_erasure
+    monkeypatch.setattr(spectrum, "quick_erasure", lambda *a, **kw: quick(*a, **kw, steps=4))
+    monkeypatch.setattr(req, "QUICK_ESD_CHECKPOINT", 2)
+    request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "proxy_only": True})
+    token, lines = CancelToken(), []
+
+    def progress(done, total, message):
+        lines.append(message)
+        if message == req.QUICK_ESD_STEP.format(3, 4):
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        run(request, tmp_path / "out", progress=progress, cancel=token)
+    assert lines == [req.QUICK_ESD_STEP.format(i, 4) for i in range(4)]  # the start event, then each step
+    lines.clear()
+    df = run(request, tmp_path / "out", progress=progress)
+    assert lines[:2] == [req.QUICK_ESD_STEP.format(3, 4), req.QUICK_ESD_STEP.format(4, 4)]  # from the checkpoint
+    assert (tmp_path / "out" / "erasure" / "result.safetensors").exists() and df["proxy"].notna().all()
+
+
 def _calls(path: Path) -> set[str]:
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):

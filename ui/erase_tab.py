@@ -12,10 +12,10 @@ from erasure import PARAM_GROUPS, list_methods
 from erasure import SPEED_PRESETS as SPEEDS
 from erasure.trajectory import loss_figure, progress
 
-from . import inputs, state
+from . import helptext, inputs, state
 from .guard import Number, client_key, scrub
 from .guard import handler as user_errors
-from .jobs_tab import job_cancel, job_resume
+from .jobs_tab import duration, job_cancel, job_resume
 
 
 def presets(scope: str, speed: str) -> str:
@@ -32,6 +32,11 @@ def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
     # the settings do not depend on the concept: any placeholder, past the unknown-word guard
     cfg = EraseRequest(model, method, ("x",), presets(scope, speed), force=True).check()
     return cfg.param_group, cfg.steps, cfg.lr
+
+
+def erase_defaults_of_example(model: str, method: str, target: str, scope: str, speed: str) -> tuple:
+    """An example's form values: its presets' settings (the concept fills the form by itself)."""
+    return erase_defaults(model, method, scope, speed)
 
 
 @user_errors
@@ -64,10 +69,16 @@ def erase_view(job_id: str, info) -> tuple[str, object]:
     """The status text and the loss figure of an erase job whose info was read already."""
     if info.kind != "erase":
         raise ValueError(f"{job_id} is a {info.kind} job; pick an erase job")
-    events = run_events(state.manager().folder(job_id))
-    p = progress(events)
+    job = state.manager().folder(job_id)
+    events = run_events(job)
+    p = progress(events, run_config(job).get("snapshot_every", 0))
     lines = [f"**{info.state}** — step {max(p['step'], info.step)} / {info.total}"
-             + (f", ETA {p['eta_s']:.0f} s" if p["eta_s"] and info.state == "running" else ""), f"{info.title}"]
+             + (_eta_text(p) if info.state == "running" else "")
+             + (f" · {duration(info.run_s)} so far" if info.state == "running" else
+                f" · ran {duration(info.run_s)}" if info.run_s else ""), f"{info.title}"]
+    if p["resumed_at"] is not None and info.state in ("running", "queued"):
+        lines.append(f"Resumed from its last checkpoint, at step {p['resumed_at']}: the steps after it are run again "
+                     "(with the same random draws, so the result equals an uninterrupted run's).")
     if p["concept"] is not None:
         top = ", ".join(f"{w or chr(34) * 2} {q:.2f}" for w, q in p["top5"])
         lines.append(f"adversarial concept: **{p['concept'] or chr(34) * 2}** (top-5: {top})")
@@ -76,6 +87,55 @@ def erase_view(job_id: str, info) -> tuple[str, object]:
     if info.state == "interrupted":
         lines.append("This job was cut off (the app stopped). Press Resume to continue from its last checkpoint.")
     return scrub("\n\n".join(lines)), loss_figure(events)
+
+
+def erase_settings(job_id: str) -> tuple:
+    """The form's values of an erase job (method, concepts, the two presets, parameter
+    group, steps, learning rate, snapshot cadence), so the form shows what the selected job ran with."""
+    job = state.erase_job(job_id)
+    params, config = job.record["params"], run_config(job)
+    over = params.get("overrides", {})
+    names = params.get("presets", "").split(",")
+    scope = next((n for n in names if n in SCOPES), gr.skip())
+    speed = next((n for n in names if n in SPEEDS), gr.skip())
+
+    def value(key):  # what the job asked for, else what its run resolved, else leave the form alone
+        return over.get(key, config.get(key, gr.skip()))
+
+    return (params["method"], ", ".join(params["targets"]), scope, speed, value("param_group"), value("steps"),
+            value("lr"), value("snapshot_every"))
+
+
+def job_settings(job_id: str) -> tuple:
+    """The form's values for a picked job; nothing changes for no job or an unreadable one (its status
+    line already says why)."""
+    try:
+        return erase_settings(job_id) if job_id else (gr.skip(),) * 8
+    except (KeyError, ValueError, OSError):
+        return (gr.skip(),) * 8
+
+
+def method_help(model: str, method: str, speed: str, steps) -> str:
+    """The method's one line, the paper's settings and the expected run time (ui.helptext); "" for a bad value
+    (the form's own checks say what is wrong when it is submitted)."""
+    try:
+        n = inputs.whole(steps, "Steps", 1, state.LIMITS.max_erase_steps)
+        return helptext.run_time(inputs.choice(method, "Method", list_methods()), speed, n, str(model))
+    except (ValueError, TypeError):
+        return ""
+
+
+def _eta_text(p: dict) -> str:
+    if p["phase"] == "finishing":
+        return " — finishing (last snapshot, saving the result)"
+    return f", about {duration(p['eta_s'])} left" if p["eta_s"] else ""
+
+
+def run_config(job) -> dict:
+    """The resolved config of an erase job's run ({} before it starts)."""
+    from erasure import RunFolder
+
+    return RunFolder(job.run_path).record["config"] if (job.run_path / "config.json").exists() else {}
 
 
 def run_events(job) -> list[dict]:
@@ -104,21 +164,23 @@ def download_diffusers(job_id: str, progress=gr.Progress()) -> str:  # noqa: B00
 
 def build(demo, model) -> SimpleNamespace:
     """The tab; returns the job picker and the views the live updates refresh."""
-    with gr.Tab("Erase"):
+    with gr.Tab("Erase", id="erase"):
         with gr.Row():
             with gr.Column(scale=1):
                 methods = list_methods()
-                e_method = gr.Dropdown(methods, value="ap" if "ap" in methods else methods[0], label="Method",
-                                       elem_id="erase-method")
-                e_target = gr.Textbox(value="star", label="Concept(s) to erase", info="comma-separated",
+                e_method = gr.Dropdown(helptext.method_choices(), value="ap" if "ap" in methods else methods[0],
+                                       label="Method", elem_id="erase-method")
+                e_help = gr.Markdown(elem_id="erase-method-help")
+                e_target = gr.Textbox(value="star", label="Concept(s) to erase", info=helptext.SETTING["target"],
                                       elem_id="erase-target")
-                e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type")
-                e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings")
-                e_group = gr.Dropdown(list(PARAM_GROUPS), value="xattn", label="Parameter group")
-                e_steps = Number(value=300, precision=0, label="Steps", elem_id="erase-steps")
-                e_lr = Number(value=1e-3, label="Learning rate", elem_id="erase-lr")
+                e_scope = gr.Radio(list(SCOPES), value="object", label="Preset: concept type", info=helptext.SETTING["scope"])
+                e_speed = gr.Radio(list(SPEEDS), value="fast", label="Preset: settings", info=helptext.SETTING["speed"])
+                e_group = gr.Dropdown(list(PARAM_GROUPS), value="xattn", label="Parameter group",
+                                      info=helptext.SETTING["param_group"])
+                e_steps = Number(value=300, precision=0, label="Steps", info=helptext.SETTING["steps"], elem_id="erase-steps")
+                e_lr = Number(value=1e-3, label="Learning rate", info=helptext.SETTING["lr"], elem_id="erase-lr")
                 e_snap = Number(value=25, precision=0, label="Trajectory image every N steps (0 = none)",
-                                elem_id="erase-snapshot")
+                                info=helptext.SETTING["snapshot"], elem_id="erase-snapshot")
                 e_start = gr.Button("Start erasure", variant="primary", elem_id="erase-start")
             with gr.Column(scale=2):
                 e_job = gr.Dropdown([], label="Erase job", allow_custom_value=True, elem_id="erase-job")
@@ -133,11 +195,25 @@ def build(demo, model) -> SimpleNamespace:
                 e_files = gr.File(label="Downloads", file_count="multiple")
         form = [model, e_method, e_scope, e_speed]
         demo.load(erase_defaults, form, [e_group, e_steps, e_lr], api_name="erase_defaults")
+        # .input (a user's choice), not .change: showing a picked job's settings must not reset them to the presets'
         for w in (e_method, e_scope, e_speed):
-            w.change(erase_defaults, form, [e_group, e_steps, e_lr], api_visibility="private")
+            w.input(erase_defaults, form, [e_group, e_steps, e_lr], api_visibility="private")
+        # examples on the embedded model: clicking one fills the form with its presets' settings
+        gr.Examples([["embedded", "ap", "star", "object", "fast"], ["embedded", "esd", "red", "object", "fast"],
+                     ["embedded", "ap", "outline", "style", "fast"], ["embedded", "uce", "heart, moon", "object", "fast"]],
+                    [model, e_method, e_target, e_scope, e_speed], [e_group, e_steps, e_lr], erase_defaults_of_example,
+                    run_on_click=True, cache_examples=False, label="Examples (the embedded model)",
+                    example_labels=["erase star with AP", "erase red with ESD", "erase the outline style with AP",
+                                    "erase heart and moon with UCE"])
+        about = [model, e_method, e_speed, e_steps]
+        demo.load(method_help, about, e_help, api_visibility="private")
+        for w in (e_method, e_speed, e_steps):
+            w.change(method_help, about, e_help, api_visibility="private", show_progress="hidden")
         e_start.click(erase_start, [model, e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap],
                       e_job, api_name="erase_start")
         e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
+        settings = [e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap]
+        e_job.change(job_settings, e_job, settings, api_visibility="private")
         e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
         e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
         e_delta.click(download_delta, e_job, e_files, api_name="download_delta")

@@ -1,6 +1,10 @@
-"""The Jobs tab (every job, newest first) and the job actions every tab shares: cancel and resume."""
+"""The Jobs tab, a job manager: every job newest first with its created time and duration, filters by
+kind and state, and the actions on one job (open, cancel, resume, delete, rerun); cancel and resume are
+shared by the other tabs."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -9,19 +13,35 @@ from . import inputs, state
 from .guard import client_key, scrub
 from .guard import handler as user_errors
 
-COLUMNS = ["id", "kind", "state", "step", "total", "title", "message"]
+COLUMNS = ["id", "kind", "state", "progress", "title", "created", "duration", "message"]
+ALL = "all"
+KIND_FILTER = (ALL, "erase", "spectrum")
+STATE_FILTER = (ALL, "running", "queued", "done", "failed", "cancelled", "interrupted")
+
+
+def duration(seconds: float | None) -> str:
+    """12 s, 3 min 05 s, 1 h 02 min."""
+    s = int(round(seconds or 0))
+    if s < 60:
+        return f"{s} s"
+    return f"{s // 60} min {s % 60:02d} s" if s < 3600 else f"{s // 3600} h {s % 3600 // 60:02d} min"
 
 
 @user_errors
-def job_table() -> pd.DataFrame:
-    """API `job_list`: every job, newest first."""
-    return table(state.manager().jobs())
+def job_table(kind: str = ALL, job_state: str = ALL) -> pd.DataFrame:
+    """API `job_list`: the jobs of that kind and state ("all": any), newest first."""
+    return table(state.manager().jobs(), kind, job_state)
 
 
-def table(jobs) -> pd.DataFrame:
-    """The job list as shown: titles and messages without server paths."""
-    rows = [j.to_dict() | {"title": scrub(j.title), "message": scrub(j.message)} for j in jobs]
-    return pd.DataFrame(rows, columns=list(rows[0]) if rows else COLUMNS)[COLUMNS]
+def table(jobs, kind: str = ALL, job_state: str = ALL) -> pd.DataFrame:
+    """The job list as shown: filtered, titles and messages without server paths."""
+    kind = inputs.choice(kind or ALL, "Kind", KIND_FILTER)
+    job_state = inputs.choice(job_state or ALL, "State", STATE_FILTER)
+    rows = [{"id": j.id, "kind": j.kind, "state": j.state, "progress": f"{j.step} / {j.total or '?'}",
+             "title": scrub(j.title), "created": j.created, "duration": duration(j.run_s) if j.run_s else "",
+             "message": scrub(j.message)}
+            for j in jobs if kind in (ALL, j.kind) and job_state in (ALL, j.state)]
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 @user_errors
@@ -38,11 +58,82 @@ def job_resume(job_id: str, request: gr.Request = None) -> str:
     """API `job_resume`: continue an interrupted, cancelled or failed job from its last checkpoint."""
     job_id = inputs.job_id(job_id)
     state.manager().resume(job_id, client_key(request))
-    return f"{job_id} queued to resume"
+    return f"{job_id} queued to resume: {resume_point(job_id)}"
 
 
-def build() -> gr.Dataframe:
-    with gr.Tab("Jobs"):
-        j_table = gr.Dataframe(job_table, label="Jobs (newest first)", elem_id="job-table")
-        gr.Button("Refresh").click(job_table, None, j_table, api_name="job_list")
-    return j_table
+def resume_point(job_id: str) -> str:
+    """What a resume keeps, in words: an erasure restarts from its last checkpoint, so its step counter
+    may go back (e.g. from 17 to 12); the steps after it are run again with the same random draws."""
+    from erasure import RunFolder
+
+    job = state.manager().folder(job_id)
+    if job.kind != "erase":
+        return "concepts already scored are kept (cached), the rest are computed"
+    ckpts = RunFolder(job.run_path).checkpoints() if job.run_path.exists() else []
+    if not ckpts:
+        return "it has no checkpoint yet, so it starts again from step 0"
+    step = int(ckpts[-1].name.removeprefix("step_"))
+    return (f"it continues from its last checkpoint, at step {step}; the steps after it are run again with the "
+            "same random draws (the result equals an uninterrupted run's)")
+
+
+@user_errors
+def job_delete(job_id: str, request: gr.Request = None) -> str:
+    """API `job_delete`: remove a finished, failed, cancelled or interrupted job with its files."""
+    job_id = inputs.job_id(job_id)
+    state.manager().delete(job_id, client_key(request))
+    return f"deleted {job_id}"
+
+
+@user_errors
+def job_rerun(job_id: str, request: gr.Request = None) -> tuple[str, str]:
+    """API `job_rerun`: a new job with the same settings; returns (message, the new job's id)."""
+    new = state.manager().rerun(inputs.job_id(job_id), client_key(request))
+    return f"{job_id} started again as {new}", new
+
+
+@user_errors
+def job_open(job_id: str) -> tuple:
+    """API `job_open`: the tab that shows a job (a finished erasure: Results; an erasure under way: Erase;
+    a spectrum: Spectrum) and the job id for that tab's picker: (tab id, erase, results, spectrum)."""
+    info = state.manager().info(inputs.job_id(job_id))
+    if info.kind == "spectrum":
+        return "spectrum", gr.skip(), gr.skip(), info.id
+    if info.state == "done":
+        return "results", gr.skip(), info.id, gr.skip()
+    return "erase", info.id, gr.skip(), gr.skip()
+
+
+def pick_row(rows: pd.DataFrame, evt: gr.SelectData) -> str:
+    """A click on a row of the table picks its job."""
+    return str(rows.iloc[evt.index[0]]["id"]) if rows is not None and len(rows) else gr.skip()
+
+
+def build() -> SimpleNamespace:
+    """The tab; returns the table, its filters, the job picker and the buttons app.py wires to other tabs."""
+    with gr.Tab("Jobs", id="jobs"):
+        with gr.Row():
+            kind = gr.Radio(list(KIND_FILTER), value=ALL, label="Kind", elem_id="jobs-kind")
+            job_state = gr.Dropdown(list(STATE_FILTER), value=ALL, label="State", elem_id="jobs-state")
+            refresh = gr.Button("Refresh", scale=0)
+        j_table = gr.Dataframe(table([]), label="Jobs (newest first; click a row to pick it)", elem_id="job-table",
+                               interactive=False)
+        with gr.Row():
+            pick = gr.Dropdown([], label="Job", allow_custom_value=True, elem_id="jobs-pick", scale=2)
+            b_open = gr.Button("Open", variant="primary", elem_id="jobs-open", scale=0)
+            b_cancel = gr.Button("Cancel", elem_id="jobs-cancel", scale=0)
+            b_resume = gr.Button("Resume", elem_id="jobs-resume", scale=0)
+            b_rerun = gr.Button("Run again", elem_id="jobs-rerun", scale=0)
+            b_delete = gr.Button("Delete", variant="stop", elem_id="jobs-delete", scale=0)
+        msg = gr.Markdown(elem_id="jobs-message")
+        filters = [kind, job_state]
+        for w in filters:
+            w.change(job_table, filters, j_table, api_visibility="private")
+        refresh.click(job_table, filters, j_table, api_name="job_list")
+        j_table.select(pick_row, j_table, pick, api_visibility="private")
+        b_cancel.click(job_cancel, pick, msg, api_visibility="private")
+        b_resume.click(job_resume, pick, msg, api_visibility="private")
+        b_delete.click(job_delete, pick, msg, api_name="job_delete").then(job_table, filters, j_table,
+                                                                           api_visibility="private")
+        b_rerun.click(job_rerun, pick, [msg, pick], api_name="job_rerun")
+    return SimpleNamespace(table=j_table, filters=filters, pick=pick, open=b_open)

@@ -3,26 +3,55 @@ one listing of the jobs folder that every open browser tab shares (JobManager.jo
 
 from __future__ import annotations
 
+import functools
+
 import gradio as gr
 
 from . import state
 from .erase_tab import erase_view
-from .jobs_tab import table
+from .guard import scrub
+from .jobs_tab import ALL, job_open, table
 from .spectrum_tab import N_VIEWS, QUICK_ESD, spectrum_view
 
 EVERY_S = 2.0  # the timer's period; a listing younger than half of it is reused
 
 
-def refresh_choices():
-    """Job table and every job picker's choices (jobs appear, finish and get resumed meanwhile):
-    the table, erase jobs, spectrum runs (quick ESD + finished erasures), spectrum jobs, compare runs,
-    results (finished erasures)."""
+def refresh_choices(kind: str = ALL, job_state: str = ALL):
+    """Job table (with the Jobs tab's filters) and every job picker's choices (jobs appear, finish and get
+    resumed meanwhile): the table, erase jobs, spectrum runs (quick ESD + finished erasures), spectrum
+    jobs, compare runs, results (finished erasures), the Jobs tab's picker (every job)."""
     jobs = state.manager().jobs(max_age=EVERY_S / 2)
-    erasures = [j.id for j in jobs if j.kind == "erase"]
-    spectra = [j.id for j in jobs if j.kind == "spectrum"]
-    done = [j.id for j in jobs if j.kind == "erase" and j.state == "done"]
-    return (table(jobs), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
-            gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=done))
+    erasures = [labelled(j) for j in jobs if j.kind == "erase"]
+    spectra = [labelled(j) for j in jobs if j.kind == "spectrum"]
+    done = [labelled(j) for j in jobs if j.kind == "erase" and j.state == "done"]
+    return (table(jobs, kind, job_state), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
+            gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=done),
+            gr.Dropdown(choices=[labelled(j) for j in jobs]))
+
+
+def labelled(job) -> tuple[str, str]:
+    """A picker's (label, value): what the job is ("ap erases star from embedded (450 steps)"), then its id."""
+    return f"{scrub(job.title)} · {job.id}", job.id
+
+
+SELECTED = ("erase", "results", "spectrum")  # the pickers whose job a page reload brings back
+
+
+def remember(saved: dict, job_id: str, which: str) -> dict:
+    """The browser's record of the selected jobs, with `which` set to `job_id`."""
+    return {**(saved or {}), which: job_id or ""}
+
+
+def restore(saved: dict) -> tuple:
+    """The selected jobs of the last visit (per picker in SELECTED order), those that still exist."""
+    return tuple(job if (job := (saved or {}).get(w)) and info_or_none(job) is not None else gr.skip()
+                 for w in SELECTED)
+
+
+def open_job(job_id: str) -> tuple:
+    """The Jobs tab's Open: switch to the job's tab with it picked."""
+    tab, *pickers = job_open(job_id)
+    return (gr.Tabs(selected=tab), *pickers)
 
 
 def info_or_none(job_id: str):
@@ -78,13 +107,20 @@ def poll_spectrum(job_id: str, seen: str):
     return (*spectrum_view(job_id, info), key)
 
 
-def wire(demo, pickers: list, erase, spectrum, results, tabs) -> None:
+def wire(demo, pickers: list, erase, spectrum, results, jobs, tabs) -> None:
     """Refresh `pickers` (the outputs of refresh_choices, in its order) on page load and every tick, and
-    the selected erase and spectrum jobs' views while they change (a finished erasure opens `results`)."""
-    demo.load(refresh_choices, None, pickers, api_visibility="private")
+    the selected erase and spectrum jobs' views while they change (a finished erasure opens `results`);
+    the selected jobs are kept in the browser, so a reload shows them again; the Jobs tab's Open."""
+    demo.load(refresh_choices, jobs.filters, pickers, api_visibility="private")
     timer = gr.Timer(EVERY_S)
     quiet = {"api_visibility": "private", "concurrency_limit": None, "show_progress": "hidden"}
-    timer.tick(refresh_choices, None, pickers, **quiet)
+    timer.tick(refresh_choices, jobs.filters, pickers, **quiet)
+    saved = gr.BrowserState({w: "" for w in SELECTED}, storage_key="cse-selected-jobs")
+    selected = [erase.job, results.job, spectrum.job]  # SELECTED's order
+    for which, picker in zip(SELECTED, selected):
+        picker.change(functools.partial(remember, which=which), [saved, picker], saved, **quiet)
+    demo.load(restore, saved, selected, api_visibility="private")
+    jobs.open.click(open_job, jobs.pick, [tabs, *selected], api_visibility="private")
     e_seen, s_seen, r_seen = gr.State(""), gr.State(""), gr.State("")
     timer.tick(poll_erase, [erase.job, e_seen], [*erase.views, tabs, results.job, e_seen], **quiet)
     timer.tick(poll_spectrum, [spectrum.job, s_seen], [*spectrum.views, s_seen], **quiet)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from backends import DTYPES, generate, grid
+from backends import DTYPES, EMBEDDED, generate, grid
+from backends.vocab import unknown_prompt_words, world_words
 
 from . import inputs, state
 from .guard import Number, Slider
 from .guard import handler as user_errors
+from .helptext import SETTING
 
 
 @user_errors
@@ -44,10 +46,20 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
     n = inputs.whole(n_images, f"Number of images (between 1 and {most})", 1, most)
     settings = state.sampler(steps, guidance)
     seeds = [inputs.seed(seed, "First seed") + i for i in range(n)]
+    unknown = unknown_prompt_words(model, prompt)
+    if unknown:  # drawn anyway (the user may want to see it), but said once, plainly
+        gr.Warning(f"the embedded model never saw {', '.join(map(repr, unknown[:5]))} in training, so those words "
+                   "add noise, not content; click its words under the prompt to use them", duration=8)
     with state.cancellable(request) as token:
         images = generate(state.pipeline(model, device, dtype), [prompt] * len(seeds), seeds, settings, cancel=token,
                           progress=lambda done, total: progress(done / total, desc="sampling"))
     return state.enlarge(grid(images, min(len(seeds), 4)))
+
+
+def add_word(prompt: str, sample: list) -> str:
+    """A clicked vocabulary word appended to the prompt (a shape replaces nothing: the user edits)."""
+    word = sample[0] if isinstance(sample, list | tuple) and sample else ""
+    return f"{(prompt or '').rstrip()} {word}".strip() if isinstance(word, str) and word else prompt
 
 
 @user_errors
@@ -65,14 +77,21 @@ def build(model) -> tuple:
         with gr.Row():
             with gr.Column(scale=1):
                 device = gr.Dropdown(["cpu", "cuda"], value=state.DEVICE, label="Device")
-                dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype")
+                dtype = gr.Dropdown(list(DTYPES), value="float32", label="Dtype",
+                                    info="weights' precision for Generate and Compare; bfloat16 halves memory "
+                                         "(FLUX: ~33 GB instead of ~67 GB)")
                 load = gr.Button("Load model")
                 info = gr.Markdown(elem_id="model-info")
-                prompt = gr.Textbox(value="a red star", label="Prompt")
-                seed = Number(value=0, precision=0, label="First seed")
+                prompt = gr.Textbox(value="a red star", label="Prompt", elem_id="generate-prompt")
+                words = gr.Dataset(components=["textbox"], samples=[[w] for w in world_words()],
+                                   label="The embedded model's words (click to add one to the prompt)",
+                                   samples_per_page=len(world_words()), elem_id="world-words")
+                seed = Number(value=0, precision=0, label="First seed",
+                              info="image i uses seed + i; the same seeds give the same images on every model")
                 n_images = Slider(1, state.LIMITS.max_images, value=8, step=1, label="Images")
-                steps = Slider(1, state.LIMITS.max_sampler_steps, value=25, step=1, label="Sampler steps")
-                guidance = Slider(0, 15, value=5.0, step=0.5, label="Guidance scale")
+                steps = Slider(1, state.LIMITS.max_sampler_steps, value=25, step=1, label="Sampler steps",
+                               info=SETTING["sampler_steps"])
+                guidance = Slider(0, 15, value=5.0, step=0.5, label="Guidance scale", info=SETTING["guidance"])
                 with gr.Row():
                     run = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", elem_id="generate-stop")
@@ -81,5 +100,7 @@ def build(model) -> tuple:
         load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
         run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
                   concurrency_id="interactive")
+        model.change(lambda m: gr.Dataset(visible=m == EMBEDDED), model, words, api_visibility="private")
+        words.click(add_word, [prompt, words], prompt, api_visibility="private", show_progress="hidden")
         stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
     return device, dtype

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 import numpy as np
+import pandas as pd
 
 from backends import EMBEDDED
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
@@ -16,6 +17,7 @@ from . import inputs, state
 from .compare_tab import recognition_table
 from .guard import Number, Slider, client_key, scrub
 from .guard import handler as user_errors
+from .helptext import placeholder
 
 KEPT = {EMBEDDED: ["a red heart", "a green circle", "a yellow moon", "a blue square"],  # the grid's kept rows
         None: ["a photo of a dog", "a city street at night", "a bowl of fruit", "a portrait of a woman"]}
@@ -142,19 +144,26 @@ def results_spectrum(spectrum_job: str, top_n: float = 15) -> tuple:
     from sensitivity import figures, load_spectrum
 
     if not spectrum_job:
-        return "No spectrum of this run yet: choose a vocabulary and press *Compute spectrum*.", None, None
+        return ("No spectrum of this run yet: choose a vocabulary and press *Compute spectrum*.",
+                placeholder("no spectrum of this run yet"), empty_table())
     job_id = inputs.job_id(spectrum_job, "Spectrum job")
     info = state.manager().info(job_id)
     text = scrub(f"Spectrum **{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}")
     csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
     if info.state != "done" or not csv.exists():
-        return text + "\n\nIts plot and table appear here when it finishes.", None, None
+        done = "the most affected concepts appear here when it finishes" if info.state in ("running", "queued") \
+            else f"no spectrum: the job is {info.state}"
+        return text + "\n\nIts plot and table appear here when it finishes.", placeholder(done), empty_table()
     df = load_spectrum(csv.parent)
     column = "delta" if df["delta"].notna().any() else "proxy"
     n = inputs.whole(top_n, "Top N", 1, 1000)  # the table; the plot shows the top 10
     table = df.sort_values(column, ascending=False).head(n)[["concept", "kind", column]].round(4)
     return (text + "\n\nClick a concept in the table to see it drawn before and after.",
             figures.top_affected(df, min(n, 10), column), table)
+
+
+def empty_table() -> pd.DataFrame:  # noqa: N802 (a constant's shape, made fresh: Gradio may keep the object)
+    return pd.DataFrame(columns=["concept", "kind", "delta"])
 
 
 def picked_concept(evt: gr.SelectData) -> str:
@@ -183,7 +192,8 @@ def build(model_device_dtype) -> SimpleNamespace:
             with gr.Column(scale=4):
                 r_heat = gr.Plot(label="Search distribution over training", elem_id="results-heatmap")
                 r_spec_status = gr.Markdown(elem_id="results-spectrum-status")
-                r_spec_plot = gr.Plot(label="Spectrum: the most affected concepts", elem_id="results-spectrum-plot")
+                r_spec_plot = gr.Plot(placeholder("no spectrum of this run yet"), label="Spectrum: the most affected concepts",
+                                      elem_id="results-spectrum-plot")
         with gr.Accordion("Prompts and seeds of the before / after image", open=False):
             with gr.Row():
                 r_prompts = gr.Textbox(lines=4, scale=3,
@@ -207,7 +217,7 @@ def build(model_device_dtype) -> SimpleNamespace:
             r_spec_go = gr.Button("Compute spectrum", elem_id="results-spectrum-go", scale=1)
         r_spec_job = gr.Textbox(label="Spectrum job", interactive=False, elem_id="results-spectrum-job")
         with gr.Row():
-            r_spec_table = gr.Dataframe(label="Most affected concepts (click one)", interactive=False,
+            r_spec_table = gr.Dataframe(empty_table(), label="Most affected concepts (click one)", interactive=False,
                                         elem_id="results-spectrum-table")
             with gr.Column():
                 r_concept = gr.Textbox(label="Concept (or type one and press Enter)", elem_id="results-concept")

@@ -7,15 +7,19 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+import pandas as pd
 
+from sensitivity.request import QUICK_ESD_STEP
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
 
 from . import inputs, state
 from .guard import Number, client_key, scrub
 from .guard import handler as user_errors
+from .helptext import SETTING, placeholder
 from .jobs_tab import job_cancel
 
+TABLE_COLUMNS = ["concept", "kind", "delta", "proxy", "text_sim"]  # the top table's columns (proxy-only: no delta)
 QUICK_ESD = "quick ESD erasure (fast preset)"  # the run picker's choice that erases with ESD first
 N_VIEWS = 6  # status, histogram, most affected, scatter, table, CSV
 
@@ -63,13 +67,17 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
 
     if info.kind != "spectrum":
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
-    text = f"**{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}"
-    if info.message and info.state != "done":
+    erasing = info.message.startswith(QUICK_ESD_STEP.split("{")[0]) and info.state != "done"
+    done = info.message if erasing else f"{info.step} / {info.total or '?'} concepts"  # the erasure's steps first
+    text = f"**{info.state}** — {done}. {info.title}"
+    if info.message and info.state != "done" and not erasing:
         text += f"\n\n{info.message}"
     text = scrub(text)
     csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
     if info.state != "done" or not csv.exists():
-        return (text,) + (None,) * (N_VIEWS - 1)
+        wait = placeholder("the figures appear here when the spectrum is done" if info.state in ("running", "queued")
+                           else f"no spectrum: the job is {info.state}")
+        return text, wait, wait, wait, pd.DataFrame(columns=TABLE_COLUMNS), None
     df = load_spectrum(csv.parent)
     column = "delta" if df["delta"].notna().any() else "proxy"
     top = df.sort_values(column, ascending=False).head(int(top_n))
@@ -90,29 +98,34 @@ def download_csv(job_id: str) -> str:
 
 def build(model) -> SimpleNamespace:
     """The tab; returns its run and job pickers and the N_VIEWS views the live updates refresh."""
-    with gr.Tab("Spectrum"):
+    with gr.Tab("Spectrum", id="spectrum"):
         with gr.Row():
             with gr.Column(scale=1):
                 s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
                 s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
                                     allow_custom_value=True, elem_id="spectrum-run")
-                s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary")
+                s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary",
+                                      info="the concepts to measure: world = the embedded model's 25 words")
                 s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
                                  type="filepath")
-                s_size = Number(value=0, precision=0, label="First N words (0 = all)")
-                s_k = Number(value=8, precision=0, label="Samples per concept (k)", elem_id="spectrum-k")
-                s_steps = Number(value=25, precision=0, label="Sampler steps", elem_id="spectrum-steps")
-                s_guidance = Number(value=5.0, label="Guidance")
-                s_seed = Number(value=0, precision=0, label="First seed")
-                s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)")
+                s_size = Number(value=0, precision=0, label="First N words (0 = all)",
+                                info="measure only the vocabulary's first N words (most frequent first)")
+                s_k = Number(value=8, precision=0, label="Samples per concept (k)", info=SETTING["k"], elem_id="spectrum-k")
+                s_steps = Number(value=25, precision=0, label="Sampler steps", info=SETTING["sampler_steps"],
+                                 elem_id="spectrum-steps")
+                s_guidance = Number(value=5.0, label="Guidance", info=SETTING["guidance"])
+                s_seed = Number(value=0, precision=0, label="First seed",
+                                info="both models draw from the same seeds, so δ is the erasure's effect alone")
+                s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)", info=SETTING["proxy_only"])
                 s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
             with gr.Column(scale=2):
                 s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
                 s_status = gr.Markdown(elem_id="spectrum-status")
-                s_hist = gr.Plot(label="Histogram")
-                s_top = gr.Plot(label="Most affected")
-                s_scatter = gr.Plot(label="Similarity vs damage")
-                s_table = gr.Dataframe(label="Top concepts", elem_id="spectrum-table")
+                s_hist = gr.Plot(placeholder(), label="Histogram")
+                s_top = gr.Plot(placeholder(), label="Most affected")
+                s_scatter = gr.Plot(placeholder(), label="Similarity vs damage")
+                s_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Top concepts",
+                                       elem_id="spectrum-table")
                 s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
         views = [s_status, s_hist, s_top, s_scatter, s_table, s_csv]
         s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,

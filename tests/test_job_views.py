@@ -1,0 +1,135 @@
+"""What the app shows about jobs: the ETA (snapshots counted, smoothed), resume explanations, the job
+table's filters and durations, and the Erase form filled from a picked job."""
+
+import pandas as pd
+import pytest
+
+from erasure.trajectory import progress
+from jobs import JobManager
+from jobs.store import JobInfo
+from ui import erase_tab, jobs_tab, live, state
+
+
+def _events(step_s: float, snap_s: float, steps: int, total: int, every: int, first: int = 0) -> list[dict]:
+    """Events of a run that takes step_s per step and snap_s per snapshot (every `every` steps and at step 1)."""
+    t, out = 0.0, [{"kind": "start", "step": first, "total": total, "elapsed_s": 0.0}]
+    for s in range(first + 1, first + steps + 1):
+        t += step_s
+        out.append({"kind": "step", "step": s, "total": total, "elapsed_s": t})
+        if s % every == 0 or s == 1:
+            t += snap_s
+            out.append({"kind": "snapshot", "step": s, "total": total, "elapsed_s": t})
+    return out
+
+
+def test_the_eta_counts_the_remaining_snapshots_and_does_not_climb():
+    # 1 s per step, 30 s per snapshot every 25 steps, 120 steps: the old estimate (remaining x elapsed /
+    # done) climbed as snapshots accumulated; the new one is what is actually left
+    etas = [progress(_events(1.0, 30.0, n, 120, 25), 25)["eta_s"] for n in (10, 40, 80)]
+    left = [(120 - n) + 30 * sum(1 for s in range(n + 1, 121) if s % 25 == 0) for n in (10, 40, 80)]
+    assert etas == pytest.approx(left)
+    assert etas == sorted(etas, reverse=True)  # it only goes down
+    slow = _events(1.0, 30.0, 40, 120, 25)
+    for e in slow[21:]:  # one step 50 s slower (a checkpoint): the median step time does not move
+        e["elapsed_s"] += 50.0
+    assert progress(slow, 25)["eta_s"] == pytest.approx(etas[1])
+
+
+def test_progress_phases_and_the_resume_point():
+    p = progress(_events(1.0, 0.0, 12, 12, 100), 0)
+    assert p["phase"] == "finishing" and p["eta_s"] == 0.0  # every step done, the result not yet saved
+    done = progress(_events(1.0, 0.0, 12, 12, 100) + [{"kind": "done", "step": 12, "total": 12, "elapsed_s": 13}])
+    assert done["phase"] == "done" and done["resumed_at"] is None
+    resumed = _events(1.0, 0.0, 12, 20, 100) + _events(1.0, 0.0, 3, 20, 100, first=12)
+    assert progress(resumed)["resumed_at"] == 12 and progress(resumed)["step"] == 15
+
+
+def _info(id_, kind, state_, run_s=0.0):
+    return JobInfo(id_, kind, f"{kind} job", state_, 1, 4, "", "2026-12-03 09:00:00", "/srv/x", run_s)
+
+
+def test_the_job_table_filters_by_kind_and_state_and_shows_durations():
+    jobs = [_info("erase-20261203-090002-000", "erase", "done", 185.0),
+            _info("spectrum-20261203-090001-000", "spectrum", "running", 7.0),
+            _info("erase-20261203-090000-000", "erase", "failed")]
+    assert list(jobs_tab.table(jobs)["id"]) == [j.id for j in jobs]
+    assert list(jobs_tab.table(jobs, "erase")["state"]) == ["done", "failed"]
+    assert list(jobs_tab.table(jobs, "all", "running")["kind"]) == ["spectrum"]
+    assert jobs_tab.table(jobs, "spectrum", "done").empty and list(jobs_tab.table([]).columns) == jobs_tab.COLUMNS
+    assert list(jobs_tab.table(jobs)["duration"]) == ["3 min 05 s", "7 s", ""]
+    with pytest.raises(ValueError, match="Kind must be one of all, erase, spectrum"):
+        jobs_tab.table(jobs, "training")
+
+
+@pytest.fixture()
+def app_jobs(tmp_path, monkeypatch):
+    manager = JobManager(tmp_path / "jobs")
+    monkeypatch.setattr(state, "_manager", manager)
+    return manager
+
+
+def test_a_picked_job_fills_the_erase_form_and_opens_in_its_tab(app_jobs):
+    params = {"model": "embedded", "method": "esd", "targets": ["star", "heart"], "presets": "object,fast",
+              "overrides": {"steps": 3, "lr": 2e-4, "param_group": "xattn", "snapshot_every": 0}}
+    job = app_jobs.submit("erase", params)
+    assert erase_tab.erase_settings(job) == ("esd", "star, heart", "object", "fast", "xattn", 3, 2e-4, 0)
+    assert jobs_tab.job_open(job)[0] in ("erase", "results")
+    app_jobs.wait(job, 300)
+    tab, erase, results, spectrum = jobs_tab.job_open(job)
+    assert tab == "results" and results == job  # a finished erasure lands on its Results view
+    assert "last checkpoint, at step 2;" in jobs_tab.resume_point(job)  # checkpoint_every 1: steps 1, 2 (not 3)
+
+
+def test_the_selection_survives_a_reload_only_for_jobs_that_still_exist(app_jobs):
+    job = app_jobs.submit("erase", {"model": "embedded", "method": "esd", "targets": ["star"],
+                                    "presets": "object,fast", "overrides": {"steps": 2}})
+    saved = live.remember(live.remember({}, job, which="erase"), "erase-20000101-000000-000", which="results")
+    erase, results, spectrum = live.restore(saved)
+    assert erase == job and not isinstance(results, str) and not isinstance(spectrum, str)  # skipped
+    app_jobs.wait(job, 300)
+
+
+def test_pick_row_takes_the_clicked_rows_id():
+    class Click:
+        index = (1, 3)
+
+    rows = pd.DataFrame({"id": ["a", "b"], "kind": ["erase", "spectrum"]})
+    assert jobs_tab.pick_row(rows, Click()) == "b"
+
+
+def test_generate_names_the_words_the_embedded_model_never_saw():
+    from backends.vocab import unknown_prompt_words
+    from ui import model_tab
+
+    assert unknown_prompt_words("embedded", "a picture of a red star on a striped background") == []
+    assert unknown_prompt_words("embedded", "A zebra in the RED sky, a zebra") == ["zebra", "in", "the", "sky"]
+    assert unknown_prompt_words("sd-1.4", "a zebra") == []  # open-text models know any word
+    assert model_tab.add_word("a red", ["star"]) == "a red star" and model_tab.add_word("", ["moon"]) == "moon"
+    assert model_tab.add_word("a red", None) == "a red"
+
+
+def test_the_method_help_gives_the_papers_settings_and_a_measured_time():
+    from ui import erase_tab, helptext
+
+    text = erase_tab.method_help("embedded", "ap", "fast", 450)
+    assert text.startswith("**AP: ") and "Paper: lr 1e-5, 1000 steps" in text
+    per = helptext.seconds_per_step()[("ap", "fast")]
+    assert f"About {per * 450 / 60:.0f} min for 450 steps" in text  # the measured rate times the steps
+    assert "measured there only" in erase_tab.method_help("sd-1.4", "ap", "fast", 450)
+    assert "under a second" in erase_tab.method_help("embedded", "uce", "fast", 1)
+    assert erase_tab.method_help("embedded", "ap", "fast", -3) == ""  # a bad value: the form says so on submit
+    assert [v for _, v in helptext.method_choices()] == list(erase_tab.list_methods())
+
+
+def test_a_running_spectrum_shows_placeholders_not_empty_frames(tmp_path, monkeypatch):
+    from ui import spectrum_tab
+
+    app_jobs = JobManager(tmp_path / "jobs", workers=0)  # it stays queued: only its view is looked at
+    monkeypatch.setattr(state, "_manager", app_jobs)
+    job = app_jobs.submit("spectrum", {"model": "embedded", "targets": ["star"],
+                                       "config": {"vocab": "world", "proxy_only": True}})
+    info = app_jobs.info(job)
+    info.state = "running"
+    text, hist, top, scatter, table, csv = spectrum_tab.spectrum_view(job, info)
+    assert "when the spectrum is done" in hist.layout.annotations[0].text and top is hist and csv is None
+    assert list(table.columns) == spectrum_tab.TABLE_COLUMNS and table.empty
