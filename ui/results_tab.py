@@ -162,7 +162,8 @@ def results_spectrum(spectrum_job: str, top_n: float = 15) -> tuple:
             figures.top_affected(df, min(n, 10), column), table)
 
 
-def empty_table() -> pd.DataFrame:  # noqa: N802 (a constant's shape, made fresh: Gradio may keep the object)
+def empty_table() -> pd.DataFrame:
+    """The top table's columns with no rows (an empty table without them shows '1 2 3')."""
     return pd.DataFrame(columns=["concept", "kind", "delta"])
 
 
