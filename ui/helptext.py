@@ -51,7 +51,7 @@ def method_choices() -> list[tuple[str, str]]:
 def seconds_per_step() -> dict[tuple[str, str], float]:
     """(method, speed) -> seconds per step measured on the embedded model (2 CPU cores), from the
     report's one-shape protocol (object,fast) and the fast-vs-reference benchmark (AP reference)."""
-    from erasure import resolve_config
+    from erasure import EraseRequest
 
     out = {}
     names = {"ESD": "esd", "CA": "ca", "AP": "ap", "MCE": "mce", "AGE": "age", "AP (reference)": "ap"}
@@ -63,7 +63,7 @@ def seconds_per_step() -> dict[tuple[str, str], float]:
             method = names.get(row["method"])
             if method is None or (speed == "reference") != row["method"].endswith("(reference)"):
                 continue
-            steps = resolve_config(method, "embedded", f"object,{speed}", targets=["star"]).steps
+            steps = EraseRequest("embedded", method, ("star",), f"object,{speed}").check().steps
             out[(method, speed)] = row["wall_s"] / steps
     return out
 
