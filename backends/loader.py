@@ -18,7 +18,7 @@ import torch
 
 from .families import family_named, family_of
 from .family import Family
-from .offload import DoesNotFitError, place
+from .offload import DoesNotFitError, components, place
 from .offload import check_mode as offload_mode
 from .offload import plan as offload_plan
 from .paths import ASSETS, EMBEDDED
@@ -164,27 +164,26 @@ def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dty
 
 def place_pipeline(pipe, device, offload: str = "none"):
     """Move `pipe` to `device` whole or offloaded (backends.offload.plan), after checking it fits."""
+    return place(pipe, device, _checked_plan(pipe, device, offload))
+
+
+def _checked_plan(pipe, device, offload: str) -> str:
     try:
-        mode = offload_plan(pipe, device, offload)
+        return offload_plan(pipe, device, offload)
     except DoesNotFitError as e:  # one error type for every model that cannot be loaded here
         raise ModelUnavailableError(str(e)) from None
-    return place(pipe, device, mode)
 
 
 def weight_bytes(pipe, device=None) -> int:
     """Bytes of every parameter and buffer of the pipeline's modules (only those on `device` if given)."""
-    modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-    return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()]
+    return sum(t.numel() * t.element_size() for m in components(pipe).values() for t in [*m.parameters(), *m.buffers()]
                if device is None or t.device == torch.device(device))
 
 
 def check_weights_fit(pipe, device) -> None:
     """A pipeline larger than its GPU's free memory is refused before `.to(device)` (a CUDA
     out-of-memory error half-way through the move would leave nothing usable), saying what to change."""
-    try:
-        offload_plan(pipe, device, "none")
-    except DoesNotFitError as e:
-        raise ModelUnavailableError(str(e)) from None
+    _checked_plan(pipe, device, "none")
 
 
 SLICE_FROM_PX = 256  # images this large decode one at a time

@@ -49,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _progress():
     from tqdm import tqdm
 
+    from .request import is_quick_esd_step
+
     bar = None
 
     def callback(done: int, total: int, concept: str) -> None:
         nonlocal bar
-        erasing = concept.startswith("quick ESD")  # the quick erasure's steps come first, then the concepts
+        erasing = is_quick_esd_step(concept)  # the quick erasure's steps come first, then the concepts
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()

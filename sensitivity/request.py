@@ -85,6 +85,7 @@ def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = N
     stops on `cancel`; a restarted job keeps a finished one and resumes a stopped one from its checkpoint.
     `on_erasure()` is called before the quick erasure starts (a progress line)."""
     from .results import check_writable, save_spectrum
+    from .spectrum import compute_spectrum
 
     config, concepts = request.check()
     out = check_writable(out)
@@ -96,8 +97,6 @@ def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = N
                 on_erasure()
             _quick_erasure(request, config, folder, progress, cancel)
         erased = str(folder)
-    from .spectrum import compute_spectrum
-
     t0 = time.perf_counter()
     df = compute_spectrum(request.model, erased, config, device=request.device, address=request.address,
                           workers=request.workers, progress=progress, cancel=cancel, concepts=concepts)
@@ -106,6 +105,12 @@ def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = N
 
 
 QUICK_ESD_STEP = "quick ESD erasure: step {} / {}"  # the progress line of the erasure before a spectrum
+QUICK_ESD_CHECKPOINT = 20  # steps between the quick erasure's checkpoints (a cancel loses at most this many)
+
+
+def is_quick_esd_step(message: str) -> bool:
+    """Whether a progress line is the quick erasure's (its steps come before the spectrum's concepts)."""
+    return message.startswith(QUICK_ESD_STEP.split("{")[0])
 
 
 def _quick_erasure(request: SpectrumRequest, config, folder: Path, progress, cancel) -> None:
@@ -127,5 +132,3 @@ def _quick_erasure(request: SpectrumRequest, config, folder: Path, progress, can
     quick_erasure(request.model, config.targets, folder, template=config.template, dtype=config.dtype,
                   checkpoint_every=QUICK_ESD_CHECKPOINT, **kwargs)
 
-
-QUICK_ESD_CHECKPOINT = 20  # steps between the quick erasure's checkpoints (a cancel loses at most this many)

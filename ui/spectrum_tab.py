@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from sensitivity.request import QUICK_ESD_STEP
+from sensitivity.request import is_quick_esd_step
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
 
@@ -67,7 +67,7 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
 
     if info.kind != "spectrum":
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
-    erasing = info.message.startswith(QUICK_ESD_STEP.split("{")[0]) and info.state != "done"
+    erasing = is_quick_esd_step(info.message) and info.state != "done"
     done = info.message if erasing else f"{info.step} / {info.total or '?'} concepts"  # the erasure's steps first
     text = f"**{info.state}** — {done}. {info.title}"
     if info.message and info.state != "done" and not erasing:
