@@ -23,6 +23,7 @@ import gradio as gr
 from backends import EMBEDDED, PRESETS
 from ui import compare_tab, erase_tab, jobs_tab, live, model_tab, results_tab, spectrum_tab
 from ui.guard import Blocks
+from ui.theme import CSS, theme
 
 
 def build_ui() -> gr.Blocks:
@@ -49,4 +50,5 @@ if __name__ == "__main__":
     build_ui().queue(default_concurrency_limit=1).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("PORT", "7860")),
+        theme=theme(), css=CSS,
     )

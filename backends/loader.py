@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .building import serialised
 from .families import family_named, family_of
 from .family import Family
 from .offload import DoesNotFitError, components, place
@@ -135,6 +136,7 @@ def torch_dtype(name: str) -> torch.dtype:
     return DTYPES[name]
 
 
+@serialised  # diffusers builds models under a process-wide patch (backends.building)
 def load_pipeline(model: str = EMBEDDED, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
                   offload: str = "auto"):
     """Load a text-to-image pipeline; device and dtype are explicit (CPU/float32 by default).
@@ -235,6 +237,7 @@ def _cached_index(repo: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
+@serialised
 def load_classifier(device: str | torch.device = "cpu"):
     """The embedded world classifier (one head per attribute)."""
     from shapesworld.classifier import WorldClassifier
@@ -242,6 +245,7 @@ def load_classifier(device: str | torch.device = "cpu"):
     return WorldClassifier.load(ASSETS / "classifier").to(device)
 
 
+@serialised
 def load_embedded_clip(device: str | torch.device = "cpu"):
     """The embedded open_clip CLIP and its tokenizer function (texts -> ids)."""
     from open_clip.model import CLIP

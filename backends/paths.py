@@ -4,3 +4,4 @@ from pathlib import Path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "embedded"  # the embedded pipeline, CLIP, classifier
 EMBEDDED = "embedded"  # the model id of the shipped pipeline (ASSETS / "pipeline")
+SHARED_ASSETS = ASSETS.parent  # files for every model: prompt sets (prompts/), vocabularies (vocab/)

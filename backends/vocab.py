@@ -1,15 +1,21 @@
 """Concept vocabularies shared by erasure (AP's search space) and the sensitivity spectrum.
 
-`clip-words`: whole-word tokens of the CLIP BPE vocabulary (alphabetic, >= 3 letters) in merge
-order, which approximates frequency; `clip-all`: every one of the 49,408 tokens that is a word
-(letters only, end-of-word marker dropped, each spelling once: the paper's CLIP vocabulary);
-`world`: the embedded world's words.
+`english`: the 20,000 most frequent English words (letters only, >= 3 long; assets/vocab/english.txt,
+from the wordfreq package), most frequent first; `imagenet`: ImageNet-1k's 1,000 class names (torchvision's
+weight metadata, no download); `imagenette`: its 10-class subset; `clip-words`: end-of-word tokens of the
+CLIP BPE vocabulary (alphabetic, >= 3 letters) in merge order, which approximates frequency; they are
+not all words: an end-of-word token is also the last piece of longer words ("ility", "aking"), so
+`english` is the list of real words; `clip-all`: every one of the 49,408 tokens that is letters only
+(end-of-word marker dropped, each spelling once: the paper's CLIP vocabulary); `world`: the embedded
+world's words.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+
+from .paths import SHARED_ASSETS
 
 WORD = re.compile(r"^[a-z]{3,}$")
 
@@ -48,6 +54,30 @@ def _clip_all() -> tuple[str, ...]:
 def clip_all() -> list[str]:
     """All word tokens of the CLIP vocabulary (about 3/4 of its 49,408 entries), in token order."""
     return list(_clip_all())
+
+
+@functools.lru_cache(maxsize=1)
+def _english() -> tuple[str, ...]:
+    return tuple((SHARED_ASSETS / "vocab" / "english.txt").read_text().split())
+
+
+def english(n: int | None = None) -> list[str]:
+    """The n most frequent English words (all 20,000 when n is None)."""
+    if n is not None and n <= 0:
+        raise ValueError(f"english size must be positive, got {n}")
+    return list(_english()[:n] if n else _english())
+
+
+def imagenet() -> list[str]:
+    """ImageNet-1k's class names in class order (one name per class, as torchvision labels them)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def imagenette() -> list[str]:
+    """Imagenette's 10 ImageNet classes (the object-erasure benchmark of ESD, UCE and AP)."""
+    return (SHARED_ASSETS / "prompts" / "imagenette.txt").read_text().splitlines()
 
 
 def world_words() -> list[str]:
@@ -91,12 +121,21 @@ def unknown_prompt_words(model: str, prompt: str) -> list[str]:
     return list(dict.fromkeys(w for w in words if w not in known))
 
 
+# name -> the vocabulary's first `size` concepts (size None: all); a new vocabulary is one entry here
+SIZED = {"english": english, "clip-words": clip_words}
+FIXED = {"imagenet": imagenet, "imagenette": imagenette, "world": world_words}
+VOCABULARIES = (*SIZED, *FIXED, "world+clip-words")
+
+
 def get_vocabulary(name: str, size: int | None = None) -> list[str]:
-    """A named vocabulary: 'clip-words', 'world' or 'world+clip-words' (world words first)."""
-    if name == "clip-words":
-        return clip_words(size)
-    if name == "world":
-        return world_words()
+    """A named vocabulary (VOCABULARIES); `size` keeps its first N concepts; 'world+clip-words' is the
+    world's words, then the first N clip-words."""
+    if name in SIZED:
+        return SIZED[name](size)
+    if size is not None and size <= 0:
+        raise ValueError(f"{name} size must be positive, got {size}")
+    if name in FIXED:
+        return FIXED[name]()[:size] if size else FIXED[name]()
     if name == "world+clip-words":
         return list(dict.fromkeys(world_words() + clip_words(size)))
-    raise ValueError(f"unknown vocabulary {name!r}; valid: clip-words, world, world+clip-words")
+    raise ValueError(f"unknown vocabulary {name!r}; valid: {', '.join(VOCABULARIES)}")

@@ -30,8 +30,8 @@ from .search_space import build_search_space, check_search_settings
 
 @dataclass
 class AGEConfig(EraseConfig):
-    vocab: str = "clip-words"  # search vocabulary (backends.vocab); the paper: ImageNet class names for objects
-    vocab_size: int = 10000  # first N clip-words
+    vocab: str = "imagenet"  # search vocabulary (backends.vocab.VOCABULARIES); the paper: ImageNet class names for objects
+    vocab_size: int = 10000  # its first N concepts (all 1,000 of imagenet)
     k_closest: int = 100  # words nearest the target that k-means thins out (the paper's object setting)
     n_centres: int = 100  # |R|: concepts the target ranges over
     n_iter: int = 1  # steps on pi between two steps on theta' (the reference alternates one and one)

@@ -19,6 +19,7 @@ import torch
 
 from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
+from backends.vocab import VOCABULARIES
 
 from .config import EraseConfig
 from .diffusion import sample_until
@@ -28,15 +29,14 @@ from .search_space import build_search_space, check_search_settings
 from .state import load_optimizer
 
 PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd")
-VOCABULARIES = ("clip-words", "world", "world+clip-words")
 
 
 @dataclass
 class APConfig(EraseConfig):
     preserve: str = "adversarial"  # adversarial | none | neutral | fixed | pgd
     fixed_concept: str = ""  # the concept kept when preserve == "fixed" (e.g. "road", "person")
-    vocab: str = "clip-words"  # search vocabulary (backends.vocab): clip-words | world | world+clip-words
-    vocab_size: int = 10000  # first N clip-words
+    vocab: str = "english"  # search vocabulary (backends.vocab.VOCABULARIES); the reference code: English words
+    vocab_size: int = 10000  # its first N words (english, clip-words: most frequent first)
     k_closest: int = 1000  # words nearest the target that k-means thins out
     n_centres: int = 100  # |R|: concepts pi ranges over
     n_iter: int = 2  # ascent steps on pi per outer step (paper: more hurts preservation)
@@ -173,8 +173,8 @@ class AP:
     # prompt, so they would crowd the search space with copies of "".
     PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
     # the search space R holds one text encoder's word embeddings (backends.word_store)
-    SPEC = MethodSpec("ap", "AP: ESD plus adversarial preservation of the concept the erasure damages most (Bui et al.)",
-                      families=("sd",), searches=True)
+    SPEC = MethodSpec("ap", "AP: negative guidance plus adversarial preservation of the concept the erasure damages "
+                      "most (Bui et al.)", families=("sd",), searches=True)
 
     def __init__(self, ctx):
         from backends.vocab import get_vocabulary

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from backends.building import BUILD_LOCK
+
 # Site kinds. "ffn" and "norm" are the published MCE sites: FFN hidden neurons and the normalisation/modulation
 # outputs of transformer blocks. "resnet": the channels of a UNet's resnet GroupNorms, the normalisation
 # outputs outside its transformer blocks (the embedded UNet draws its shapes there, see MCE.PROFILES).
@@ -90,7 +92,8 @@ class Masker(nn.Module):
         if relaxation not in RELAXATIONS:
             raise ValueError(f"unknown relaxation {relaxation!r}; valid: {', '.join(RELAXATIONS)}")
         self.sites, self.component, self.relaxation = sites, component, relaxation
-        self.logits = nn.ParameterList([nn.Parameter(torch.full((s.size,), init_logit)) for s in sites])
+        with BUILD_LOCK:  # a pipeline loading in another thread would make these meta (backends.building)
+            self.logits = nn.ParameterList([nn.Parameter(torch.full((s.size,), init_logit)) for s in sites])
         self.mode = "soft"
         self._noise: list[torch.Tensor] | None = None  # hard_concrete: logistic noise of this step, per site
         self._handles = [self._hook(model.get_submodule(s.path), s, i) for i, s in enumerate(sites)]

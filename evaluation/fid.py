@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from backends.building import serialised
 from backends.loader import load_classifier
 from shapesworld.world import IMAGE_SIZE
 
@@ -118,11 +119,13 @@ class _InceptionFeatures(nn.Module):
 
 
 @functools.lru_cache(maxsize=1)
+@serialised
 def _world_features() -> _WorldFeatures:
     return _WorldFeatures(load_classifier())
 
 
 @functools.lru_cache(maxsize=2)
+@serialised  # builds InceptionV3 (backends.building)
 def _fid_inception(checkpoint: Path) -> _InceptionFeatures:
     """The FID InceptionV3 with its state dict loaded from `checkpoint` as tensors only."""
     net = _fid_inception_net()

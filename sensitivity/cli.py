@@ -21,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="embedded", help="preset, local diffusers folder or hub repo id")
     s.add_argument("--target", action="append", required=True, help="the erased concept (repeat for several)")
     s.add_argument("--run", help="erasure run folder of the sanitized model (default: a quick ESD erasure)")
-    s.add_argument("--vocab", default="world", help="clip-words | clip-all | world | nearest-K | a .txt/.csv file")
-    s.add_argument("--size", type=int, help="first N words of clip-words / clip-all")
+    s.add_argument("--vocab", default="world",
+                   help="english | imagenet | imagenette | world | clip-words | clip-all | nearest-K | a .txt/.csv file")
+    s.add_argument("--size", type=int, help="first N concepts of the vocabulary (english, clip-words: most frequent first)")
     s.add_argument("--k", type=int, default=8, help="samples per concept")
     s.add_argument("--seed", type=int, default=0, help="first seed (seeds are seed..seed+k-1)")
     s.add_argument("--steps", type=int, default=25)

@@ -32,8 +32,8 @@ TEXT_SPACES = ("model", "scorer")  # where text_sim is measured (SpectrumConfig.
 @dataclass
 class SpectrumConfig:
     targets: list[str] = field(default_factory=list)  # the erased concept(s), as words
-    vocab: str = "world"  # clip-words | clip-all | world | nearest-K | a .txt/.csv path
-    size: int | None = None  # first N words of clip-words / clip-all / the nearest-K pool
+    vocab: str = "world"  # english | imagenet | imagenette | world | clip-words | clip-all | nearest-K | a .txt/.csv path
+    size: int | None = None  # first N concepts of the vocabulary (or of the nearest-K pool)
     k: int = 8  # samples per concept; seeds are seed .. seed + k - 1
     seed: int = 0  # first seed
     steps: int = 25  # sampler steps

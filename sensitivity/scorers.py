@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backends.building import serialised
 from backends.storage import weights_fingerprint
 
 DEFAULT_SD_SCORER = "ViT-L-14/openai"
@@ -129,6 +130,7 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
+@serialised  # builds a CLIP model (backends.building)
 def get_scorer(name: str = "embedded", device: str | torch.device = "cpu") -> Scorer:
     """'embedded' or an open_clip 'arch/pretrained' tag."""
     if name == "embedded":

@@ -1,7 +1,9 @@
 """Concept vocabularies for the spectrum (docs/design.md §2): named ones, user lists and nearest-K.
 
     resolve_vocabulary("world")                      # the embedded world's words
-    resolve_vocabulary("clip-words", size=5000)      # first 5,000 whole-word CLIP tokens
+    resolve_vocabulary("english", size=5000)         # the 5,000 most frequent English words
+    resolve_vocabulary("imagenet")                   # ImageNet-1k's 1,000 class names (also: imagenette)
+    resolve_vocabulary("clip-words", size=5000)      # first 5,000 end-of-word CLIP tokens (some are pieces)
     resolve_vocabulary("clip-all")                   # the whole CLIP vocabulary minus non-words
     resolve_vocabulary("my_words.txt")               # a user list: one concept per line, or CSV
     resolve_vocabulary("nearest-50", pipe=p, target="star", template="a {concept}")
@@ -16,16 +18,16 @@ import io
 import re
 from pathlib import Path
 
-from backends.vocab import clip_all, clip_words, world_words
+from backends.vocab import FIXED, SIZED, clip_all, clip_words, get_vocabulary, world_words
 
 NULL, PHOTO = "", "a photo"
 NEUTRAL = (NULL, PHOTO)  # the paper's neutral reference concepts, always in a spectrum
 MAX_CONCEPTS = 100_000  # a longer list is almost certainly the wrong file
 MAX_CONCEPT_CHARS = 200  # longer "concepts" are not concepts (and overflow CLIP's context anyway)
 MAX_FILE_BYTES = MAX_CONCEPTS * (MAX_CONCEPT_CHARS + 1)  # the largest list that can pass validate_concepts
-NAMED = ("clip-words", "clip-all", "world", "nearest-K", "<path to .txt/.csv>")
+NAMED = (*SIZED, "clip-all", *FIXED, "nearest-K", "<path to .txt/.csv>")
 # The named vocabularies a visitor of the app may choose (never a path: docs/design.md §5)
-APP_VOCABULARIES = ("world", "clip-words", "clip-all", "nearest-50")
+APP_VOCABULARIES = ("world", "english", "imagenet", "imagenette", "clip-words", "clip-all", "nearest-50")
 
 
 class VocabularyError(ValueError):
@@ -38,14 +40,12 @@ def resolve_vocabulary(name: str, size: int | None = None, *, pipe=None, target:
     if not name or not name.strip():
         raise VocabularyError(f"no vocabulary given; choose one of {', '.join(NAMED)}")
     name = name.strip()
-    if name == "clip-words":
-        return clip_words(size)
     if size is not None and size < 1:
         raise VocabularyError(f"vocabulary size must be >= 1, got {size}")
+    if name in SIZED or name in FIXED:
+        return get_vocabulary(name, size)
     if name == "clip-all":
         return clip_all()[:size] if size else clip_all()
-    if name == "world":
-        return world_words()
     if m := re.fullmatch(r"nearest-(\d+)", name):
         pool_words = world_words() if pool == "world" else clip_words(size)
         return nearest(pipe, target, int(m.group(1)), template, pool_words)

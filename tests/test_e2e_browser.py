@@ -42,6 +42,25 @@ def browser_page(tmp_path_factory):
     server.kill()
 
 
+# Gradio's progress element: the status tracker of an output while its call runs (hidden otherwise)
+PROGRESS = ".wrap:not(.hide) .progress-text"
+LONG_ACTIONS = ["model-info", "generate-images", "results-grid", "results-drill", "compare-grid", "erase-files"]
+
+
+def _watch_progress(page) -> None:
+    """Record, for each long action's output, whether its progress element ever showed (a quick call may
+    show it for a fraction of a second, so a watcher records it rather than a poll)."""
+    page.evaluate("""([ids, progress]) => { window.__progress = Object.fromEntries(ids.map(i => [i, false]));
+        const check = () => { for (const i of ids)
+            if (document.querySelector(`#${i} ${progress}`)) window.__progress[i] = true; };
+        new MutationObserver(check).observe(document.body, {subtree: true, childList: true, attributes: true}); }""",
+                  [LONG_ACTIONS, PROGRESS])
+
+
+def _showed_progress(page, elem_id: str) -> None:
+    assert page.evaluate(f"window.__progress['{elem_id}']"), f"no progress shown on #{elem_id} during the call"
+
+
 def _shot(page, name: str, full_page: bool = True) -> None:
     folder = os.environ.get("CSE_SCREENSHOTS")
     if folder:
@@ -75,6 +94,14 @@ def _choose(page, elem_id: str, value: str) -> None:
     page.keyboard.press("Escape")
 
 
+def _choose_option(page, elem_id: str, label_start: str) -> None:
+    """Open a Gradio dropdown and click the option whose label starts with `label_start` (typing filters
+    on the whole label, and Enter keeps the current choice when it matches too)."""
+    page.locator(f"#{elem_id} input").first.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(label_start))).first.click()
+    page.keyboard.press("Escape")
+
+
 def _job_id(page, elem_id: str) -> str:
     """The job id a picker shows (its label is "<what the job is> · <id>")."""
     text = page.locator(f"#{elem_id} input").input_value()
@@ -87,8 +114,13 @@ def _job_id(page, elem_id: str) -> str:
 def test_user_flow_in_a_real_browser(browser_page):
     page = browser_page
     # Model: load the embedded model
+    _watch_progress(page)
     page.get_by_role("button", name="Load model").click()
     page.wait_for_selector("#model-info:has-text('loaded on cpu')")
+    _showed_progress(page, "model-info")
+    page.get_by_role("button", name="Generate").click()
+    page.wait_for_function("document.querySelector('#generate-images img')?.complete")
+    _showed_progress(page, "generate-images")
     _shot(page, "model")
 
     # Erase: bad input shows a message and starts nothing
@@ -120,9 +152,8 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.wait_for_selector("#results-summary:has-text('AP · star · 60 steps')")
     assert _job_id(page, "results-job") == job
     # progress shows while base and erased are sampled, then one image holds both, side by side
-    page.wait_for_selector("#results-grid .progress-text, #results-grid .eta-bar, #results-grid .wrap.default",
-                           timeout=60_000)
     page.wait_for_selector("#results-recognised:has-text('erasure rate')")
+    _showed_progress(page, "results-grid")
     grid = _image(page, "results-grid")
     tile = (grid.shape[1] - 170 - 16) // 8  # 4 seeds x (base, erased) + the label column and the gap
     n_rows = (grid.shape[0] - 44) // tile  # 2 star rows, the final adversarial concept's, 4 kept shapes
@@ -152,6 +183,7 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.locator("#results-spectrum-table").get_by_text("star", exact=True).first.click()  # the erased concept
     page.wait_for_function("document.querySelector('#results-concept textarea, #results-concept input').value.length > 0")
     drill = _image(page, "results-drill")
+    _showed_progress(page, "results-drill")
     assert drill.shape[1] == grid.shape[1] and drill.shape[0] == 44 + tile  # one row: base | erased
     page.evaluate("document.querySelector('#results-job').scrollIntoView({block: 'start'})")
     _shot(page, "results", full_page=False)  # what a laptop shows of the view: grid, search, spectrum
@@ -160,12 +192,15 @@ def test_user_flow_in_a_real_browser(browser_page):
 
     # a reload keeps the selected job; the Jobs tab filters, and opens a job where it is shown
     page.reload()
+    _watch_progress(page)
     page.get_by_role("tab", name="Results").click()
     page.wait_for_function(f"document.querySelector('#results-job input')?.value.includes('{job}')", timeout=60_000)
     page.get_by_role("tab", name="Jobs").click()
     page.locator("#jobs-kind").get_by_text("spectrum", exact=True).click()
-    page.wait_for_function(f"(t => t.includes('spectrum-') && !t.includes('{job}'))"
-                           "(document.querySelector('#job-table').innerText)", timeout=30_000)
+    # every row's kind cell says spectrum (a spectrum's title names the erase job it measured: not the ids)
+    page.wait_for_function("(cells => cells.includes('spectrum') && !cells.includes('erase'))"
+                           "(document.querySelector('#job-table').innerText.split('\\n').map(c => c.trim()))",
+                           timeout=30_000)
     page.locator("#jobs-kind").get_by_text("all", exact=True).click()
     _choose(page, "jobs-pick", job)
     page.locator("#jobs-open").click()
@@ -173,7 +208,9 @@ def test_user_flow_in_a_real_browser(browser_page):
 
     # a second erasure of star, with ESD, lands on its own Results view
     page.get_by_role("tab", name="Erase").click()
-    _choose(page, "erase-method", "esd")
+    page.wait_for_function("document.querySelector('#erase-steps input').value === '60'")  # the AP job's own settings
+    _choose_option(page, "erase-method", "ESD:")
+    page.wait_for_function("document.querySelector('#erase-method input').value.startsWith('ESD:')")
     page.wait_for_timeout(2000)  # the method's defaults fill the form first
     _fill(page, "erase-steps", 30)
     page.locator("#erase-start").click()
@@ -197,6 +234,7 @@ def test_user_flow_in_a_real_browser(browser_page):
     for prompt in ("a red heart", "a green circle", "a yellow moon"):
         assert rows[prompt][1] in ("3/4", "4/4"), rows
     sheet = _image(page, "compare-grid")
+    _showed_progress(page, "compare-grid")
     assert sheet.shape[1] == 170 + 3 * 4 * ((sheet.shape[1] - 170 - 32) // 12) + 32  # base + two runs, 4 seeds each
     # ... and both runs' spectra overlaid: a bar per run per concept, and their difference
     page.wait_for_function("document.querySelector('#compare-spectra .js-plotly-plot')")
@@ -204,6 +242,14 @@ def test_user_flow_in_a_real_browser(browser_page):
     assert traces[:2] == ["AP · star · 60 steps", "ESD · star · 30 steps"] and len(traces) == 3, traces
     _no_sideways_scroll(page)
     _shot(page, "compare")
+
+    # Erase: the AP run as a full diffusers folder (a zip), with progress while it is written
+    page.get_by_role("tab", name="Erase").click()
+    _choose(page, "erase-job", job)
+    page.wait_for_selector("#erase-status:has-text('done')")
+    page.locator("#erase-export").click()
+    page.wait_for_function("document.querySelector('#erase-files').innerText.includes('diffusers')")  # stem | .zip
+    _showed_progress(page, "erase-files")
 
     # Spectrum: against the finished erasure, then download the CSV
     page.get_by_role("tab", name="Spectrum").click()
@@ -224,3 +270,44 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.get_by_role("button", name="Refresh").click()
     page.wait_for_function(f"document.querySelector('#job-table').innerText.includes('{job}')", timeout=60_000)
     _shot(page, "jobs")
+
+
+# WCAG contrast of every visible text (SVG excepted: plots draw their own white box) against the first
+# opaque background behind it; [text, colour, background, ratio] for each below `minimum`
+LOW_CONTRAST = """minimum => {
+  const rgba = c => c.match(/[\\d.]+/g).map(Number);
+  const lum = c => { const [r, g, b] = rgba(c).slice(0, 3).map(x => { x /= 255;
+                     return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+                     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const opaque = c => (rgba(c)[3] ?? 1) > 0.5;
+  const behind = el => { for (let e = el; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+                         if (opaque(c)) return c; } return 'rgb(255, 255, 255)'; };
+  const low = [];
+  for (const el of document.querySelectorAll('body *')) {
+    if (el.closest('svg') || !el.checkVisibility()) continue;
+    const text = [...el.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join(' ').trim();
+    if (!text) continue;
+    const [fg, bg] = [getComputedStyle(el).color, behind(el)];
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    if (ratio < minimum) low.push([text.slice(0, 40), fg, bg, +ratio.toFixed(2)]);
+  }
+  return low;
+}"""
+
+
+@pytest.mark.slow
+def test_every_text_reads_in_light_and_dark_mode(browser_page):
+    """The theme (ui/theme.py) keeps every text of every tab at 4.5 : 1 in both of Gradio's modes."""
+    page = browser_page
+    base = page.url.split("?")[0]
+    for mode in ("light", "dark"):
+        page.goto(f"{base}?__theme={mode}")
+        page.wait_for_selector("#model-info", state="attached")
+        assert page.evaluate("document.body.classList.contains('dark')") == (mode == "dark")
+        for tab in ("Model", "Erase", "Results", "Spectrum", "Compare", "Jobs"):
+            page.get_by_role("tab", name=tab).click()
+            page.wait_for_timeout(500)
+            assert page.evaluate(LOW_CONTRAST, 4.5) == [], f"{mode} mode, {tab} tab"
+        if mode == "dark":
+            _shot(page, "jobs-dark", full_page=False)

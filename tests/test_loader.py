@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 
-from backends import PRESETS, ModelUnavailableError, load_pipeline, resolve_model
+from backends import EMBEDDED, PRESETS, ModelUnavailableError, load_pipeline, resolve_model
 from backends.loader import ASSETS
 
 
@@ -73,3 +73,41 @@ def test_fp16_stored_scorers_load_as_float32():
     clip, _ = load_embedded_clip()
     assert all(p.dtype == torch.float32 for p in clip.parameters())
     assert all(p.dtype == torch.float32 for p in load_classifier().parameters())
+
+
+def test_loads_in_several_threads_leave_no_module_empty():
+    """diffusers builds models under a process-wide patch (backends.building): loads in the app's request
+    threads and job worker at once, while MCE builds its masks, must give real tensors everywhere and leave
+    module construction as it was. Without the lock this leaves every new module on the meta device."""
+    import threading
+
+    from backends.building import BUILD_LOCK
+    from erasure.masks import Masker, mask_sites
+
+    meta, errors = [], []
+
+    def load():
+        try:
+            for _ in range(4):
+                pipe = load_pipeline(EMBEDDED)
+                meta.extend(n for n, m in pipe.components.items() if isinstance(m, torch.nn.Module)
+                            and any(t.is_meta for t in [*m.parameters(), *m.buffers()]))
+        except Exception as e:  # noqa: BLE001 (reported below, with the thread's error)
+            errors.append(repr(e))
+
+    def mask(unet):
+        for _ in range(20):
+            masker = Masker(unet, mask_sites(unet))
+            meta.extend("masks" for p in masker.logits if p.is_meta)
+            masker.remove()
+
+    unet = load_pipeline(EMBEDDED).unet
+    threads = [threading.Thread(target=load) for _ in range(3)] + [threading.Thread(target=mask, args=(unet,))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and not meta, (errors, meta)
+    assert torch.nn.Linear(2, 2).weight.device.type == "cpu"  # nothing left patched
+    assert BUILD_LOCK.acquire(blocking=False)  # and the lock is free again
+    BUILD_LOCK.release()

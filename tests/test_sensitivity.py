@@ -50,6 +50,31 @@ def test_named_vocabularies():
     assert set(words) <= set(everything)
 
 
+def test_real_vocabularies_hold_words_and_class_names():
+    """english: frequent real words, most frequent first, none of clip-words' sub-word pieces; imagenet:
+    ImageNet's 1,000 class names (from torchvision, no download), imagenette its 10; AP searches english
+    and AGE imagenet by default on hub models (the embedded model's profile keeps its world words)."""
+    from backends.vocab import get_vocabulary
+    from erasure.age import AGEConfig
+    from erasure.ap import APConfig
+
+    english = resolve_vocabulary("english")
+    assert len(english) == 20_000 == len(set(english)) and all(w.isalpha() and w.islower() for w in english)
+    assert english[:3] == ["the", "and", "for"] and resolve_vocabulary("english", 500) == english[:500]
+    assert {"dog", "house", "tree", "car", "painting"} <= set(english[:3000])
+    pieces = [w for w in resolve_vocabulary("clip-words", 3000) if w not in set(english)]
+    assert {"ility", "aking"} & set(resolve_vocabulary("clip-words")) and {"ility", "aking"}.isdisjoint(english)
+    assert len(pieces) > 50  # what clip-words holds that is not an English word
+    imagenet = resolve_vocabulary("imagenet")
+    assert len(imagenet) == 1000 == len(set(imagenet)) and imagenet[0] == "tench" and "golden retriever" in imagenet
+    nette = resolve_vocabulary("imagenette")
+    assert len(nette) == 10 and set(nette) <= set(imagenet) and "church" in nette
+    assert get_vocabulary("imagenet", 5) == imagenet[:5]
+    assert (APConfig().vocab, AGEConfig().vocab) == ("english", "imagenet")
+    with pytest.raises(ValueError, match="valid: english, clip-words, imagenet"):
+        get_vocabulary("wordnet")
+
+
 def test_neutral_concepts_always_included_and_marked(embedded_pipe, tmp_path, words_file):
     cfg = SpectrumConfig(targets=["star"], vocab=str(words_file)).resolved("embedded")
     concepts = concept_list(cfg, embedded_pipe)
@@ -81,8 +106,8 @@ def test_bad_vocabularies_are_rejected_with_a_clear_message(tmp_path, content, m
 
 
 def test_unknown_or_missing_vocabulary():
-    with pytest.raises(VocabularyError, match="valid: clip-words, clip-all, world"):
-        resolve_vocabulary("imagenet")
+    with pytest.raises(VocabularyError, match="valid: english, clip-words, clip-all, imagenet, imagenette, world"):
+        resolve_vocabulary("wordnet")
     with pytest.raises(VocabularyError, match="does not exist"):
         resolve_vocabulary("/no/such/words.txt")
     with pytest.raises(VocabularyError, match="no vocabulary"):
@@ -324,7 +349,7 @@ def test_cli_writes_table_figures_and_config(esd_run, words_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--vocab", "imagenet"], "unknown vocabulary"),
+    (["--vocab", "wordnet"], "unknown vocabulary"),
     (["--k", "0"], "k .samples per concept."),
     (["--vocab", "/no/such/list.txt"], "does not exist"),
     (["--out", "/proc/forbidden"], "cannot write"),

@@ -190,9 +190,9 @@ def build(demo, model) -> SimpleNamespace:
                     e_cancel = gr.Button("Cancel", elem_id="erase-cancel")
                     e_resume = gr.Button("Resume", elem_id="erase-resume")
                     e_delta = gr.Button("Download erased weights")
-                    e_full = gr.Button("Download diffusers folder")
+                    e_full = gr.Button("Download diffusers folder", elem_id="erase-export")
                 e_msg = gr.Markdown()
-                e_files = gr.File(label="Downloads", file_count="multiple")
+                e_files = gr.File(label="Downloads", file_count="multiple", elem_id="erase-files")
         form = [model, e_method, e_scope, e_speed]
         demo.load(erase_defaults, form, [e_group, e_steps, e_lr], api_name="erase_defaults")
         # .input (a user's choice), not .change: showing a picked job's settings must not reset them to the presets'

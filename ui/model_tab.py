@@ -96,7 +96,8 @@ def build(model) -> tuple:
                     run = gr.Button("Generate", variant="primary")
                     stop = gr.Button("Stop", elem_id="generate-stop")
             with gr.Column(scale=2):
-                out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png")
+                out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png",
+                               elem_id="generate-images")
         load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
         run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
                   concurrency_id="interactive")

@@ -105,7 +105,9 @@ def build(model) -> SimpleNamespace:
                 s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
                                     allow_custom_value=True, elem_id="spectrum-run")
                 s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary",
-                                      info="the concepts to measure: world = the embedded model's 25 words")
+                                      info="the concepts to measure: world = the embedded model's 25 words; english = frequent "
+                                           "English words; imagenet / imagenette = ImageNet class names; clip-words "
+                                           "and clip-all = CLIP tokens (some are word pieces)")
                 s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
                                  type="filepath")
                 s_size = Number(value=0, precision=0, label="First N words (0 = all)",
