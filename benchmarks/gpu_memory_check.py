@@ -36,8 +36,10 @@ def vae(latent_channels: int, narrow: bool):
     from diffusers import AutoencoderKL
 
     widths = [8, 16, 32, 32] if narrow else [32, 64, 64, 64]  # 4 blocks: the real 8x factor, few weights
+    # the real latent scaling (FLUX's 16-channel VAE also shifts), so the pipelines can decode what they draw
+    factors = {"scaling_factor": 0.3611, "shift_factor": 0.1159} if latent_channels == 16 else {"scaling_factor": 0.18215}
     return AutoencoderKL(latent_channels=latent_channels, block_out_channels=widths, norm_num_groups=8,
-                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4)
+                         down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4, **factors)
 
 
 def flux_pipe(narrow: bool):

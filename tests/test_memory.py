@@ -145,3 +145,21 @@ def test_a_resolution_the_model_cannot_take_is_refused(tmp_path):
         erase("embedded", "esd", ["star"], "fast", tmp_path / "r", steps=1, resolution=20)
     with pytest.raises(ValueError, match="resolution must be 0"):
         erase("embedded", "esd", ["star"], "fast", tmp_path / "r2", steps=1, resolution=-1)
+
+
+def test_the_gpu_benchmark_runs_its_code_path_on_the_cpu(capsys):
+    """benchmarks/bench_gpu.py at a tiny width: every row (AP and ESD steps with both presets on the SD
+    pipeline, spectrum sampling and the proxy on SD and FLUX) is measured and positive; only a CUDA run
+    writes benchmarks/results/gpu.json, and without CUDA the full run refuses with what to do."""
+    from benchmarks import bench_gpu
+
+    rows = bench_gpu.main(["--tiny"])
+    whats = [(r["model"], r["what"].split(" (")[0]) for r in rows]
+    assert whats == [("SD 1.4 UNet", "AP object,fast step"), ("SD 1.4 UNet", "AP object,reference step"),
+                     ("SD 1.4 UNet", "ESD object,fast step"), ("SD 1.4 UNet", "ESD object,reference step"),
+                     ("SD 1.4 UNet", "spectrum sampling"), ("SD 1.4 UNet", "proxy D(c)"),
+                     ("FLUX 2+4 blocks", "spectrum sampling"), ("FLUX 2+4 blocks", "proxy D(c)")], whats
+    assert all(r["value"] > 0 and r["precision"] == "float32" for r in rows), rows
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match="needs a CUDA GPU; use --tiny"):
+            bench_gpu.main([])

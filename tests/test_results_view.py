@@ -38,7 +38,8 @@ def test_the_search_history_holds_pi_per_step_and_every_centre_at_snapshots(runs
     n = len(h["words"])
     assert n > 5 and "star" not in h["words"]
     assert h["steps"] == list(range(1, 9)) and all(len(p) == n and abs(sum(p) - 1) < 1e-3 for p in h["probs"])
-    assert all(w in h["words"] for w in h["sampled"]) and all(v > 0 for v in h["l2"])
+    # step 1 runs before any update: theta' = theta, so L2 is 0 up to kernel rounding; then it grows
+    assert all(w in h["words"] for w in h["sampled"]) and h["l2"][0] < 1e-6 and all(v > 0 for v in h["l2"][1:])
     assert h["snap_steps"] == [1, 4, 8] and all(len(v) == n for v in h["centre_l2"])
     first, last = np.mean(h["centre_l2"][0]), np.mean(h["centre_l2"][-1])
     assert last > 1.5 * first  # the erasure damages the centres as it goes: the probe sees it

@@ -1,0 +1,173 @@
+"""Speed at real size on one GPU: what a Space user waits for, per weights' precision.
+
+    python -m benchmarks.bench_gpu            # CUDA: an SD-1.4-size UNet and full-width FLUX blocks (< 8 min)
+    python -m benchmarks.bench_gpu --tiny     # the same code on the CPU at a tiny width (the test suite)
+
+Models are built from configs with random weights (timings and memory do not depend on weights):
+`benchmarks.gpu_memory_check`'s SD 1.4 pipeline (its full 859.5 M-parameter UNet, a one-layer text
+encoder of the real width and tokenizer) and FLUX pipeline (2 double + 4 single full-width blocks).
+Rows, each for float32 and bfloat16 weights (trained tensors keep float32 masters either way):
+- seconds per AP and ESD step with `object,fast` and `object,reference` on SD (the mean over the steps
+  after the first, from the run's own step events; AP searches the 3,000 most frequent English words);
+- images per second of the spectrum's sampling path at its default settings (25 steps, 64 per call);
+- concepts per second of the proxy D(c) as the spectrum computes it (chunks of 8, both denoisers);
+- peak GPU memory of each row.
+Writes benchmarks/results/gpu.json (a CUDA run only). Not measured yet: the frozen-model latent bank
+(not built yet).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import tempfile
+import time
+
+import torch
+
+from .common import print_table, write_result
+from .gpu_memory_check import flux_pipe, sd_pipe
+
+GiB = 2**30
+PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+# (method, presets, steps timed on a GPU); reference steps sample z_t with 50 DDIM steps, so fewer of them
+TRAINING = [("ap", "object,fast", 8), ("ap", "object,reference", 3), ("esd", "object,fast", 8),
+            ("esd", "object,reference", 3)]
+SEARCH = {"vocab": "english", "vocab_size": 3000}  # AP's search space: k 1000 nearest, thinned to 100
+TINY_SEARCH = {"vocab": "english", "vocab_size": 200, "k_closest": 40, "n_centres": 8}
+
+
+class Peak:
+    """Peak GPU memory over a block (bytes above what was allocated at its start); 0 on the CPU."""
+
+    def __init__(self, device: str):
+        self.cuda, self.bytes = device.startswith("cuda"), 0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.before = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated() - self.before
+
+
+def step_seconds(pipe, method: str, presets: str, steps: int, device: str, tiny: bool) -> tuple[float, int]:
+    """Mean seconds of the steps after the first of one erasure (the first pays for warm-up), and the
+    peak memory of the run."""
+    from erasure import erase
+
+    events = []
+    settings = dict(SEARCH if not tiny else TINY_SEARCH) if method == "ap" else {}
+    if tiny:
+        settings |= {"resolution": 128, "ddim_steps": 4}
+    with tempfile.TemporaryDirectory() as out, Peak(device) as peak:
+        erase("sd-1.4", method, ["car"], presets, f"{out}/run", pipe=pipe, device=device, steps=steps,
+              checkpoint_every=0, snapshot_every=0, callback=events.append, **settings)
+    done = [e.elapsed_s for e in events if e.kind == "step"]
+    return (done[-1] - done[0]) / (len(done) - 1), peak.bytes
+
+
+def images_per_second(pipe, device: str, n: int, tiny: bool) -> tuple[float, int]:
+    """The spectrum's sampling path at its default settings (SpectrumConfig: 25 steps, guidance 5, 64
+    images per call): n images of concepts x seeds through the base model's sampler."""
+    from backends import generate
+    from sensitivity.rows import SpectrumConfig
+
+    cfg = SpectrumConfig(targets=["car"], steps=4 if tiny else SpectrumConfig.steps, resolution=128 if tiny else 0)
+    prompts = [f"a photo of a {w}" for w in ("car", "dog", "tree", "house")] * (n // 4)
+    generate(pipe, prompts[:2], [0, 1], cfg.sampler())  # warm-up
+    with Peak(device) as peak:
+        t0 = time.perf_counter()
+        generate(pipe, prompts, list(range(len(prompts))), cfg.sampler(), batch_size=cfg.batch)
+        seconds = time.perf_counter() - t0
+    return len(prompts) / seconds, peak.bytes
+
+
+def concepts_per_second(pipe, device: str, calls: int) -> tuple[float, int]:
+    """The proxy D(c) as the spectrum computes it: its fixed (t, z_t) set, one chunk of concepts per
+    call, both denoisers (the erased one a copy of the base)."""
+    from backends.families import family_of
+    from sensitivity.proxy import proxy_divergence, proxy_points
+    from sensitivity.rows import SpectrumConfig
+
+    cfg, family = SpectrumConfig(targets=["car"]), family_of(pipe)
+    erased = copy.copy(pipe)
+    setattr(erased, family.component, copy.deepcopy(getattr(pipe, family.component)))
+    t, z = proxy_points(pipe, cfg.proxy_timesteps, cfg.proxy_latents)
+    chunks = [family.encode(pipe, [f"a photo of a {c}-{i}" for i in range(cfg.chunk)]) for c in range(calls)]
+    proxy_divergence(pipe, erased, chunks[0], t, z)  # warm-up
+    with Peak(device) as peak:
+        t0 = time.perf_counter()
+        for cond in chunks:
+            proxy_divergence(pipe, erased, cond, t, z)
+        seconds = time.perf_counter() - t0
+    return calls * cfg.chunk / seconds, peak.bytes
+
+
+def rows_for(model: str, build, precision: str, device: str, tiny: bool) -> list[dict]:
+    from backends.loader import slice_large_decodes
+
+    dtype = torch.float32 if tiny else PRECISIONS[precision]  # bf16 matmuls are emulated (slow) on most CPUs
+    torch.manual_seed(0)
+    pipe = build(tiny).to(device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    slice_large_decodes(pipe)  # as load_pipeline does: 64 images at 512 px decode one at a time
+    if tiny and hasattr(pipe, "default_sample_size"):
+        pipe.default_sample_size = 16  # FLUX at 128 px, as every other tiny row
+    if tiny and build is sd_pipe:
+        pipe.unet.register_to_config(sample_size=16)  # 128 px: the proxy's latents follow the native size
+    out = []
+
+    def row(what: str, value: float, unit: str, peak: int) -> None:
+        out.append({"model": model, "precision": precision, "what": what, "value": value, "unit": unit,
+                    "peak_gib": peak / GiB})
+        print(out[-1], flush=True)
+
+    if build is sd_pipe:
+        unet = copy.deepcopy(pipe.unet)  # each run trains pipe.unet in place; every run starts from the same
+        for method, presets, steps in TRAINING:
+            pipe.unet = copy.deepcopy(unet)
+            seconds, peak = step_seconds(pipe, method, presets, 3 if tiny else steps, device, tiny)
+            row(f"{method.upper()} {presets} step", seconds, "s / step", peak)
+        pipe.unet = unet
+    images, calls = (4, 1) if tiny else ((64, 8) if build is sd_pipe else (16, 2))
+    rate, peak = images_per_second(pipe, device, images, tiny)
+    row(f"spectrum sampling ({images} images)", rate, "images / s", peak)
+    rate, peak = concepts_per_second(pipe, device, calls)
+    row(f"proxy D(c) ({calls} chunks)", rate, "concepts / s", peak)
+    del pipe
+    gc.collect()
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+    return out
+
+
+def run(tiny: bool) -> list[dict]:
+    """Every row; `tiny`: narrow models on the CPU, float32 only (the code path, in seconds)."""
+    device = "cpu" if tiny else "cuda"
+    precisions = ["float32"] if tiny else list(PRECISIONS)
+    models = [("SD 1.4 UNet", sd_pipe), ("FLUX 2+4 blocks", flux_pipe)]
+    return [r for name, build in models for p in precisions for r in rows_for(name, build, p, device, tiny)]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = argparse.ArgumentParser()
+    args.add_argument("--tiny", action="store_true", help="narrow models on the CPU: the code path, no GPU numbers")
+    args = args.parse_args(argv)
+    if not args.tiny and not torch.cuda.is_available():
+        raise SystemExit("this benchmark needs a CUDA GPU; use --tiny to run its code path on the CPU")
+    rows = run(args.tiny)
+    print_table(rows, ["model", "precision", "what", "value", "unit", "peak_gib"])
+    if not args.tiny:
+        write_result("gpu", {"rows": rows})
+    return rows
+
+
+if __name__ == "__main__":
+    main()
