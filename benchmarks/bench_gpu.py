@@ -111,6 +111,7 @@ def concepts_per_second(pipe, device: str, calls: int) -> tuple[float, int]:
 
 
 def rows_for(model: str, build, precision: str, device: str, tiny: bool) -> list[dict]:
+    from backends.families import family_of
     from backends.loader import slice_large_decodes
 
     dtype = torch.float32 if tiny else PRECISIONS[precision]  # bf16 matmuls are emulated (slow) on most CPUs
@@ -120,8 +121,9 @@ def rows_for(model: str, build, precision: str, device: str, tiny: bool) -> list
     slice_large_decodes(pipe)  # as load_pipeline does: 64 images at 512 px decode one at a time
     if tiny and hasattr(pipe, "default_sample_size"):
         pipe.default_sample_size = 16  # FLUX at 128 px, as every other tiny row
+    family = family_of(pipe)
     if tiny and build is sd_pipe:
-        pipe.unet.register_to_config(sample_size=16)  # 128 px: the proxy's latents follow the native size
+        family.denoiser(pipe).register_to_config(sample_size=16)  # 128 px: the proxy's latents follow the native size
     out = []
 
     def row(what: str, value: float, unit: str, peak: int) -> None:
@@ -130,12 +132,12 @@ def rows_for(model: str, build, precision: str, device: str, tiny: bool) -> list
         print(out[-1], flush=True)
 
     if build is sd_pipe:
-        unet = copy.deepcopy(pipe.unet)  # each run trains pipe.unet in place; every run starts from the same
+        start = copy.deepcopy(family.denoiser(pipe))  # each run trains the denoiser in place; all start from here
         for method, presets, steps in TRAINING:
-            pipe.unet = copy.deepcopy(unet)
+            setattr(pipe, family.component, copy.deepcopy(start))
             seconds, peak = step_seconds(pipe, method, presets, 3 if tiny else steps, device, tiny)
             row(f"{method.upper()} {presets} step", seconds, "s / step", peak)
-        pipe.unet = unet
+        setattr(pipe, family.component, start)
     images, calls = (4, 1) if tiny else ((64, 8) if build is sd_pipe else (16, 2))
     rate, peak = images_per_second(pipe, device, images, tiny)
     row(f"spectrum sampling ({images} images)", rate, "images / s", peak)
