@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import threading
 
-BUILD_LOCK = threading.RLock()  # re-entrant: a pipeline load builds its scorer-free parts under one hold
+BUILD_LOCK = threading.RLock()  # re-entrant: serialised builders call each other (the scorer loads the embedded CLIP)
 
 
 def serialised(fn):

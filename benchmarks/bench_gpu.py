@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from .common import print_table, write_result
+from .common import Peak, print_table, write_result
 from .gpu_memory_check import flux_pipe, sd_pipe
 
 GiB = 2**30
@@ -36,25 +36,6 @@ TRAINING = [("ap", "object,fast", 8), ("ap", "object,reference", 3), ("esd", "ob
             ("esd", "object,reference", 3)]
 SEARCH = {"vocab": "english", "vocab_size": 3000}  # AP's search space: k 1000 nearest, thinned to 100
 TINY_SEARCH = {"vocab": "english", "vocab_size": 200, "k_closest": 40, "n_centres": 8}
-
-
-class Peak:
-    """Peak GPU memory over a block (bytes above what was allocated at its start); 0 on the CPU."""
-
-    def __init__(self, device: str):
-        self.cuda, self.bytes = device.startswith("cuda"), 0
-
-    def __enter__(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.before = torch.cuda.memory_allocated()
-        return self
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            torch.cuda.synchronize()
-            self.bytes = torch.cuda.max_memory_allocated() - self.before
 
 
 def step_seconds(pipe, method: str, presets: str, steps: int, device: str, tiny: bool) -> tuple[float, int]:

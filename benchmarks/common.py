@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: environment record, table printing and JSON results."""
+"""Shared benchmark plumbing: environment record, table printing, JSON results, GPU peak memory."""
 
 from __future__ import annotations
 
@@ -54,3 +54,22 @@ def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"environment": environment(), **payload}, indent=2) + "\n"
     return write_text(RESULTS / f"{name}.json", text)
+
+
+class Peak:
+    """Peak GPU memory over a block (bytes above what was allocated at its start); 0 on the CPU."""
+
+    def __init__(self, device: str):
+        self.cuda, self.bytes = device.startswith("cuda"), 0
+
+    def __enter__(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.before = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            torch.cuda.synchronize()
+            self.bytes = torch.cuda.max_memory_allocated() - self.before

@@ -19,7 +19,7 @@ import tempfile
 
 import torch
 
-from .common import print_table, write_result
+from .common import Peak, print_table, write_result
 
 GiB = 2**30
 
@@ -99,11 +99,7 @@ def one(name, build, dtype, method, settings, device: str, narrow: bool) -> dict
     cuda = device.startswith("cuda")
     if narrow:  # the smoke run: the code path at a size a CPU steps through in seconds
         settings = {**settings, "resolution": 128}
-    if cuda:
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, Peak(device) as peak:
         # the model id names the family's traits only: "sd-1.4" / "flux-schnell" (the pipeline is the one given)
         model = "flux-schnell" if build is flux_pipe else "sd-1.4"
         erase(model, method, ["star"], "object", f"{out}/run", pipe=pipe, callback=events.append, device=device,
@@ -112,8 +108,7 @@ def one(name, build, dtype, method, settings, device: str, narrow: bool) -> dict
     row = {"config": name, "estimated_added_gib": estimate["added"] / GiB,
            "estimated_activations_gib": estimate["activations"] / GiB}
     if cuda:
-        measured = torch.cuda.max_memory_allocated() - before
-        row |= {"measured_added_gib": measured / GiB, "estimate_over_measured": estimate["added"] / measured}
+        row |= {"measured_added_gib": peak.bytes / GiB, "estimate_over_measured": estimate["added"] / peak.bytes}
     del pipe
     gc.collect()
     if cuda:
