@@ -7,7 +7,9 @@ CLIP BPE vocabulary (alphabetic, >= 3 letters) in merge order, which approximate
 not all words: an end-of-word token is also the last piece of longer words ("ility", "aking"), so
 `english` is the list of real words; `clip-all`: every one of the 49,408 tokens that is letters only
 (end-of-word marker dropped, each spelling once: the paper's CLIP vocabulary); `world`: the embedded
-world's words.
+world's words; `world-captions`: the 1,400 noun phrases its captions are made of ("red star", "outlined
+blue moon on a striped background"): a vocabulary of over 1,000 concepts the embedded model knows, where
+a full delta spectrum is affordable (the proxy-guided spectrum's benchmark).
 """
 
 from __future__ import annotations
@@ -86,8 +88,27 @@ def world_words() -> list[str]:
     return words()
 
 
+def world_captions() -> list[str]:
+    """Every shape with each colour, style and background named or not: 10 x 7 x 4 x 5 = 1,400 phrases, in
+    the captions' own grammar (shapesworld.captions.noun_phrase), bare shapes first."""
+    import itertools
+
+    from shapesworld.captions import STYLE_WORDS, noun_phrase
+    from shapesworld.world import BACKGROUNDS, COLOURS, SHAPES
+
+    out = []
+    for bg, style, colour, shape in itertools.product((None, *BACKGROUNDS), (None, *STYLE_WORDS), (None, *COLOURS),
+                                                      SHAPES):
+        phrase = noun_phrase(shape, colour, style)
+        out.append(phrase + (f" on a {bg} background" if bg else ""))
+    return out
+
+
 class UnknownConceptError(ValueError):
     """A concept the model never learnt; erasing or scoring it would measure nothing."""
+
+
+CONNECTIVES = ("a", "an", "on", "background")  # the captions' words besides the world's ("a red star on a plain background")
 
 
 def check_known_concepts(model: str, concepts: list[str]) -> None:
@@ -100,7 +121,7 @@ def check_known_concepts(model: str, concepts: list[str]) -> None:
         return
     known = set(world_words())
     for concept in concepts:
-        unknown = [w for w in concept.lower().replace(",", " ").split() if w not in known and w not in ("a", "an")]
+        unknown = [w for w in concept.lower().replace(",", " ").split() if w not in known and w not in CONNECTIVES]
         if unknown:
             shown = [w if len(w) <= 30 else w[:30] + "…" for w in unknown[:5]]
             raise UnknownConceptError(f"the embedded model does not know {', '.join(map(repr, shown))}; "
@@ -123,7 +144,7 @@ def unknown_prompt_words(model: str, prompt: str) -> list[str]:
 
 # name -> the vocabulary's first `size` concepts (size None: all); a new vocabulary is one entry here
 SIZED = {"english": english, "clip-words": clip_words}
-FIXED = {"imagenet": imagenet, "imagenette": imagenette, "world": world_words}
+FIXED = {"imagenet": imagenet, "imagenette": imagenette, "world": world_words, "world-captions": world_captions}
 VOCABULARIES = (*SIZED, *FIXED, "world+clip-words")
 
 

@@ -40,6 +40,7 @@ ROWS = [  # name, method, presets, overrides
     ("AP: preserve \"\"", "ap", "object,fast", {"preserve": "neutral"}),
     ("AP: preserve \"heart\"", "ap", "object,fast", {"preserve": "fixed", "fixed_concept": "heart"}),
     ("AP (fast)", "ap", "object,fast", {}),
+    ("AP (fast-v1)", "ap", "object,fast-v1", {}),  # the previous fast: the same schedule, z_t sampled per draw
     ("AP (reference)", "ap", "object,reference", {}),
 ]
 

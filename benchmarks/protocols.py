@@ -53,12 +53,14 @@ class MethodSpec:
 
 # One row per method: each method's one-concept preset, as the app runs it (also for several targets).
 # UCE also gets a row with the kept concepts as its preserve list: the knowledge AP searches for itself.
+# AP's rows keep `fast-v1` (z_t sampled per draw), the preset the stored report was measured with; the
+# product's `fast` reads z_t from a latent bank instead (bench_erasure compares the two).
 METHODS = (
     MethodSpec("ESD", "esd", "object,fast"),
     MethodSpec("UCE", "uce", "object"),
     MethodSpec("UCE (kept list)", "uce", "object", preserve_kept=True),
     MethodSpec("CA", "ca", "object,fast"),
-    MethodSpec("AP", "ap", "object,fast"),
+    MethodSpec("AP", "ap", "object,fast-v1"),
     MethodSpec("MCE", "mce", "object,fast"),
     MethodSpec("AGE", "age", "object,fast"),
 )
@@ -177,7 +179,7 @@ def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = 
         plans = dict(strategies)
         plans[f'fixed "{related[target]}"'] = {"preserve": "fixed", "fixed_concept": related[target]}
         for label, overrides in plans.items():
-            spec = MethodSpec(f"AP {label}", "ap", "object,fast", overrides)
+            spec = MethodSpec(f"AP {label}", "ap", "object,fast-v1", overrides)
 
             def row(label=label, spec=spec, target=target) -> dict:
                 pipe, wall, _ = erase_fresh(spec, [target], budget)
@@ -196,7 +198,7 @@ def ablation(classifier, scorer, budget: Budget, target: str = "star", ks: tuple
     """AP's K (centres of the search space) x N_iter (ascent steps per outer step)."""
     rows = []
     for k, n_iter in itertools.product(ks, n_iters):
-        spec = MethodSpec(f"AP K={k} N_iter={n_iter}", "ap", "object,fast", {"n_centres": k, "n_iter": n_iter})
+        spec = MethodSpec(f"AP K={k} N_iter={n_iter}", "ap", "object,fast-v1", {"n_centres": k, "n_iter": n_iter})
 
         def row(spec=spec, k=k, n_iter=n_iter) -> dict:
             pipe, wall, _ = erase_fresh(spec, [target], budget)

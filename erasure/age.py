@@ -90,6 +90,11 @@ class AGE:
             words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
             self.spaces[prompt] = Space(words, R, cfg.search_lr)
         self.probe = CentreProbe(ctx)  # L_keep of every centre at snapshots (the trajectory)
+        if cfg.hard:  # a hard sample is one centre; top-k mixtures are sampled at each draw
+            ctx.bank_add(dict(self.emb_targets) | {f"word:{w}": {"emb": s.R[i][None]} for s in self.spaces.values()
+                                                   for i, w in enumerate(s.words)})
+        else:
+            ctx.bank_add(self.emb_targets)
 
     def _target(self, space: Space, grad: bool) -> tuple[Cond, str]:
         """c_t ({"emb": [1, L, d]}) and the concept with the largest weight in this sample."""
@@ -98,10 +103,10 @@ class AGE:
                    else gumbel_softmax_topk(logits, cfg.tau, cfg.top_k, self.ctx.gen))
         return space.embed(weights), space.words[int(weights.argmax())]
 
-    def _keep(self, c_t: Cond, z_T: torch.Tensor, k: int) -> torch.Tensor:
+    def _keep(self, c_t: Cond, label: str, start) -> torch.Tensor:
         """L_keep at z_t sampled under c_t; differentiable in theta' and, through c_t, in pi."""
         ctx = self.ctx
-        z_t, t, alpha_bar = ctx.sample_zt(detach(c_t), z_T, k)
+        z_t, t, alpha_bar = ctx.sample_zt(detach(c_t), start, f"word:{label}" if ctx.config.hard else None)
         with torch.no_grad():
             target = ctx.predict(ctx.frozen, z_t, t, detach(c_t))
         return ctx.loss(ctx.predict(ctx.denoiser, z_t, t, c_t), target, z_t, alpha_bar)
@@ -110,10 +115,10 @@ class AGE:
         """n_iter Adam steps of pi up L_keep (theta' frozen for them)."""
         with no_param_grads(self.ctx.trained.values()):
             for _ in range(self.ctx.config.n_iter):
-                z_T, k = self.ctx.draw()
-                c_t, _ = self._target(space, grad=True)
+                start = self.ctx.draw()
+                c_t, label = self._target(space, grad=True)
                 space.opt.zero_grad()
-                (-self._keep(c_t, z_T, k)).backward()
+                (-self._keep(c_t, label, start)).backward()
                 space.opt.step()
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
@@ -123,14 +128,14 @@ class AGE:
         if step > 0:  # the reference trains theta' first, then alternates
             self._search(space)
         c_t, label = self._target(space, grad=False)
-        z_T, k = ctx.draw()  # one start code for z_e (under c_e) and z_t (under c_t)
-        z_e, t, alpha_bar = ctx.sample_zt(c_e, z_T, k)
+        start = ctx.draw()  # one start code for z_e (under c_e) and z_t (under c_t)
+        z_e, t, alpha_bar = ctx.sample_zt(c_e, start, prompt)
         with torch.no_grad():
             eps_t = ctx.predict(ctx.frozen, z_e, t, c_t)
             eps_e = ctx.predict(ctx.frozen, z_e, t, c_e)
             target = eps_t - cfg.negative_guidance * (eps_e - eps_t)
         l_erase = ctx.loss(ctx.predict(ctx.denoiser, z_e, t, c_e), target, z_e, alpha_bar)
-        l_keep = self._keep(c_t, z_T, k)
+        l_keep = self._keep(c_t, label, start)
         total = l_erase + cfg.lam * l_keep
         return total, {"losses": {"erase": l_erase.item(), "keep": l_keep.item(), "total": total.item()},
                        "message": prompt, "concept": space.words[int(space.pi.argmax())], "top5": space.top(),

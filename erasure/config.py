@@ -18,6 +18,7 @@ from backends.generate import check_resolution
 from backends.prompts import model_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
+PRECISIONS = ("auto", "float32", "bfloat16")  # EraseConfig.precision
 MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
 
 
@@ -30,7 +31,7 @@ class EraseConfig:
     EXECUTION_ONLY: ClassVar[tuple[str, ...]] = ()
     # settings added after results were cached: at their default they compute exactly what the code did
     # before them, so a cache key leaves them out at that default (and keeps every stored row's key)
-    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0}
+    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0, "bank_codes": 0, "precision": "auto"}
 
     targets: list[str] = field(default_factory=list)  # concepts to erase; one is sampled per step
     template: str = "{concept}"  # prompt template for targets (and AP's vocabulary words)
@@ -51,6 +52,14 @@ class EraseConfig:
     # image side (px) the run trains and draws at; 0 = the model's native size (SD 1.4 512, FLUX.1-schnell
     # 1024); a multiple of the model's latent granularity (backends.generate.resolve_size)
     resolution: int = 0
+    # start codes per conditioning of the frozen-model latent bank (erasure.latent_bank): z_t is read from
+    # trajectories sampled ahead in batches instead of k sampler steps per draw; zt_from="frozen" only;
+    # 0 = sample z_t at each draw
+    bank_codes: int = 0
+    # autocast precision of every forward (z_t sampler, frozen and trained denoiser): "auto" (bfloat16 on a
+    # GPU with native bf16, float32 on the CPU), "float32" or "bfloat16"; the run records the resolved one.
+    # Trained tensors keep float32 masters either way (erasure.master)
+    precision: str = "auto"
 
     def validate(self) -> None:
         """Raise ValueError with a fix-it message for every bad field."""
@@ -69,6 +78,14 @@ class EraseConfig:
             raise ValueError(f"lr must be <= 1, got {self.lr}")
         if self.zt_from not in ("trained", "frozen"):
             raise ValueError(f"zt_from must be 'trained' or 'frozen', got {self.zt_from!r}")
+        if not isinstance(self.bank_codes, int) or not 0 <= self.bank_codes <= 64:
+            raise ValueError(f"bank_codes must be a whole number from 0 (no latent bank) to 64, got {self.bank_codes!r}")
+        if self.bank_codes and self.zt_from != "frozen":
+            raise ValueError("bank_codes needs zt_from='frozen': z_t from the trained model changes every step, so it "
+                             "cannot be sampled ahead; set bank_codes=0 or zt_from='frozen'")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r} (float16 is "
+                             "not offered: training in it needs loss scaling; use bfloat16)")
         if self.loss_space not in ("eps", "x0"):
             raise ValueError(f"loss_space must be 'eps' or 'x0', got {self.loss_space!r}")
         for name in ("checkpoint_every", "snapshot_every"):

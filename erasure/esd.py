@@ -52,12 +52,12 @@ class ESD:
         self.ctx = ctx
         prompts = ctx.config.prompts()
         self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> one row
+        ctx.bank_add(self.emb_targets)  # with a latent bank: every target's frozen trajectories, ahead
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         prompt = self.ctx.pick(list(self.emb_targets))
         emb_e = self.emb_targets[prompt]
-        z_T, k = self.ctx.draw()
-        z, t, alpha_bar = self.ctx.sample_zt(emb_e, z_T, k)
+        z, t, alpha_bar = self.ctx.sample_zt(emb_e, self.ctx.draw(), prompt)
         loss = esd_loss(self.ctx, z, t, alpha_bar, emb_e)
         return loss, {"losses": {"l1": loss.item(), "total": loss.item()}, "message": prompt}
 

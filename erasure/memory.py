@@ -184,8 +184,13 @@ def fine_tune_estimate(pipe, config) -> tuple[MemoryEstimate, list[str]]:
     detail = {"frozen copy": sum(x.numel() * x.element_size() for x in net.parameters()),
               "optimiser state": n * itemsize + masters + 2 * 4 * n,
               "activations": activation_bytes(p, config.batch, GRAPH_CALLS, "none")}
+    if getattr(config, "bank_codes", 0):  # [n_cond, n, K, C, h, w] latents (erasure.latent_bank)
+        latent = family.noise(pipe, 1, torch.Generator().manual_seed(0), size)
+        conds = len(config.targets) * (1 + getattr(config, "n_centres", 0))
+        detail["latent bank"] = conds * config.bank_codes * config.ddim_steps * latent.numel() * latent.element_size()
     fixes = [f"a smaller param_group than {config.param_group!r} (xattn trains the fewest tensors)"] \
         if config.param_group != "xattn" else []
     fixes += [f"batch (now {config.batch})"] if config.batch > 1 else []
+    fixes += [f"bank_codes (now {config.bank_codes}; 0 samples z_t at each step)"] if detail.get("latent bank") else []
     fixes += ["a GPU with more free memory"]
     return MemoryEstimate(str(pipe.device), weight_bytes(pipe, pipe.device), int(sum(detail.values())), detail), fixes

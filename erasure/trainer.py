@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -27,11 +28,23 @@ from . import memory
 from .config import EraseConfig, apply_layers
 from .diffusion import ddim_scheduler, loss_in_space, sample_until
 from .events import Callback, Cancelled, CancelToken, Event
+from .latent_bank import LatentBank
 from .master import MasterWeights
 from .params import select_parameters
 from .registry import get_method
 from .runs import KEEP_CHECKPOINTS, RunFolder
 from .state import load_optimizer
+
+AUTOCAST = {"bfloat16": torch.bfloat16}  # config.precision -> autocast dtype (float32: none)
+
+
+class Start(NamedTuple):
+    """What `Context.draw` draws for one z_t: start codes z_T [batch, C, h, w] and a sampler step index k;
+    `codes` are their indices in the latent bank (None when z_T was drawn fresh)."""
+
+    z: torch.Tensor
+    k: int
+    codes: tuple[int, ...] | None = None
 
 
 class Context:
@@ -61,6 +74,15 @@ class Context:
         self.size = resolve_size(pipe, config.resolution)
         self.gen = torch.Generator().manual_seed(config.seed)  # CPU: same draws on CPU and GPU
         self.rng = np.random.default_rng(config.seed)
+        self.bank: LatentBank | None = None  # frozen-model trajectories (bank_codes > 0), filled by `bank_add`
+
+    def autocast(self):
+        """The run's mixed precision (config.precision, docs/design.md §3.1): a bf16/fp16 autocast region
+        on CUDA, nothing for float32 (the CPU default)."""
+        dtype = AUTOCAST.get(self.config.precision)
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=dtype)
 
     @functools.cached_property
     def scheduler(self):
@@ -90,16 +112,35 @@ class Context:
     def pick(self, items: list):
         return items[int(self.rng.integers(len(items)))]
 
-    def draw(self) -> tuple[torch.Tensor, int]:
-        """A start code z_T [batch, C, h, w] and a sampler step index k (uniform)."""
-        z = self.family.noise(self.pipe, self.config.batch, self.gen, self.size)
-        k = int(torch.randint(0, self.config.ddim_steps, (1,), generator=self.gen))
-        return z, k
+    def bank_add(self, conds: dict[str, Cond]) -> None:
+        """Sample (or load) the frozen-model trajectories of these labelled one-row conditionings, when the
+        run has a latent bank (bank_codes > 0, which validate() allows only with zt_from="frozen")."""
+        if not self.config.bank_codes:
+            return
+        if self.bank is None:
+            self.bank = LatentBank(self, self.config.bank_codes)
+        self.bank.add(conds)
 
-    def sample_zt(self, cond: Cond, z_T: torch.Tensor, k: int):
-        """z_t by k guided DDIM steps from z_T under `cond`; returns (z_t, t [B], alpha_bar)."""
-        net = self.denoiser if self.config.zt_from == "trained" else self.frozen
-        z = sample_until(self.family, net, self.scheduler, z_T, cond, self.emb_null, self.config.start_guidance, k)
+    def draw(self) -> Start:
+        """Start codes z_T [batch, C, h, w] and a sampler step index k (uniform): fresh codes, or with a
+        latent bank `batch` of its codes (uniform)."""
+        if self.bank is not None:
+            codes = tuple(torch.randint(0, self.bank.n, (self.config.batch,), generator=self.gen).tolist())
+            z = self.bank.codes[list(codes)]
+        else:
+            z, codes = self.family.noise(self.pipe, self.config.batch, self.gen, self.size), None
+        k = int(torch.randint(0, self.config.ddim_steps, (1,), generator=self.gen))
+        return Start(z, k, codes)
+
+    def sample_zt(self, cond: Cond, start: Start, label: str | None = None):
+        """z_t by k guided DDIM steps from z_T under `cond`; returns (z_t, t [B], alpha_bar). With a latent
+        bank holding `label` (the name `cond` was added under) it is read from the bank instead."""
+        k = start.k
+        if self.bank is not None and start.codes is not None and label in self.bank:
+            z = self.bank.get(label, start.codes, k)
+        else:
+            net = self.denoiser if self.config.zt_from == "trained" else self.frozen
+            z = sample_until(self.family, net, self.scheduler, start.z, cond, self.emb_null, self.config.start_guidance, k)
         t = self.scheduler.timesteps[k]
         alpha_bar = self.scheduler.alphas_cumprod[t].to(self.device, z.dtype)
         return z, t.expand(z.shape[0]).to(self.device), alpha_bar
@@ -155,6 +196,7 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
     if pipe is None:
         pipe = load_pipeline(model, device=device, dtype=weights_dtype, offload="none")
     check_trainable(pipe)
+    config = dataclasses.replace(config, precision=resolve_precision(config.precision, pipe.device))
     names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
     record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed,
               "result_kind": get_method(method).SPEC.trains,
@@ -162,6 +204,18 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
               "checkpoints_total_limit": checkpoints_total_limit}
     run = RunFolder.create(out, record)
     return _train(run, pipe, method, config, None, callback, cancel)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """"auto" -> "bfloat16" on a GPU that computes in it natively, else "float32" (the CPU: bf16 autocast was
+    no faster there, docs/design.md §3.1); an explicit bfloat16 on a GPU without it is refused with the fix."""
+    device = torch.device(device)
+    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+    if precision == "auto":
+        return "bfloat16" if native else "float32"
+    if precision == "bfloat16" and device.type == "cuda" and not native:
+        raise ValueError("this GPU has no native bfloat16 (it is older than Ampere): use --precision float32")
+    return precision
 
 
 def check_trainable(pipe) -> None:
@@ -213,8 +267,14 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     extra = {"memory": {"weights": estimate.weights, "added": estimate.added, **estimate.detail}}
     if spec.searches:  # the centres' words, once: step events carry softmax(pi) in this order
         extra["search"] = method.search_spaces()
-    emit(Event("start", start, config.steps, message=f"{method_name} on {config.targets}; {estimate.describe()}",
-               extra=extra))
+    message = f"{method_name} on {config.targets}; {estimate.describe()}"
+    if ctx.bank is not None:
+        extra["latent_bank"] = bank = ctx.bank.summary()
+        message += (f"; latent bank: {bank['conditionings']} conditionings x {bank['codes']} codes "
+                    f"({bank['loaded']} from the cache, the rest sampled in {bank['sampled_s']:.1f} s)")
+        if ctx.bank.store_error:
+            message += f"; {ctx.bank.store_error}"
+    emit(Event("start", start, config.steps, message=message, extra=extra))
     try:
         if spec.closed_form:  # UCE: one solve instead of an optimisation loop
             info = method.solve()
@@ -227,7 +287,8 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
                 run.set_status("cancelled", step, "cancelled by the user; resume to continue")
                 emit(Event("cancelled", step, config.steps, time.time() - t0))
                 raise Cancelled(f"run {run.path} cancelled at step {step}; resume it to continue")
-            loss, info = method.loss(step)
+            with ctx.autocast():  # forwards in the run's precision; backward follows each op's dtype
+                loss, info = method.loss(step)
             _optimise(ctx, opt, loss)
             done = step + 1
             emit(step_event(method_name, done, config.steps, time.time() - t0, info))

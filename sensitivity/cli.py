@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--template", help="prompt template, e.g. '{concept}' (default: the model's)")
     s.add_argument("--scorer", help="'embedded' or an open_clip 'arch/pretrained' tag")
     s.add_argument("--proxy-only", action="store_true", help="only the proxy D(c): no sampling, no CLIP")
+    s.add_argument("--delta-top", type=int, default=0, help="proxy-guided: sample delta only for the N concepts "
+                   "of largest D(c) (plus targets and neutral ones); D(c) for all; 0 = delta for every concept")
+    s.add_argument("--delta-random", type=int, default=0, help="proxy-guided: delta also for N other concepts "
+                   "drawn at random (seeded), to estimate what the proxy missed")
     s.add_argument("--text-space", default="model", choices=("model", "scorer"),
                    help="text_sim in the model's own text encoder (default; no extra weights) or the scorer's CLIP")
     s.add_argument("--proxy-dtype", default="float32", help="float32, or bfloat16 for a faster proxy")
@@ -82,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     config = {"vocab": args.vocab, "size": args.size, "k": args.k, "seed": args.seed, "steps": args.steps,
               "guidance": args.guidance, "template": args.template, "scorer": args.scorer,
               "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe,
-              "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution}
+              "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution,
+              "delta_top": args.delta_top, "delta_random": args.delta_random}
     request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,
                               address=args.address, workers=args.workers, force=args.force)
     try:  # every check (device, cluster, settings, vocabulary, folder) runs before any model loads or trains

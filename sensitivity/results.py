@@ -34,6 +34,8 @@ def summary(df: pd.DataFrame) -> dict:
             if len(rows):
                 out[f"{kind}_rank"] = int(rows["rank"].min())
                 out[f"{kind}_percentile"] = round(100 * float(rows["rank"].min()) / len(df), 1)
+    if "guided" in df.attrs:  # a proxy-guided spectrum: what was sampled, and what the calibration says
+        out["guided"] = df.attrs["guided"]
     if "spearman_proxy_delta" in df.attrs:
         out["spearman_proxy_delta"] = round(df.attrs["spearman_proxy_delta"], 4)
     return out

@@ -51,6 +51,11 @@ class SpectrumConfig:
     dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
     resolution: int = 0  # image side (px) the samples are drawn at; 0 = the model's native size (D(c) stays native)
     nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
+    # proxy-guided spectrum (sensitivity.guided): D(c) for every concept, delta(c) only for the targets, the
+    # neutral concepts, the `delta_top` concepts of largest D(c) and `delta_random` others drawn at random
+    # (seeded by `seed`: the calibration sample); 0 = delta for every concept
+    delta_top: int = 0
+    delta_random: int = 0
 
     def seeds(self) -> list[int]:
         return list(range(self.seed, self.seed + self.k))
@@ -84,6 +89,13 @@ class SpectrumConfig:
             raise ValueError(f"text_space must be one of {', '.join(TEXT_SPACES)}, got {self.text_space!r}")
         if self.proxy_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"proxy_dtype must be float32, bfloat16 or float16, got {self.proxy_dtype!r}")
+        if min(self.delta_top, self.delta_random) < 0:
+            raise ValueError("delta_top and delta_random must be >= 0 (0 delta_top = delta for every concept)")
+        if self.delta_random and not self.delta_top:
+            raise ValueError("delta_random calibrates a proxy-guided spectrum: set delta_top too (e.g. 100)")
+        if self.delta_top and self.proxy_only:
+            raise ValueError("delta_top samples delta for the proxy's top concepts; proxy_only samples none: "
+                             "choose one")
         if self.size is not None and self.size < 1:
             raise ValueError(f"size (first N words of the vocabulary) must be >= 1, got {self.size}")
         if self.template is not None and "{concept}" not in self.template:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 # the unit of work lives in rows.py (shared with the Ray actors of distributed.py); re-exported here
+from .guided import calibration, guided_rows
 from .rows import Models, Progress, SpectrumConfig, chunk_rows, load_models
 from .vocab import resolve_vocabulary, validate_concepts, with_neutral
 
@@ -56,12 +57,15 @@ def to_frame(rows: list[dict], config: SpectrumConfig) -> pd.DataFrame:
     for col in COLUMNS:
         if col not in df:
             df[col] = float("nan")
-    if not config.proxy_only:
-        df["rank"] = df["delta"].rank(ascending=False, method="min").astype(int)
+    if not config.proxy_only:  # a proxy-guided spectrum ranks the sampled concepts only (the rest: <NA>)
+        df["rank"] = df["delta"].rank(ascending=False, method="min").astype("Int64" if config.delta_top else int)
     df["proxy_rank"] = df["proxy"].rank(ascending=False, method="min").astype(int)
-    df = df[COLUMNS]
-    if not config.proxy_only and len(df) > 2:
-        df.attrs["spearman_proxy_delta"] = spearman(df["proxy"], df["delta"])
+    df = df[COLUMNS + (["sampled"] if config.delta_top else [])]
+    if not config.proxy_only and df["delta"].notna().sum() > 2:
+        has = df["delta"].notna()
+        df.attrs["spearman_proxy_delta"] = spearman(df["proxy"][has], df["delta"][has])
+    if config.delta_top:
+        df.attrs["guided"] = calibration(rows)
     return df
 
 
@@ -91,11 +95,17 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
             from backends import load_pipeline
 
             concepts = concept_list(config, pipe if pipe is not None else load_pipeline(model, device=device))
-        rows = sharded_rows(model, str(run), concepts, config, address, workers, device, cache_root, progress, cancel)
-        return to_frame(rows, config)
-    models = load_models(model, run, config, device, cache_root, pipe)
-    concepts = concepts or concept_list(config, models.base)
-    return to_frame(spectrum_rows(models, concepts, config, progress, cancel), config)
+
+        def rows_fn(cs, cfg):
+            return sharded_rows(model, str(run), cs, cfg, address, workers, device, cache_root, progress, cancel)
+    else:
+        models = load_models(model, run, config, device, cache_root, pipe)
+        concepts = concepts or concept_list(config, models.base)
+
+        def rows_fn(cs, cfg):
+            return spectrum_rows(models, cs, cfg, progress, cancel)
+    rows = guided_rows(rows_fn, concepts, config) if config.delta_top else rows_fn(concepts, config)
+    return to_frame(rows, config)
 
 
 def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, **overrides):

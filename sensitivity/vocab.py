@@ -1,6 +1,7 @@
 """Concept vocabularies for the spectrum (docs/design.md §2): named ones, user lists and nearest-K.
 
     resolve_vocabulary("world")                      # the embedded world's words
+    resolve_vocabulary("world-captions")             # its 1,400 caption phrases ("outlined red star")
     resolve_vocabulary("english", size=5000)         # the 5,000 most frequent English words
     resolve_vocabulary("imagenet")                   # ImageNet-1k's 1,000 class names (also: imagenette)
     resolve_vocabulary("clip-words", size=5000)      # first 5,000 end-of-word CLIP tokens (some are pieces)
@@ -27,7 +28,7 @@ MAX_CONCEPT_CHARS = 200  # longer "concepts" are not concepts (and overflow CLIP
 MAX_FILE_BYTES = MAX_CONCEPTS * (MAX_CONCEPT_CHARS + 1)  # the largest list that can pass validate_concepts
 NAMED = (*SIZED, "clip-all", *FIXED, "nearest-K", "<path to .txt/.csv>")
 # The named vocabularies a visitor of the app may choose (never a path: docs/design.md §5)
-APP_VOCABULARIES = ("world", "english", "imagenet", "imagenette", "clip-words", "clip-all", "nearest-50")
+APP_VOCABULARIES = ("world", "world-captions", "english", "imagenet", "imagenette", "clip-words", "clip-all", "nearest-50")
 
 
 class VocabularyError(ValueError):

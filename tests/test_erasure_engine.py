@@ -115,8 +115,8 @@ def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
             per_word = []
             for i in range(len(space.words)):
                 c, total = {"emb": space.R[i][None]}, 0.0
-                for z_T, k in draws:
-                    z_r, t, alpha_bar = ctx.sample_zt(c, z_T, k)
+                for start in draws:
+                    z_r, t, alpha_bar = ctx.sample_zt(c, start)
                     total += ctx.loss(ctx.predict(ctx.denoiser, z_r, t, c), ctx.predict(ctx.frozen, z_r, t, c), z_r,
                                       alpha_bar)
                 per_word.append(total / len(draws))

@@ -111,10 +111,10 @@ def test_generate_names_the_words_the_embedded_model_never_saw():
 def test_the_method_help_gives_the_papers_settings_and_a_measured_time():
     from ui import erase_tab, helptext
 
-    text = erase_tab.method_help("embedded", "ap", "fast", 450)
+    text = erase_tab.method_help("embedded", "ap", "fast", 600)
     assert text.startswith("**AP: ") and "Paper: lr 1e-5, 1000 steps" in text
     per = helptext.seconds_per_step()[("ap", "fast")]
-    assert f"About {per * 450 / 60:.0f} min for 450 steps" in text  # the measured rate times the steps
+    assert f"About {helptext._minutes(per * 600)} for 600 steps" in text  # the measured rate times the steps
     assert "measured there only" in erase_tab.method_help("sd-1.4", "ap", "fast", 450)
     assert "under a second" in erase_tab.method_help("embedded", "uce", "fast", 1)
     assert erase_tab.method_help("embedded", "ap", "fast", -3) == ""  # a bad value: the form says so on submit
@@ -133,3 +133,23 @@ def test_a_running_spectrum_shows_placeholders_not_empty_frames(tmp_path, monkey
     text, hist, top, scatter, table, csv = spectrum_tab.spectrum_view(job, info)
     assert "when the spectrum is done" in hist.layout.annotations[0].text and top is hist and csv is None
     assert list(table.columns) == spectrum_tab.TABLE_COLUMNS and table.empty
+
+
+def test_the_spectrum_form_asks_for_a_proxy_guided_spectrum_and_shows_its_calibration(tmp_path, monkeypatch):
+    import json
+
+    from ui import spectrum_tab
+
+    monkeypatch.setattr(state, "_manager", JobManager(tmp_path / "jobs", workers=0))
+    job = spectrum_tab.spectrum_start("embedded", "star", "world-captions", None, 0, 2, 4, 5.0, 0, "", False, 40)
+    config = state.manager().folder(job).record["params"]["config"]
+    assert (config["vocab"], config["delta_top"], config["delta_random"]) == ("world-captions", 40, 20)
+    plain = spectrum_tab.spectrum_start("embedded", "star", "world", None, 0, 2, 4, 5.0, 0, "", False)
+    assert "delta_top" not in state.manager().folder(plain).record["params"]["config"]
+    (tmp_path / "out").mkdir()
+    assert spectrum_tab.guided_note(tmp_path / "out") == ""  # a full spectrum, or no config yet
+    summary = {"guided": {"concepts": 1403, "sampled": 63, "calibration": 20, "top": 10, "top_cut_delta": 4.0,
+                          "calibration_above_cut": 1, "expected_missed": 67.0}}
+    (tmp_path / "out" / "config.json").write_text(json.dumps({"summary": summary}))
+    note = spectrum_tab.guided_note(tmp_path / "out")
+    assert "63 of 1403 concepts" in note and "1 of the random ones" in note and "about 67.0" in note

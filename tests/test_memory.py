@@ -148,14 +148,15 @@ def test_a_resolution_the_model_cannot_take_is_refused(tmp_path):
 
 
 def test_the_gpu_benchmark_runs_its_code_path_on_the_cpu(capsys):
-    """benchmarks/bench_gpu.py at a tiny width: every row (AP and ESD steps with both presets on the SD
-    pipeline, spectrum sampling and the proxy on SD and FLUX) is measured and positive; only a CUDA run
+    """benchmarks/bench_gpu.py at a tiny width: every row (AP and ESD steps with each preset on the SD
+    pipeline, AP's latent bank, spectrum sampling and the proxy on SD and FLUX) is measured and positive; only a CUDA run
     writes benchmarks/results/gpu.json, and without CUDA the full run refuses with what to do."""
     from benchmarks import bench_gpu
 
     rows = bench_gpu.main(["--tiny"])
     whats = [(r["model"], r["what"].split(" (")[0]) for r in rows]
-    assert whats == [("SD 1.4 UNet", "AP object,fast step"), ("SD 1.4 UNet", "AP object,reference step"),
+    assert whats == [("SD 1.4 UNet", "AP object,fast step"), ("SD 1.4 UNet", "AP object,fast latent bank"),
+                     ("SD 1.4 UNet", "AP object,fast-v1 step"), ("SD 1.4 UNet", "AP object,reference step"),
                      ("SD 1.4 UNet", "ESD object,fast step"), ("SD 1.4 UNet", "ESD object,reference step"),
                      ("SD 1.4 UNet", "spectrum sampling"), ("SD 1.4 UNet", "proxy D(c)"),
                      ("FLUX 2+4 blocks", "spectrum sampling"), ("FLUX 2+4 blocks", "proxy D(c)")], whats

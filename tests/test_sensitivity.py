@@ -404,3 +404,50 @@ def test_spectrum_samples_at_its_resolution_in_its_own_cache(embedded_pipe, esd_
     with pytest.raises(ValueError, match="resolution 12 px does not fit this model"):
         compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], vocab=str(words_file), resolution=12,
                                                              **SMALL), pipe=embedded_pipe, cache_root=tmp_path)
+
+
+# ---------------------------------------------------------------- proxy-guided spectrum
+
+def test_proxy_guided_spectrum_samples_the_proxy_top_and_a_calibration_sample(embedded_pipe, esd_run, tmp_path):
+    import dataclasses
+
+    full_cfg = SpectrumConfig(targets=["star"], vocab="world", **SMALL)
+    full = compute_spectrum("embedded", esd_run, full_cfg, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    cfg = dataclasses.replace(full_cfg, delta_top=5, delta_random=3)
+    df = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    assert list(df.index) == list(full.index)  # every concept is a row, with its D(c)
+    np.testing.assert_allclose(df["proxy"], full["proxy"], rtol=1e-5)
+    reasons = df["sampled"].value_counts().to_dict()
+    assert reasons == {"always": 3, "top": 5, "random": 3, "": len(df) - 11}, reasons
+    assert set(df.index[df["sampled"] == "always"]) == {"star", *NEUTRAL}
+    concepts = df[df["kind"] == "concept"]
+    assert set(concepts["proxy"].nlargest(5).index) == set(df.index[df["sampled"] == "top"])
+    sampled = df["sampled"] != ""
+    assert df.loc[~sampled, "delta"].isna().all() and df.loc[~sampled, "rank"].isna().all()
+    # delta of a sampled concept is the full spectrum's (the same seeds and models)
+    np.testing.assert_allclose(df.loc[sampled, "delta"], full.loc[sampled[sampled].index, "delta"], atol=1e-4)
+    assert df.attrs["guided"]["sampled"] == 11 and df.attrs["guided"]["calibration"] == 3
+    other = dataclasses.replace(cfg, seed=1)  # another seed draws another calibration sample
+    from sensitivity.guided import choose
+
+    rows = [{"kind": "concept", "proxy": float(i)} for i in range(40)]
+    assert choose(rows, cfg) != choose(rows, other)
+
+
+def test_guided_calibration_counts_what_the_proxy_missed():
+    from sensitivity.guided import calibration
+
+    rows = [{"kind": "concept", "sampled": "top", "delta": d} for d in (9.0, 8.0, 7.0)]
+    rows += [{"kind": "concept", "sampled": "random", "delta": d} for d in (8.5, 0.1)]
+    rows += [{"kind": "concept", "sampled": "", "delta": float("nan")}] * 10
+    out = calibration(rows, top=3)
+    # the 3rd largest sampled delta is 8.0; one of two random concepts exceeds it -> 5 of the 10 unsampled
+    assert (out["top_cut_delta"], out["calibration_above_cut"], out["expected_missed"]) == (8.0, 1, 5.0)
+
+
+@pytest.mark.parametrize("settings, message", [({"delta_top": -1}, "must be >= 0"),
+                                               ({"delta_random": 4}, "set delta_top too"),
+                                               ({"delta_top": 5, "proxy_only": True}, "choose one")])
+def test_bad_guided_settings(settings, message):
+    with pytest.raises(ValueError, match=message):
+        SpectrumConfig(targets=["star"], **settings).check()

@@ -26,10 +26,12 @@ N_VIEWS = 6  # status, histogram, most affected, scatter, table, CSV
 
 @user_errors
 def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float, k: float, steps: float,
-                   guidance: float, seed: float, run_job: str, proxy_only: bool, request: gr.Request = None) -> str:
+                   guidance: float, seed: float, run_job: str, proxy_only: bool, delta_top: float = 0,
+                   request: gr.Request = None) -> str:
     """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick ESD one).
     The vocabulary is a named one or an uploaded file, never a path on the server: an upload's words
-    are read here and travel in the job's parameters."""
+    are read here and travel in the job's parameters. `delta_top` > 0 makes it proxy-guided: delta for
+    the N concepts of largest D(c) and a random calibration sample of N / 2 more."""
     from sensitivity import SpectrumRequest
 
     model, limits = state.model_name(model), state.LIMITS
@@ -39,6 +41,9 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
               "steps": inputs.whole(steps, "Sampler steps", 1, limits.max_sampler_steps),
               "guidance": inputs.real(guidance, "Guidance", 0.0, 50.0), "seed": inputs.seed(seed, "First seed"),
               "proxy_only": inputs.flag(proxy_only, "Proxy only"), "dtype": state.JOB_DTYPE}
+    top = inputs.whole(delta_top or 0, "Proxy-guided: delta for the top N", 0, limits.max_concepts)
+    if top:
+        config |= {"delta_top": top, "delta_random": max(1, top // 2)}
     words = None
     if vocab_file:
         path = inputs.uploaded_file(vocab_file, [Path(gr.utils.get_upload_folder())], limits.max_upload_bytes)
@@ -79,11 +84,28 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
                            else f"no spectrum: the job is {info.state}")
         return text, wait, wait, wait, pd.DataFrame(columns=TABLE_COLUMNS), None
     df = load_spectrum(csv.parent)
+    text += guided_note(csv.parent)
     column = "delta" if df["delta"].notna().any() else "proxy"
     top = df.sort_values(column, ascending=False).head(int(top_n))
     table = top[["concept", "kind", column, "proxy", "text_sim"]].round(4)
     return (text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
             figures.similarity_scatter(df, column), table, str(csv))
+
+
+def guided_note(folder: Path) -> str:
+    """A proxy-guided spectrum's calibration in words (its config.json summary; "" for a full one)."""
+    import json
+
+    try:
+        g = json.loads((folder / "config.json").read_text())["summary"].get("guided")
+    except (OSError, ValueError, KeyError):
+        return ""
+    if not g:
+        return ""
+    return (f"\n\nProxy-guided: δ sampled for {g['sampled']} of {g['concepts']} concepts (the top by D(c), the "
+            f"targets and {g['calibration']} drawn at random). {g['calibration_above_cut']} of the random ones are "
+            f"damaged as much as the {g['top']}th most damaged sampled concept: about {g['expected_missed']} such "
+            "concepts are expected among those not sampled.")
 
 
 @user_errors
@@ -105,7 +127,8 @@ def build(model) -> SimpleNamespace:
                 s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
                                     allow_custom_value=True, elem_id="spectrum-run")
                 s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary",
-                                      info="the concepts to measure: world = the embedded model's 25 words; english = frequent "
+                                      info="the concepts to measure: world = the embedded model's 25 words; world-captions = its "
+                                           "1,400 caption phrases; english = frequent "
                                            "English words; imagenet / imagenette = ImageNet class names; clip-words "
                                            "and clip-all = CLIP tokens (some are word pieces)")
                 s_file = gr.File(label="…or upload a vocabulary (.txt, .csv)", file_types=[".txt", ".csv"],
@@ -119,6 +142,8 @@ def build(model) -> SimpleNamespace:
                 s_seed = Number(value=0, precision=0, label="First seed",
                                 info="both models draw from the same seeds, so δ is the erasure's effect alone")
                 s_proxy = gr.Checkbox(False, label="Proxy only (fast: no sampling)", info=SETTING["proxy_only"])
+                s_guided = Number(value=0, precision=0, label="Proxy-guided: δ for the top N (0 = every concept)",
+                                  info=SETTING["delta_top"], elem_id="spectrum-guided")
                 s_start = gr.Button("Compute spectrum", variant="primary", elem_id="spectrum-start")
             with gr.Column(scale=2):
                 s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
@@ -131,7 +156,7 @@ def build(model) -> SimpleNamespace:
                 s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
         views = [s_status, s_hist, s_top, s_scatter, s_table, s_csv]
         s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
-                                       s_run, s_proxy], s_job, api_name="spectrum_start")
+                                       s_run, s_proxy, s_guided], s_job, api_name="spectrum_start")
         s_job.change(spectrum_status, s_job, views, api_name="spectrum_status")
         gr.Button("Cancel spectrum").click(job_cancel, s_job, s_status, api_visibility="private")
         s_dl = gr.Button("Download CSV", visible=False)

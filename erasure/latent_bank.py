@@ -1,0 +1,163 @@
+"""The frozen-model latent bank (docs/design.md §3.1, "The latent bank"): z_t sampled ahead, in large batches, and cached.
+
+When z_t comes from the frozen model theta (zt_from="frozen": the `fast` presets, ESD-2024) it depends on
+the conditioning, the start code and the sampler step only, never on theta'. So instead of running k
+guided DDIM steps at batch 1 inside every training step, the bank runs, once, the whole trajectory of
+theta for every conditioning a method will sample under (its targets, AP's search-space centres) from
+`n` fixed start codes, many rows per denoiser call, and keeps every intermediate latent:
+
+    z[key]  [n, K, C, h, w]   z[key][j, k] = k guided DDIM steps of theta from code j  (z[key][j, 0] = code j)
+
+K = ddim_steps (a step index k is drawn from [0, K)). A training step then draws (code j, step k) and
+reads the latent: the same tensor `sample_until` returns from code j (tests/test_latent_bank.py), up to
+the rounding of a batched call. The trained-model path (zt_from="trained", `reference`) never uses it.
+
+On disk, one file per conditioning, so another run, another target sharing AP centres, or a resumed run
+loads instead of sampling (atomic safetensors writes, as every cache here):
+
+    cache/latents/<theta fingerprint>/<sampler key>/<conditioning key>.safetensors
+        z [n, K, C, h, w] in the sampler's dtype; metadata: the label (prompt or word)
+
+The sampler key holds everything else that decides z: DDIM steps, guidance, the scheduler's config, the
+image size, the codes' seed and count, the null conditioning, the dtype and autocast precision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from backends import storage
+from backends.family import Cond, cat, expand
+from backends.storage import atomic_write, weights_fingerprint
+
+from .diffusion import guided_eps
+
+BANK_SEED = 104729  # offset of the codes' generator from the run seed: the bank never draws from ctx.gen
+BANK_ROWS = 32  # conditionings x codes sampled per batched call (the guided call holds twice as many rows)
+MAX_CODES = 64  # start codes per conditioning a config may ask for
+
+
+def _tensor_key(t: torch.Tensor) -> str:
+    return hashlib.sha1(t.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+def cond_key(cond: Cond) -> str:
+    """20-hex hash of a one-row conditioning's values: the key of its trajectories (the prompt text alone
+    would not do: AP's centres are float16-stored word embeddings, not fresh encodings)."""
+    h = hashlib.sha1()
+    for name in sorted(cond):
+        h.update(name.encode() + _tensor_key(cond[name]).encode())
+    return h.hexdigest()[:20]
+
+
+class LatentBank:
+    """Trajectories of the frozen denoiser from `n` start codes, per conditioning (see the module doc).
+
+    ctx: the training Context (its frozen model, scheduler, c_n, size, seed and autocast precision)."""
+
+    def __init__(self, ctx, n: int, root: str | Path | None = None):
+        self.ctx, self.n = ctx, n
+        gen = torch.Generator().manual_seed(ctx.config.seed + BANK_SEED)
+        self.codes = ctx.family.noise(ctx.pipe, n, gen, ctx.size)  # [n, C, h, w]
+        self.z: dict[str, torch.Tensor] = {}  # label -> [n, K, C, h, w] on the device
+        self.built_s = 0.0  # seconds spent sampling (not loading) so far
+        self.loaded = self.sampled = 0  # conditionings read from disk / sampled here
+        self.store_error: str | None = None  # why the last write to disk failed (the run goes on from memory)
+        cfg = ctx.config
+        settings = {"ddim_steps": cfg.ddim_steps, "guidance": cfg.start_guidance, "size": ctx.size,
+                    "scheduler": dict(ctx.scheduler.config), "codes": _tensor_key(self.codes), "n": n,
+                    "null": cond_key(ctx.emb_null), "dtype": str(self.codes.dtype), "precision": cfg.precision}
+        key = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        model = weights_fingerprint({"frozen": ctx.frozen})
+        self.folder = Path(root or storage.CACHE_ROOT / "latents") / model / key
+
+    def add(self, conds: dict[str, Cond]) -> None:
+        """Make sure every labelled one-row conditioning has its trajectories: loaded from disk if cached,
+        else sampled (BANK_ROWS conditioning x code rows per call) and stored."""
+        missing = {}
+        for label, cond in conds.items():
+            if label in self.z:
+                continue
+            z = self._load(label, cond)
+            if z is None:
+                missing[label] = cond
+            else:
+                self.z[label] = z
+                self.loaded += 1
+        if missing:
+            t0 = time.perf_counter()
+            self._sample(missing)
+            self.built_s += time.perf_counter() - t0
+
+    def get(self, label: str, codes: tuple[int, ...], k: int) -> torch.Tensor:
+        """z_t [len(codes), C, h, w]: k frozen-model DDIM steps from each code under `label`'s conditioning."""
+        return self.z[label][list(codes), k]
+
+    def __contains__(self, label: str) -> bool:
+        return label in self.z
+
+    def summary(self) -> dict:
+        """What the run's start event reports: sizes, cache hits and the seconds spent sampling."""
+        return {"conditionings": len(self.z), "codes": self.n, "loaded": self.loaded, "sampled": self.sampled,
+                "sampled_s": round(self.built_s, 3), "bytes": sum(z.numel() * z.element_size() for z in self.z.values()),
+                "folder": str(self.folder)}
+
+    # ------------------------------------------------------------------ sampling and storage
+    @torch.no_grad()
+    def _sample(self, conds: dict[str, Cond]) -> None:
+        """Every (conditioning, code) row of `conds`, BANK_ROWS rows per batched guided trajectory."""
+        ctx, n = self.ctx, self.n
+        pairs = [(label, j) for label in conds for j in range(n)]
+        out = {label: [None] * n for label in conds}
+        for i in range(0, len(pairs), BANK_ROWS):
+            chunk = pairs[i : i + BANK_ROWS]
+            cond = cat([conds[label] for label, _ in chunk])  # [b, L, d]
+            z = self.codes[[j for _, j in chunk]]  # [b, C, h, w]
+            with ctx.autocast():
+                steps = self._trajectory(z, cond)  # [b, K, C, h, w]
+            for (label, j), traj in zip(chunk, steps):
+                out[label][j] = traj
+        for label, trajs in out.items():
+            self.z[label] = torch.stack(trajs)  # [n, K, C, h, w]
+            self._store(label, conds[label], self.z[label])
+            self.sampled += 1
+
+    def _trajectory(self, z: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """Every latent of the guided DDIM run from z under cond: [b, K, C, h, w], index 0 = z itself.
+        The same steps as erasure.diffusion.sample_until, on many rows at once."""
+        ctx = self.ctx
+        both = cat([expand(ctx.emb_null, len(z)), cond])
+        kept = [z]
+        for t in ctx.scheduler.timesteps[: ctx.config.ddim_steps - 1]:
+            z = ctx.scheduler.step(guided_eps(ctx.family, ctx.frozen, z, t, both, ctx.config.start_guidance), t, z).prev_sample
+            kept.append(z)
+        return torch.stack(kept, 1)
+
+    def _path(self, cond: Cond) -> Path:
+        return self.folder / f"{cond_key(cond)}.safetensors"
+
+    def _load(self, label: str, cond: Cond) -> torch.Tensor | None:
+        path = self._path(cond)
+        if not path.exists():
+            return None
+        with safe_open(str(path), "pt") as f:
+            z = f.get_tensor("z")
+        if tuple(z.shape[:2]) != (self.n, self.ctx.config.ddim_steps):  # a foreign file: sample again
+            return None
+        return z.to(self.codes.device, self.codes.dtype)
+
+    def _store(self, label: str, cond: Cond, z: torch.Tensor) -> None:
+        """Best effort: an unwritable cache folder costs the reuse, never the run (the bank is in memory)."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            atomic_write(self._path(cond), lambda p: save_file({"z": z.detach().cpu().contiguous()}, str(p),
+                                                               metadata={"label": label[:200]}))
+        except OSError as e:
+            self.store_error = f"latent bank not cached ({e}); set CSE_CACHE_DIR to a writable folder"
