@@ -214,7 +214,8 @@ def resolve_precision(precision: str, device) -> str:
     if precision == "auto":
         return "bfloat16" if native else "float32"
     if precision == "bfloat16" and device.type == "cuda" and not native:
-        raise ValueError("this GPU has no native bfloat16 (it is older than Ampere): use --precision float32")
+        raise ValueError("this GPU has no native bfloat16 (it is older than Ampere): set precision=float32 "
+                         "(--set precision=float32 on the CLI)")
     return precision
 
 

@@ -92,7 +92,7 @@ def fuzzed(tmp_path_factory):
     assert kind == "complete", out
     erase = out[0]
     _until(url, "erase_status", erase, lambda s: s.startswith(("**done", "**failed")))
-    kind, out = _call(url, "spectrum_start", ["embedded", "star", "world", None, 0, 1, 2, 5.0, 0, erase, True])
+    kind, out = _call(url, "spectrum_start", ["embedded", "star", "world", None, 0, 1, 2, 5.0, 0, erase, True, 0])
     assert kind == "complete", out
     spectrum = out[0]
     _until(url, "spectrum_status", spectrum, lambda s: s.startswith(("**done", "**failed")))
@@ -117,7 +117,7 @@ def _templates(erase: str, spectrum: str) -> dict[str, list]:
         "results": [erase], "results_grid": [erase, "a red star", 1, "cpu", "float32"],
         "results_concept": [erase, "heart", 1, "cpu", "float32"], "results_spectrum_start": [erase, "world", 1, True],
         "results_spectrum": [spectrum], "compare_spectra": [[erase]],
-        "spectrum_start": ["embedded", "star", "world", None, 0, 1, 2, 5.0, 0, erase, True],
+        "spectrum_start": ["embedded", "star", "world", None, 0, 1, 2, 5.0, 0, erase, True, 0],
         "spectrum_status": [spectrum], "download_csv": [spectrum],
         "compare": ["embedded", "a red star", 0, 1, [erase], 2, 5.0, False, "cpu", "float32"],
     }
