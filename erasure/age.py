@@ -22,7 +22,16 @@ import torch
 from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
 
-from .ap import VOCABULARIES, CentreProbe, Space, gumbel_softmax_hard, load_spaces_state, no_param_grads, spaces_state
+from .ap import (
+    VOCABULARIES,
+    CentreProbe,
+    Space,
+    centre_conds,
+    gumbel_softmax_hard,
+    load_spaces_state,
+    no_param_grads,
+    spaces_state,
+)
 from .config import EraseConfig
 from .method import MethodSpec
 from .search_space import build_search_space, check_search_settings
@@ -90,11 +99,8 @@ class AGE:
             words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
             self.spaces[prompt] = Space(words, R, cfg.search_lr)
         self.probe = CentreProbe(ctx)  # L_keep of every centre at snapshots (the trajectory)
-        if cfg.hard:  # a hard sample is one centre; top-k mixtures are sampled at each draw
-            ctx.bank_add(dict(self.emb_targets) | {f"word:{w}": {"emb": s.R[i][None]} for s in self.spaces.values()
-                                                   for i, w in enumerate(s.words)})
-        else:
-            ctx.bank_add(self.emb_targets)
+        # a hard sample is one centre; top-k mixtures are sampled at each draw
+        ctx.bank_add(dict(self.emb_targets) | (centre_conds(self.spaces) if cfg.hard else {}))
 
     def _target(self, space: Space, grad: bool) -> tuple[Cond, str]:
         """c_t ({"emb": [1, L, d]}) and the concept with the largest weight in this sample."""

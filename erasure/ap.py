@@ -158,6 +158,12 @@ class CentreProbe:
         return self.z[key]
 
 
+def centre_conds(spaces: dict[str, Space]) -> dict[str, Cond]:
+    """Every centre's one-row conditioning, labelled "word:<word>" (what a hard Gumbel sample of it is), for
+    a latent bank; shared by AGE."""
+    return {f"word:{w}": {"emb": s.R[i][None]} for s in spaces.values() for i, w in enumerate(s.words)}
+
+
 def spaces_state(spaces: dict[str, Space]) -> dict:
     """Every target's pi and its optimiser, for exact resume (R is rebuilt from the vocabulary); the
     checkpoint layout AP has always written ("pi", "pi_opt"), shared by AGE."""
@@ -206,9 +212,7 @@ class AP:
     def bank_conds(self) -> dict[str, Cond]:
         """The conditionings z_t is sampled under, labelled as `_ca` names them: targets and every centre
         (a hard Gumbel sample is one centre), or the fixed concept; for a latent bank (erasure.latent_bank)."""
-        out = dict(self.emb_targets)
-        for space in self.spaces.values():
-            out |= {f"word:{w}": {"emb": space.R[i][None]} for i, w in enumerate(space.words)}
+        out = dict(self.emb_targets) | centre_conds(self.spaces)
         if self.ctx.config.preserve in ("neutral", "fixed"):
             out["fixed"] = self.emb_fixed
         return out

@@ -19,10 +19,18 @@ from backends.sd import ddim_scheduler, guided_eps  # noqa: F401 - the methods' 
 def sample_until(family, net, scheduler: DDIMScheduler, z: torch.Tensor, cond: Cond, uncond: Cond,
                  guidance: float, k: int) -> torch.Tensor:
     """Run k DDIM steps with classifier-free guidance from z_T; returns z at scheduler.timesteps[k]."""
+    for z_k in guided_ddim(family, net, scheduler, z, cond, uncond, guidance, k):
+        z = z_k
+    return z
+
+
+def guided_ddim(family, net, scheduler: DDIMScheduler, z: torch.Tensor, cond: Cond, uncond: Cond, guidance: float,
+                k: int):
+    """The latent after each of k guided DDIM steps from z_T (a generator; z [B, C, h, w], cond one row or B)."""
     both = cat([expand(uncond, z.shape[0]), expand(cond, z.shape[0])])
     for t in scheduler.timesteps[:k]:
         z = scheduler.step(guided_eps(family, net, z, t, both, guidance), t, z).prev_sample
-    return z
+        yield z
 
 
 def to_x0(z: torch.Tensor, out: torch.Tensor, alpha_bar: torch.Tensor, prediction_type: str = "epsilon") -> torch.Tensor:

@@ -34,14 +34,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from backends import storage
-from backends.family import Cond, cat, expand
+from backends.family import Cond, cat
 from backends.storage import atomic_write, weights_fingerprint
 
-from .diffusion import guided_eps
+from .diffusion import guided_ddim
 
 BANK_SEED = 104729  # offset of the codes' generator from the run seed: the bank never draws from ctx.gen
 BANK_ROWS = 32  # conditionings x codes sampled per batched call (the guided call holds twice as many rows)
-MAX_CODES = 64  # start codes per conditioning a config may ask for
 
 
 def _tensor_key(t: torch.Tensor) -> str:
@@ -85,7 +84,7 @@ class LatentBank:
         for label, cond in conds.items():
             if label in self.z:
                 continue
-            z = self._load(label, cond)
+            z = self._load(cond)
             if z is None:
                 missing[label] = cond
             else:
@@ -131,19 +130,15 @@ class LatentBank:
 
     def _trajectory(self, z: torch.Tensor, cond: Cond) -> torch.Tensor:
         """Every latent of the guided DDIM run from z under cond: [b, K, C, h, w], index 0 = z itself.
-        The same steps as erasure.diffusion.sample_until, on many rows at once."""
-        ctx = self.ctx
-        both = cat([expand(ctx.emb_null, len(z)), cond])
-        kept = [z]
-        for t in ctx.scheduler.timesteps[: ctx.config.ddim_steps - 1]:
-            z = ctx.scheduler.step(guided_eps(ctx.family, ctx.frozen, z, t, both, ctx.config.start_guidance), t, z).prev_sample
-            kept.append(z)
-        return torch.stack(kept, 1)
+        The steps of erasure.diffusion.sample_until, on many rows at once."""
+        ctx, cfg = self.ctx, self.ctx.config
+        steps = guided_ddim(ctx.family, ctx.frozen, ctx.scheduler, z, cond, ctx.emb_null, cfg.start_guidance, cfg.ddim_steps - 1)
+        return torch.stack([z, *steps], 1)
 
     def _path(self, cond: Cond) -> Path:
         return self.folder / f"{cond_key(cond)}.safetensors"
 
-    def _load(self, label: str, cond: Cond) -> torch.Tensor | None:
+    def _load(self, cond: Cond) -> torch.Tensor | None:
         path = self._path(cond)
         if not path.exists():
             return None
