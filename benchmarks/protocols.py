@@ -4,7 +4,8 @@ Each protocol erases with the registered methods, measures with the metric modul
 plain rows (dicts of numbers) that `benchmarks/report.py` aggregates, saves and renders:
 
     table1(...)        all 10 shapes, 4 fixed 5-erased/5-kept splits, every method (paper table 1)
-    preservation(...)  AP's preservation strategies: none, "", a fixed related concept, adversarial
+    preservation(...)  AP's preservation strategies: none, "", a fixed related concept, adversarial, and the
+                       controls random and all
     ablation(...)      AP's search-space size K and ascent steps N_iter (paper table 6)
     style(...)         erasing a rendering style: classifier, CLIP and LPIPS on erased and kept styles
     robustness(...)    paraphrases and an adversarial prompt search against each erased model
@@ -55,14 +56,19 @@ class MethodSpec:
 # UCE also gets a row with the kept concepts as its preserve list: the knowledge AP searches for itself.
 # AP's rows keep `fast-v1` (z_t sampled per draw), the preset the stored report was measured with; the
 # product's `fast` reads z_t from a latent bank instead (bench_erasure compares the two).
+# The stored AP and AGE rows were measured before two search-space changes, and name the settings they ran
+# with: AP searched every world word (the object preset's K 1000 / n 100 then overrode the embedded profile's
+# 100 / 16: erasure.config, "Config precedence"), and neither left the target's inflections out of the search.
+STORED_SEARCH = {"ap": {"k_closest": 1000, "n_centres": 100, "exclude_inflections": False},
+                 "age": {"exclude_inflections": False}}
 METHODS = (
     MethodSpec("ESD", "esd", "object,fast"),
     MethodSpec("UCE", "uce", "object"),
     MethodSpec("UCE (kept list)", "uce", "object", preserve_kept=True),
     MethodSpec("CA", "ca", "object,fast"),
-    MethodSpec("AP", "ap", "object,fast-v1"),
+    MethodSpec("AP", "ap", "object,fast-v1", STORED_SEARCH["ap"]),
     MethodSpec("MCE", "mce", "object,fast"),
-    MethodSpec("AGE", "age", "object,fast"),
+    MethodSpec("AGE", "age", "object,fast", STORED_SEARCH["age"]),
 )
 BASE = "SD (base)"
 EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with
@@ -167,30 +173,51 @@ def table1(classifier, scorer, budget: Budget, methods=METHODS, splits: list[dic
     return rows
 
 
-def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = ("star", "heart"),
-                 related: dict[str, str] | None = None, progress: Progress = print) -> list[dict]:
+PRESERVE_PRESET = "object,fast"  # the product's preset (16-code latent bank, the embedded profile's 16 centres)
+RELATED = {"star": "cross", "heart": "moon", "moon": "circle"}  # a look-alike shape per target (the "fixed" row)
+# the search at 10x the reference scripts' lr (1e-2): can a search that moves pi further beat random?
+SHARP = "adversarial, search lr 0.1"
+
+
+def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = ("star", "heart", "moon"),
+                 related: dict[str, str] | None = None, seeds: tuple[int, ...] = (0, 1),
+                 progress: Progress = print) -> list[dict]:
     """AP with each preservation strategy, one target at a time: none (= ESD's loss alone), the null
-    prompt "", a fixed related concept (a look-alike shape: cross for star, moon for heart, the shapes
-    that ESD and UCE damage most with them), and the adversarial search."""
-    related = related or {"star": "cross", "heart": "moon"}
-    strategies = {"none": {"preserve": "none"}, '""': {"preserve": "neutral"}, "adversarial": {}}
+    prompt "", a fixed related concept (a look-alike shape: cross for star, moon for heart, the shapes that
+    ESD and UCE damage most with them), the adversarial search, and two controls over the same search space
+    (docs/design.md §3.3): a uniformly random centre each step ("random") and the mean over a batch of
+    centres ("all"), and the search at 10x its lr. The searches and random run once per training seed in
+    `seeds`, so their gap can be told from seed noise; the rows of a search carry its diagnostics
+    (erasure.diagnostics.summary)."""
+    related = related or RELATED
+    plans = {"none": {"preserve": "none"}, '""': {"preserve": "neutral"}, "fixed": {"preserve": "fixed"},
+             "adversarial": {}, SHARP: {"search_lr": 0.1}, "random": {"preserve": "random"},
+             "all": {"preserve": "all"}}
     rows = []
-    for target in targets:
-        plans = dict(strategies)
-        plans[f'fixed "{related[target]}"'] = {"preserve": "fixed", "fixed_concept": related[target]}
-        for label, overrides in plans.items():
-            spec = MethodSpec(f"AP {label}", "ap", "object,fast-v1", overrides)
+    for target, (label, overrides) in itertools.product(targets, plans.items()):
+        if label == "fixed":
+            overrides = {**overrides, "fixed_concept": related[target]}
+        for seed in seeds if label in ("adversarial", SHARP, "random") else seeds[:1]:
+            spec = MethodSpec(f"AP {label}", "ap", PRESERVE_PRESET, {**overrides, "seed": seed})
 
-            def row(label=label, spec=spec, target=target) -> dict:
-                pipe, wall, _ = erase_fresh(spec, [target], budget)
-                fixed = label.startswith("fixed")
-                return {"target": target, "strategy": "fixed" if fixed else label,
-                        "concept": related[target] if fixed else "", "wall_s": wall,
-                        **_shape_row(pipe, classifier, scorer, [target], budget)}
+            def row(label=label, spec=spec, target=target, seed=seed) -> dict:
+                pipe, wall, run = erase_fresh(spec, [target], budget)
+                return {"target": target, "strategy": label, "seed": seed,
+                        "concept": related[target] if label == "fixed" else "", "wall_s": wall,
+                        **_shape_row(pipe, classifier, scorer, [target], budget), **_search_summary(run)}
 
-            rows.append(budget.cached(f"preservation|{target}|{label}|{config_tag(spec, [target], budget)}", row))
-            progress(f"preservation {target} {label}: {_brief(rows[-1])}")
+            rows.append(budget.cached(f"preservation|{target}|{label}|seed={seed}|{config_tag(spec, [target], budget)}", row))
+            progress(f"preservation {target} {label} seed {seed}: {_brief(rows[-1])}")
     return rows
+
+
+def _search_summary(run) -> dict:
+    """A searching run's diagnostics summary ("search_" + entropy_ratio, top_p, switch_rate, pi_l2_spearman,
+    top), {} for a run without a search space."""
+    from erasure.diagnostics import summary
+
+    path = run.path / "search.json"
+    return {f"search_{k}": v for k, v in summary(json.loads(path.read_text())).items()} if path.exists() else {}
 
 
 def ablation(classifier, scorer, budget: Budget, target: str = "star", ks: tuple[int, ...] = (4, 16),
@@ -198,7 +225,8 @@ def ablation(classifier, scorer, budget: Budget, target: str = "star", ks: tuple
     """AP's K (centres of the search space) x N_iter (ascent steps per outer step)."""
     rows = []
     for k, n_iter in itertools.product(ks, n_iters):
-        spec = MethodSpec(f"AP K={k} N_iter={n_iter}", "ap", "object,fast-v1", {"n_centres": k, "n_iter": n_iter})
+        spec = MethodSpec(f"AP K={k} N_iter={n_iter}", "ap", "object,fast-v1",
+                          {**STORED_SEARCH["ap"], "n_centres": k, "n_iter": n_iter})
 
         def row(spec=spec, k=k, n_iter=n_iter) -> dict:
             pipe, wall, _ = erase_fresh(spec, [target], budget)
@@ -299,7 +327,8 @@ def robustness(classifier, scorer, budget: Budget, target: str = "star", methods
 
 
 def summarize(rows: list[dict], by: str | tuple[str, ...], metrics: tuple[str, ...]) -> list[dict]:
-    """Mean and std (over the rows sharing `by`, e.g. the 4 splits) of each metric, in first-seen order."""
+    """Mean and std (over the rows sharing `by`, e.g. the 4 splits) of each metric, in first-seen order; "n"
+    counts the rows."""
     keys = (by,) if isinstance(by, str) else by
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
@@ -307,8 +336,11 @@ def summarize(rows: list[dict], by: str | tuple[str, ...], metrics: tuple[str, .
     out = []
     for key, group in groups.items():
         row = dict(zip(keys, key)) | {"n": len(group)}
-        for m in metrics:
-            values = torch.tensor([float(g[m]) for g in group], dtype=torch.float64)
+        for m in metrics:  # a metric some rows lack (a search's diagnostics) is averaged over the rows that have it
+            present = [float(g[m]) for g in group if g.get(m) is not None]
+            if not present:
+                continue
+            values = torch.tensor(present, dtype=torch.float64)
             row[m] = float(values.mean())
             row[f"{m}_std"] = float(values.std()) if len(values) > 1 else 0.0
         out.append(row)

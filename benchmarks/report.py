@@ -34,6 +34,7 @@ RESULTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "results.md"  #
 PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness")
 METHOD_PROTOCOLS = ("table1", "style", "robustness")  # protocols with one row per erasure method
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
+SEARCH_METRICS = ("search_entropy_ratio", "search_top_p", "search_switch_rate", "search_pi_l2_spearman")
 
 
 def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protocols.MethodSpec, ...]:
@@ -66,8 +67,10 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
 
 def summary_of(name: str, rows: list[dict]) -> list[dict]:
     """table 1 and preservation: mean ± std per method (strategy); the others: the rows themselves."""
-    if name in ("table1", "preservation"):
-        return protocols.summarize(rows, "method" if name == "table1" else "strategy", SHAPE_METRICS)
+    if name == "table1":
+        return protocols.summarize(rows, "method", SHAPE_METRICS)
+    if name == "preservation":
+        return protocols.summarize(rows, "strategy", SHAPE_METRICS + SEARCH_METRICS)
     return rows
 
 

@@ -13,7 +13,8 @@ AP = "AP"
 
 
 def _pm(row: dict, key: str) -> str:
-    digits = 2 if key.startswith("lpips") else 1  # LPIPS lives in 0..~2
+    # LPIPS lives in 0..~2; a search's diagnostics (entropy ratio, top p, switch rate, rank correlation) in 0..1
+    digits = 3 if key.startswith("search_") else 2 if key.startswith("lpips") else 1
     std = row.get(f"{key}_std")
     if std is not None and row.get("n", 1) > 1:
         return f"{row[key]:.{digits}f} ± {std:.{digits}f}"
@@ -25,13 +26,15 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     rule = "|" + "---|" * len(columns)
     body = []
     for r in rows:
-        cells = [(_pm(r, k) if isinstance(r.get(k), float) else str(r.get(k, ""))) for k, _ in columns]
+        cells = [(_pm(r, k) if isinstance(r.get(k), float) else "" if r.get(k) is None else str(r[k])) for k, _ in columns]
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([head, rule, *body])
 
 
 SHAPE_COLUMNS = [("esr1", "ESR-1"), ("esr5", "ESR-5"), ("psr1", "PSR-1"), ("psr5", "PSR-5"),
                  ("clip_erased", "CLIP erased"), ("clip_kept", "CLIP kept"), ("wall_s", "wall s")]
+SEARCH_COLUMNS = [("search_entropy_ratio", "H/log n"), ("search_top_p", "top p"), ("search_switch_rate", "switches"),
+                  ("search_pi_l2_spearman", "ρ(π, L2)")]
 
 
 # ---------------------------------------------------------------- the verdict, from the numbers
@@ -84,9 +87,13 @@ def section(results: dict) -> str:
     if "preservation" in results:
         r = results["preservation"]
         parts += ["**Preservation strategies** (AP's loss with each choice of the preserved concept; targets "
-                  + ", ".join(sorted({row['target'] for row in r['rows']})) + ", mean ± std over targets):",
-                  _table(r["summary"], [("strategy", "preserve"), *SHAPE_COLUMNS[:-1]])]  # its wall times were not
-        # measured alone (protocols shared the CPU), so they are left in the JSON only
+                  + ", ".join(sorted({row['target'] for row in r['rows']})) + "; mean ± std over the n runs: targets, "
+                  "and training seeds where a strategy has several; `random` and `all` are the controls of "
+                  "docs/design.md §3.3; H/log n = the final entropy of softmax(π) over its maximum (1 = uniform), "
+                  "top p = its largest probability, switches = how often the sampled concept changed between steps, "
+                  "ρ(π, L2) = rank correlation of the final softmax(π) with every centre's final L2):",
+                  _table(r["summary"], [("strategy", "preserve"), ("n", "n"), *SHAPE_COLUMNS[:-1], *SEARCH_COLUMNS])]
+        # its wall times were not measured alone (protocols shared the CPU), so they are left in the JSON only
     if "ablation" in results:
         r = results["ablation"]
         parts += [f"**AP hyper-parameters** (table 6 analog, target {r['rows'][0]['target']}; K = centres of the "

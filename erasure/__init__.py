@@ -9,10 +9,10 @@ from .events import Cancelled, CancelToken, Event
 from .registry import CONCEPT_PRESETS, SPEED_PRESETS, get_method, list_methods
 from .request import EraseRequest, run
 from .runs import RunFolder, apply, erased_copy, export, export_zip
-from .trainer import erase, resolve_config, resume
+from .trainer import config_sources, erase, resolve_config, resume
 
 __all__ = [
     "CONCEPT_PRESETS", "PARAM_GROUPS", "SPEED_PRESETS", "CancelToken", "Cancelled", "EraseConfig", "EraseRequest",
     "Event", "RunFolder", "apply", "erase", "erased_copy", "export", "export_zip", "get_method", "list_methods",
-    "resolve_config", "resume", "run",
+    "config_sources", "resolve_config", "resume", "run",
 ]

@@ -34,11 +34,14 @@ from .ap import (
 )
 from .config import EraseConfig
 from .method import MethodSpec
-from .search_space import build_search_space, check_search_settings
+from .search_space import build_search_space, check_search_settings, excluded_words
 
 
 @dataclass
 class AGEConfig(EraseConfig):
+    # settings added after stored results: at these values they compute what the code did before them
+    OMIT_AT_DEFAULT = {**EraseConfig.OMIT_AT_DEFAULT, "exclude_inflections": False, "exclude_near": 0.0}
+
     vocab: str = "imagenet"  # search vocabulary (backends.vocab.VOCABULARIES); the paper: ImageNet class names for objects
     vocab_size: int = 10000  # its first N concepts (all 1,000 of imagenet)
     k_closest: int = 100  # words nearest the target that k-means thins out (the paper's object setting)
@@ -49,6 +52,9 @@ class AGEConfig(EraseConfig):
     hard: bool = True  # one concept per sample (straight-through); False: a mixture of the top_k concepts
     top_k: int = 2  # concepts in a soft sample
     lam: float = 1.0  # weight of L_keep
+    # leave the target words' inflections out of the search space too, as AP does (docs/design.md §3.3)
+    exclude_inflections: bool = True
+    exclude_near: float = 0.0  # also leave out words nearer the target than this x the median word distance (0 = off)
 
     def validate(self) -> None:
         super().validate()
@@ -93,11 +99,14 @@ class AGE:
         prompts = cfg.prompts()
         self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> {"emb": [1, L, d]}
         vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
-        exclude = {w.lower() for t in cfg.targets for w in t.split()}
+        exclude = excluded_words(vocab, cfg.targets, cfg.exclude_inflections)
         self.spaces: dict[str, Space] = {}
+        self.excluded: dict[str, list[str]] = {}  # prompt -> the words kept out of its search space
         for prompt in prompts:
-            words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
+            words, R, _, near = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres,
+                                                   exclude, cfg.exclude_near)
             self.spaces[prompt] = Space(words, R, cfg.search_lr)
+            self.excluded[prompt] = sorted(w for w in exclude if w in vocab) + near
         self.probe = CentreProbe(ctx)  # L_keep of every centre at snapshots (the trajectory)
         # a hard sample is one centre; top-k mixtures are sampled at each draw
         ctx.bank_add(dict(self.emb_targets) | (centre_conds(self.spaces) if cfg.hard else {}))
@@ -154,6 +163,9 @@ class AGE:
 
     def search_spaces(self) -> dict[str, list[str]]:
         return {p: s.words for p, s in self.spaces.items()}
+
+    def excluded_words(self) -> dict[str, list[str]]:
+        return self.excluded
 
     def centre_losses(self) -> dict[str, list[float]]:
         return {p: self.probe.losses(p, s) for p, s in self.spaces.items()}

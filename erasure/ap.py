@@ -7,7 +7,9 @@ Each outer step first takes N_iter ascent steps on pi (algorithm 1), then one Ad
 theta' (algorithm 2). pi persists over training (uniform start), one per target concept.
 
 Variants (`preserve`): "adversarial" (AP), "none" (= ESD), "neutral" (c_a = ""),
-"fixed" (c_a = a chosen concept), "pgd" (continuous search on the embedding, paper fig. 4).
+"fixed" (c_a = a chosen concept), "pgd" (continuous search on the embedding, paper fig. 4), and two
+controls the paper lacks (docs/design.md §3.3): "random" (a uniformly random centre of the same search
+space each step, no ascent) and "all" (the mean L2 over `all_batch` centres each step).
 """
 
 from __future__ import annotations
@@ -25,15 +27,19 @@ from .config import EraseConfig
 from .diffusion import sample_until
 from .esd import esd_loss
 from .method import MethodSpec
-from .search_space import build_search_space, check_search_settings
+from .search_space import build_search_space, check_search_settings, excluded_words
 from .state import load_optimizer
 
-PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd")
+PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd", "random", "all")
+SEARCHED = ("adversarial", "pgd", "random", "all")  # the strategies that build a search space
 
 
 @dataclass
 class APConfig(EraseConfig):
-    preserve: str = "adversarial"  # adversarial | none | neutral | fixed | pgd
+    # settings added after stored results: at these values they compute what the code did before them
+    OMIT_AT_DEFAULT = {**EraseConfig.OMIT_AT_DEFAULT, "all_batch": 8, "exclude_inflections": False, "exclude_near": 0.0}
+
+    preserve: str = "adversarial"  # adversarial | none | neutral | fixed | pgd | random | all (controls)
     fixed_concept: str = ""  # the concept kept when preserve == "fixed" (e.g. "road", "person")
     vocab: str = "english"  # search vocabulary (backends.vocab.VOCABULARIES); the reference code: English words
     vocab_size: int = 10000  # its first N words (english, clip-words: most frequent first)
@@ -45,6 +51,11 @@ class APConfig(EraseConfig):
     lam: float = 1.0  # weight of the preservation loss L2
     pgd_eps: float = 1.0  # pgd variant: L-inf radius around the target embedding
     pgd_step: float = 0.1  # pgd variant: signed-gradient step size
+    all_batch: int = 8  # preserve="all": centres whose mean L2 each step preserves (>= n_centres: every centre)
+    # leave the target words' inflections out of the search space too ("shadow" when erasing "shadowed"):
+    # preserving them preserves the target (docs/design.md §3.3, "What the search may not hold")
+    exclude_inflections: bool = True
+    exclude_near: float = 0.0  # also leave out words nearer the target than this x the median word distance (0 = off)
 
     def validate(self) -> None:
         super().validate()
@@ -52,7 +63,7 @@ class APConfig(EraseConfig):
             raise ValueError(f"unknown preserve {self.preserve!r}; valid: {', '.join(PRESERVE)}")
         if self.preserve == "fixed" and not self.fixed_concept.strip():
             raise ValueError("preserve='fixed' needs fixed_concept, e.g. fixed_concept='road'")
-        check_search_settings(self, VOCABULARIES, ("pgd_eps", "pgd_step"))
+        check_search_settings(self, VOCABULARIES, ("pgd_eps", "pgd_step", "all_batch"))
 
 
 PRESETS = {
@@ -196,13 +207,16 @@ class AP:
         self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> {"emb": [1, L, d]}
         self.spaces: dict[str, Space] = {}
         self.delta: dict[str, torch.Tensor] = {}  # pgd variant: offset from the target embedding
-        if cfg.preserve in ("adversarial", "pgd"):
+        self.excluded: dict[str, list[str]] = {}  # prompt -> the words kept out of its search space
+        if cfg.preserve in SEARCHED:
             vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
-            exclude = {w.lower() for t in cfg.targets for w in t.split()}
+            exclude = excluded_words(vocab, cfg.targets, cfg.exclude_inflections)
             for prompt in prompts:
-                words, R, _ = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres, exclude)
+                words, R, _, near = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest,
+                                                       cfg.n_centres, exclude, cfg.exclude_near)
                 self.spaces[prompt] = Space(words, R, cfg.search_lr)
                 self.delta[prompt] = torch.zeros_like(self.emb_targets[prompt]["emb"])
+                self.excluded[prompt] = sorted(w for w in exclude if w in vocab) + near
         if cfg.preserve in ("neutral", "fixed"):
             fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
             self.emb_fixed = ctx.embed([fixed])
@@ -228,6 +242,9 @@ class AP:
             delta = self.delta[prompt].requires_grad_(grad)
             return {"emb": self.emb_targets[prompt]["emb"] + delta}, "pgd", None
         space = self.spaces[prompt]
+        if cfg.preserve == "random":  # the control: any centre, uniformly, whatever the erasure damages
+            i = int(torch.randint(len(space.words), (1,), generator=self.ctx.gen))
+            return {"emb": space.R[i][None]}, space.words[i], f"word:{space.words[i]}"
         onehot = gumbel_softmax_hard(space.pi if grad else space.pi.detach(), cfg.tau, self.ctx.gen)
         word = space.words[int(onehot.argmax())]
         return space.embed(onehot), word, f"word:{word}"
@@ -239,6 +256,19 @@ class AP:
             target = self.ctx.predict(self.ctx.frozen, z_r, t, detach(c_a))
         pred = self.ctx.predict(self.ctx.denoiser, z_r, t, c_a)
         return self.ctx.loss(pred, target, z_r, alpha_bar), label
+
+    def _l2_all(self, prompt: str, start):
+        """The "all" control: the mean L2 over `all_batch` centres drawn without replacement (all of them when
+        all_batch >= n), one batched forward per network: z_r [m * B, C, h, w], c [m * B, L, d]."""
+        space, cfg = self.spaces[prompt], self.ctx.config
+        idx = torch.randperm(len(space.words), generator=self.ctx.gen)[: cfg.all_batch].tolist()
+        draws = [self.ctx.sample_zt({"emb": space.R[i][None]}, start, f"word:{space.words[i]}") for i in idx]
+        z_r, t, alpha_bar = torch.cat([d[0] for d in draws]), torch.cat([d[1] for d in draws]), draws[0][2]
+        cond = {"emb": space.R[idx].repeat_interleave(len(start.z), 0)}
+        with torch.no_grad():
+            target = self.ctx.predict(self.ctx.frozen, z_r, t, cond)
+        pred = self.ctx.predict(self.ctx.denoiser, z_r, t, cond)
+        return self.ctx.loss(pred, target, z_r, alpha_bar), f"all ({len(idx)})"
 
     def _search(self, prompt: str) -> None:
         """Algorithm 1: N_iter ascent steps on pi (or PGD steps on the embedding offset)."""
@@ -268,12 +298,13 @@ class AP:
         info = {"message": prompt}
         if cfg.preserve == "none" or cfg.lam == 0:
             return l1, info | {"losses": {"l1": l1.item(), "total": l1.item()}}
-        l2, label = self._l2(prompt, start, grad_search=False)
+        l2, label = self._l2_all(prompt, start) if cfg.preserve == "all" else self._l2(prompt, start, grad_search=False)
         total = l1 + cfg.lam * l2
         info |= {"losses": {"l1": l1.item(), "l2": l2.item(), "total": total.item()}, "concept": label}
-        if prompt in self.spaces and cfg.preserve == "adversarial":
+        if prompt in self.spaces and cfg.preserve != "pgd":  # pi stays uniform for the controls: the diagnostics say so
             space = self.spaces[prompt]
-            info |= {"concept": space.words[int(space.pi.argmax())], "top5": space.top(), "sampled": label,
+            info |= {"concept": space.words[int(space.pi.argmax())] if cfg.preserve == "adversarial" else label,
+                     "top5": space.top(), "sampled": None if cfg.preserve == "all" else label,
                      "extra": {"probs": space.probs()}}
         return total, info
 
@@ -281,8 +312,10 @@ class AP:
         prompt = next(iter(self.emb_targets))
         out = {"ce": self.emb_targets[prompt]}
         if self.ctx.config.preserve != "none":
-            if prompt in self.spaces and self.ctx.config.preserve == "adversarial":
-                space = self.spaces[prompt]  # the current argmax concept, not a random sample
+            if prompt in self.spaces and self.ctx.config.preserve != "pgd":
+                # the current argmax concept, not a random sample (no draw from ctx.gen: snapshots must not
+                # change training); the controls' pi stays uniform, so theirs is the first centre
+                space = self.spaces[prompt]
                 out["ca"] = {"emb": space.R[int(space.pi.argmax())][None]}
             else:
                 out["ca"] = detach(self._ca(prompt, grad=False)[0])
@@ -290,6 +323,10 @@ class AP:
 
     def search_spaces(self) -> dict[str, list[str]]:
         return {p: s.words for p, s in self.spaces.items()}
+
+    def excluded_words(self) -> dict[str, list[str]]:
+        """prompt -> the vocabulary words kept out of its search space (the target's words, inflections, near words)."""
+        return self.excluded
 
     def centre_losses(self) -> dict[str, list[float]]:
         return {p: self.probe.losses(p, s) for p, s in self.spaces.items()}

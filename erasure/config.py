@@ -1,11 +1,12 @@
 """Typed erasure configs, presets and model profiles.
 
-A config is resolved in layers (docs/design.md §3.1): the method's dataclass defaults (the published
-settings), then the model's traits (backends.prompts.model_traits: its prompt template and sampler
-steps), then the method's own profile for that model (its file's PROFILES; every key must be one of its
-settings), then named presets in the order given (e.g. "object,fast"), then the traits' learning-rate
-scale (docs/design.md §6 measured that tiny models need learning rates far above SD's 1e-5), then
-explicit overrides.
+A config is resolved in layers, each overriding the one before (docs/design.md §3.1, "Config precedence"):
+the method's dataclass defaults (the published settings) with the model's traits (backends.prompts.model_traits:
+its prompt template and sampler steps, which replace the published SD values), then named presets in the order
+given (e.g. "object,fast"), then the method's own profile for the model (its file's PROFILES: what the model
+needs whatever preset is chosen, e.g. AP's search space on the embedded world), then the traits' learning-rate
+scale (docs/design.md §6 measured that tiny models need learning rates far above SD's 1e-5), then the user's
+settings. `config_sources` names the layer every resolved value came from; runs record it.
 """
 
 from __future__ import annotations
@@ -134,29 +135,44 @@ def check_types(cls, values: dict) -> None:
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", list: "a list"}
 
 
-def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
-                 overrides: dict, profiles: dict[str, dict] | None = None) -> EraseConfig:
-    """defaults -> model traits -> the method's profile -> presets (in order) -> lr scale -> overrides."""
+def resolve_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
+                   overrides: dict, profiles: dict[str, dict] | None = None) -> tuple[dict, dict[str, str]]:
+    """(resolved values, the layer each came from): defaults + model traits -> presets (in order) -> the
+    method's profile for the model -> lr scale -> the user's overrides. Sources read "default", "model",
+    "preset:<name>", "profile:<model>", "user"; a scaled lr adds " x <scale> (model lr scale)"."""
     values = config.to_dict()
+    sources = dict.fromkeys(values, "default")
     traits = model_traits(model)
-    values["template"] = traits.template
-    if traits.sampler_steps:
-        values["ddim_steps"] = traits.sampler_steps
+
+    def layer(new: dict, source: str) -> None:
+        values.update(new)
+        sources.update(dict.fromkeys(new, source))
+
+    layer({"template": traits.template, **({"ddim_steps": traits.sampler_steps} if traits.sampler_steps else {})}, "model")
+    for name in names:
+        if name not in presets:
+            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
+        layer(presets[name], f"preset:{name}")
     profile = (profiles or {}).get(model, {})
     unknown = set(profile) - set(values)
     if unknown:  # a profile names the method's own settings; a typo must not be dropped silently
         raise ValueError(f"the {model!r} profile of {type(config).__name__} has unknown setting(s) {sorted(unknown)}")
-    values.update(profile)
-    for name in names:
-        if name not in presets:
-            raise ValueError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
-        values.update(presets[name])
-    if getattr(config, "SCALE_LR", True):  # MCE's mask logits opt out: their lr does not depend on model size
+    layer(profile, f"profile:{model}")
+    # MCE's mask logits opt out: their lr does not depend on model size
+    if getattr(config, "SCALE_LR", True) and traits.lr_scale != 1.0:
         values["lr"] = values["lr"] * traits.lr_scale
+        sources["lr"] += f" x {traits.lr_scale:g} (model lr scale)"
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {sorted(values)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    layer({k: v for k, v in overrides.items() if v is not None}, "user")
+    return values, sources
+
+
+def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
+                 overrides: dict, profiles: dict[str, dict] | None = None) -> EraseConfig:
+    """The validated config of `resolve_layers`' values."""
+    values, _ = resolve_layers(config, presets, names, model, overrides, profiles)
     check_types(type(config), values)
     resolved = type(config)(**values)
     resolved.validate()

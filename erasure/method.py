@@ -82,6 +82,10 @@ class SearchesConcepts(Method, Protocol):
     def centre_losses(self) -> dict[str, list[float]]:
         """target prompt -> the preservation loss of every centre under the current theta' (no training draws)."""
 
+    def excluded_words(self) -> dict[str, list[str]]:
+        """target prompt -> the vocabulary words kept out of its search space: the target's own words, their
+        inflections, words too near it (written to the start event and the run's search.json)."""
+
 
 class ClosedForm(Protocol):
     """Methods whose spec is closed_form: one solve edits ctx.trained in place (and no `loss`); the
@@ -96,5 +100,5 @@ def required_methods(spec: MethodSpec) -> list[str]:
     if spec.trains != "weights":
         names += ["optimizer", "result", "finish", "snapshot_model", "memory_estimate"]
     if spec.searches:
-        names += ["search_spaces", "centre_losses"]
+        names += ["search_spaces", "centre_losses", "excluded_words"]
     return names

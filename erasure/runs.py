@@ -6,6 +6,7 @@
     <run>/checkpoints/step_N/  trained tensors + optimiser + RNG state (safetensors + JSON)
     <run>/trajectory/*.png     snapshot images over training
     <run>/result.safetensors   the changed tensors only, named as in the pipeline ("unet.<param>")
+    <run>/search.json          a concept search's diagnostics (AP, AGE; erasure.diagnostics), when it finishes
 
 Every file is written atomically (temp file + rename), so a killed job never leaves a
 half-written file behind.

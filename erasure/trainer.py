@@ -25,7 +25,7 @@ from backends.generate import resolve_size
 from backends.offload import offloaded
 
 from . import memory
-from .config import EraseConfig, apply_layers
+from .config import EraseConfig, apply_layers, resolve_layers
 from .diffusion import ddim_scheduler, loss_in_space, sample_until
 from .events import Callback, Cancelled, CancelToken, Event
 from .latent_bank import LatentBank
@@ -172,8 +172,19 @@ def resolve_config(method: str, model: str, presets: list[str] | str = (), **ove
     applied, validated."""
     cls = get_method(method)
     check_model_family(method, model)
+    return apply_layers(cls.Config(), cls.PRESETS, _preset_names(presets), model, overrides, cls.PROFILES)
+
+
+def config_sources(method: str, model: str, presets: list[str] | str = (), **overrides) -> dict[str, str]:
+    """Which layer each of `resolve_config`'s values came from (erasure.config.resolve_layers): "default",
+    "model", "preset:<name>", "profile:<model>" or "user"."""
+    cls = get_method(method)
+    return resolve_layers(cls.Config(), cls.PRESETS, _preset_names(presets), model, overrides, cls.PROFILES)[1]
+
+
+def _preset_names(presets: list[str] | str) -> list[str]:
     names = [p.strip() for p in presets.split(",")] if isinstance(presets, str) else list(presets)
-    return apply_layers(cls.Config(), cls.PRESETS, [n for n in names if n], model, overrides, cls.PROFILES)
+    return [n for n in names if n]
 
 
 def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
@@ -197,8 +208,8 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
         pipe = load_pipeline(model, device=device, dtype=weights_dtype, offload="none")
     check_trainable(pipe)
     config = dataclasses.replace(config, precision=resolve_precision(config.precision, pipe.device))
-    names = [p for p in (presets.split(",") if isinstance(presets, str) else presets) if p]
-    record = {"method": method, "model": model, "presets": names, "config": config.to_dict(), "seed": config.seed,
+    record = {"method": method, "model": model, "presets": _preset_names(presets), "config": config.to_dict(),
+              "config_sources": config_sources(method, model, presets, targets=targets, **overrides), "seed": config.seed,
               "result_kind": get_method(method).SPEC.trains,
               "dtype": str(pipe.dtype).removeprefix("torch."), "trained_dtype": "float32",
               "checkpoints_total_limit": checkpoints_total_limit}
@@ -267,7 +278,7 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
     run.set_status("running", start)
     extra = {"memory": {"weights": estimate.weights, "added": estimate.added, **estimate.detail}}
     if spec.searches:  # the centres' words, once: step events carry softmax(pi) in this order
-        extra["search"] = method.search_spaces()
+        extra["search"], extra["excluded"] = method.search_spaces(), method.excluded_words()
     message = f"{method_name} on {config.targets}; {estimate.describe()}"
     if ctx.bank is not None:
         extra["latent_bank"] = bank = ctx.bank.summary()
@@ -306,11 +317,25 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
         run.set_status("failed", run.status()["step"], f"{type(e).__name__}: {e}")
         raise
     run.save_result({f"{ctx.family.component}.{n}": p for n, p in ctx.master.params.items()} if weights else method.result())
+    if spec.searches and method.search_spaces():
+        _save_search(run, ctx, method)
     if not weights:  # MCE: hooks off, binary masks baked, so `pipe` is the saved result
         method.finish()
     run.set_status("done", config.steps)
     emit(Event("done", config.steps, config.steps, time.time() - t0))
     return run
+
+
+def _save_search(run: RunFolder, ctx: Context, method) -> None:
+    """<run>/search.json: the search diagnostics (erasure.diagnostics), with every centre's loss at the end."""
+    from backends.storage import write_json
+
+    from .diagnostics import search_diagnostics
+    from .trajectory import search_history
+
+    with ctx.autocast():
+        final = method.centre_losses()
+    write_json(run.path / "search.json", search_diagnostics(search_history(run.events()), final, method.excluded_words()))
 
 
 def _checked_estimate(pipe, config: EraseConfig, method=None) -> memory.MemoryEstimate:

@@ -165,8 +165,12 @@ def test_mce_lr_is_not_scaled_by_the_model_profile():
 def test_mce_sites_are_the_seeds_except_on_the_embedded_unet():
     embedded = resolve_config("mce", "embedded", "object,fast", targets=["star"])
     assert embedded.sites == ["ffn", "norm", "resnet"] and embedded.beta == 0.1
+    # the model's profile wins over a preset, even `reference` (docs/design.md §3.1); the user wins over both
     reference = resolve_config("mce", "embedded", "reference", targets=["star"])
-    assert reference.sites == ["ffn", "norm"] and reference.beta == 0.01
+    assert reference.sites == ["ffn", "norm", "resnet"] and reference.beta == 0.1 and reference.ddim_steps == 4
+    seed = resolve_config("mce", "embedded", "reference", targets=["star"], sites=["ffn", "norm"], beta=0.01)
+    assert seed.sites == ["ffn", "norm"] and seed.beta == 0.01
+    assert resolve_config("mce", "sd-1.4", "reference", targets=["star"]).sites == ["ffn", "norm"]
     assert resolve_config("mce", "flux-schnell", "object", targets=["star"]).sites == ["ffn", "norm"]
 
 
