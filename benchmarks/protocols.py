@@ -4,6 +4,7 @@ Each protocol erases with the registered methods, measures with the metric modul
 plain rows (dicts of numbers) that `benchmarks/report.py` aggregates, saves and renders:
 
     table1(...)        all 10 shapes, 4 fixed 5-erased/5-kept splits, every method (paper table 1)
+                       (the `multi` protocol: the same with MULTI_METHODS, each target its own step budget)
     preservation(...)  AP's preservation strategies: none, "", a fixed related concept, adversarial, and the
                        controls random and all
     ablation(...)      AP's search-space size K and ascent steps N_iter (paper table 6)
@@ -16,6 +17,7 @@ seed gives the same z_T before and after.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import itertools
@@ -70,6 +72,19 @@ METHODS = (
     MethodSpec("MCE", "mce", "object,fast"),
     MethodSpec("AGE", "age", "object,fast", STORED_SEARCH["age"]),
 )
+
+
+
+def multi_target(spec: MethodSpec) -> MethodSpec:
+    """A METHODS row under the multi-target budget rule (the `multi` preset: every target its one-target step
+    budget, targets in balanced rounds; docs/design.md §3.1, "Several targets"), with today's search space
+    and, for AP, the product's `fast` preset (z_t from the latent bank) instead of the stored rows' fast-v1."""
+    presets = spec.presets.replace("fast-v1", "fast") + ",multi"
+    return dataclasses.replace(spec, presets=presets, overrides={k: v for k, v in spec.overrides.items()
+                                                                 if k not in STORED_SEARCH.get(spec.method, {})})
+
+
+MULTI_METHODS = tuple(multi_target(m) for m in METHODS)  # the `multi` protocol's rows: table 1 with that rule
 BASE = "SD (base)"
 EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with
 
@@ -96,16 +111,16 @@ class Budget:
         return row
 
 
-def select_methods(names: list[str] | None) -> tuple[MethodSpec, ...]:
-    """The METHODS rows named in `names` (all of them for None), in METHODS' order."""
+def select_methods(names: list[str] | None, pool: tuple[MethodSpec, ...] = METHODS) -> tuple[MethodSpec, ...]:
+    """The `pool` rows (METHODS, or MULTI_METHODS) named in `names` (all of them for None), in its order."""
     if names is None:
-        return METHODS
-    valid = [m.name for m in METHODS]
+        return pool
+    valid = [m.name for m in pool]
     unknown = [n for n in names if n not in valid]
     if unknown or not names:
         what = f"unknown method rows {unknown}" if unknown else "no method row chosen"
         raise ValueError(f"{what}; valid: {', '.join(repr(v) for v in valid)}")
-    return tuple(m for m in METHODS if m.name in names)
+    return tuple(m for m in pool if m.name in names)
 
 
 def resolved_overrides(spec: MethodSpec, targets: list[str], budget: Budget, kept: list[str] = (),
@@ -194,7 +209,10 @@ def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = 
              "adversarial": {}, SHARP: {"search_lr": 0.1}, "random": {"preserve": "random"},
              "all": {"preserve": "all"}}
     rows = []
-    for target, (label, overrides) in itertools.product(targets, plans.items()):
+    # the comparison the controls exist for first (an interrupted run resumes from its finished rows)
+    first = ("adversarial", "random", "all")
+    for label, target in itertools.product(sorted(plans, key=lambda p: p not in first), targets):
+        overrides = plans[label]
         if label == "fixed":
             overrides = {**overrides, "fixed_concept": related[target]}
         for seed in seeds if label in ("adversarial", SHARP, "random") else seeds[:1]:
@@ -208,7 +226,7 @@ def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = 
 
             rows.append(budget.cached(f"preservation|{target}|{label}|seed={seed}|{config_tag(spec, [target], budget)}", row))
             progress(f"preservation {target} {label} seed {seed}: {_brief(rows[-1])}")
-    return rows
+    return sorted(rows, key=lambda r: list(plans).index(r["strategy"]))  # the table's order: plans
 
 
 def _search_summary(run) -> dict:

@@ -31,8 +31,8 @@ from .report_render import FIGURES, render_readme
 
 REPORT = RESULTS / "report"
 RESULTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "results.md"  # holds the generated section
-PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness")
-METHOD_PROTOCOLS = ("table1", "style", "robustness")  # protocols with one row per erasure method
+PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness", "multi")
+METHOD_PROTOCOLS = ("table1", "style", "robustness", "multi")  # protocols with one row per erasure method
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 SEARCH_METRICS = ("search_entropy_ratio", "search_top_p", "search_switch_rate", "search_pi_l2_spearman")
 
@@ -43,13 +43,13 @@ def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protoco
     bad = [n for n in names if n not in METHOD_PROTOCOLS] if methods is not None else []
     if bad:
         raise ValueError(f"{', '.join(bad)} has no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
-    return protocols.select_methods(methods)
+    return protocols.select_methods(methods, protocols.MULTI_METHODS if names == ["multi"] else protocols.METHODS)
 
 
 def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None) -> dict:
     """Rows and their summary for one protocol; `methods` keeps only those method rows (and the base row)."""
     chosen = chosen_methods([name], methods)
-    if name == "table1":
+    if name in ("table1", "multi"):  # multi: table 1 with every target its own step budget (MULTI_METHODS)
         rows = protocols.table1(classifier, scorer, budget, methods=chosen)
     elif name == "preservation":
         rows = protocols.preservation(classifier, scorer, budget)
@@ -67,7 +67,7 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
 
 def summary_of(name: str, rows: list[dict]) -> list[dict]:
     """table 1 and preservation: mean ± std per method (strategy); the others: the rows themselves."""
-    if name == "table1":
+    if name in ("table1", "multi"):
         return protocols.summarize(rows, "method", SHAPE_METRICS)
     if name == "preservation":
         return protocols.summarize(rows, "strategy", SHAPE_METRICS + SEARCH_METRICS)
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                                   rows_dir=out / "rows")  # an interrupted run resumes from its finished rows
         classifier, scorer = load_classifier(), get_scorer("embedded")
         for name in a.protocols:
-            if a.methods is not None and not a.quick:
+            if a.methods is not None and not a.quick and (out / f"{name}.json").exists():
                 payload, path = measure_into(name, budget, classifier, scorer, out, a.methods)
             else:
                 payload, path = measure(name, budget, classifier, scorer, out)

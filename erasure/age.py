@@ -138,7 +138,7 @@ class AGE:
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         ctx, cfg = self.ctx, self.ctx.config
-        prompt = ctx.pick(list(self.emb_targets))
+        prompt = ctx.pick_target(list(self.emb_targets), step)
         space, c_e = self.spaces[prompt], self.emb_targets[prompt]
         if step > 0:  # the reference trains theta' first, then alternates
             self._search(space)

@@ -289,7 +289,7 @@ class AP:
     # ------------------------------------------------------------------ one outer step
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         cfg = self.ctx.config
-        prompt = self.ctx.pick(list(self.emb_targets))
+        prompt = self.ctx.pick_target(list(self.emb_targets), step)
         if cfg.preserve in ("adversarial", "pgd"):
             self._search(prompt)
         start = self.ctx.draw()  # one start code for z (under c_e) and z_r (under c_a)

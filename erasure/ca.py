@@ -79,7 +79,7 @@ class CA:
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         ctx, cfg = self.ctx, self.ctx.config
-        prompt = ctx.pick(list(self.emb_targets))
+        prompt = ctx.pick_target(list(self.emb_targets), step)
         idx = torch.randint(0, len(self.anchor_latents), (cfg.batch,), generator=ctx.gen)
         x0 = self.anchor_latents[idx.to(self.anchor_latents.device)]
         n_train = ctx.scheduler.config.num_train_timesteps

@@ -32,7 +32,10 @@ class EraseConfig:
     EXECUTION_ONLY: ClassVar[tuple[str, ...]] = ()
     # settings added after results were cached: at their default they compute exactly what the code did
     # before them, so a cache key leaves them out at that default (and keeps every stored row's key)
-    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0, "bank_codes": 0, "precision": "auto"}
+    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0, "bank_codes": 0, "precision": "auto",
+                                                    "steps_per_target": False, "balanced_targets": False}
+    # methods whose `steps` is not a training budget (UCE: one closed-form solve) opt out of steps_per_target
+    SCALE_STEPS: ClassVar[bool] = True
 
     targets: list[str] = field(default_factory=list)  # concepts to erase; one is sampled per step
     template: str = "{concept}"  # prompt template for targets (and AP's vocabulary words)
@@ -61,6 +64,12 @@ class EraseConfig:
     # GPU with native bf16, float32 on the CPU), "float32" or "bfloat16"; the run records the resolved one.
     # Trained tensors keep float32 masters either way (erasure.master)
     precision: str = "auto"
+    # several targets (docs/design.md §3.1, "Several targets"): `steps` counts each target's steps, so the
+    # resolved run takes steps x len(targets) outer steps and every target gets a one-target budget
+    steps_per_target: bool = False
+    # targets drawn in shuffled rounds, each once per len(targets) steps, instead of independently at random;
+    # a round's order depends only on the seed and the round, so a resumed run draws the same targets
+    balanced_targets: bool = False
 
     def validate(self) -> None:
         """Raise ValueError with a fix-it message for every bad field."""
@@ -135,6 +144,11 @@ def check_types(cls, values: dict) -> None:
 _TYPE_NAMES = {int: "a whole number", float: "a number", str: "text", bool: "true or false", list: "a list"}
 
 
+# presets every method takes: `multi`, what the app adds when a user enters several concepts (each target its
+# one-target step budget, targets in balanced rounds: docs/design.md §3.1, "Several targets")
+COMMON_PRESETS = {"multi": {"steps_per_target": True, "balanced_targets": True}}
+
+
 def resolve_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
                    overrides: dict, profiles: dict[str, dict] | None = None) -> tuple[dict, dict[str, str]]:
     """(resolved values, the layer each came from): defaults + model traits -> presets (in order) -> the
@@ -149,6 +163,7 @@ def resolve_layers(config: EraseConfig, presets: dict[str, dict], names: list[st
         sources.update(dict.fromkeys(new, source))
 
     layer({"template": traits.template, **({"ddim_steps": traits.sampler_steps} if traits.sampler_steps else {})}, "model")
+    presets = {**COMMON_PRESETS, **presets}
     for name in names:
         if name not in presets:
             raise ValueError(f"unknown preset {name!r}; valid: {', '.join(presets)}")
@@ -166,6 +181,10 @@ def resolve_layers(config: EraseConfig, presets: dict[str, dict], names: list[st
     if unknown:
         raise ValueError(f"unknown setting(s) {sorted(unknown)}; valid: {sorted(values)}")
     layer({k: v for k, v in overrides.items() if v is not None}, "user")
+    n = len(values["targets"]) if isinstance(values["targets"], list) else 1
+    if values.get("steps_per_target") and config.SCALE_STEPS and n > 1 and isinstance(values["steps"], int):
+        values["steps"] *= n
+        sources["steps"] += f" x {n} targets (steps_per_target)"
     return values, sources
 
 

@@ -55,7 +55,7 @@ class ESD:
         ctx.bank_add(self.emb_targets)  # with a latent bank: every target's frozen trajectories, ahead
 
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
-        prompt = self.ctx.pick(list(self.emb_targets))
+        prompt = self.ctx.pick_target(list(self.emb_targets), step)
         emb_e = self.emb_targets[prompt]
         z, t, alpha_bar = self.ctx.sample_zt(emb_e, self.ctx.draw(), prompt)
         loss = esd_loss(self.ctx, z, t, alpha_bar, emb_e)

@@ -109,8 +109,15 @@ class Context:
         """MSE of two UNet outputs in the configured loss space (eps/v as predicted, or x0)."""
         return loss_in_space(pred, target, z, alpha_bar, self.config.loss_space, self.family.prediction_type(self.pipe))
 
-    def pick(self, items: list):
-        return items[int(self.rng.integers(len(items)))]
+    def pick_target(self, prompts: list[str], step: int) -> str:
+        """This step's target prompt: drawn at random from ctx.rng, or with balanced_targets the step's place
+        in a shuffled round of all targets (the round's order is a function of the seed and the round alone,
+        so a resumed run draws what an uninterrupted one did, with nothing more to checkpoint)."""
+        n = len(prompts)
+        if not self.config.balanced_targets:
+            return prompts[int(self.rng.integers(n))]
+        order = np.random.default_rng([self.config.seed, step // n]).permutation(n)
+        return prompts[int(order[step % n])]
 
     def bank_add(self, conds: dict[str, Cond]) -> None:
         """Sample (or load) the frozen-model trajectories of these labelled one-row conditionings, when the

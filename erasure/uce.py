@@ -24,6 +24,7 @@ from .method import MethodSpec
 
 @dataclass
 class UCEConfig(EraseConfig):
+    SCALE_STEPS = False  # one solve for every target at once, whatever the number of targets
     param_group: str = "kv"  # UCE edits attn2.to_k / attn2.to_v only
     steps: int = 1  # one closed-form solve
     guide: str = ""  # concept the erased ones are mapped to ("" = the null prompt)

@@ -18,11 +18,12 @@ from backends.families import family_of
 from backends.generate import check_resolution
 from backends.prompts import model_traits
 from erasure import erased_copy
+from shapesworld.captions import concept_prompts
 
 from .cache import SampleCache, pipeline_fingerprint
 from .proxy import proxy_divergence, proxy_points
 from .scorers import Scorer, default_scorer_for, get_scorer, scores_from_features
-from .vocab import kind_of, prompt_of
+from .vocab import NEUTRAL, kind_of, prompt_of
 
 Progress = Callable[[int, int, str], None]  # (concepts done, concepts total, message)
 MAX_K = 1000  # samples per concept
@@ -49,6 +50,9 @@ class SpectrumConfig:
     batch: int = 64  # images per generation call (lower it for large models on small GPUs)
     dtype: str = "float32"  # weights' dtype of both models when the spectrum loads them ("bfloat16" for FLUX)
     dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
+    # the embedded world's words drawn in captions it was trained on, the k seeds taking turns over them ("red":
+    # "a red circle", "a red square", ...; a bare "a red" is a prompt it never saw); off on every other model
+    world_prompts: bool = True
     resolution: int = 0  # image side (px) the samples are drawn at; 0 = the model's native size (D(c) stays native)
     nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
     # proxy-guided spectrum (sensitivity.guided): D(c) for every concept, delta(c) only for the targets, the
@@ -70,7 +74,8 @@ class SpectrumConfig:
         out = dataclasses.replace(self, targets=[t.strip() for t in self.targets],
                                   template=self.template or traits.template,
                                   scorer=self.scorer or default_scorer_for(model),
-                                  nearest_pool=self.nearest_pool or traits.vocabulary)
+                                  nearest_pool=self.nearest_pool or traits.vocabulary,
+                                  world_prompts=self.world_prompts and traits.vocabulary == "world")
         out.check()
         return out
 
@@ -118,9 +123,13 @@ class Models:
     def shared_inputs(self, config: SpectrumConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Targets' text features [m, d] and the proxy's fixed (t [P], z_t [P, c, h, w]), computed once
         per config rather than once per chunk."""
-        key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed)
+        key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed,
+               config.world_prompts, config.k)
         if key not in self.fixed:
-            target_text = self.similarity_text([prompt_of(t, config.template) for t in config.targets], config)
+            own = [list(dict.fromkeys(seed_prompts(t, config))) for t in config.targets]
+            flat = list(dict.fromkeys(p for ps in own for p in ps))
+            directions = self.similarity_text(flat, config)  # [u, d]
+            target_text = torch.stack([mean_direction(directions, [flat.index(p) for p in ps]) for ps in own])
             t, z = proxy_points(self.base, config.proxy_timesteps, config.proxy_latents, config.seed)
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
@@ -174,49 +183,83 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
     return Models(base, erased_copy(base, run), scorer, cache)
 
 def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> list[dict]:
-    """Rows for one chunk of concepts (one generation batch per model)."""
-    prompts = [prompt_of(c, config.template) for c in concepts]
-    cond = family_of(models.base).encode(models.base, prompts)  # the proxy's, and text_sim's in the model's space
-    text = models.scorer.text_features(prompts) if models.scorer is not None else None  # [n, d]: the scorer's
-    sim_text = models.similarity_text(prompts, config, cond["emb"], text)  # [n, d]
+    """Rows for one chunk of concepts (one generation batch per model). A concept's k seeds may each have
+    their own prompt (seed_prompts: a world colour drawn on several shapes); its D(c) is the mean over its
+    distinct prompts, its text direction their normalised mean."""
+    per_seed = [seed_prompts(c, config) for c in concepts]  # [n][k]
+    own = [list(dict.fromkeys(p)) for p in per_seed]  # each concept's distinct prompts
+    flat = list(dict.fromkeys(p for ps in own for p in ps))  # [u] the chunk's distinct prompts
+    at = {p: i for i, p in enumerate(flat)}
+    cond = family_of(models.base).encode(models.base, flat)  # the proxy's, and text_sim's in the model's space
+    text = models.scorer.text_features(flat) if models.scorer is not None else None  # [u, d]: the scorer's
+    sim_text = models.similarity_text(flat, config, cond["emb"], text)  # [u, d]
     target_text, t, z = models.shared_inputs(config)
-    rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": p,
-             "text_sim": (sim_text[i] @ target_text.T).max().item()} for i, (c, p) in enumerate(zip(concepts, prompts))]
     dtype = getattr(torch, config.proxy_dtype)
-    for row, d in zip(rows, proxy_divergence(models.base, models.erased, cond, t, z, dtype).tolist()):
-        row["proxy"] = d
+    proxy = proxy_divergence(models.base, models.erased, cond, t, z, dtype)  # [u]
+    rows = [{"concept": c, "kind": kind_of(c, config.targets), "prompt": " | ".join(ps),
+             "text_sim": (mean_direction(sim_text, [at[p] for p in ps]) @ target_text.T).max().item(),
+             "proxy": proxy[[at[p] for p in ps]].mean().item()} for c, ps in zip(concepts, own)]
     if config.proxy_only:
         return rows
-    before = _base_samples(models, prompts, text, config)  # per prompt: (scores [k], features [k, d])
-    after_scores, after_feats = _samples(models.erased, models.scorer, prompts, text, config)
+    items = [(p, seed) for ps in per_seed for p, seed in zip(ps, config.seeds())]  # [n * k], concept-major
+    feats_text = text[[at[p] for p, _ in items]]  # [n * k, d]: each image's own prompt
+    k = config.k
+    before_scores, before_feats = _base_samples(models, items, feats_text, config)  # [n * k], [n * k, d]
+    after_scores, after_feats = _samples(models.erased, models.scorer, items, feats_text, config)
     for i, row in enumerate(rows):
-        s0, f0 = before[i]
-        diff = s0 - after_scores[i]
+        s0, s1 = before_scores[i * k : (i + 1) * k], after_scores[i * k : (i + 1) * k]
+        f0, f1 = before_feats[i * k : (i + 1) * k], after_feats[i * k : (i + 1) * k]
+        diff = s0 - s1
         row.update(delta=diff.mean().item(), delta_std=diff.std(unbiased=False).item(),
-                   score_before=s0.mean().item(), score_after=after_scores[i].mean().item(),
-                   image_sim=(f0 * after_feats[i]).sum(-1).mean().item())
+                   score_before=s0.mean().item(), score_after=s1.mean().item(), image_sim=(f0 * f1).sum(-1).mean().item())
     return rows
 
 
-def _samples(pipe, scorer: Scorer, prompts: list[str], text: torch.Tensor, config: SpectrumConfig):
-    """Scores [n, k] and image features [n, k, d] of k seeded samples per prompt."""
-    seeds = config.seeds()
-    images = generate(pipe, [p for p in prompts for _ in seeds], seeds * len(prompts), config.sampler(),
+def seed_prompts(concept: str, config: SpectrumConfig) -> list[str]:
+    """The prompt of each of a concept's k seeds: the template's, or with world_prompts the captions the
+    embedded world was trained on that show the word (shapesworld.captions.concept_prompts), in turn."""
+    own = [prompt_of(concept, config.template)]
+    if config.world_prompts and concept not in NEUTRAL:
+        own = concept_prompts(concept, avoid=config.targets) or own
+    return [own[i % len(own)] for i in range(config.k)]
+
+
+def mean_direction(directions: torch.Tensor, rows: list[int]) -> torch.Tensor:
+    """The unit mean [d] of some unit rows of directions [u, d] (a row itself when there is one)."""
+    return torch.nn.functional.normalize(directions[rows].mean(0), dim=-1)
+
+
+def _samples(pipe, scorer: Scorer, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig):
+    """Scores [N] and image features [N, d] of one sample per (prompt, seed) item; text [N, d] each
+    item's prompt features."""
+    images = generate(pipe, [p for p, _ in items], [seed for _, seed in items], config.sampler(),
                       batch_size=config.batch)
-    feats = scorer.image_features(images)  # [n * k, d]
-    scores = scores_from_features(feats, text.repeat_interleave(len(seeds), dim=0))
-    return scores.view(len(prompts), len(seeds)), feats.view(len(prompts), len(seeds), -1)
+    feats = scorer.image_features(images)  # [N, d]
+    return scores_from_features(feats, text), feats
 
 
-def _base_samples(models: Models, prompts: list[str], text: torch.Tensor, config: SpectrumConfig) -> list:
-    """The original model's samples: from the cache where present, generated (and stored) otherwise."""
-    seeds = config.seeds()
-    found = [models.cache.get(p, seeds) if models.cache else None for p in prompts]
-    missing = [i for i, f in enumerate(found) if f is None]
+def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig):
+    """The original model's samples of every (prompt, seed) item: from the cache where a prompt's seeds are
+    all there, generated (and stored per prompt) otherwise; scores [N], features [N, d]."""
+    groups: dict[str, list[int]] = {}  # prompt -> its items' positions
+    for i, (p, _) in enumerate(items):
+        groups.setdefault(p, []).append(i)
+    scores, feats = [None] * len(items), [None] * len(items)
+    missing = []
+    for p, at in groups.items():
+        found = models.cache.get(p, [items[i][1] for i in at]) if models.cache else None
+        if found is None:
+            missing += at
+            continue
+        for j, i in enumerate(at):
+            scores[i], feats[i] = found[0][j], found[1][j]
     if missing:
-        scores, feats = _samples(models.base, models.scorer, [prompts[i] for i in missing], text[missing], config)
+        new_scores, new_feats = _samples(models.base, models.scorer, [items[i] for i in missing], text[missing], config)
         for j, i in enumerate(missing):
-            found[i] = (scores[j], feats[j])
-            if models.cache:
-                models.cache.put(prompts[i], seeds, scores[j], feats[j])
-    return found
+            scores[i], feats[i] = new_scores[j], new_feats[j]
+        if models.cache:
+            for p, at in groups.items():
+                if at[0] in set(missing):
+                    models.cache.put(p, [items[i][1] for i in at], torch.stack([scores[i] for i in at]),
+                                     torch.stack([feats[i] for i in at]))
+    return torch.stack(scores), torch.stack(feats)

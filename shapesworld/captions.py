@@ -81,3 +81,26 @@ def caption_words() -> list[str]:
     "on ... background" (what a prompt to the embedded model may use)."""
     frames = [w for f in FRAMES for w in f.replace("{np}", " ").split()]
     return list(dict.fromkeys(world_words() + frames + ["a", "an", "on", "background"]))
+
+
+def concept_prompts(concept: str, avoid: list[str] = (), n: int | None = None) -> list[str] | None:
+    """Captions the world was trained on that show one world word: a shape alone ("a star"); a colour, style
+    or background on every shape (the first n) that no word of `avoid` names ("a red circle", "a shadowed
+    square", "a circle on a striped background"). None for anything else. A bare attribute ("a red", "a shadowed")
+    is a prompt the model never saw, so what it draws for one says little about the word."""
+    from .world import BACKGROUNDS, COLOURS, SHAPES, STYLES
+
+    word = concept.strip()
+    if word in SHAPES:
+        return [prompt(word)]
+    avoided = {w for a in avoid for w in a.split()}
+    shapes = [s for s in SHAPES if s not in avoided][:n]
+    style = next((s for s, w in STYLE_WORDS.items() if word in (s, w)), None)
+    if style in STYLES:
+        return [prompt(s, style=style) for s in shapes]
+    if word in COLOURS:
+        return [prompt(s, word) for s in shapes]
+    if word in BACKGROUNDS:
+        return [prompt(s, background=word) for s in shapes]
+    return None
+

@@ -134,6 +134,7 @@ def test_api_flow_erase_results_compare_spectrum_downloads(served):
     (("embedded", "ap", "star", "object", "fast", "xattn", 0, 1e-3, 0), "Steps must be in 1..2000"),
     (("embedded", "ap", "star", "object", "fast", "xattn", 10**6, 1e-3, 0), "Steps must be in 1..2000"),
     (("embedded", "ap", "star", "object", "fast", "everything", 10, 1e-3, 0), "not in the list of choices"),
+    (("embedded", "ap", "star, heart, moon", "object", "fast", "xattn", 1000, 1e-3, 0), "3000 steps, more than"),
 ])
 def test_api_rejects_bad_erase_input_and_keeps_serving(served, args, message):
     _, c = served

@@ -120,3 +120,39 @@ def test_diagnostics_arithmetic():
     assert d["switch_rate"] == 0.5 and d["final"]["top"] == "c" and d["final"]["top_l2_rank"] == 1
     assert d["final"]["pi_l2_spearman"] == pytest.approx(1.0) and d["final"]["top_p"] == pytest.approx(0.7)
     assert summary({"a x": d})["top"] == ["c"]
+
+
+def test_multi_gives_every_target_its_budget_and_leaves_single_targets_alone():
+    two = resolve_config("ap", "embedded", "object,fast,multi", targets=["star", "heart"])
+    assert two.steps == 2 * 600 and two.balanced_targets and two.steps_per_target
+    src = config_sources("ap", "embedded", "object,fast,multi", targets=["star", "heart"], steps=50)
+    assert src["steps"] == "user x 2 targets (steps_per_target)"
+    assert resolve_config("ap", "embedded", "object,fast,multi", targets=["star"]).steps == 600
+    assert resolve_config("esd", "embedded", "object,multi", targets=["a", "b", "c"], steps=10).steps == 30
+    assert resolve_config("uce", "embedded", "object,multi", targets=["star", "heart"]).steps == 1  # one solve
+    # the stored rows' cache keys do not change: the new settings are left out at their defaults
+    assert "steps_per_target" not in resolve_config("esd", "embedded", "object", targets=["star"]).result_dict()
+
+
+def test_balanced_targets_take_turns_in_shuffled_rounds(pipe, tmp_path):
+    targets = ["star", "heart", "moon"]
+    run = erase("embedded", "esd", targets, "object,multi", tmp_path / "run", pipe=pipe, steps=3, ddim_steps=2,
+                checkpoint_every=0)
+    order = [e["message"] for e in run.events() if e["kind"] == "step"]
+    assert len(order) == 9 and all(sorted(order[i:i + 3]) == [f"a {t}" for t in sorted(targets)] for i in (0, 3, 6))
+    assert len({tuple(order[i:i + 3]) for i in (0, 3, 6)}) > 1  # shuffled, not one fixed cycle
+    # the negative control: independent draws over 9 steps leave some target short (the seed-0 draw does)
+    free = erase("embedded", "esd", targets, "object", tmp_path / "free", pipe=load_pipeline("embedded"), steps=9,
+                 ddim_steps=2, checkpoint_every=0)
+    counts = [sum(e["message"] == f"a {t}" for e in free.events() if e["kind"] == "step") for t in targets]
+    assert counts != [3, 3, 3]
+
+
+def test_the_app_erases_several_concepts_with_the_multi_preset(monkeypatch):
+    from ui import erase_tab, state
+
+    submitted = []
+    monkeypatch.setattr(state, "manager", lambda: type("M", (), {"submit": lambda self, *a: submitted.append(a) or "j1"})())
+    erase_tab.erase_start("embedded", "esd", "star, heart", "object", "fast", "xattn", 10, 1e-3, 0)
+    erase_tab.erase_start("embedded", "esd", "star", "object", "fast", "xattn", 10, 1e-3, 0)
+    assert [s[1]["presets"] for s in submitted] == ["object,fast,multi", "object,fast"]

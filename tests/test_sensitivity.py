@@ -451,3 +451,53 @@ def test_guided_calibration_counts_what_the_proxy_missed():
 def test_bad_guided_settings(settings, message):
     with pytest.raises(ValueError, match=message):
         SpectrumConfig(targets=["star"], **settings).check()
+
+
+# ---------------------------------------------------------------- world prompts (docs/design.md §2)
+
+def test_world_words_are_drawn_in_captions_the_world_was_trained_on():
+    from shapesworld.captions import concept_prompts
+    from shapesworld.world import SHAPES
+
+    assert concept_prompts("star") == ["a star"]
+    red = concept_prompts("red", avoid=["star"])
+    assert len(red) == len(SHAPES) - 1 and "a red circle" in red and not any("star" in p for p in red)
+    assert concept_prompts("orange")[0] == "an orange circle"  # the article the captions use
+    assert concept_prompts("shadow") == concept_prompts("shadowed") and concept_prompts("outline")[0] == "an outlined circle"
+    assert concept_prompts("striped")[0] == "a circle on a striped background"
+    assert concept_prompts("zebra") is None and concept_prompts("red star") is None
+
+
+def test_seed_prompts_take_turns_on_the_embedded_model_only():
+    from sensitivity.rows import seed_prompts
+
+    emb = SpectrumConfig(targets=["star"], k=4).resolved("embedded")
+    assert seed_prompts("red", emb) == ["a red circle", "a red square", "a red triangle", "a red cross"]
+    assert seed_prompts("star", emb) == ["a star"] * 4 and seed_prompts("", emb) == [""] * 4
+    plain = SpectrumConfig(targets=["star"], k=4, world_prompts=False).resolved("embedded")
+    assert seed_prompts("red", plain) == ["a red"] * 4  # the old bare prompt, on request
+    assert not SpectrumConfig(targets=["car"]).resolved("sd-1.4").world_prompts  # no world words there
+
+
+def test_a_world_colour_is_scored_on_its_own_captions(embedded_pipe, esd_run, tmp_path, monkeypatch):
+    """Every image of "red" is drawn from, and scored against, its own caption; its D(c) is the mean of its
+    captions' (so a one-prompt concept's is unchanged)."""
+    import sensitivity.rows as rows_module
+
+    drawn = []
+    real = rows_module.generate
+
+    def spy(pipe, prompts, seeds, *args, **kwargs):
+        drawn.append(list(zip(prompts, seeds)))
+        return real(pipe, prompts, seeds, *args, **kwargs)
+
+    monkeypatch.setattr(rows_module, "generate", spy)
+    cfg = SpectrumConfig(targets=["star"], vocab="world", **SMALL).resolved("embedded")
+    models = load_models("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path)
+    rows = {r["concept"]: r for r in rows_module.chunk_rows(models, ["red", "heart"], cfg)}
+    assert drawn[0] == [("a red circle", 0), ("a red square", 1), ("a heart", 0), ("a heart", 1)]
+    assert rows["red"]["prompt"] == "a red circle | a red square"
+    plain = rows_module.chunk_rows(models, ["a red circle", "a red square"], SpectrumConfig(
+        targets=["star"], vocab="world", world_prompts=False, template="{concept}", **SMALL).resolved("embedded"))
+    assert rows["red"]["proxy"] == pytest.approx((plain[0]["proxy"] + plain[1]["proxy"]) / 2, rel=1e-5)
+    assert rows["heart"]["proxy"] == pytest.approx(rows_module.chunk_rows(models, ["heart"], cfg)[0]["proxy"], rel=1e-5)

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from erasure import CONCEPT_PRESETS as SCOPES
-from erasure import PARAM_GROUPS, list_methods
+from erasure import PARAM_GROUPS, get_method, list_methods
 from erasure import SPEED_PRESETS as SPEEDS
 from erasure.trajectory import loss_figure, progress
 
@@ -53,7 +53,13 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
                  "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),
                  "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps)}
-    job = EraseRequest(model, method, tuple(targets), presets(scope, speed), overrides, state.DEVICE, state.JOB_DTYPE)
+    several = len(targets) > 1 and get_method(method).Config.SCALE_STEPS
+    if several and n_steps * len(targets) > state.LIMITS.max_erase_steps:
+        raise ValueError(f"{n_steps} steps per concept x {len(targets)} concepts = {n_steps * len(targets)} steps, more "
+                         f"than this app's limit of {state.LIMITS.max_erase_steps}; lower Steps or erase fewer concepts")
+    # several concepts: Steps counts each concept's steps and the concepts take turns (erasure's `multi` preset)
+    job = EraseRequest(model, method, tuple(targets), presets(scope, speed) + (",multi" if several else ""), overrides,
+                       state.DEVICE, state.JOB_DTYPE)
     return state.manager().submit("erase", job.to_dict(), client_key(request))
 
 

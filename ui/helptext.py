@@ -30,7 +30,8 @@ SETTING = {
              "model (about a fifth of the time on the embedded model)",
     "param_group": "which weights change: xattn = cross-attention keys/values (the papers' default for "
                    "objects and styles), full = every UNet weight (nudity)",
-    "steps": "optimisation steps; the papers use 1000 (UCE: none)",
+    "steps": "optimisation steps per concept (several concepts take turns, each getting this many); the papers use "
+             "1000 (UCE: none)",
     "lr": "Adam's learning rate; the papers use 1e-5 on Stable Diffusion (the embedded model, far smaller, "
           "trains at 1e-3)",
     "snapshot": "every N steps, draw the erased and a kept prompt with fixed seeds (the Results view's strips); "

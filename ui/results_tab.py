@@ -22,6 +22,7 @@ from .helptext import placeholder
 KEPT = {EMBEDDED: ["a red heart", "a green circle", "a yellow moon", "a blue square"],  # the grid's kept rows
         None: ["a photo of a dog", "a city street at night", "a bowl of fruit", "a portrait of a woman"]}
 GRID_STEPS = 20  # sampler steps of the before/after images (the Compare tab's default)
+DRILL_PROMPTS = 4  # captions of a world attribute drawn when a spectrum concept is clicked (one row each)
 
 
 def default_prompts(model: str, targets: list[str], adversarial: str | None = None) -> str:
@@ -111,15 +112,17 @@ def results_grid(job_id: str, prompts: str, n_seeds: float, device: str = state.
 def results_concept(job_id: str, concept: str, n_seeds: float, device: str = state.DEVICE, dtype: str = "float32",
                     request: gr.Request = None, progress=gr.Progress()) -> np.ndarray:  # noqa: B008
     """API `results_concept`: one concept of the spectrum drawn by the base and the erased model, same seeds."""
-    from backends.prompts import model_traits
     from evaluation.compare import side_by_side
-    from sensitivity.vocab import prompt_of
+    from sensitivity import SpectrumConfig
+    from sensitivity.rows import seed_prompts
 
     concept = inputs.text(concept, "Concept", inputs.MAX_PROMPT, required=False)
-    model = state.erase_job(job_id).record["params"]["model"]
-    prompt = prompt_of(concept, model_traits(model).template)
+    params = state.erase_job(job_id).record["params"]
     n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
-    return side_by_side(_compare(job_id, [prompt], n, device, dtype, request, progress)[1])[0]
+    # the prompts the spectrum drew the concept with (a world colour on several shapes: a row for each of 4)
+    config = SpectrumConfig(targets=list(params["targets"]), k=DRILL_PROMPTS).resolved(params["model"])
+    prompts = list(dict.fromkeys(seed_prompts(concept, config)))
+    return side_by_side(_compare(job_id, prompts, n, device, dtype, request, progress)[1])[0]
 
 
 @user_errors
