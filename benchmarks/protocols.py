@@ -192,6 +192,10 @@ PRESERVE_PRESET = "object,fast"  # the product's preset (16-code latent bank, th
 RELATED = {"star": "cross", "heart": "moon", "moon": "circle"}  # a look-alike shape per target (the "fixed" row)
 # the search at 10x the reference scripts' lr (1e-2): can a search that moves pi further beat random?
 SHARP = "adversarial, search lr 0.1"
+# pi set from every centre's measured L2 (APConfig.search = "probe") instead of the one-sample gradient
+PROBE = "adversarial, probe search"
+# the comparison the controls exist for first (an interrupted run resumes from its finished rows)
+RUN_ORDER = ("adversarial", "random", "all", PROBE, "none", '""', "fixed", SHARP)
 
 
 def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = ("star", "heart", "moon"),
@@ -201,21 +205,19 @@ def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = 
     prompt "", a fixed related concept (a look-alike shape: cross for star, moon for heart, the shapes that
     ESD and UCE damage most with them), the adversarial search, and two controls over the same search space
     (docs/design.md §3.3): a uniformly random centre each step ("random") and the mean over a batch of
-    centres ("all"), and the search at 10x its lr. The searches and random run once per training seed in
-    `seeds`, so their gap can be told from seed noise; the rows of a search carry its diagnostics
-    (erasure.diagnostics.summary)."""
+    centres ("all"), the search at 10x its lr, and pi set from every centre's measured L2 ("probe"). The
+    searches and random run once per training seed in `seeds`, so their gap can be told from seed noise;
+    the rows of a search carry its diagnostics (erasure.diagnostics.summary)."""
     related = related or RELATED
     plans = {"none": {"preserve": "none"}, '""': {"preserve": "neutral"}, "fixed": {"preserve": "fixed"},
-             "adversarial": {}, SHARP: {"search_lr": 0.1}, "random": {"preserve": "random"},
-             "all": {"preserve": "all"}}
+             "adversarial": {}, SHARP: {"search_lr": 0.1}, PROBE: {"search": "probe"},
+             "random": {"preserve": "random"}, "all": {"preserve": "all"}}
     rows = []
-    # the comparison the controls exist for first (an interrupted run resumes from its finished rows)
-    first = ("adversarial", "random", "all")
-    for label, target in itertools.product(sorted(plans, key=lambda p: p not in first), targets):
+    for label, target in itertools.product(RUN_ORDER, targets):
         overrides = plans[label]
         if label == "fixed":
             overrides = {**overrides, "fixed_concept": related[target]}
-        for seed in seeds if label in ("adversarial", SHARP, "random") else seeds[:1]:
+        for seed in seeds if label in ("adversarial", SHARP, PROBE, "random") else seeds[:1]:
             spec = MethodSpec(f"AP {label}", "ap", PRESERVE_PRESET, {**overrides, "seed": seed})
 
             def row(label=label, spec=spec, target=target, seed=seed) -> dict:

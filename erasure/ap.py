@@ -32,12 +32,14 @@ from .state import load_optimizer
 
 PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd", "random", "all")
 SEARCHED = ("adversarial", "pgd", "random", "all")  # the strategies that build a search space
+SEARCHES = ("gradient", "probe")  # APConfig.search: how the adversarial search moves pi
 
 
 @dataclass
 class APConfig(EraseConfig):
     # settings added after stored results: at these values they compute what the code did before them
-    OMIT_AT_DEFAULT = {**EraseConfig.OMIT_AT_DEFAULT, "all_batch": 8, "exclude_inflections": False, "exclude_near": 0.0}
+    OMIT_AT_DEFAULT = {**EraseConfig.OMIT_AT_DEFAULT, "all_batch": 8, "exclude_inflections": False, "exclude_near": 0.0,
+                       "search": "gradient", "probe_every": 10, "probe_beta": 2.0}
 
     preserve: str = "adversarial"  # adversarial | none | neutral | fixed | pgd | random | all (controls)
     fixed_concept: str = ""  # the concept kept when preserve == "fixed" (e.g. "road", "person")
@@ -56,9 +58,20 @@ class APConfig(EraseConfig):
     # preserving them preserves the target (docs/design.md §3.3, "What the search may not hold")
     exclude_inflections: bool = True
     exclude_near: float = 0.0  # also leave out words nearer the target than this x the median word distance (0 = off)
+    # how the adversarial search moves pi (docs/design.md §3.3, "Is the adversary adversarial"): "gradient" (the
+    # paper: n_iter ascent steps on L2 through a Gumbel-Softmax sample) or "probe" (every probe_every steps, pi is
+    # set to probe_beta x the z-scores of every centre's L2, measured by the centre probe on one fixed code)
+    search: str = "gradient"
+    probe_every: int = 10  # search="probe": steps between two measurements of every centre's L2
+    probe_beta: float = 2.0  # search="probe": how sharply pi follows the measured damage (0 = uniform)
 
     def validate(self) -> None:
         super().validate()
+        if self.search not in SEARCHES:
+            raise ValueError(f"unknown search {self.search!r}; valid: {', '.join(SEARCHES)}")
+        if not (isinstance(self.probe_every, int) and self.probe_every >= 1 and 0 <= self.probe_beta <= 50):
+            raise ValueError(f"probe_every must be a whole number >= 1 and probe_beta in 0..50, got {self.probe_every} "
+                             f"and {self.probe_beta}")
         if self.preserve not in PRESERVE:
             raise ValueError(f"unknown preserve {self.preserve!r}; valid: {', '.join(PRESERVE)}")
         if self.preserve == "fixed" and not self.fixed_concept.strip():
@@ -145,8 +158,13 @@ class CentreProbe:
         self.z_T = ctx.family.noise(ctx.pipe, 1, gen, ctx.size)  # [1, C, h, w]
         self.k = ctx.config.ddim_steps // 2
 
-    @torch.no_grad()
     def losses(self, prompt: str, space: Space) -> list[float]:
+        """Every centre's loss, rounded for the events (6 decimals)."""
+        return [round(v, 6) for v in self.values(prompt, space).tolist()]
+
+    @torch.no_grad()
+    def values(self, prompt: str, space: Space) -> torch.Tensor:
+        """Every centre's loss [n] (float32, CPU)."""
         ctx, sched = self.ctx, self.ctx.scheduler
         t = sched.timesteps[self.k]
         alpha_bar = sched.alphas_cumprod[t].to(ctx.device, self.z_T.dtype)
@@ -156,9 +174,9 @@ class CentreProbe:
             z = self._z(prompt, i, cond)
             tt = t.expand(len(z)).to(ctx.device)
             pred, target = ctx.predict(ctx.denoiser, z, tt, cond), ctx.predict(ctx.frozen, z, tt, cond)
-            out += [round(ctx.loss(pred[j : j + 1], target[j : j + 1], z[j : j + 1], alpha_bar).item(), 6)
+            out += [ctx.loss(pred[j : j + 1], target[j : j + 1], z[j : j + 1], alpha_bar).float().cpu()
                     for j in range(len(z))]
-        return out
+        return torch.stack(out)
 
     def _z(self, prompt: str, i: int, cond: Cond) -> torch.Tensor:
         key = (prompt, i)
@@ -270,9 +288,14 @@ class AP:
         pred = self.ctx.predict(self.ctx.denoiser, z_r, t, cond)
         return self.ctx.loss(pred, target, z_r, alpha_bar), f"all ({len(idx)})"
 
-    def _search(self, prompt: str) -> None:
-        """Algorithm 1: N_iter ascent steps on pi (or PGD steps on the embedding offset)."""
+    def _search(self, prompt: str, step: int) -> None:
+        """Algorithm 1: N_iter ascent steps on pi (or PGD steps on the embedding offset); with search="probe",
+        pi measured instead (_measure) every probe_every steps."""
         cfg = self.ctx.config
+        if cfg.preserve == "adversarial" and cfg.search == "probe":
+            if step % cfg.probe_every == 0:
+                self._measure(prompt)
+            return
         with no_param_grads(self.ctx.trained.values()):
             for _ in range(cfg.n_iter):
                 l2, _ = self._l2(prompt, self.ctx.draw(), grad_search=True)
@@ -286,12 +309,21 @@ class AP:
                     (-l2).backward()  # ascend L2
                     space.opt.step()
 
+    def _measure(self, prompt: str) -> None:
+        """pi = probe_beta x the z-scores of every centre's L2 under the current theta' (the centre probe: one
+        fixed code and sampler step, its own generator): the search then samples the centres the erasure is
+        damaging most now, rather than following the one-sample gradient's estimate of them."""
+        space = self.spaces[prompt]
+        l2 = self.probe.values(prompt, space).to(space.pi.device)  # [n]
+        with torch.no_grad():
+            space.pi.copy_(self.ctx.config.probe_beta * (l2 - l2.mean()) / l2.std().clamp_min(1e-12))
+
     # ------------------------------------------------------------------ one outer step
     def loss(self, step: int) -> tuple[torch.Tensor, dict]:
         cfg = self.ctx.config
         prompt = self.ctx.pick_target(list(self.emb_targets), step)
         if cfg.preserve in ("adversarial", "pgd"):
-            self._search(prompt)
+            self._search(prompt, step)
         start = self.ctx.draw()  # one start code for z (under c_e) and z_r (under c_a)
         z, t, alpha_bar = self.ctx.sample_zt(self.emb_targets[prompt], start, prompt)
         l1 = esd_loss(self.ctx, z, t, alpha_bar, self.emb_targets[prompt])

@@ -124,7 +124,7 @@ def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
 
     before = expected_l2()
     for _ in range(30):
-        method._search(prompt)
+        method._search(prompt, 0)
     after = expected_l2()
     assert after > before
     _, info = method.loss(0)

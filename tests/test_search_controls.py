@@ -156,3 +156,28 @@ def test_the_app_erases_several_concepts_with_the_multi_preset(monkeypatch):
     erase_tab.erase_start("embedded", "esd", "star, heart", "object", "fast", "xattn", 10, 1e-3, 0)
     erase_tab.erase_start("embedded", "esd", "star", "object", "fast", "xattn", 10, 1e-3, 0)
     assert [s[1]["presets"] for s in submitted] == ["object,fast,multi", "object,fast"]
+
+
+def test_probe_search_points_pi_at_the_most_damaged_centres(pipe):
+    import torch
+
+    from erasure import get_method
+    from erasure.trainer import Context
+
+    cfg = resolve_config("ap", "embedded", "object,fast", targets=["star"], ddim_steps=4, bank_codes=2, n_centres=6,
+                         search="probe", probe_every=3, probe_beta=2.0)
+    ctx = Context(pipe, cfg)
+    with torch.no_grad():  # theta' != theta, so the centres' losses differ
+        for p in ctx.trained.values():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    method = get_method("ap")(ctx)
+    space = method.spaces["a star"]
+    method.loss(0)  # step 0 measures
+    l2 = method.probe.values("a star", space)
+    torch.testing.assert_close(space.pi.detach().cpu(), 2.0 * (l2 - l2.mean()) / l2.std())
+    assert int(space.pi.argmax()) == int(l2.argmax()) and space.top(1)[0][1] > 1 / 6
+    before = space.pi.detach().clone()
+    method.loss(1)  # between measurements pi stays as measured (no gradient ascent)
+    assert torch.equal(space.pi.detach(), before)
+    with pytest.raises(ValueError, match="unknown search"):
+        resolve_config("ap", "embedded", "object", targets=["star"], search="psychic")
