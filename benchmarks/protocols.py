@@ -200,20 +200,20 @@ RUN_ORDER = ("adversarial", "random", "all", PROBE, "none", '""', "fixed", SHARP
 
 def preservation(classifier, scorer, budget: Budget, targets: tuple[str, ...] = ("star", "heart", "moon"),
                  related: dict[str, str] | None = None, seeds: tuple[int, ...] = (0, 1),
-                 progress: Progress = print) -> list[dict]:
+                 strategies: list[str] | None = None, progress: Progress = print) -> list[dict]:
     """AP with each preservation strategy, one target at a time: none (= ESD's loss alone), the null
     prompt "", a fixed related concept (a look-alike shape: cross for star, moon for heart, the shapes that
     ESD and UCE damage most with them), the adversarial search, and two controls over the same search space
     (docs/design.md §3.3): a uniformly random centre each step ("random") and the mean over a batch of
     centres ("all"), the search at 10x its lr, and pi set from every centre's measured L2 ("probe"). The
     searches and random run once per training seed in `seeds`, so their gap can be told from seed noise;
-    the rows of a search carry its diagnostics (erasure.diagnostics.summary)."""
+    the rows of a search carry its diagnostics (erasure.diagnostics.summary). `strategies` measures only those."""
     related = related or RELATED
     plans = {"none": {"preserve": "none"}, '""': {"preserve": "neutral"}, "fixed": {"preserve": "fixed"},
              "adversarial": {}, SHARP: {"search_lr": 0.1}, PROBE: {"search": "probe"},
              "random": {"preserve": "random"}, "all": {"preserve": "all"}}
     rows = []
-    for label, target in itertools.product(RUN_ORDER, targets):
+    for label, target in itertools.product([s for s in RUN_ORDER if strategies is None or s in strategies], targets):
         overrides = plans[label]
         if label == "fixed":
             overrides = {**overrides, "fixed_concept": related[target]}

@@ -46,13 +46,15 @@ def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protoco
     return protocols.select_methods(methods, protocols.MULTI_METHODS if names == ["multi"] else protocols.METHODS)
 
 
-def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None) -> dict:
-    """Rows and their summary for one protocol; `methods` keeps only those method rows (and the base row)."""
+def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None,
+                 strategies: list[str] | None = None) -> dict:
+    """Rows and their summary for one protocol; `methods` keeps only those method rows (and the base row),
+    `strategies` only those preservation strategies."""
     chosen = chosen_methods([name], methods)
     if name in ("table1", "multi"):  # multi: table 1 with every target its own step budget (MULTI_METHODS)
         rows = protocols.table1(classifier, scorer, budget, methods=chosen)
     elif name == "preservation":
-        rows = protocols.preservation(classifier, scorer, budget)
+        rows = protocols.preservation(classifier, scorer, budget, strategies=strategies)
     elif name == "ablation":
         rows = protocols.ablation(classifier, scorer, budget)
     elif name == "style":
@@ -97,11 +99,13 @@ def save(name: str, payload: dict, budget: protocols.Budget, out: Path) -> Path:
 
 
 def measure(name: str, budget: protocols.Budget, classifier, scorer, out: Path,
-            methods: list[str] | None = None) -> tuple[dict, Path]:
+            methods: list[str] | None = None, strategies: list[str] | None = None) -> tuple[dict, Path]:
     """Run one protocol (only the `methods` rows if given), time it, and save its JSON and figure under `out`."""
     t0 = time.perf_counter()
-    payload = run_protocol(name, budget, classifier, scorer, methods)
+    payload = run_protocol(name, budget, classifier, scorer, methods, strategies)
     payload["wall_s"] = round(time.perf_counter() - t0, 1)
+    if strategies is not None:
+        payload["strategies"] = strategies  # a partial run: the preservation strategies it measured
     if methods is not None:
         payload["methods"] = [protocols.BASE, *methods]  # a partial re-run: the rows it re-measured
     return payload, save(name, payload, budget, out)
@@ -129,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                    "benchmarks/results/report_quick and leaves docs/results.md alone")
     p.add_argument("--methods", nargs="+", help="measure only these method rows (table1, style, robustness) and "
                    "merge them into the stored protocol, keeping every other row")
+    p.add_argument("--strategies", nargs="+", choices=protocols.RUN_ORDER,
+                   help="preservation: measure only these strategies (the rest of the protocol is hours on a CPU)")
     a = p.parse_args(argv)
     if a.methods is not None:
         chosen_methods(a.protocols, a.methods)  # an unknown row or protocol fails before anything runs
@@ -145,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             if a.methods is not None and not a.quick and (out / f"{name}.json").exists():
                 payload, path = measure_into(name, budget, classifier, scorer, out, a.methods)
             else:
-                payload, path = measure(name, budget, classifier, scorer, out)
+                payload, path = measure(name, budget, classifier, scorer, out,
+                                        strategies=a.strategies if name == "preservation" else None)
             print(f"\n{name} ({payload['wall_s']} s): wrote {path}")
             print_table(payload["summary"], [k for k in payload["summary"][0] if not k.endswith("_std")])
     if not a.quick:

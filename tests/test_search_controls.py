@@ -100,6 +100,11 @@ def test_searching_runs_write_sane_diagnostics(pipe, tmp_path, preserve):
     if preserve == "all":  # every step preserves a batch of 3 centres: no single sampled concept
         assert diag["switch_rate"] is None and {e["concept"] for e in steps} == {"all (3)"}
     assert "l2" in steps[-1]["losses"]
+    from ui.results_tab import search_line  # the Results view's sentence about the search
+
+    line = search_line(run.path / "search.json")
+    assert "of the uniform entropy" in line and ("changed on" in line) == (preserve != "all")
+    assert search_line(tmp_path / "missing.json") == ""
 
 
 def test_random_control_draws_many_centres(pipe, tmp_path):

@@ -56,8 +56,26 @@ def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
     if last.get("top5"):
         top = ", ".join(f"{w or chr(34) * 2} {p:.3f}" for w, p in last["top5"])
         lines.append(f"Most likely adversarial concept at the end: **{last['concept'] or chr(34) * 2}** (top 5: {top}).")
+    lines.append(search_line(job.run_path / "search.json"))
     lines = [f"#### {state.run_label(job.id)} — {info.state}", " ".join(lines)]
     return scrub("\n\n".join(lines)), list(params["targets"]), last.get("concept")
+
+
+def search_line(path) -> str:
+    """One sentence on how far the concept search moved from uniform (erasure.diagnostics, the run's
+    search.json; "" before the run wrote it)."""
+    import json
+
+    from erasure.diagnostics import summary as search_summary
+
+    if not path.exists():
+        return ""
+    s = search_summary(json.loads(path.read_text()))
+    if not s:
+        return ""
+    switches = "" if s["switch_rate"] is None else f"; the sampled concept changed on {100 * s['switch_rate']:.0f} % of steps"
+    return (f"The search ended at {s['entropy_ratio']:.2f} of the uniform entropy (1 = uniform), top probability "
+            f"{s['top_p']:.3f}{switches}.")
 
 
 @user_errors
