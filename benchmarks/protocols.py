@@ -74,16 +74,22 @@ METHODS = (
 )
 
 
+def current(spec: MethodSpec) -> MethodSpec:
+    """A METHODS row as the product runs it today: the search space of today's rules (no STORED_SEARCH) and,
+    for AP, the `fast` preset (z_t from the latent bank) instead of the stored rows' fast-v1."""
+    return dataclasses.replace(spec, presets=spec.presets.replace("fast-v1", "fast"),
+                               overrides={k: v for k, v in spec.overrides.items()
+                                          if k not in STORED_SEARCH.get(spec.method, {})})
+
 
 def multi_target(spec: MethodSpec) -> MethodSpec:
     """A METHODS row under the multi-target budget rule (the `multi` preset: every target its one-target step
-    budget, targets in balanced rounds; docs/design.md §3.1, "Several targets"), with today's search space
-    and, for AP, the product's `fast` preset (z_t from the latent bank) instead of the stored rows' fast-v1."""
-    presets = spec.presets.replace("fast-v1", "fast") + ",multi"
-    return dataclasses.replace(spec, presets=presets, overrides={k: v for k, v in spec.overrides.items()
-                                                                 if k not in STORED_SEARCH.get(spec.method, {})})
+    budget, targets in balanced rounds; docs/design.md §3.1, "Several targets"), as the product runs it."""
+    now = current(spec)
+    return dataclasses.replace(now, presets=now.presets + ",multi")
 
 
+CURRENT_METHODS = tuple(current(m) for m in METHODS)  # the rows of protocols measured after the search changes
 MULTI_METHODS = tuple(multi_target(m) for m in METHODS)  # the `multi` protocol's rows: table 1 with that rule
 BASE = "SD (base)"
 EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with
@@ -258,23 +264,26 @@ def ablation(classifier, scorer, budget: Budget, target: str = "star", ks: tuple
     return rows
 
 
-def style_prompts(budget: Budget) -> list[tuple[str, str, int]]:
-    """(style, prompt, seed) over every style x shape x colour x seed: "a shadowed red star"."""
-    return [(st, prompt(sh, c, style=st), sd)
+def style_prompts(budget: Budget) -> list[tuple[str, str, int, str]]:
+    """(style, prompt, seed, shape) over every style x shape x colour x seed: "a shadowed red star"."""
+    return [(st, prompt(sh, c, style=st), sd, sh)
             for st, sh, c, sd in itertools.product(STYLES, SHAPES, COLOURS, range(budget.seeds))]
 
 
 def style_row(pipe, base_images: np.ndarray, classifier, scorer, erased_style: str, budget: Budget) -> dict:
-    """Style-head ESR/PSR and, on erased and kept styles, CLIP with the prompt and LPIPS to the base images."""
+    """Style-head ESR/PSR, the shape head on every image ("shape kept") and, on erased and kept styles, CLIP
+    with the prompt and LPIPS to the base images."""
     items = style_prompts(budget)
-    images = generate(pipe, [p for _, p, _ in items], [s for _, _, s in items], budget.settings)
-    styles = np.array([st for st, _, _ in items])
-    pred = classifier.predict(to_tensor(images))["style"].argmax(-1).numpy()
-    hit = pred == np.array([STYLES.index(st) for st in styles])
-    clip = scorer.score(images, [p for _, p, _ in items]).numpy()
+    images = generate(pipe, [p for _, p, _, _ in items], [s for _, _, s, _ in items], budget.settings)
+    styles = np.array([st for st, *_ in items])
+    pred = classifier.predict(to_tensor(images))
+    hit = pred["style"].argmax(-1).numpy() == np.array([STYLES.index(st) for st in styles])
+    shape_hit = pred["shape"].argmax(-1).numpy() == np.array([SHAPES.index(sh) for *_, sh in items])
+    clip = scorer.score(images, [p for _, p, _, _ in items]).numpy()
     lp = lpips_distance(images, base_images, net="world").numpy()
     erased = styles == erased_style
     return {"esr1": 100 * float((~hit[erased]).mean()), "psr1": 100 * float(hit[~erased].mean()),
+            "shape_kept": 100 * float(shape_hit.mean()),
             "clip_erased": float(clip[erased].mean()), "clip_kept": float(clip[~erased].mean()),
             "lpips_erased": float(lp[erased].mean()), "lpips_kept": float(lp[~erased].mean())}
 
@@ -287,7 +296,7 @@ def style(classifier, scorer, budget: Budget, erased_style: str = "outline", met
     word = STYLE_WORDS[erased_style]
     items = style_prompts(budget)
     base = load_pipeline("embedded")
-    base_images = generate(base, [p for _, p, _ in items], [s for _, _, s in items], budget.settings)
+    base_images = generate(base, [p for _, p, _, _ in items], [s for _, _, s, _ in items], budget.settings)
     rows = [{"method": BASE, "style": erased_style, "wall_s": 0.0,
              **style_row(base, base_images, classifier, scorer, erased_style, budget)}]
     kept = [STYLE_WORDS[s] for s in STYLES if s != erased_style]
@@ -301,6 +310,51 @@ def style(classifier, scorer, budget: Budget, erased_style: str = "outline", met
         rows.append(budget.cached(f"style|{erased_style}|{spec.name}|{tag}", row))
         progress(f"style {erased_style} {spec.name}: {_brief(rows[-1])}")
     return rows
+
+
+def colour_row(pipe, classifier, scorer, erased_colour: str, budget: Budget) -> dict:
+    """The colour head's ESR-1 on the erased colour and PSR-1 on the kept ones, the shape head on every image
+    ("shape kept"), the share of kept-colour images drawn in the erased colour ("leak"), CLIP per group."""
+    items = [(c, sh, prompt(sh, c), sd) for c, sh, sd in itertools.product(COLOURS, SHAPES, range(budget.seeds))]
+    images = generate(pipe, [p for *_, p, _ in items], [sd for *_, sd in items], budget.settings)
+    pred = classifier.predict(to_tensor(images))
+    colour, shape = pred["colour"].argmax(-1).numpy(), pred["shape"].argmax(-1).numpy()
+    colours = np.array([list(COLOURS).index(c) for c, *_ in items])
+    erased, index = colours == list(COLOURS).index(erased_colour), list(COLOURS).index(erased_colour)
+    clip = scorer.score(images, [p for *_, p, _ in items]).numpy()
+    return {"esr1": 100 * float((colour[erased] != index).mean()), "psr1": 100 * float((colour == colours)[~erased].mean()),
+            "leak": 100 * float((colour[~erased] == index).mean()),
+            "shape_kept": 100 * float((shape == np.array([SHAPES.index(sh) for _, sh, *_ in items])).mean()),
+            "clip_erased": float(clip[erased].mean()), "clip_kept": float(clip[~erased].mean())}
+
+
+def colour(classifier, scorer, budget: Budget, erased_colour: str = "red", methods=CURRENT_METHODS,
+           progress: Progress = print) -> list[dict]:
+    """Erase one colour (its word) with every method as the product runs it: the colour head on the erased and
+    kept colours, the shapes kept (issue: attributes, not only objects)."""
+    if erased_colour not in COLOURS:
+        raise ValueError(f"unknown colour {erased_colour!r}; valid: {', '.join(COLOURS)}")
+    rows = [{"method": BASE, "colour": erased_colour, "wall_s": 0.0,
+             **colour_row(load_pipeline("embedded"), classifier, scorer, erased_colour, budget)}]
+    kept = [c for c in COLOURS if c != erased_colour]
+    for spec in methods:
+        def row(spec=spec) -> dict:
+            pipe, wall, _ = erase_fresh(spec, [erased_colour], budget, kept=kept, **_colour_overrides(spec, erased_colour))
+            return {"method": spec.name, "colour": erased_colour, "wall_s": wall,
+                    **colour_row(pipe, classifier, scorer, erased_colour, budget)}
+
+        tag = config_tag(spec, [erased_colour], budget, kept, **_colour_overrides(spec, erased_colour))
+        rows.append(budget.cached(f"colour|{erased_colour}|{spec.name}|{tag}", row))
+        progress(f"colour {erased_colour} {spec.name}: {_brief(rows[-1])}")
+    return rows
+
+
+def _colour_overrides(spec: MethodSpec, erased: str) -> dict:
+    """MCE needs colour-shaped prompts: the colour on every shape, and kept prompts of the other colours."""
+    if spec.method != "mce":
+        return {}
+    kept = itertools.cycle([c for c in COLOURS if c != erased])
+    return {"erase_templates": ["a {concept} " + s for s in SHAPES], "keep_prompts": [prompt(s, c) for s, c in zip(SHAPES, kept)]}
 
 
 def _style_overrides(spec: MethodSpec) -> dict:

@@ -31,8 +31,11 @@ from .report_render import FIGURES, render_readme
 
 REPORT = RESULTS / "report"
 RESULTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "results.md"  # holds the generated section
-PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness", "multi")
-METHOD_PROTOCOLS = ("table1", "style", "robustness", "multi")  # protocols with one row per erasure method
+PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness", "multi", "style-shadow", "colour")
+METHOD_PROTOCOLS = ("table1", "style", "robustness", "multi", "style-shadow", "colour")  # one row per erasure method
+# the method rows of the protocols measured after the search-space changes (the others keep METHODS: their
+# stored rows' settings)
+POOLS = {"multi": protocols.MULTI_METHODS, "style-shadow": protocols.CURRENT_METHODS, "colour": protocols.CURRENT_METHODS}
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 SEARCH_METRICS = ("search_entropy_ratio", "search_top_p", "search_switch_rate", "search_pi_l2_spearman")
 
@@ -43,7 +46,7 @@ def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protoco
     bad = [n for n in names if n not in METHOD_PROTOCOLS] if methods is not None else []
     if bad:
         raise ValueError(f"{', '.join(bad)} has no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
-    return protocols.select_methods(methods, protocols.MULTI_METHODS if names == ["multi"] else protocols.METHODS)
+    return protocols.select_methods(methods, POOLS.get(names[0], protocols.METHODS) if len(names) == 1 else protocols.METHODS)
 
 
 def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None,
@@ -59,6 +62,10 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
         rows = protocols.ablation(classifier, scorer, budget)
     elif name == "style":
         rows = protocols.style(classifier, scorer, budget, methods=chosen)
+    elif name == "style-shadow":
+        rows = protocols.style(classifier, scorer, budget, erased_style="shadow", methods=chosen)
+    elif name == "colour":
+        rows = protocols.colour(classifier, scorer, budget, methods=chosen)
     elif name == "robustness":
         quick = AttackConfig(steps=8, n_train=4, n_eval=4) if budget.steps_scale < 1 else None  # smoke run
         rows = protocols.robustness(classifier, scorer, budget, methods=chosen, attack=quick)

@@ -116,6 +116,22 @@ def section(results: dict) -> str:
                                      ("clip_erased", "CLIP erased"), ("clip_kept", "CLIP kept"),
                                      ("lpips_erased", "LPIPS erased"), ("lpips_kept", "LPIPS kept"),
                                      ("wall_s", "wall s")])]
+    if "style-shadow" in results:
+        r = results["style-shadow"]
+        parts += [f"**Another style** (erase the `{r['rows'][0]['style']}` style with every method as the product runs "
+                  "it: AP's `fast` preset and today's search space; the style head on the erased and kept styles, "
+                  "the shape head on every image):",
+                  _table(r["rows"], [("method", "method"), ("esr1", "ESR-1"), ("psr1", "PSR-1"),
+                                     ("shape_kept", "shape kept"), ("clip_erased", "CLIP erased"),
+                                     ("clip_kept", "CLIP kept"), ("wall_s", "wall s")])]
+    if "colour" in results:
+        r = results["colour"]
+        parts += [f"**A colour** (erase `{r['rows'][0]['colour']}` with every method as the product runs it; the "
+                  "colour head: ESR-1 on the erased colour's prompts, PSR-1 on the other colours', leak = kept-colour "
+                  "images drawn in the erased colour; the shape head on every image):",
+                  _table(r["rows"], [("method", "method"), ("esr1", "ESR-1"), ("psr1", "PSR-1"), ("leak", "leak"),
+                                     ("shape_kept", "shape kept"), ("clip_erased", "CLIP erased"),
+                                     ("clip_kept", "CLIP kept"), ("wall_s", "wall s")])]
     if "robustness" in results:
         r = results["robustness"]
         parts += [f"**Every method on one shape, side by side, and robustness** (erase \"{r['rows'][0]['target']}\" "
@@ -160,6 +176,10 @@ FIGURES = {
     "ablation": lambda r: _bars([{**row, "setting": f"K={row['K']}, N_iter={row['n_iter']}"} for row in r["rows"]],
                                 "setting", [("esr1", "ESR-1"), ("psr1", "PSR-1")], "AP: K and N_iter"),
     "style": lambda r: _bars(r["rows"], "method", [("esr1", "ESR-1"), ("psr1", "PSR-1")], "Style erasure"),
+    "style-shadow": lambda r: _bars(r["rows"], "method", [("esr1", "ESR-1"), ("psr1", "PSR-1"), ("shape_kept", "shape")],
+                                    f"Style erasure: {r['rows'][0]['style']}"),
+    "colour": lambda r: _bars(r["rows"], "method", [("esr1", "ESR-1"), ("psr1", "PSR-1"), ("shape_kept", "shape")],
+                              f"Colour erasure: {r['rows'][0]['colour']}"),
     "robustness": lambda r: _bars(r["rows"], "method", [("plain_asr", "plain"), ("paraphrase_asr", "paraphrase"),
                                                         ("adversarial_asr", "adversarial")], "Attack success rate"),
 }

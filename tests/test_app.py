@@ -120,7 +120,8 @@ def test_api_flow_erase_results_compare_spectrum_downloads(served):
     # the spectrum is attached to the run's Results view, and a concept of it drawn before and after
     assert c.predict(job, api_name="/results")[-1] == spec
     text, _, table = c.predict(spec, api_name="/results_spectrum")
-    assert text.startswith("Spectrum **done**") and table["data"][0][1] in ("target", "concept")
+    deltas = [row[2] for row in table["data"]]  # concept, kind, delta: most damaged first
+    assert text.startswith("Spectrum **done**") and table["headers"][2] == "delta" and deltas == sorted(deltas, reverse=True)
     drill = imread(c.predict(job, "heart", 2, "cpu", "float32", api_name="/results_concept"))
     assert drill.shape[0] == 44 + 128 and drill.shape[1] == grid.shape[1]  # one row: base | erased
 

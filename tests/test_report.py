@@ -144,3 +144,26 @@ def test_a_partial_run_merges_its_method_rows_into_the_stored_protocol(monkeypat
     assert out["wall_s"] == 10.0 and out["merged"]["NEW"]["wall_s"] == 3.0  # the stored run's time is its own
     again = merge("table1", out, {"wall_s": 4.0, "rows": [row("NEW", 0, 20.0)]}, ["NEW"])  # re-measured: replaced
     assert [r["esr1"] for r in again["rows"] if r["method"] == "NEW"] == [20.0]
+
+
+def test_the_colour_row_scores_the_base_model_as_drawing_every_colour():
+    """The base model draws red when asked: almost no red image counts as erased, the other colours and the
+    shapes are recognised, and no kept colour comes out red. (An erased model is what the protocol measures.)"""
+    from backends import load_classifier, load_pipeline
+    from benchmarks.protocols import Budget, colour_row
+    from sensitivity.scorers import get_scorer
+
+    row = colour_row(load_pipeline("embedded"), load_classifier(), get_scorer("embedded"), "red", Budget(seeds=1))
+    assert row["esr1"] <= 20 and row["psr1"] >= 80 and row["leak"] <= 10 and row["shape_kept"] >= 80
+    assert row["clip_erased"] > 30 and row["clip_kept"] > 30
+
+
+def test_protocols_after_the_search_changes_run_the_methods_as_the_product_does():
+    from benchmarks.protocols import CURRENT_METHODS, MULTI_METHODS
+    from benchmarks.report import chosen_methods
+
+    ap = {m.name: m for m in CURRENT_METHODS}["AP"]
+    assert ap.presets == "object,fast" and ap.overrides == {}
+    assert {m.name: m for m in MULTI_METHODS}["ESD"].presets == "object,fast,multi"
+    assert [m.presets for m in chosen_methods(["colour"], ["AP"])] == ["object,fast"]
+    assert [m.presets for m in chosen_methods(["style"], ["AP"])] == ["object,fast-v1"]  # the stored rows' settings
