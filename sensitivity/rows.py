@@ -224,6 +224,13 @@ def seed_prompts(concept: str, config: SpectrumConfig) -> list[str]:
     return [own[i % len(own)] for i in range(config.k)]
 
 
+def drawn_prompts(model: str, targets: list[str], concept: str, n: int) -> list[str]:
+    """The distinct prompts a spectrum of `targets` on `model` draws `concept` with, at most n (what the app
+    shows when a concept of the spectrum is clicked)."""
+    config = SpectrumConfig(targets=list(targets), k=n).resolved(model)
+    return list(dict.fromkeys(seed_prompts(concept, config)))
+
+
 def mean_direction(directions: torch.Tensor, rows: list[int]) -> torch.Tensor:
     """The unit mean [d] of some unit rows of directions [u, d] (a row itself when there is one)."""
     return torch.nn.functional.normalize(directions[rows].mean(0), dim=-1)

@@ -131,15 +131,13 @@ def results_concept(job_id: str, concept: str, n_seeds: float, device: str = sta
                     request: gr.Request = None, progress=gr.Progress()) -> np.ndarray:  # noqa: B008
     """API `results_concept`: one concept of the spectrum drawn by the base and the erased model, same seeds."""
     from evaluation.compare import side_by_side
-    from sensitivity import SpectrumConfig
-    from sensitivity.rows import seed_prompts
+    from sensitivity.rows import drawn_prompts
 
     concept = inputs.text(concept, "Concept", inputs.MAX_PROMPT, required=False)
     params = state.erase_job(job_id).record["params"]
     n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
     # the prompts the spectrum drew the concept with (a world colour on several shapes: a row for each of 4)
-    config = SpectrumConfig(targets=list(params["targets"]), k=DRILL_PROMPTS).resolved(params["model"])
-    prompts = list(dict.fromkeys(seed_prompts(concept, config)))
+    prompts = drawn_prompts(params["model"], params["targets"], concept, DRILL_PROMPTS)
     return side_by_side(_compare(job_id, prompts, n, device, dtype, request, progress)[1])[0]
 
 
