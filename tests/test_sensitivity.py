@@ -480,7 +480,8 @@ def test_seed_prompts_take_turns_on_the_embedded_model_only():
     from sensitivity.rows import drawn_prompts  # what the app draws when a spectrum concept is clicked
 
     assert drawn_prompts("embedded", ["star"], "red", 4) == ["a red circle", "a red square", "a red triangle", "a red cross"]
-    assert drawn_prompts("embedded", ["star"], "heart", 4) == ["a heart"] and drawn_prompts("sd-1.4", ["car"], "red", 4) == ["red"]
+    assert drawn_prompts("embedded", ["star"], "heart", 4) == ["a heart"]
+    assert drawn_prompts("sd-1.4", ["car"], "red", 4) == ["red"]
 
 
 def test_a_world_colour_is_scored_on_its_own_captions(embedded_pipe, esd_run, tmp_path, monkeypatch):
