@@ -201,7 +201,7 @@ def space_worker(cache: str, words: int) -> None:
     thread = threading.Thread(target=sample)
     thread.start()
     t0 = time.perf_counter()
-    chosen, R, _ = build_search_space(pipe, vocab, "star", "{concept}", 1000, 100, {"star"})
+    chosen, R, _, _ = build_search_space(pipe, vocab, "star", "{concept}", 1000, 100, {"star"})
     seconds = time.perf_counter() - t0
     done.set()
     thread.join()

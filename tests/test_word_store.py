@@ -43,7 +43,8 @@ def test_search_space_moves_only_its_centres_to_the_device(embedded_pipe, tmp_pa
 
     monkeypatch.setattr(word_store, "CACHE_ROOT", tmp_path)
     vocab = get_vocabulary("world", 10000)
-    words, R, dist = build_search_space(embedded_pipe, vocab, "a star", "a {concept}", 100, 4, {"star"})
+    words, R, dist, near = build_search_space(embedded_pipe, vocab, "a star", "a {concept}", 100, 4, {"star"})
+    assert near == []  # exclude_near off: no word left out as too near
     assert R.shape[0] == len(words) == 4 and R.dtype == torch.float32 and "star" not in words
     direct = embed_prompts(embedded_pipe, [f"a {w}" for w in words]).float().half().float()
     assert torch.equal(R, direct)
