@@ -6,9 +6,10 @@
 AP (`style,fast`) erases a rendering style's caption word twice on the embedded model: with only the
 literal word left out of its search space (the rule before session 17, `exclude_inflections=False`) and
 with every word sharing its stem left out too (the default; "shadow" when erasing "shadowed",
-docs/design.md §3.3). Per run: the world classifier's style head on "a {style} {colour} {shape}"
-prompts x seeds (ESR-1 on the erased style; for each kept style the share still drawn in it and the
-share drawn in the erased style, the leak), the shapes kept, the search space, and the final argmax
+docs/design.md §3.3), both searching every world word (`--centres 100`), so they differ only by those
+words. Per run: the world classifier's style head on "a {style} {colour} {shape}" prompts x seeds (ESR-1
+on the erased style; for each kept style the share still drawn in it and the share drawn in the erased
+style, the leak), the shapes kept, the search space, and the final argmax
 concept. Writes benchmarks/results/search_exclusion.json.
 """
 
@@ -57,6 +58,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--style", default="shadow", choices=STYLES)
     p.add_argument("--seeds", type=int, default=2, help="seeds per prompt")
+    p.add_argument("--centres", type=int, default=100, help="n_centres: 100 = every world word, so the two runs "
+                   "differ only by the excluded words (the profile's 16 let k-means drop them or not)")
     a = p.parse_args()
     word, classifier = STYLE_WORDS[a.style], load_classifier()
     work = Path(tempfile.mkdtemp(prefix="bench_exclusion_"))
@@ -66,7 +69,7 @@ def main() -> None:
             pipe = load_pipeline("embedded")
             t0 = time.perf_counter()
             run = erase("embedded", "ap", [word], "style,fast", work / f"ap_{exclude}", pipe=pipe, checkpoint_every=0,
-                        snapshot_every=0, exclude_inflections=exclude)
+                        snapshot_every=0, exclude_inflections=exclude, n_centres=a.centres)
             wall = time.perf_counter() - t0
             start = next(e for e in run.events() if e["kind"] == "start")["extra"]
             diag = summary(json.loads((run.path / "search.json").read_text()))
@@ -80,7 +83,8 @@ def main() -> None:
     kept = [s for s in STYLES if s != a.style]
     print_table(rows, ["run", "esr1", *[f"{s}_{k}" for s in kept for k in ("kept", "leak")], "shape_kept",
                        "final_top", "entropy_ratio", "wall_s"])
-    path = write_result("search_exclusion", {"style": a.style, "word": word, "seeds": a.seeds, "rows": rows})
+    path = write_result("search_exclusion", {"style": a.style, "word": word, "seeds": a.seeds, "n_centres": a.centres,
+                                             "rows": rows})
     print(f"written: {path}")
 
 
