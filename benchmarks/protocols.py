@@ -138,8 +138,10 @@ def resolved_overrides(spec: MethodSpec, targets: list[str], budget: Budget, kep
     if spec.preserve_kept:
         overrides["preserve"] = list(kept)
     if budget.steps_scale != 1.0:
-        steps = resolve_config(spec.method, "embedded", spec.presets, targets=targets, **overrides).steps
-        overrides["steps"] = max(1, round(steps * budget.steps_scale))
+        config = resolve_config(spec.method, "embedded", spec.presets, targets=targets, **overrides)
+        # with steps_per_target (the `multi` preset) `steps` is per target, and resolving multiplies it again
+        per = len(targets) if config.steps_per_target and config.SCALE_STEPS and len(targets) > 1 else 1
+        overrides["steps"] = max(1, round(config.steps // per * budget.steps_scale))
     return overrides
 
 

@@ -167,3 +167,10 @@ def test_protocols_after_the_search_changes_run_the_methods_as_the_product_does(
     assert {m.name: m for m in MULTI_METHODS}["ESD"].presets == "object,fast,multi"
     assert [m.presets for m in chosen_methods(["colour"], ["AP"])] == ["object,fast"]
     assert [m.presets for m in chosen_methods(["style"], ["AP"])] == ["object,fast-v1"]  # the stored rows' settings
+    from benchmarks.protocols import Budget, resolved_overrides
+    from erasure import resolve_config
+
+    esd, five = {m.name: m for m in MULTI_METHODS}["ESD"], ["star", "heart", "moon", "cross", "arrow"]
+    quick = resolved_overrides(esd, five, Budget(steps_scale=0.05))  # a smoke run scales each target's budget once
+    full = resolve_config("esd", "embedded", esd.presets, targets=five).steps
+    assert resolve_config("esd", "embedded", esd.presets, targets=five, **quick).steps == round(full * 0.05)
