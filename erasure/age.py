@@ -26,6 +26,7 @@ from .ap import (
     VOCABULARIES,
     CentreProbe,
     Space,
+    build_spaces,
     centre_conds,
     gumbel_softmax_hard,
     load_spaces_state,
@@ -34,7 +35,7 @@ from .ap import (
 )
 from .config import EraseConfig
 from .method import MethodSpec
-from .search_space import build_search_space, check_search_settings, excluded_words
+from .search_space import check_search_settings
 
 
 @dataclass
@@ -93,20 +94,12 @@ class AGE:
                       families=("sd",), searches=True)  # R holds one text encoder's word embeddings, as AP's does
 
     def __init__(self, ctx):
-        from backends.vocab import get_vocabulary
 
         self.ctx, cfg = ctx, ctx.config
         prompts = cfg.prompts()
         self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> {"emb": [1, L, d]}
-        vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
-        exclude = excluded_words(vocab, cfg.targets, cfg.exclude_inflections)
-        self.spaces: dict[str, Space] = {}
-        self.excluded: dict[str, list[str]] = {}  # prompt -> the words kept out of its search space
-        for prompt in prompts:
-            words, R, _, near = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres,
-                                                   exclude, cfg.exclude_near)
-            self.spaces[prompt] = Space(words, R, cfg.search_lr)
-            self.excluded[prompt] = sorted(w for w in exclude if w in vocab) + near
+        # prompt -> its search space, and the words kept out of it
+        self.spaces, self.excluded = build_spaces(ctx.pipe, cfg, prompts)
         self.probe = CentreProbe(ctx)  # L_keep of every centre at snapshots (the trajectory)
         # a hard sample is one centre; top-k mixtures are sampled at each draw
         ctx.bank_add(dict(self.emb_targets) | (centre_conds(self.spaces) if cfg.hard else {}))

@@ -187,6 +187,22 @@ class CentreProbe:
         return self.z[key]
 
 
+def build_spaces(pipe, cfg, prompts: list[str]) -> tuple[dict[str, Space], dict[str, list[str]]]:
+    """Each target prompt's search space from cfg's vocabulary and sizes, and the vocabulary words kept out of
+    it (the targets' words, their inflections, words too near); shared by AGE."""
+    from backends.vocab import get_vocabulary
+
+    vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
+    exclude = excluded_words(vocab, cfg.targets, cfg.exclude_inflections)
+    spaces, excluded = {}, {}
+    for prompt in prompts:
+        words, R, _, near = build_search_space(pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres,
+                                               exclude, cfg.exclude_near)
+        spaces[prompt] = Space(words, R, cfg.search_lr)
+        excluded[prompt] = sorted(w for w in exclude if w in vocab) + near
+    return spaces, excluded
+
+
 def centre_conds(spaces: dict[str, Space]) -> dict[str, Cond]:
     """Every centre's one-row conditioning, labelled "word:<word>" (what a hard Gumbel sample of it is), for
     a latent bank; shared by AGE."""
@@ -218,8 +234,6 @@ class AP:
                       "most (Bui et al.)", families=("sd",), searches=True)
 
     def __init__(self, ctx):
-        from backends.vocab import get_vocabulary
-
         self.ctx, cfg = ctx, ctx.config
         prompts = cfg.prompts()
         self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))  # prompt -> {"emb": [1, L, d]}
@@ -227,14 +241,8 @@ class AP:
         self.delta: dict[str, torch.Tensor] = {}  # pgd variant: offset from the target embedding
         self.excluded: dict[str, list[str]] = {}  # prompt -> the words kept out of its search space
         if cfg.preserve in SEARCHED:
-            vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
-            exclude = excluded_words(vocab, cfg.targets, cfg.exclude_inflections)
-            for prompt in prompts:
-                words, R, _, near = build_search_space(ctx.pipe, vocab, prompt, cfg.template, cfg.k_closest,
-                                                       cfg.n_centres, exclude, cfg.exclude_near)
-                self.spaces[prompt] = Space(words, R, cfg.search_lr)
-                self.delta[prompt] = torch.zeros_like(self.emb_targets[prompt]["emb"])
-                self.excluded[prompt] = sorted(w for w in exclude if w in vocab) + near
+            self.spaces, self.excluded = build_spaces(ctx.pipe, cfg, prompts)
+            self.delta = {p: torch.zeros_like(self.emb_targets[p]["emb"]) for p in prompts}
         if cfg.preserve in ("neutral", "fixed"):
             fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
             self.emb_fixed = ctx.embed([fixed])
