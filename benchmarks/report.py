@@ -93,7 +93,10 @@ def merge(name: str, stored: dict, payload: dict, methods: list[str]) -> dict:
                   key=lambda r: order.index(r["method"]))  # stable: each method's rows keep their order
     merged = {**stored.get("merged", {}), **{m: {"environment": environment(), "wall_s": payload["wall_s"]}
                                               for m in methods}}
-    return {**stored, "rows": rows, "summary": summary_of(name, rows), "merged": merged}
+    measured = {**stored, "rows": rows, "summary": summary_of(name, rows), "merged": merged}
+    if "methods" in stored:  # a protocol not yet measured whole: the record of its rows so far grows
+        measured["methods"] = [m for m in order if m in stored["methods"] or m in methods]
+    return measured
 
 
 def save(name: str, payload: dict, budget: protocols.Budget, out: Path) -> Path:
@@ -158,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             if a.methods is not None and not a.quick and (out / f"{name}.json").exists():
                 payload, path = measure_into(name, budget, classifier, scorer, out, a.methods)
             else:
-                payload, path = measure(name, budget, classifier, scorer, out,
+                payload, path = measure(name, budget, classifier, scorer, out, methods=a.methods,
                                         strategies=a.strategies if name == "preservation" else None)
             print(f"\n{name} ({payload['wall_s']} s): wrote {path}")
             print_table(payload["summary"], [k for k in payload["summary"][0] if not k.endswith("_std")])

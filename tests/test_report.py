@@ -144,6 +144,9 @@ def test_a_partial_run_merges_its_method_rows_into_the_stored_protocol(monkeypat
     assert out["wall_s"] == 10.0 and out["merged"]["NEW"]["wall_s"] == 3.0  # the stored run's time is its own
     again = merge("table1", out, {"wall_s": 4.0, "rows": [row("NEW", 0, 20.0)]}, ["NEW"])  # re-measured: replaced
     assert [r["esr1"] for r in again["rows"] if r["method"] == "NEW"] == [20.0]
+    assert "methods" not in again  # a protocol measured whole says nothing about rows so far
+    partial = merge("table1", {**stored, "methods": [protocols.BASE, "AP"]}, new, ["NEW"])
+    assert partial["methods"] == [protocols.BASE, "AP", "NEW"]  # a first partial run's record grows with each merge
 
 
 def test_the_colour_row_scores_the_base_model_as_drawing_every_colour():
@@ -174,3 +177,19 @@ def test_protocols_after_the_search_changes_run_the_methods_as_the_product_does(
     quick = resolved_overrides(esd, five, Budget(steps_scale=0.05))  # a smoke run scales each target's budget once
     full = resolve_config("esd", "embedded", esd.presets, targets=five).steps
     assert resolve_config("esd", "embedded", esd.presets, targets=five, **quick).steps == round(full * 0.05)
+
+
+def test_a_first_partial_run_measures_only_the_methods_it_names(monkeypatch, tmp_path):
+    """With no stored protocol yet, `--methods AP` measures AP's rows, not every method's (it once ran them all)."""
+    from benchmarks import report
+
+    calls = []
+
+    def fake_measure(name, budget, classifier, scorer, out, methods=None, strategies=None):
+        calls.append((name, methods))
+        return {"summary": [{"method": "AP", "esr1": 1.0}], "wall_s": 0.0}, out / f"{name}.json"
+
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    monkeypatch.setattr(report, "measure", fake_measure)
+    assert report.main(["--protocols", "multi", "--methods", "AP", "--quick"]) == 0
+    assert calls == [("multi", ["AP"])]
