@@ -1,23 +1,27 @@
 """The proxy-guided spectrum against the full one, on a vocabulary where full delta is affordable.
 
     python -m benchmarks.bench_guided                      # world-captions: 1,403 concepts, k = 8
+    python -m benchmarks.bench_guided --target heart --out guided_heart   # a second target
     python -m benchmarks.bench_guided --size 60 --k 1 --steps 4 --top 6 --random 3 --out guided_smoke  # code path
 
-Erases "star" from the embedded model with AP (`object,fast`, not timed), then computes over the
-`world-captions` vocabulary (1,400 caption phrases plus "star", "" and "a photo"):
+Erases `--target` (default "star") from the embedded model with AP (`object,fast`, not timed), then computes over the
+`world-captions` vocabulary (1,400 caption phrases plus the target, "" and "a photo"):
 1. the proxy-guided spectrum (D(c) for every concept, delta for the targets, the neutral concepts, the
    `--top` concepts of largest D(c) and `--random` others), from an empty cache;
 2. the full spectrum (delta for every concept), from another empty cache.
 Reports the share of concepts the guided run sampled, the recall of the full spectrum's top-10 (by
 delta, among the vocabulary's concepts) in the guided run's sampled set and in its own top-10, what its
 calibration sample estimated it missed, and both wall times. Bar: recall >= 9/10 with delta sampled for
-<= 15 % of >= 1,000 concepts. Writes benchmarks/results/guided.json.
+<= 15 % of >= 1,000 concepts. Writes benchmarks/results/guided.json, with every concept's full-spectrum
+delta, D(c) and text_sim (`full`), and the recall other top/random splits of the same sampled count would
+have had (`splits`: exact, since a concept's delta does not depend on which others are sampled with it).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import shutil
 import tempfile
 import time
@@ -26,6 +30,7 @@ from pathlib import Path
 from backends import load_pipeline
 from erasure import erase
 from sensitivity import SpectrumConfig, compute_spectrum
+from sensitivity.guided import choose
 
 from .common import print_table, write_result
 
@@ -43,8 +48,23 @@ def recall(full, guided) -> dict:
             "missed": sorted(truth - sampled)}
 
 
+def split_recall(full, config: SpectrumConfig, sampled: int) -> list[dict]:
+    """For top shares of the same sampled count: the concepts `choose` would pick from the full frame's D(c)
+    (the guided run's pass 1 computes the same numbers) and how many of the full top-10 they hold."""
+    rows = full.to_dict("records")
+    always = int((full["kind"] != "concept").sum())
+    truth = set(full[full["kind"] == "concept"].nlargest(TOP, "delta")["concept"])
+    out = []
+    for top in sorted({round(share * (sampled - always)) for share in (0.5, 0.65, 0.8, 0.9, 0.95, 1.0)}):
+        cfg = dataclasses.replace(config, delta_top=top, delta_random=sampled - always - top)
+        picked = {rows[i]["concept"] for i in choose(rows, cfg)}
+        out.append({"top": top, "random": cfg.delta_random, "recall_sampled": len(truth & picked)})
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--target", default="star", help="the world shape AP erases")
     p.add_argument("--vocab", default="world-captions")
     p.add_argument("--size", type=int, default=None, help="first N concepts of the vocabulary")
     p.add_argument("--k", type=int, default=8)
@@ -56,9 +76,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench_guided_"))
     try:
         pipe = load_pipeline("embedded")
-        run = erase("embedded", "ap", ["star"], "object,fast", work / "ap_star", pipe=copy.deepcopy(pipe),
+        run = erase("embedded", "ap", [a.target], "object,fast", work / f"ap_{a.target}", pipe=copy.deepcopy(pipe),
                     checkpoint_every=0).path
-        base = SpectrumConfig(targets=["star"], vocab=a.vocab, size=a.size, k=a.k, steps=a.steps)
+        base = SpectrumConfig(targets=[a.target], vocab=a.vocab, size=a.size, k=a.k, steps=a.steps)
         frames, walls = {}, {}
         for name, cfg in (("guided", SpectrumConfig(**{**vars(base), "delta_top": a.top, "delta_random": a.random})),
                           ("full", base)):
@@ -69,7 +89,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     guided, full = frames["guided"], frames["full"]
     calib = guided.attrs["guided"]
-    row = {"vocab": a.vocab, "concepts": len(full), "k": a.k, "top": a.top, "random": a.random,
+    row = {"target": a.target, "vocab": a.vocab, "concepts": len(full), "k": a.k, "top": a.top, "random": a.random,
            "sampled": calib["sampled"], "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
            **recall(full, guided), "expected_missed": calib["expected_missed"],
            "guided_wall_s": walls["guided"], "full_wall_s": walls["full"],
@@ -78,7 +98,11 @@ def main() -> None:
     bars = {"recall_bar": 9, "sampled_pct_bar": 15.0, "concepts_bar": 1000,
             "passes": row["recall_sampled"] >= 9 and row["sampled_pct"] <= 15.0 and len(full) >= 1000}
     top10 = full[full["kind"] == "concept"].nlargest(TOP, "delta")[["concept", "delta", "proxy_rank"]]
-    print("wrote", write_result(a.out, {"row": row, "bars": bars, "full_top10": top10.to_dict("records")}))
+    splits = split_recall(full, base, calib["sampled"])
+    print_table(splits, list(splits[0]))
+    columns = full[["concept", "kind", "delta", "proxy", "text_sim"]].round(4)
+    print("wrote", write_result(a.out, {"row": row, "bars": bars, "full_top10": top10.to_dict("records"),
+                                        "splits": splits, "full": columns.to_dict("records")}))
 
 
 if __name__ == "__main__":
