@@ -35,7 +35,8 @@ PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness", "multi
 METHOD_PROTOCOLS = ("table1", "style", "robustness", "multi", "style-shadow", "colour")  # one row per erasure method
 # the method rows of the protocols measured after the search-space changes (the others keep METHODS: their
 # stored rows' settings)
-POOLS = {"multi": protocols.MULTI_METHODS, "style-shadow": protocols.CURRENT_METHODS, "colour": protocols.CURRENT_METHODS}
+POOLS = {"multi": protocols.MULTI_METHODS, "style-shadow": (*protocols.CURRENT_METHODS, protocols.AP_ALL),
+         "colour": protocols.CURRENT_METHODS}
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 SEARCH_METRICS = ("search_entropy_ratio", "search_top_p", "search_switch_rate", "search_pi_l2_spearman")
 
@@ -87,7 +88,7 @@ def merge(name: str, stored: dict, payload: dict, methods: list[str]) -> dict:
     """The stored protocol with the rows of `methods` replaced by (or added from) a new partial run,
     in METHODS' order; the base row and every other method's rows stay as stored. Each merged method
     keeps the environment it was measured in (`merged`)."""
-    order = [protocols.BASE, *[m.name for m in protocols.METHODS]]
+    order = [protocols.BASE, *dict.fromkeys(m.name for pool in (protocols.METHODS, *POOLS.values()) for m in pool)]
     kept = [r for r in stored["rows"] if r["method"] not in methods]
     rows = sorted(kept + [r for r in payload["rows"] if r["method"] in methods],
                   key=lambda r: order.index(r["method"]))  # stable: each method's rows keep their order

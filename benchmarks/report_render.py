@@ -120,8 +120,9 @@ def section(results: dict) -> str:
         r = results["style-shadow"]
         parts += [f"**Another style** (erase the `{r['rows'][0]['style']}` style with every method as the product runs "
                   "it: AP's `fast` preset and today's search space; the style head on the erased and kept styles, "
-                  "the shape head on every image):",
+                  "the shape head on every image; worst kept = the kept style drawn least often in its own style):",
                   _table(r["rows"], [("method", "method"), ("esr1", "ESR-1"), ("psr1", "PSR-1"),
+                                     ("kept_worst", "worst kept"), ("kept_worst_style", "which"),
                                      ("shape_kept", "shape kept"), ("clip_erased", "CLIP erased"),
                                      ("clip_kept", "CLIP kept"), ("wall_s", "wall s")])]
     if "colour" in results:

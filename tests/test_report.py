@@ -170,6 +170,8 @@ def test_protocols_after_the_search_changes_run_the_methods_as_the_product_does(
     assert {m.name: m for m in MULTI_METHODS}["ESD"].presets == "object,fast,multi"
     assert [m.presets for m in chosen_methods(["colour"], ["AP"])] == ["object,fast"]
     assert [m.presets for m in chosen_methods(["style"], ["AP"])] == ["object,fast-v1"]  # the stored rows' settings
+    ap_all = chosen_methods(["style-shadow"], ["AP (preserve all)"])  # the style bar's second try, its own row
+    assert [(m.presets, m.overrides) for m in ap_all] == [("object,fast", {"preserve": "all"})]
     from benchmarks.protocols import Budget, resolved_overrides
     from erasure import resolve_config
 
