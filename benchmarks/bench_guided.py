@@ -7,7 +7,8 @@
 Erases `--target` (default "star") from the embedded model with AP (`object,fast`, not timed), then computes over the
 `world-captions` vocabulary (1,400 caption phrases plus the target, "" and "a photo"):
 1. the proxy-guided spectrum (D(c) for every concept, delta for the targets, the neutral concepts, the
-   `--top` concepts of largest D(c) and `--random` others), from an empty cache;
+   `--top` concepts of largest D(c), `--random` others and the `--near` nearest to the most damaged), from
+   an empty cache;
 2. the full spectrum (delta for every concept), from another empty cache.
 Reports the share of concepts the guided run sampled, the recall of the full spectrum's top-10 (by
 delta, among the vocabulary's concepts) in the guided run's sampled set and in its own top-10, what its
@@ -30,7 +31,8 @@ from pathlib import Path
 from backends import load_pipeline
 from erasure import erase
 from sensitivity import SpectrumConfig, compute_spectrum
-from sensitivity.guided import choose
+from sensitivity.guided import choose, near
+from sensitivity.rows import Models
 
 from .common import print_table, write_result
 
@@ -48,17 +50,21 @@ def recall(full, guided) -> dict:
             "missed": sorted(truth - sampled)}
 
 
-def split_recall(full, config: SpectrumConfig, sampled: int) -> list[dict]:
-    """For top shares of the same sampled count: the concepts `choose` would pick from the full frame's D(c)
-    (the guided run's pass 1 computes the same numbers) and how many of the full top-10 they hold."""
+def split_recall(full, features, config: SpectrumConfig, sampled: int) -> list[dict]:
+    """For other splits of the same sampled count into top / random / near: the concepts `choose` and `near`
+    would pick from the full frame (the guided run's pass 1 computes the same D(c), and a sampled concept's
+    delta is the full run's) and how many of the full top-10 they hold. features: [n, d] the concepts' text."""
     rows = full.to_dict("records")
-    always = int((full["kind"] != "concept").sum())
+    free = sampled - int((full["kind"] != "concept").sum())  # what top + random + near share
     truth = set(full[full["kind"] == "concept"].nlargest(TOP, "delta")["concept"])
+    splits = {(round(t * (free - n)), round(n)) for n in (0, 0.2 * free, 0.35 * free, 0.5 * free) for t in (0.65, 0.8, 1.0)}
     out = []
-    for top in sorted({round(share * (sampled - always)) for share in (0.5, 0.65, 0.8, 0.9, 0.95, 1.0)}):
-        cfg = dataclasses.replace(config, delta_top=top, delta_random=sampled - always - top)
-        picked = {rows[i]["concept"] for i in choose(rows, cfg)}
-        out.append({"top": top, "random": cfg.delta_random, "recall_sampled": len(truth & picked)})
+    for top, n_near in sorted(splits):
+        cfg = dataclasses.replace(config, delta_top=top, delta_random=free - n_near - top)
+        picked = choose(rows, cfg)
+        picked |= near(rows, picked, features, n_near)
+        out.append({"top": top, "random": cfg.delta_random, "near": n_near,
+                    "recall_sampled": len(truth & {rows[i]["concept"] for i in picked})})
     return out
 
 
@@ -71,6 +77,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--top", type=int, default=130, help="delta for the N concepts of largest D(c)")
     p.add_argument("--random", type=int, default=70, help="and for N others drawn at random (calibration)")
+    p.add_argument("--near", type=int, default=0, help="and then for the N nearest (in text) to the most damaged")
     p.add_argument("--out", default="guided", help="result name: benchmarks/results/<out>.json")
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_guided_"))
@@ -80,7 +87,8 @@ def main() -> None:
                     checkpoint_every=0).path
         base = SpectrumConfig(targets=[a.target], vocab=a.vocab, size=a.size, k=a.k, steps=a.steps)
         frames, walls = {}, {}
-        for name, cfg in (("guided", SpectrumConfig(**{**vars(base), "delta_top": a.top, "delta_random": a.random})),
+        for name, cfg in (("guided", SpectrumConfig(**{**vars(base), "delta_top": a.top, "delta_random": a.random,
+                                                             "delta_near": a.near})),
                           ("full", base)):
             t0 = time.perf_counter()
             frames[name] = compute_spectrum("embedded", run, cfg, pipe=pipe, cache_root=work / f"cache_{name}")
@@ -90,7 +98,7 @@ def main() -> None:
     guided, full = frames["guided"], frames["full"]
     calib = guided.attrs["guided"]
     row = {"target": a.target, "vocab": a.vocab, "concepts": len(full), "k": a.k, "top": a.top, "random": a.random,
-           "sampled": calib["sampled"], "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
+           "near": a.near, "sampled": calib["sampled"], "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
            **recall(full, guided), "expected_missed": calib["expected_missed"],
            "guided_wall_s": walls["guided"], "full_wall_s": walls["full"],
            "full_over_guided_wall": round(walls["full"] / walls["guided"], 2)}
@@ -98,7 +106,8 @@ def main() -> None:
     bars = {"recall_bar": 9, "sampled_pct_bar": 15.0, "concepts_bar": 1000,
             "passes": row["recall_sampled"] >= 9 and row["sampled_pct"] <= 15.0 and len(full) >= 1000}
     top10 = full[full["kind"] == "concept"].nlargest(TOP, "delta")[["concept", "delta", "proxy_rank"]]
-    splits = split_recall(full, base, calib["sampled"])
+    features = Models(pipe, None, None, None).concept_features(list(full["concept"]), base.resolved("embedded"))
+    splits = split_recall(full, features, base, calib["sampled"])
     print_table(splits, list(splits[0]))
     columns = full[["concept", "kind", "delta", "proxy", "text_sim"]].round(4)
     print("wrote", write_result(a.out, {"row": row, "bars": bars, "full_top10": top10.to_dict("records"),

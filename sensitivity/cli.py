@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "of largest D(c) (plus targets and neutral ones); D(c) for all; 0 = delta for every concept")
     s.add_argument("--delta-random", type=int, default=0, help="proxy-guided: delta also for N other concepts "
                    "drawn at random (seeded), to estimate what the proxy missed")
+    s.add_argument("--delta-near", type=int, default=0, help="proxy-guided: then delta for the N unsampled concepts "
+                   "whose text lies nearest to the most damaged found (their look-alikes)")
     s.add_argument("--text-space", default="model", choices=("model", "scorer"),
                    help="text_sim in the model's own text encoder (default; no extra weights) or the scorer's CLIP")
     s.add_argument("--proxy-dtype", default="float32", help="float32, or bfloat16 for a faster proxy")
@@ -87,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
               "guidance": args.guidance, "template": args.template, "scorer": args.scorer,
               "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe,
               "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution,
-              "delta_top": args.delta_top, "delta_random": args.delta_random}
+              "delta_top": args.delta_top, "delta_random": args.delta_random,
+              "delta_near": args.delta_near}
     request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,
                               address=args.address, workers=args.workers, force=args.force)
     try:  # every check (device, cluster, settings, vocabulary, folder) runs before any model loads or trains

@@ -60,6 +60,8 @@ class SpectrumConfig:
     # (seeded by `seed`: the calibration sample); 0 = delta for every concept
     delta_top: int = 0
     delta_random: int = 0
+    # and then for the `delta_near` unsampled concepts whose text lies nearest to the 10 most damaged found so far
+    delta_near: int = 0
 
     def seeds(self) -> list[int]:
         return list(range(self.seed, self.seed + self.k))
@@ -94,10 +96,10 @@ class SpectrumConfig:
             raise ValueError(f"text_space must be one of {', '.join(TEXT_SPACES)}, got {self.text_space!r}")
         if self.proxy_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"proxy_dtype must be float32, bfloat16 or float16, got {self.proxy_dtype!r}")
-        if min(self.delta_top, self.delta_random) < 0:
-            raise ValueError("delta_top and delta_random must be >= 0 (0 delta_top = delta for every concept)")
-        if self.delta_random and not self.delta_top:
-            raise ValueError("delta_random calibrates a proxy-guided spectrum: set delta_top too (e.g. 100)")
+        if min(self.delta_top, self.delta_random, self.delta_near) < 0:
+            raise ValueError("delta_top, delta_random and delta_near must be >= 0 (0 delta_top = delta for every concept)")
+        if (self.delta_random or self.delta_near) and not self.delta_top:
+            raise ValueError("delta_random and delta_near extend a proxy-guided spectrum: set delta_top too (e.g. 100)")
         if self.delta_top and self.proxy_only:
             raise ValueError("delta_top samples delta for the proxy's top concepts; proxy_only samples none: "
                              "choose one")
@@ -146,6 +148,16 @@ class Models:
         if self.null is None:
             self.null = family.encode(self.base, [""])["emb"]
         return conditioning_directions(emb, self.null)
+
+    @torch.no_grad()
+    def concept_features(self, concepts: list[str], config: SpectrumConfig) -> torch.Tensor:
+        """[n, d] each concept's text direction, as text_sim measures it: the unit mean over its distinct
+        prompts' similarity_text rows (the proxy-guided spectrum's "near" pass)."""
+        own = [list(dict.fromkeys(seed_prompts(c, config))) for c in concepts]
+        flat = list(dict.fromkeys(p for ps in own for p in ps))
+        at = {p: i for i, p in enumerate(flat)}
+        directions = torch.cat([self.similarity_text(flat[i : i + 256], config) for i in range(0, len(flat), 256)])
+        return torch.stack([mean_direction(directions, [at[p] for p in ps]) for ps in own])
 
 
 @torch.no_grad()

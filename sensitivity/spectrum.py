@@ -88,6 +88,7 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
     needs_model = config.vocab.strip().startswith("nearest-")
     if concepts is None and not needs_model:
         concepts = concept_list(config)  # a bad vocabulary fails before any loading
+    features_fn = None  # the "near" pass of a proxy-guided spectrum needs text features: local only
     if address is not None:
         from .distributed import sharded_rows
 
@@ -104,7 +105,10 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
 
         def rows_fn(cs, cfg):
             return spectrum_rows(models, cs, cfg, progress, cancel)
-    rows = guided_rows(rows_fn, concepts, config) if config.delta_top else rows_fn(concepts, config)
+
+        def features_fn(cs):
+            return models.concept_features(cs, config)
+    rows = guided_rows(rows_fn, concepts, config, features_fn) if config.delta_top else rows_fn(concepts, config)
     return to_frame(rows, config)
 
 

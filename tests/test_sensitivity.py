@@ -434,6 +434,32 @@ def test_proxy_guided_spectrum_samples_the_proxy_top_and_a_calibration_sample(em
     assert choose(rows, cfg) != choose(rows, other)
 
 
+def test_the_near_pass_samples_the_look_alikes_of_the_most_damaged(embedded_pipe, esd_run, tmp_path):
+    """Pass 3 picks the unsampled concepts nearest (in text) to the most damaged sampled ones; on a real
+    spectrum its concepts are those of largest closeness, and sampling them changes nothing else."""
+    import dataclasses
+
+    import torch
+
+    from sensitivity.guided import near
+
+    # unit tests of the rule: concept 0 is the most damaged, 3 lies next to it, 4 next to the undamaged 1
+    rows = [{"kind": "concept", "delta": d} for d in (9.0, 0.0, float("nan"), float("nan"), float("nan"))]
+    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.9, 0.1, 0],
+                                                        [0.1, 0.9, 0]]), dim=-1)
+    assert near(rows, {0: "top", 1: "random"}, feats, 1, hits=1) == {3: "near"}
+    assert near(rows, {0: "top", 1: "random"}, feats, 2, hits=2) == {3: "near", 4: "near"}
+    assert near(rows, {0: "top"}, feats, 0) == {}
+
+    cfg = SpectrumConfig(targets=["star"], vocab="world", delta_top=5, delta_random=2, delta_near=3, **SMALL)
+    df = compute_spectrum("embedded", esd_run, cfg, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    reasons = df["sampled"].value_counts().to_dict()
+    assert reasons == {"always": 3, "top": 5, "random": 2, "near": 3, "": len(df) - 13}, reasons
+    assert df.loc[df["sampled"] == "near", "delta"].notna().all()
+    with pytest.raises(ValueError, match="set delta_top too"):
+        dataclasses.replace(cfg, delta_top=0).check()
+
+
 def test_guided_calibration_counts_what_the_proxy_missed():
     from sensitivity.guided import calibration
 
