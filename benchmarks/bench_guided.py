@@ -7,8 +7,8 @@
 Erases `--target` (default "star") from the embedded model with AP (`object,fast`, not timed), then computes over the
 `world-captions` vocabulary (1,400 caption phrases plus the target, "" and "a photo"):
 1. the proxy-guided spectrum (D(c) for every concept, delta for the targets, the neutral concepts, the
-   `--top` concepts of largest D(c), `--random` others and the `--near` nearest to the most damaged), from
-   an empty cache;
+   `--top` concepts of largest D(c), the `--text` of largest text similarity, `--random` others and the
+   `--near` nearest to the most damaged), from an empty cache;
 2. the full spectrum (delta for every concept), from another empty cache.
 Reports the share of concepts the guided run sampled, the recall of the full spectrum's top-10 (by
 delta, among the vocabulary's concepts) in the guided run's sampled set and in its own top-10, what its
@@ -51,19 +51,20 @@ def recall(full, guided) -> dict:
 
 
 def split_recall(full, features, config: SpectrumConfig, sampled: int) -> list[dict]:
-    """For other splits of the same sampled count into top / random / near: the concepts `choose` and `near`
+    """For other splits of the same sampled count into top / text / random / near: the concepts `choose` and `near`
     would pick from the full frame (the guided run's pass 1 computes the same D(c), and a sampled concept's
     delta is the full run's) and how many of the full top-10 they hold. features: [n, d] the concepts' text."""
     rows = full.to_dict("records")
     free = sampled - int((full["kind"] != "concept").sum())  # what top + random + near share
     truth = set(full[full["kind"] == "concept"].nlargest(TOP, "delta")["concept"])
-    splits = {(round(t * (free - n)), round(n)) for n in (0, 0.2 * free, 0.35 * free, 0.5 * free) for t in (0.65, 0.8, 1.0)}
+    shares = [(t, x, n) for t in (0.25, 0.5, 0.75, 1.0) for x in (0, 0.25, 0.5) for n in (0, 0.25) if t + x + n <= 1]
     out = []
-    for top, n_near in sorted(splits):
-        cfg = dataclasses.replace(config, delta_top=top, delta_random=free - n_near - top)
+    for t, x, n in shares:
+        top, text, n_near = round(t * free), round(x * free), round(n * free)
+        cfg = dataclasses.replace(config, delta_top=top, delta_text=text, delta_random=free - top - text - n_near)
         picked = choose(rows, cfg)
         picked |= near(rows, picked, features, n_near)
-        out.append({"top": top, "random": cfg.delta_random, "near": n_near,
+        out.append({"top": top, "text": text, "random": cfg.delta_random, "near": n_near,
                     "recall_sampled": len(truth & {rows[i]["concept"] for i in picked})})
     return out
 
@@ -77,6 +78,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--top", type=int, default=130, help="delta for the N concepts of largest D(c)")
     p.add_argument("--random", type=int, default=70, help="and for N others drawn at random (calibration)")
+    p.add_argument("--text", type=int, default=0, help="and for the N others of largest text similarity to the target")
     p.add_argument("--near", type=int, default=0, help="and then for the N nearest (in text) to the most damaged")
     p.add_argument("--out", default="guided", help="result name: benchmarks/results/<out>.json")
     a = p.parse_args()
@@ -88,7 +90,7 @@ def main() -> None:
         base = SpectrumConfig(targets=[a.target], vocab=a.vocab, size=a.size, k=a.k, steps=a.steps)
         frames, walls = {}, {}
         for name, cfg in (("guided", SpectrumConfig(**{**vars(base), "delta_top": a.top, "delta_random": a.random,
-                                                             "delta_near": a.near})),
+                                                             "delta_near": a.near, "delta_text": a.text})),
                           ("full", base)):
             t0 = time.perf_counter()
             frames[name] = compute_spectrum("embedded", run, cfg, pipe=pipe, cache_root=work / f"cache_{name}")
@@ -98,7 +100,7 @@ def main() -> None:
     guided, full = frames["guided"], frames["full"]
     calib = guided.attrs["guided"]
     row = {"target": a.target, "vocab": a.vocab, "concepts": len(full), "k": a.k, "top": a.top, "random": a.random,
-           "near": a.near, "sampled": calib["sampled"], "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
+           "text": a.text, "near": a.near, "sampled": calib["sampled"], "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
            **recall(full, guided), "expected_missed": calib["expected_missed"],
            "guided_wall_s": walls["guided"], "full_wall_s": walls["full"],
            "full_over_guided_wall": round(walls["full"] / walls["guided"], 2)}

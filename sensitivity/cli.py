@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "of largest D(c) (plus targets and neutral ones); D(c) for all; 0 = delta for every concept")
     s.add_argument("--delta-random", type=int, default=0, help="proxy-guided: delta also for N other concepts "
                    "drawn at random (seeded), to estimate what the proxy missed")
+    s.add_argument("--delta-text", type=int, default=0, help="proxy-guided: delta also for the N other concepts of "
+                   "largest text similarity to the target (its own phrases, which D(c) can under-rank)")
     s.add_argument("--delta-near", type=int, default=0, help="proxy-guided: then delta for the N unsampled concepts "
                    "whose text lies nearest to the most damaged found (their look-alikes)")
     s.add_argument("--text-space", default="model", choices=("model", "scorer"),
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
               "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe,
               "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution,
               "delta_top": args.delta_top, "delta_random": args.delta_random,
-              "delta_near": args.delta_near}
+              "delta_near": args.delta_near, "delta_text": args.delta_text}
     request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,
                               address=args.address, workers=args.workers, force=args.force)
     try:  # every check (device, cluster, settings, vocabulary, folder) runs before any model loads or trains

@@ -4,8 +4,9 @@ points at, D(c) for all, so a 5,000- or 49,408-concept vocabulary costs the samp
     rows = guided_rows(rows_fn, concepts, config)    # config.delta_top > 0
 
 Pass 1 computes D(c) and text_sim for every concept (no images). Pass 2 samples delta(c) for the
-targets, the neutral concepts, the `delta_top` concepts of largest D(c) and `delta_random` others drawn
-at random (the calibration sample). With `delta_near` > 0, pass 3 samples the `delta_near` unsampled
+targets, the neutral concepts, the `delta_top` concepts of largest D(c), the `delta_text` others of largest
+text similarity to the targets (D(c) on random latents can miss what the erasure hits: the target's own
+phrases) and `delta_random` others drawn at random (the calibration sample). With `delta_near` > 0, pass 3 samples the `delta_near` unsampled
 concepts whose text lies nearest to the most damaged concepts pass 2 found ("near"): damage spreads to
 look-alikes of what it hit, which a proxy on random latents can under-rank. Rows not sampled keep
 delta = NaN and `sampled` = "". The
@@ -32,12 +33,15 @@ TOP = 10  # the top-k whose recovery the calibration estimates
 
 
 def choose(rows: list[dict], config: SpectrumConfig) -> dict[int, str]:
-    """Row index -> why it gets delta: "always" (targets, null, neutral), "top" (largest D(c)) or
-    "random" (the seeded calibration sample of the rest)."""
+    """Row index -> why it gets delta: "always" (targets, null, neutral), "top" (largest D(c)), "text"
+    (largest text_sim of the rest) or "random" (the seeded calibration sample of the rest)."""
     picked = {i: "always" for i, r in enumerate(rows) if r["kind"] != "concept"}
     rest = sorted((i for i in range(len(rows)) if i not in picked), key=lambda i: -rows[i]["proxy"])
     picked |= {i: "top" for i in rest[: config.delta_top]}
-    others = rest[config.delta_top :]
+    if config.delta_text:
+        by_text = sorted(rest[config.delta_top :], key=lambda i: -rows[i]["text_sim"])
+        picked |= {i: "text" for i in by_text[: config.delta_text]}
+    others = [i for i in rest if i not in picked]
     picked |= {i: "random" for i in random.Random(config.seed).sample(others, min(config.delta_random, len(others)))}
     return picked
 
@@ -57,7 +61,7 @@ def guided_rows(rows_fn: RowsFn, concepts: list[str], config: SpectrumConfig,
                 features_fn: FeaturesFn | None = None) -> list[dict]:
     """Every concept's row: D(c) for all, delta(c) for those `choose` picks (config.delta_top > 0) and, with
     config.delta_near, for the concepts `near` picks next (features_fn gives their text features)."""
-    plain = dataclasses.replace(config, delta_top=0, delta_random=0, delta_near=0)
+    plain = dataclasses.replace(config, delta_top=0, delta_random=0, delta_near=0, delta_text=0)
     rows = rows_fn(concepts, dataclasses.replace(plain, proxy_only=True))
     picked = choose(rows, config)
     _sample(rows_fn, rows, concepts, sorted(picked), plain)

@@ -62,6 +62,7 @@ class SpectrumConfig:
     delta_random: int = 0
     # and then for the `delta_near` unsampled concepts whose text lies nearest to the 10 most damaged found so far
     delta_near: int = 0
+    delta_text: int = 0  # and for the `delta_text` others of largest text_sim (the target's own phrases)
 
     def seeds(self) -> list[int]:
         return list(range(self.seed, self.seed + self.k))
@@ -96,10 +97,12 @@ class SpectrumConfig:
             raise ValueError(f"text_space must be one of {', '.join(TEXT_SPACES)}, got {self.text_space!r}")
         if self.proxy_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"proxy_dtype must be float32, bfloat16 or float16, got {self.proxy_dtype!r}")
-        if min(self.delta_top, self.delta_random, self.delta_near) < 0:
-            raise ValueError("delta_top, delta_random and delta_near must be >= 0 (0 delta_top = delta for every concept)")
-        if (self.delta_random or self.delta_near) and not self.delta_top:
-            raise ValueError("delta_random and delta_near extend a proxy-guided spectrum: set delta_top too (e.g. 100)")
+        if min(self.delta_top, self.delta_random, self.delta_near, self.delta_text) < 0:
+            raise ValueError("delta_top, delta_random, delta_near and delta_text must be >= 0 "
+                             "(0 delta_top = delta for every concept)")
+        if (self.delta_random or self.delta_near or self.delta_text) and not self.delta_top:
+            raise ValueError("delta_random, delta_near and delta_text extend a proxy-guided spectrum: set delta_top "
+                             "too (e.g. 100)")
         if self.delta_top and self.proxy_only:
             raise ValueError("delta_top samples delta for the proxy's top concepts; proxy_only samples none: "
                              "choose one")

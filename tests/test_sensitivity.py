@@ -460,6 +460,26 @@ def test_the_near_pass_samples_the_look_alikes_of_the_most_damaged(embedded_pipe
         dataclasses.replace(cfg, delta_top=0).check()
 
 
+def test_the_text_pass_picks_the_concepts_closest_to_the_target_that_the_proxy_passed_over():
+    import dataclasses
+
+    from sensitivity.guided import choose
+
+    # proxy ranks 0..9 by index (9 highest); text_sim ranks them the other way round
+    rows = [{"kind": "concept", "proxy": float(i), "text_sim": float(-i)} for i in range(10)]
+    cfg = SpectrumConfig(targets=["star"], delta_top=2, delta_text=3, delta_random=1)
+    picked = choose(rows, cfg)
+    assert {i for i, why in picked.items() if why == "top"} == {9, 8}
+    assert {i for i, why in picked.items() if why == "text"} == {0, 1, 2}
+    assert [why for why in picked.values()].count("random") == 1 and len(picked) == 6
+    # without a text pass the calibration draw is what it always was: a seeded sample of the rest in D order
+    import random
+
+    plain = dataclasses.replace(cfg, delta_text=0, delta_random=3)
+    drawn = random.Random(plain.seed).sample([7, 6, 5, 4, 3, 2, 1, 0], 3)
+    assert choose(rows, plain) == {9: "top", 8: "top", **{i: "random" for i in drawn}}
+
+
 def test_guided_calibration_counts_what_the_proxy_missed():
     from sensitivity.guided import calibration
 
