@@ -143,7 +143,7 @@ def test_the_spectrum_form_asks_for_a_proxy_guided_spectrum_and_shows_its_calibr
     monkeypatch.setattr(state, "_manager", JobManager(tmp_path / "jobs", workers=0))
     job = spectrum_tab.spectrum_start("embedded", "star", "world-captions", None, 0, 2, 4, 5.0, 0, "", False, 40)
     config = state.manager().folder(job).record["params"]["config"]
-    assert (config["vocab"], config["delta_top"], config["delta_random"]) == ("world-captions", 40, 20)
+    assert (config["vocab"], config["delta_top"], config["delta_text"], config["delta_random"]) == ("world-captions", 40, 20, 20)
     plain = spectrum_tab.spectrum_start("embedded", "star", "world", None, 0, 2, 4, 5.0, 0, "", False)
     assert "delta_top" not in state.manager().folder(plain).record["params"]["config"]
     (tmp_path / "out").mkdir()
