@@ -131,10 +131,7 @@ class Models:
         key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed,
                config.world_prompts, config.k)
         if key not in self.fixed:
-            own = [list(dict.fromkeys(seed_prompts(t, config))) for t in config.targets]
-            flat = list(dict.fromkeys(p for ps in own for p in ps))
-            directions = self.similarity_text(flat, config)  # [u, d]
-            target_text = torch.stack([mean_direction(directions, [flat.index(p) for p in ps]) for ps in own])
+            target_text = self.concept_features(config.targets, config)  # [m, d]
             t, z = proxy_points(self.base, config.proxy_timesteps, config.proxy_latents, config.seed)
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
@@ -155,7 +152,8 @@ class Models:
     @torch.no_grad()
     def concept_features(self, concepts: list[str], config: SpectrumConfig) -> torch.Tensor:
         """[n, d] each concept's text direction, as text_sim measures it: the unit mean over its distinct
-        prompts' similarity_text rows (the proxy-guided spectrum's "near" pass)."""
+        prompts' similarity_text rows (the targets' in shared_inputs; every concept's in the proxy-guided
+        spectrum's "near" pass)."""
         own = [list(dict.fromkeys(seed_prompts(c, config))) for c in concepts]
         flat = list(dict.fromkeys(p for ps in own for p in ps))
         at = {p: i for i, p in enumerate(flat)}
