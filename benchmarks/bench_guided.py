@@ -55,7 +55,7 @@ def split_recall(full, features, config: SpectrumConfig, sampled: int) -> list[d
     would pick from the full frame (the guided run's pass 1 computes the same D(c), and a sampled concept's
     delta is the full run's) and how many of the full top-10 they hold. features: [n, d] the concepts' text."""
     rows = full.to_dict("records")
-    free = sampled - int((full["kind"] != "concept").sum())  # what top + random + near share
+    free = sampled - int((full["kind"] != "concept").sum())  # what top + text + random + near share
     truth = set(full[full["kind"] == "concept"].nlargest(TOP, "delta")["concept"])
     shares = [(t, x, n) for t in (0.25, 0.5, 0.75, 1.0) for x in (0, 0.25, 0.5) for n in (0, 0.25) if t + x + n <= 1]
     out = []
@@ -100,7 +100,8 @@ def main() -> None:
     guided, full = frames["guided"], frames["full"]
     calib = guided.attrs["guided"]
     row = {"target": a.target, "vocab": a.vocab, "concepts": len(full), "k": a.k, "top": a.top, "random": a.random,
-           "text": a.text, "near": a.near, "sampled": calib["sampled"], "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
+           "text": a.text, "near": a.near, "sampled": calib["sampled"],
+           "sampled_pct": round(100 * calib["sampled"] / len(full), 1),
            **recall(full, guided), "expected_missed": calib["expected_missed"],
            "guided_wall_s": walls["guided"], "full_wall_s": walls["full"],
            "full_over_guided_wall": round(walls["full"] / walls["guided"], 2)}

@@ -92,7 +92,8 @@ def multi_target(spec: MethodSpec) -> MethodSpec:
 CURRENT_METHODS = tuple(current(m) for m in METHODS)  # the rows of protocols measured after the search changes
 # AP preserving the mean over a batch of centres each step (the `all` control, the best preserver of the
 # preservation protocol): tried where AP's own search leaks (erasing a style other than outline)
-AP_ALL = dataclasses.replace(current(next(m for m in METHODS if m.name == "AP")), name="AP (preserve all)", overrides={"preserve": "all"})
+AP_ALL = dataclasses.replace(current(next(m for m in METHODS if m.name == "AP")), name="AP (preserve all)",
+                             overrides={"preserve": "all"})
 MULTI_METHODS = tuple(multi_target(m) for m in METHODS)  # the `multi` protocol's rows: table 1 with that rule
 BASE = "SD (base)"
 EVAL = SamplerSettings(steps=20, guidance=5.0)  # the sampler every metric here is measured with

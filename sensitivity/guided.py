@@ -6,10 +6,10 @@ points at, D(c) for all, so a 5,000- or 49,408-concept vocabulary costs the samp
 Pass 1 computes D(c) and text_sim for every concept (no images). Pass 2 samples delta(c) for the
 targets, the neutral concepts, the `delta_top` concepts of largest D(c), the `delta_text` others of largest
 text similarity to the targets (D(c) on random latents can miss what the erasure hits: the target's own
-phrases) and `delta_random` others drawn at random (the calibration sample). With `delta_near` > 0, pass 3 samples the `delta_near` unsampled
-concepts whose text lies nearest to the most damaged concepts pass 2 found ("near"): damage spreads to
-look-alikes of what it hit, which a proxy on random latents can under-rank. Rows not sampled keep
-delta = NaN and `sampled` = "". The
+phrases) and `delta_random` others drawn at random (the calibration sample). With `delta_near` > 0,
+pass 3 samples the `delta_near` unsampled concepts whose text lies nearest to the most damaged concepts
+pass 2 found ("near"): damage spreads to look-alikes of what it hit, which a proxy on random latents can
+under-rank. Rows not sampled keep delta = NaN and `sampled` = "". The
 calibration sample is an unbiased look at the concepts the proxy passed over: if none of them is
 damaged as much as the 10th most damaged sampled concept, the top-10 is unlikely to hide outside the
 sampled set; `calibration()` reports that estimate (with pass 3 it counts the "near" concepts as unsampled

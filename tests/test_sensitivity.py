@@ -436,7 +436,7 @@ def test_proxy_guided_spectrum_samples_the_proxy_top_and_a_calibration_sample(em
 
 def test_the_near_pass_samples_the_look_alikes_of_the_most_damaged(embedded_pipe, esd_run, tmp_path):
     """Pass 3 picks the unsampled concepts nearest (in text) to the most damaged sampled ones; on a real
-    spectrum its concepts are those of largest closeness, and sampling them changes nothing else."""
+    spectrum it samples exactly delta_near more concepts, each with a delta, beside the other passes' counts."""
     import dataclasses
 
     import torch

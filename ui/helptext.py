@@ -41,7 +41,8 @@ SETTING = {
     "guidance": "classifier-free guidance scale (SD: 7.5; the embedded model: 5)",
     "proxy_only": "no images: rank concepts by how much the denoiser's prediction moved (seconds, not minutes)",
     "delta_top": "for large vocabularies: D(c) for every concept, δ sampled only for the N the proxy ranks highest, "
-                 "the N/2 closest in text to the target, and N/2 drawn at random, which estimate how many damaged concepts the proxy missed",
+                 "the N/2 closest in text to the target, and N/2 drawn at random, which estimate how many damaged "
+                 "concepts the proxy missed",
 }
 
 
