@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_guided                      # world-captions: 1,403 concepts, k = 8
     python -m benchmarks.bench_guided --target heart --out guided_heart   # a second target
+    python -m benchmarks.bench_guided --resplit guided_heart   # only re-score the splits of a stored run
     python -m benchmarks.bench_guided --size 60 --k 1 --steps 4 --top 6 --random 3 --out guided_smoke  # code path
 
 Erases `--target` (default "star") from the embedded model with AP (`object,fast`, not timed), then computes over the
@@ -23,10 +24,13 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
+
+import pandas as pd
 
 from backends import load_pipeline
 from erasure import erase
@@ -34,7 +38,7 @@ from sensitivity import SpectrumConfig, compute_spectrum
 from sensitivity.guided import choose, near
 from sensitivity.rows import Models
 
-from .common import print_table, write_result
+from .common import RESULTS, print_table, write_result
 
 TOP = 10
 
@@ -69,6 +73,22 @@ def split_recall(full, features, config: SpectrumConfig, sampled: int) -> list[d
     return out
 
 
+def text_features(pipe, full, config: SpectrumConfig):
+    """[n, d] the text directions of the frame's concepts, as the spectrum's "near" pass sees them."""
+    return Models(pipe, None, None, None).concept_features(list(full["concept"]), config.resolved("embedded"))
+
+
+def resplit(name: str) -> None:
+    """Re-score `splits` of a stored run from its full frame (a sampled concept's delta is the full run's)."""
+    path = RESULTS / f"{name}.json"
+    stored = json.loads(path.read_text())
+    row, full = stored["row"], pd.DataFrame(stored["full"])
+    base = SpectrumConfig(targets=[row["target"]], vocab=row["vocab"], k=row["k"])
+    splits = split_recall(full, text_features(load_pipeline("embedded"), full, base), base, row["sampled"])
+    print_table(splits, list(splits[0]))
+    print("wrote", write_result(name, {**stored, "splits": splits}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", default="star", help="the world shape AP erases")
@@ -81,7 +101,11 @@ def main() -> None:
     p.add_argument("--text", type=int, default=0, help="and for the N others of largest text similarity to the target")
     p.add_argument("--near", type=int, default=0, help="and then for the N nearest (in text) to the most damaged")
     p.add_argument("--out", default="guided", help="result name: benchmarks/results/<out>.json")
+    p.add_argument("--resplit", metavar="NAME", help="recompute only `splits` of benchmarks/results/NAME.json from "
+                   "its stored full frame (no sampling), e.g. after a selection pass was added")
     a = p.parse_args()
+    if a.resplit:
+        return resplit(a.resplit)
     work = Path(tempfile.mkdtemp(prefix="bench_guided_"))
     try:
         pipe = load_pipeline("embedded")
@@ -109,8 +133,7 @@ def main() -> None:
     bars = {"recall_bar": 9, "sampled_pct_bar": 15.0, "concepts_bar": 1000,
             "passes": row["recall_sampled"] >= 9 and row["sampled_pct"] <= 15.0 and len(full) >= 1000}
     top10 = full[full["kind"] == "concept"].nlargest(TOP, "delta")[["concept", "delta", "proxy_rank"]]
-    features = Models(pipe, None, None, None).concept_features(list(full["concept"]), base.resolved("embedded"))
-    splits = split_recall(full, features, base, calib["sampled"])
+    splits = split_recall(full, text_features(pipe, full, base), base, calib["sampled"])
     print_table(splits, list(splits[0]))
     columns = full[["concept", "kind", "delta", "proxy", "text_sim"]].round(4)
     print("wrote", write_result(a.out, {"row": row, "bars": bars, "full_top10": top10.to_dict("records"),
