@@ -5,6 +5,9 @@
     python -m benchmarks.bench_erasure --rows "AP (fast)" "AP (reference)" --seeds 16   # the speed bar only
     python -m benchmarks.bench_erasure --rows "ESD (fast)" UCE "CA (fast)" "AP (fast)" "MCE (fast)" \
         --out erasure_methods                                                            # one row per method
+    python -m benchmarks.bench_erasure --rows "ESD (fast)" "ESD (fast, batch 4 x 50 steps)" \
+        "ESD (fast, batch 4 x 100 steps)" "AP (fast)" "AP (fast, batch 4 x 150 steps)" \
+        "AP (fast, batch 4 x 300 steps)" --seeds 16 --out erasure_batch        # training on 4 (z_t, t) per step
 
 Each row erases one shape (default "star") and scores ESR-1/5 on it and PSR-1/5 on the other
 shapes with the world classifier over "a {colour} {shape}" prompts x seeds, and the embedded CLIP's
@@ -42,6 +45,12 @@ ROWS = [  # name, method, presets, overrides
     ("AP (fast)", "ap", "object,fast", {}),
     ("AP (fast-v1)", "ap", "object,fast-v1", {}),  # the previous fast: the same schedule, z_t sampled per draw
     ("AP (reference)", "ap", "object,reference", {}),
+    # issue "batch everywhere it is free": the same number of (z_t, t) rows as the fast preset, in batches of 4
+    # per step (a quarter of the updates), and twice that; compared with their batch-1 row in `batch_vs_one`
+    ("ESD (fast, batch 4 x 50 steps)", "esd", "object,fast", {"batch": 4, "steps": 50}),
+    ("ESD (fast, batch 4 x 100 steps)", "esd", "object,fast", {"batch": 4, "steps": 100}),
+    ("AP (fast, batch 4 x 150 steps)", "ap", "object,fast", {"batch": 4, "steps": 150}),
+    ("AP (fast, batch 4 x 300 steps)", "ap", "object,fast", {"batch": 4, "steps": 300}),
 ]
 
 
@@ -107,8 +116,23 @@ def main() -> None:
         summary = {"reference_over_fast_wall": round(ref["wall_s"] / fast["wall_s"], 2),
                    "esr1_gap": round(abs(ref["esr1"] - fast["esr1"]), 1), "psr1_gap": round(abs(ref["psr1"] - fast["psr1"]), 1)}
         print(f"\nfast vs reference: {summary}")
+    batched = batch_vs_one(byname)
+    if batched:
+        print(f"\nbatch 4 vs batch 1: {batched}")
     print("wrote", write_result(a.out, {"target": a.target, "seeds": a.seeds, "sampler": vars(settings), "rows": rows,
-                                            "fast_vs_reference": summary}))
+                                            "fast_vs_reference": summary, "batch_vs_one": batched}))
+
+
+def batch_vs_one(byname: dict) -> dict:
+    """Each batched row against the batch-1 row of its method measured in the same run ("ESD (fast)" or
+    "AP (fast)"): wall-time ratio and ESR-1 / PSR-1 differences (positive = the batched row is higher)."""
+    out = {}
+    for name, row in byname.items():
+        one = byname.get(name.split(", batch")[0] + ")") if ", batch" in name else None
+        if one is not None:
+            out[name] = {"wall_over_batch1": round(row["wall_s"] / one["wall_s"], 2),
+                         "esr1_diff": round(row["esr1"] - one["esr1"], 1), "psr1_diff": round(row["psr1"] - one["psr1"], 1)}
+    return out
 
 
 if __name__ == "__main__":
