@@ -123,12 +123,17 @@ def main() -> None:
                                             "fast_vs_reference": summary, "batch_vs_one": batched}))
 
 
+def batch1_name(name: str) -> str | None:
+    """The batch-1 row a batched row is compared with ("AP (fast, batch 4 x 150 steps)" -> "AP (fast)"), or None."""
+    return name.split(", batch")[0] + ")" if ", batch" in name else None
+
+
 def batch_vs_one(byname: dict) -> dict:
     """Each batched row against the batch-1 row of its method measured in the same run ("ESD (fast)" or
     "AP (fast)"): wall-time ratio and ESR-1 / PSR-1 differences (positive = the batched row is higher)."""
     out = {}
     for name, row in byname.items():
-        one = byname.get(name.split(", batch")[0] + ")") if ", batch" in name else None
+        one = byname.get(batch1_name(name))
         if one is not None:
             out[name] = {"wall_over_batch1": round(row["wall_s"] / one["wall_s"], 2),
                          "esr1_diff": round(row["esr1"] - one["esr1"], 1), "psr1_diff": round(row["psr1"] - one["psr1"], 1)}

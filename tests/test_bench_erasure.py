@@ -1,6 +1,6 @@
 """bench_erasure's comparison of batched training rows with their batch-1 rows (a pure function over rows)."""
 
-from benchmarks.bench_erasure import ROWS, batch_vs_one
+from benchmarks.bench_erasure import ROWS, batch1_name, batch_vs_one
 from erasure import ap, esd
 
 
@@ -24,7 +24,7 @@ def test_a_batched_row_without_its_batch1_row_in_the_run_is_left_out():
 def test_every_batched_row_names_a_batch1_row_of_the_benchmark_and_trains_on_the_same_or_more_rows():
     names = {r[0] for r in ROWS}
     steps = {"ESD (fast)": esd.PRESETS["fast"]["steps"], "AP (fast)": ap.PRESETS["fast"]["steps"]}
-    for name, _, _, overrides in ROWS:
-        if ", batch" in name:
-            one = name.split(", batch")[0] + ")"
-            assert one in names and overrides["batch"] * overrides["steps"] >= steps[one]
+    batched = [(batch1_name(name), overrides) for name, _, _, overrides in ROWS if batch1_name(name)]
+    assert len(batched) == 4
+    for one, overrides in batched:
+        assert one in names and overrides["batch"] * overrides["steps"] >= steps[one]
