@@ -5,6 +5,7 @@ plain rows (dicts of numbers) that `benchmarks/report.py` aggregates, saves and 
 
     table1(...)        all 10 shapes, 4 fixed 5-erased/5-kept splits, every method (paper table 1)
                        (the `multi` protocol: the same with MULTI_METHODS, each target its own step budget)
+    pairs(...)         two shapes erased at once (a pair far apart, a look-alike pair), MULTI_METHODS
     preservation(...)  AP's preservation strategies: none, "", a fixed related concept, adversarial, and the
                        controls random and all
     ablation(...)      AP's search-space size K and ascent steps N_iter (paper table 6)
@@ -198,6 +199,21 @@ def table1(classifier, scorer, budget: Budget, methods=METHODS, splits: list[dic
             rows.append(budget.cached(f"table1|{name}|{','.join(split['erased'])}|{tag}", functools.partial(row, spec)))
             progress(f"table1 split {i} {name}: {_brief(rows[-1])}")
     return rows
+
+
+# Two shapes at once: a pair that look nothing alike (the issue's heart + moon) and a look-alike pair, whose
+# erasure is most likely to take a kept neighbour (diamond, the other pointed shape) with it.
+PAIRS = (("heart", "moon"), ("star", "cross"))
+
+
+def pairs(classifier, scorer, budget: Budget, methods=MULTI_METHODS, shape_pairs=PAIRS,
+          progress: Progress = print) -> list[dict]:
+    """One row per (pair, method), base model included: erase the pair at once, keep the other 8 shapes;
+    every method with the multi-target rule, as the app runs it for two concepts."""
+    shapes = world_protocol()["classes"]
+    splits = [{"erased": list(p), "kept": [s for s in shapes if s not in p]} for p in shape_pairs]
+    rows = table1(classifier, scorer, budget, methods=methods, splits=splits, progress=progress)
+    return [{**r, "erased": " + ".join(splits[r["split"]]["erased"])} for r in rows]
 
 
 PRESERVE_PRESET = "object,fast"  # the product's preset (16-code latent bank, the embedded profile's 16 centres)

@@ -31,12 +31,12 @@ from .report_render import FIGURES, render_readme
 
 REPORT = RESULTS / "report"
 RESULTS_PAGE = Path(__file__).resolve().parent.parent / "docs" / "results.md"  # holds the generated section
-PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness", "multi", "style-shadow", "colour")
-METHOD_PROTOCOLS = ("table1", "style", "robustness", "multi", "style-shadow", "colour")  # one row per erasure method
+PROTOCOLS = ("table1", "preservation", "ablation", "style", "robustness", "multi", "style-shadow", "colour", "pair")
+METHOD_PROTOCOLS = ("table1", "style", "robustness", "multi", "style-shadow", "colour", "pair")  # one row per erasure method
 # the method rows of the protocols measured after the search-space changes (the others keep METHODS: their
 # stored rows' settings)
-POOLS = {"multi": protocols.MULTI_METHODS, "style-shadow": (*protocols.CURRENT_METHODS, protocols.AP_ALL),
-         "colour": protocols.CURRENT_METHODS}
+POOLS = {"multi": protocols.MULTI_METHODS, "pair": protocols.MULTI_METHODS,
+         "style-shadow": (*protocols.CURRENT_METHODS, protocols.AP_ALL), "colour": protocols.CURRENT_METHODS}
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 SEARCH_METRICS = ("search_entropy_ratio", "search_top_p", "search_switch_rate", "search_pi_l2_spearman")
 
@@ -57,6 +57,8 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
     chosen = chosen_methods([name], methods)
     if name in ("table1", "multi"):  # multi: table 1 with every target its own step budget (MULTI_METHODS)
         rows = protocols.table1(classifier, scorer, budget, methods=chosen)
+    elif name == "pair":
+        rows = protocols.pairs(classifier, scorer, budget, methods=chosen)
     elif name == "preservation":
         rows = protocols.preservation(classifier, scorer, budget, strategies=strategies)
     elif name == "ablation":

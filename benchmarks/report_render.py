@@ -91,6 +91,13 @@ def section(results: dict) -> str:
                   "rounds; AP with the product's `fast` preset; wall s = the erasure's time per split, the budget"
                   + (f"; rows measured so far: {', '.join(r['methods'][1:])}" if r.get("methods") else "") + "):",
                   _table(r["summary"], [("method", "method"), *SHAPE_COLUMNS])]
+    if "pair" in results:
+        r = results["pair"]
+        parts += ["**Two shapes at once** (each pair erased at once, the other 8 shapes kept; every method as the app "
+                  "runs it for two concepts: its one-concept preset plus `multi`; the same seeds and sampler as table 1; "
+                  "wall s = the erasure's time"
+                  + (f"; rows measured so far: {', '.join(r['methods'][1:])}" if r.get("methods") else "") + "):",
+                  _table(r["rows"], [("erased", "erased"), ("method", "method"), *SHAPE_COLUMNS])]
     if "preservation" in results:
         r = results["preservation"]
         parts += ["**Preservation strategies** (AP's loss with each choice of the preserved concept; targets "
@@ -172,6 +179,8 @@ FIGURES = {
                               "Table 1 analog: 5 shapes erased at once (mean ± std over 4 splits)"),
     "multi": lambda r: _bars(r["summary"], "method", [("esr1", "ESR-1"), ("psr1", "PSR-1")],
                              "Table 1 analog, every target its own step budget (mean ± std over 4 splits)"),
+    "pair": lambda r: _bars([{**row, "row": f"{row['method']} ({row['erased']})"} for row in r["rows"]], "row",
+                            [("esr1", "ESR-1"), ("psr1", "PSR-1")], "Two shapes erased at once"),
     "preservation": lambda r: _bars(r["summary"], "strategy", [("esr1", "ESR-1"), ("psr1", "PSR-1")],
                                     "Preservation strategies"),
     "ablation": lambda r: _bars([{**row, "setting": f"K={row['K']}, N_iter={row['n_iter']}"} for row in r["rows"]],
