@@ -78,8 +78,8 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
 
 
 def summary_of(name: str, rows: list[dict]) -> list[dict]:
-    """table 1 and preservation: mean ± std per method (strategy); the others: the rows themselves."""
-    if name in ("table1", "multi"):
+    """table 1, multi, pair and preservation: mean ± std per method (strategy); the others: the rows themselves."""
+    if name in ("table1", "multi", "pair"):  # pair: the mean over its two pairs (the page shows each pair's rows)
         return protocols.summarize(rows, "method", SHAPE_METRICS)
     if name == "preservation":
         return protocols.summarize(rows, "strategy", SHAPE_METRICS + SEARCH_METRICS)

@@ -38,10 +38,13 @@ SEARCH_COLUMNS = [("search_entropy_ratio", "H/log n"), ("search_top_p", "top p")
 
 
 # ---------------------------------------------------------------- the verdict, from the numbers
+SHAPE_VERDICT = (("esr1", "ESR-1", True), ("psr1", "PSR-1", True), ("clip_kept", "CLIP on kept", True),
+                 ("wall_s", "wall time", False))
 # What the verdict compares, per protocol: (where the rows are, line prefix, (key, label, higher is better)...)
 VERDICT_METRICS = {
-    "table1": ("summary", "Table 1", (("esr1", "ESR-1", True), ("psr1", "PSR-1", True),
-                                      ("clip_kept", "CLIP on kept", True), ("wall_s", "wall time", False))),
+    "table1": ("summary", "Table 1", SHAPE_VERDICT),
+    "multi": ("summary", "Table 1, every target its own budget", SHAPE_VERDICT),
+    "pair": ("summary", "Two shapes (mean over the pairs)", SHAPE_VERDICT),
     "robustness": ("rows", "One shape", (("esr1", "ESR-1", True), ("psr1", "PSR-1", True),
                                          ("paraphrase_asr", "paraphrase ASR", False),
                                          ("adversarial_asr", "adversarial ASR", False))),

@@ -33,6 +33,8 @@ def test_verdict_says_where_ap_wins_and_where_it_does_not():
     assert both[1].startswith("- One shape, AP vs ESD") and "paraphrase ASR better (5.0 vs 10.0)" in both[1]
     assert "adversarial ASR worse (90.0 vs 20.0)" in both[1]
     assert "ESR-1 level (98.0 vs 98.0);" in both[1]  # one run each: no std to be within
+    multi = verdict({"multi": {"summary": summary}})  # the multi-target rule's table gets its own lines
+    assert multi == [lines[0].replace("- Table 1,", "- Table 1, every target its own budget,")]
 
 
 def test_readme_section_is_replaced_between_the_markers_only():
@@ -214,3 +216,8 @@ def test_two_shapes_at_once_keeps_the_other_eight_and_labels_each_row_with_its_p
     assert all(len(s["kept"]) == len(shapes) - 2 and set(s["kept"]) | set(s["erased"]) == shapes for s in seen)
     assert [(r["erased"], r["method"]) for r in rows] == [("heart + moon", "AP"), ("star + cross", "AP")]
     assert [m.presets for m in chosen_methods(["pair"], ["AP"])] == ["object,fast,multi"]  # as the app runs 2 concepts
+    from benchmarks.report import SHAPE_METRICS, summary_of
+
+    measured = [{**r, **dict.fromkeys(SHAPE_METRICS, 90.0 + 10 * i)} for i, r in enumerate(rows)]
+    (ap,) = summary_of("pair", measured)  # the verdict's row: the mean over the pairs
+    assert ap["method"] == "AP" and ap["n"] == 2 and ap["esr1"] == pytest.approx(95.0)
