@@ -99,6 +99,8 @@ def merge(name: str, stored: dict, payload: dict, methods: list[str]) -> dict:
     measured = {**stored, "rows": rows, "summary": summary_of(name, rows), "merged": merged}
     if "methods" in stored:  # a protocol not yet measured whole: the record of its rows so far grows
         measured["methods"] = [m for m in order if m in stored["methods"] or m in methods]
+        if {m.name for m in POOLS.get(name, protocols.METHODS)} <= set(measured["methods"]):
+            del measured["methods"]  # every row of the protocol is in: it is measured whole
     return measured
 
 

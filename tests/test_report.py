@@ -149,6 +149,8 @@ def test_a_partial_run_merges_its_method_rows_into_the_stored_protocol(monkeypat
     assert "methods" not in again  # a protocol measured whole says nothing about rows so far
     partial = merge("table1", {**stored, "methods": [protocols.BASE, "AP"]}, new, ["NEW"])
     assert partial["methods"] == [protocols.BASE, "AP", "NEW"]  # a first partial run's record grows with each merge
+    whole = merge("table1", {**stored, "methods": [protocols.BASE, "ESD", "AP"]}, new, ["NEW"])
+    assert "methods" not in whole  # the last method's rows make it a protocol measured whole
 
 
 def test_the_colour_row_scores_the_base_model_as_drawing_every_colour():
