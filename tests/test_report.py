@@ -212,9 +212,11 @@ def test_two_shapes_at_once_keeps_the_other_eight_and_labels_each_row_with_its_p
         return [{"split": i, "method": m.name} for i in range(len(splits)) for m in methods]
 
     monkeypatch.setattr(protocols, "table1", fake_table1)
-    rows = protocols.pairs(None, None, protocols.Budget(workdir=tmp_path), methods=chosen_methods(["pair"], ["AP"]))
+    two = (("heart", "moon"), ("star", "cross"))
+    rows = protocols.pairs(None, None, protocols.Budget(workdir=tmp_path), methods=chosen_methods(["pair"], ["AP"]),
+                           shape_pairs=two)
     shapes = set(protocols.world_protocol()["classes"])
-    assert [s["erased"] for s in seen] == [list(p) for p in protocols.PAIRS]
+    assert [s["erased"] for s in seen] == [list(p) for p in two]
     assert all(len(s["kept"]) == len(shapes) - 2 and set(s["kept"]) | set(s["erased"]) == shapes for s in seen)
     assert [(r["erased"], r["method"]) for r in rows] == [("heart + moon", "AP"), ("star + cross", "AP")]
     assert [m.presets for m in chosen_methods(["pair"], ["AP"])] == ["object,fast,multi"]  # as the app runs 2 concepts
