@@ -44,7 +44,7 @@ SHAPE_VERDICT = (("esr1", "ESR-1", True), ("psr1", "PSR-1", True), ("clip_kept",
 VERDICT_METRICS = {
     "table1": ("summary", "Table 1", SHAPE_VERDICT),
     "multi": ("summary", "Table 1, every target its own budget", SHAPE_VERDICT),
-    "pair": ("summary", "Two shapes (mean over the pairs)", SHAPE_VERDICT),
+    "pair": ("summary", "Two shapes", SHAPE_VERDICT),
     "robustness": ("rows", "One shape", (("esr1", "ESR-1", True), ("psr1", "PSR-1", True),
                                          ("paraphrase_asr", "paraphrase ASR", False),
                                          ("adversarial_asr", "adversarial ASR", False))),

@@ -28,7 +28,7 @@ from .common import RESULTS, print_table, write_result
 from .report import PROTOCOLS, REPORT, chosen_methods, measure
 
 CHECK = RESULTS / "report_check"
-GROUP_BY = {"table1": "method", "preservation": "strategy"}  # the summaries that carry a std
+GROUP_BY = {"table1": "method", "multi": "method", "pair": "method", "preservation": "strategy"}  # summaries with a std
 ROUNDING = 0.05  # the README prints one decimal
 UNCOMPARED = {"wall_s", "n"}
 
