@@ -39,6 +39,10 @@ POOLS = {"multi": protocols.MULTI_METHODS, "pair": protocols.MULTI_METHODS,
          "style-shadow": (*protocols.CURRENT_METHODS, protocols.AP_ALL), "colour": protocols.CURRENT_METHODS}
 SHAPE_METRICS = ("esr1", "esr5", "psr1", "psr5", "clip_erased", "clip_kept", "wall_s")
 SEARCH_METRICS = ("search_entropy_ratio", "search_top_p", "search_switch_rate", "search_pi_l2_spearman")
+# protocols summarised as mean ± std per group: (group key, metrics); pair: the mean over its pairs (the page also
+# shows each pair's rows); reproduce.py compares these protocols within that std
+SUMMARIES = {"table1": ("method", SHAPE_METRICS), "multi": ("method", SHAPE_METRICS), "pair": ("method", SHAPE_METRICS),
+             "preservation": ("strategy", SHAPE_METRICS + SEARCH_METRICS)}
 
 
 def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protocols.MethodSpec, ...]:
@@ -78,11 +82,10 @@ def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, method
 
 
 def summary_of(name: str, rows: list[dict]) -> list[dict]:
-    """table 1, multi, pair and preservation: mean ± std per method (strategy); the others: the rows themselves."""
-    if name in ("table1", "multi", "pair"):  # pair: the mean over its two pairs (the page shows each pair's rows)
-        return protocols.summarize(rows, "method", SHAPE_METRICS)
-    if name == "preservation":
-        return protocols.summarize(rows, "strategy", SHAPE_METRICS + SEARCH_METRICS)
+    """The protocols of SUMMARIES: mean ± std per group; the others: the rows themselves."""
+    if name in SUMMARIES:
+        by, metrics = SUMMARIES[name]
+        return protocols.summarize(rows, by, metrics)
     return rows
 
 

@@ -25,10 +25,10 @@ import torch
 from benchmarks import protocols
 
 from .common import RESULTS, print_table, write_result
-from .report import PROTOCOLS, REPORT, chosen_methods, measure
+from .report import PROTOCOLS, REPORT, SUMMARIES, chosen_methods, measure
 
 CHECK = RESULTS / "report_check"
-GROUP_BY = {"table1": "method", "multi": "method", "pair": "method", "preservation": "strategy"}  # summaries with a std
+GROUP_BY = {name: by for name, (by, _) in SUMMARIES.items()}  # the summaries that carry a std
 ROUNDING = 0.05  # the README prints one decimal
 UNCOMPARED = {"wall_s", "n"}
 
