@@ -10,6 +10,12 @@
    top quarter. The ESD row shows what AP's preservation prevents (look-alike shapes hurt more).
 3. Proxy D(c) alone over the first 5,000 clip-words, float32 (reference) and bfloat16 autocast (fast)
    in the same run (bar: <= 60 s on CPU), with the rank agreement of the two.
+4. delta sampling speed, the same 64 images (8 world concepts x k seeds, their spectrum prompts) three
+   ways in one run: one call per concept (k images per call, how spectra sampled before they batched
+   concepts), one call for all 64 (the spectrum's chunk: SpectrumConfig.chunk x k), and that call in
+   bfloat16 autocast; images/s of each, the ratios, and the largest pixel difference between the first
+   two (batching must not change an image). `--rate-only` runs only this part and updates the stored
+   result's `sampling` entry.
 Writes benchmarks/results/sensitivity.json and the AP-star spectrum's table and figures to
 benchmarks/results/sensitivity/.
 """
@@ -18,17 +24,25 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-from backends import load_pipeline
+import numpy as np
+import torch
+
+from backends import generate, load_pipeline
+from backends.storage import write_text
 from erasure import erase
 from sensitivity import SpectrumConfig, compute_spectrum, quick_erasure, save_spectrum, summary
+from sensitivity.rows import seed_prompts
 from sensitivity.spectrum import spearman
 
-from .common import RESULTS, print_table, write_result
+from .common import RESULTS, environment, print_table, write_result
+
+RATE_CONCEPTS = ("star", "heart", "red", "blue", "striped", "outlined", "moon", "cross")  # 8 = SpectrumConfig.chunk
 
 
 def timed(fn):
@@ -44,11 +58,54 @@ def spectrum_row(name: str, df, wall: float) -> dict:
             "top3": ", ".join(s["top5"][:3])}
 
 
+def sampling_rate(pipe, concepts=RATE_CONCEPTS, k: int = 8, steps: int = SpectrumConfig.steps) -> dict:
+    """Images/s of delta sampling on the base model, the same len(concepts) * k images three ways (see the
+    module's part 4); each way is run once untimed first (allocator, thread pools), then timed."""
+    cfg = SpectrumConfig(targets=["star"], k=k, steps=steps).resolved("embedded")
+    per = [(seed_prompts(c, cfg), cfg.seeds()) for c in concepts]  # [n] of (k prompts, k seeds)
+    prompts, seeds = [p for ps, _ in per for p in ps], [s for _, ss in per for s in ss]
+
+    def per_concept():
+        return np.concatenate([generate(pipe, ps, ss, cfg.sampler(), batch_size=k) for ps, ss in per])
+
+    def chunk():
+        return generate(pipe, prompts, seeds, cfg.sampler(), batch_size=len(prompts))
+
+    def chunk_bf16():
+        with torch.autocast("cpu", torch.bfloat16):
+            return chunk()
+
+    out, images = {}, {}
+    for name, fn in (("per_concept", per_concept), ("chunk", chunk), ("chunk_bfloat16", chunk_bf16)):
+        fn()
+        images[name], wall = timed(fn)
+        out[f"{name}_images_per_s"] = round(len(prompts) / wall, 2)
+    out["chunk_over_per_concept"] = round(out["chunk_images_per_s"] / out["per_concept_images_per_s"], 2)
+    out["chunk_bfloat16_over_per_concept"] = round(out["chunk_bfloat16_images_per_s"] / out["per_concept_images_per_s"], 2)
+    diff = np.abs(images["chunk"].astype(int) - images["per_concept"].astype(int))
+    out |= {"images": len(prompts), "k": k, "steps": steps, "max_pixel_diff_chunk_vs_per_concept": int(diff.max()),
+            "bar_over_per_concept": 3.0}
+    return out
+
+
+def rate_only() -> None:
+    """Part 4 alone, written into the stored result; the other parts keep their numbers and their
+    environment record, this part gets its own."""
+    path = RESULTS / "sensitivity.json"
+    stored = json.loads(path.read_text())
+    stored["sampling"] = {"environment": environment(), **sampling_rate(load_pipeline("embedded"))}
+    print(stored["sampling"])
+    print(f"written: {write_text(path, json.dumps(stored, indent=2) + chr(10))}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--proxy-words", type=int, default=5000)
+    p.add_argument("--rate-only", action="store_true", help="only part 4 (delta sampling speed)")
     a = p.parse_args()
+    if a.rate_only:
+        return rate_only()
     work = Path(tempfile.mkdtemp(prefix="bench_sensitivity_"))
     try:
         pipe = load_pipeline("embedded")
@@ -69,6 +126,7 @@ def main() -> None:
             rows.append({"run": f"proxy only, {a.proxy_words} clip-words, {dtype}", "concepts": len(proxies[dtype]),
                          "wall_s": round(wall, 1)})
         agreement = spearman(proxies["float32"]["proxy"], proxies["bfloat16"]["proxy"])
+        sampling = sampling_rate(pipe, k=a.k)
         out = save_spectrum(frames["AP star"], RESULTS / "sensitivity", SpectrumConfig(
             targets=["star"], vocab="world", k=a.k).resolved("embedded"), "embedded", "AP object,fast on star (benchmark)")
     finally:
@@ -82,7 +140,9 @@ def main() -> None:
             "star_is_top_after_ap": ap["target_rank"] == 1,
             "neutral_not_in_top_quarter_after_ap": min(ap["null_rank"], ap["photo_rank"]) > ap["concepts"] // 4}
     print(bars)
-    path = write_result("sensitivity", {"rows": rows, "bars": bars, "figures": str(out.relative_to(RESULTS.parent.parent)),
+    print(sampling)
+    path = write_result("sensitivity", {"rows": rows, "bars": bars, "sampling": sampling,
+                                        "figures": str(out.relative_to(RESULTS.parent.parent)),
                                         "top10_ap_star": frames["AP star"].nlargest(10, "delta")[["concept", "delta"]]
                                         .to_dict("records")})
     print(f"written: {path}")

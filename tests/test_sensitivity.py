@@ -552,3 +552,14 @@ def test_a_world_colour_is_scored_on_its_own_captions(embedded_pipe, esd_run, tm
         targets=["star"], vocab="world", world_prompts=False, template="{concept}", **SMALL).resolved("embedded"))
     assert rows["red"]["proxy"] == pytest.approx((plain[0]["proxy"] + plain[1]["proxy"]) / 2, rel=1e-5)
     assert rows["heart"]["proxy"] == pytest.approx(rows_module.chunk_rows(models, ["heart"], cfg)[0]["proxy"], rel=1e-5)
+
+
+def test_sampling_rate_benchmark_draws_the_same_images_per_concept_and_batched(embedded_pipe):
+    """bench_sensitivity part 4 times one call per concept against one call for all of them: both must draw
+    the same (prompt, seed) images, so a batching change that moved seeds or prompts between images fails."""
+    from benchmarks.bench_sensitivity import sampling_rate
+
+    out = sampling_rate(embedded_pipe, concepts=("star", "red", "striped"), k=2, steps=3)
+    assert out["images"] == 6 and out["k"] == 2
+    assert min(out[f"{w}_images_per_s"] for w in ("per_concept", "chunk", "chunk_bfloat16")) > 0
+    assert out["max_pixel_diff_chunk_vs_per_concept"] <= 2, out
