@@ -201,9 +201,9 @@ def table1(classifier, scorer, budget: Budget, methods=METHODS, splits: list[dic
     return rows
 
 
-# Two shapes at once: heart + moon, two rounded shapes (RELATED pairs them). A second pair (e.g. the pointed
-# star + cross, whose erasure may take diamond with it) is one more entry; the report's rows are per pair.
-PAIRS = (("heart", "moon"),)
+# Two shapes at once: heart + moon, two rounded shapes (RELATED pairs them), and star + cross, two pointed ones
+# (whose erasure may take diamond with it); the report's rows are per pair.
+PAIRS = (("heart", "moon"), ("star", "cross"))
 
 
 def pairs(classifier, scorer, budget: Budget, methods=MULTI_METHODS, shape_pairs=PAIRS,
