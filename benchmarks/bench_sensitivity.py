@@ -80,8 +80,8 @@ def sampling_rate(pipe, concepts=RATE_CONCEPTS, k: int = 8, steps: int = Spectru
         fn()
         images[name], wall = timed(fn)
         out[f"{name}_images_per_s"] = round(len(prompts) / wall, 2)
-    out["chunk_over_per_concept"] = round(out["chunk_images_per_s"] / out["per_concept_images_per_s"], 2)
-    out["chunk_bfloat16_over_per_concept"] = round(out["chunk_bfloat16_images_per_s"] / out["per_concept_images_per_s"], 2)
+    for name in ("chunk", "chunk_bfloat16"):
+        out[f"{name}_over_per_concept"] = round(out[f"{name}_images_per_s"] / out["per_concept_images_per_s"], 2)
     diff = np.abs(images["chunk"].astype(int) - images["per_concept"].astype(int))
     out |= {"images": len(prompts), "k": k, "steps": steps, "max_pixel_diff_chunk_vs_per_concept": int(diff.max()),
             "bar_over_per_concept": 3.0}
@@ -95,7 +95,8 @@ def rate_only() -> None:
     stored = json.loads(path.read_text())
     stored["sampling"] = {"environment": environment(), **sampling_rate(load_pipeline("embedded"))}
     print(stored["sampling"])
-    print(f"written: {write_text(path, json.dumps(stored, indent=2) + chr(10))}")
+    text = json.dumps(stored, indent=2) + "\n"  # as write_result writes, without replacing the stored environment
+    print(f"written: {write_text(path, text)}")
 
 
 def main() -> None:

@@ -45,13 +45,18 @@ SUMMARIES = {"table1": ("method", SHAPE_METRICS), "multi": ("method", SHAPE_METR
              "preservation": ("strategy", SHAPE_METRICS + SEARCH_METRICS)}
 
 
+def pool_of(name: str) -> tuple[protocols.MethodSpec, ...]:
+    """The method rows protocol `name` runs when no --methods narrows it."""
+    return POOLS.get(name, protocols.METHODS)
+
+
 def chosen_methods(names: list[str], methods: list[str] | None) -> tuple[protocols.MethodSpec, ...]:
     """The method rows to run for the protocols `names`: all for None, else `methods`, which only the
     protocols with one row per method accept."""
     bad = [n for n in names if n not in METHOD_PROTOCOLS] if methods is not None else []
     if bad:
         raise ValueError(f"{', '.join(bad)} has no method rows to choose; --methods works with {', '.join(METHOD_PROTOCOLS)}")
-    return protocols.select_methods(methods, POOLS.get(names[0], protocols.METHODS) if len(names) == 1 else protocols.METHODS)
+    return protocols.select_methods(methods, pool_of(names[0]) if len(names) == 1 else protocols.METHODS)
 
 
 def run_protocol(name: str, budget: protocols.Budget, classifier, scorer, methods: list[str] | None = None,
@@ -102,7 +107,7 @@ def merge(name: str, stored: dict, payload: dict, methods: list[str]) -> dict:
     measured = {**stored, "rows": rows, "summary": summary_of(name, rows), "merged": merged}
     if "methods" in stored:  # a protocol not yet measured whole: the record of its rows so far grows
         measured["methods"] = [m for m in order if m in stored["methods"] or m in methods]
-        if {m.name for m in POOLS.get(name, protocols.METHODS)} <= set(measured["methods"]):
+        if {m.name for m in pool_of(name)} <= set(measured["methods"]):
             del measured["methods"]  # every row of the protocol is in: it is measured whole
     return measured
 
