@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from backends.generate import check_resolution
+from backends.precision import check_precision
 from backends.prompts import model_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
-PRECISIONS = ("auto", "float32", "bfloat16")  # EraseConfig.precision
 MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
 
 
@@ -93,9 +93,7 @@ class EraseConfig:
         if self.bank_codes and self.zt_from != "frozen":
             raise ValueError("bank_codes needs zt_from='frozen': z_t from the trained model changes every step, so it "
                              "cannot be sampled ahead; set bank_codes=0 or zt_from='frozen'")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r} (float16 is "
-                             "not offered: training in it needs loss scaling; use bfloat16)")
+        check_precision(self.precision)
         if self.loss_space not in ("eps", "x0"):
             raise ValueError(f"loss_space must be 'eps' or 'x0', got {self.loss_space!r}")
         for name in ("checkpoint_every", "snapshot_every"):

@@ -23,6 +23,7 @@ from backends.families import family_of
 from backends.family import Cond
 from backends.generate import resolve_size
 from backends.offload import offloaded
+from backends.precision import autocast, resolve_precision
 
 from . import memory
 from .config import EraseConfig, apply_layers, resolve_layers
@@ -34,8 +35,6 @@ from .params import select_parameters
 from .registry import get_method
 from .runs import KEEP_CHECKPOINTS, RunFolder
 from .state import load_optimizer
-
-AUTOCAST = {"bfloat16": torch.bfloat16}  # config.precision -> autocast dtype (float32: none)
 
 
 class Start(NamedTuple):
@@ -77,12 +76,9 @@ class Context:
         self.bank: LatentBank | None = None  # frozen-model trajectories (bank_codes > 0), filled by `bank_add`
 
     def autocast(self):
-        """The run's mixed precision (config.precision, docs/design.md §3.1): a bf16/fp16 autocast region
-        on CUDA, nothing for float32 (the CPU default)."""
-        dtype = AUTOCAST.get(self.config.precision)
-        if dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        """The run's mixed precision (config.precision, docs/design.md §3.1): a bf16 autocast region, or
+        nothing for float32 (the CPU default)."""
+        return autocast(self.config.precision, self.device)
 
     @functools.cached_property
     def scheduler(self):
@@ -222,19 +218,6 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
               "checkpoints_total_limit": checkpoints_total_limit}
     run = RunFolder.create(out, record)
     return _train(run, pipe, method, config, None, callback, cancel)
-
-
-def resolve_precision(precision: str, device) -> str:
-    """"auto" -> "bfloat16" on a GPU that computes in it natively, else "float32" (the CPU: bf16 autocast was
-    no faster there, docs/design.md §3.1); an explicit bfloat16 on a GPU without it is refused with the fix."""
-    device = torch.device(device)
-    native = device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
-    if precision == "auto":
-        return "bfloat16" if native else "float32"
-    if precision == "bfloat16" and device.type == "cuda" and not native:
-        raise ValueError("this GPU has no native bfloat16 (it is older than Ampere): set precision=float32 "
-                         "(--set precision=float32 on the CLI)")
-    return precision
 
 
 def check_trainable(pipe) -> None:

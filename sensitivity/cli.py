@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text-space", default="model", choices=("model", "scorer"),
                    help="text_sim in the model's own text encoder (default; no extra weights) or the scorer's CLIP")
     s.add_argument("--proxy-dtype", default="float32", help="float32, or bfloat16 for a faster proxy")
+    s.add_argument("--precision", default="auto",
+                   help="autocast of the sampling: auto (bfloat16 on a GPU with it, float32 on the CPU), float32, "
+                        "bfloat16")
     s.add_argument("--dedupe", action="store_true", help="drop repeated concepts of a user list")
     s.add_argument("--address", help="Ray cluster address, or 'local' for a local cluster (default: in-process)")
     s.add_argument("--workers", type=int, default=2, help="Ray workers (with --address)")
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     config = {"vocab": args.vocab, "size": args.size, "k": args.k, "seed": args.seed, "steps": args.steps,
               "guidance": args.guidance, "template": args.template, "scorer": args.scorer,
               "proxy_only": args.proxy_only, "proxy_dtype": args.proxy_dtype, "dedupe": args.dedupe,
-              "text_space": args.text_space, "dtype": args.dtype, "batch": args.batch, "resolution": args.resolution,
+              "text_space": args.text_space, "dtype": args.dtype, "precision": args.precision, "batch": args.batch,
+              "resolution": args.resolution,
               "delta_top": args.delta_top, "delta_random": args.delta_random,
               "delta_near": args.delta_near, "delta_text": args.delta_text}
     request = SpectrumRequest(args.model, tuple(args.target), config, args.run, device=args.device,

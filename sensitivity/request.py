@@ -51,7 +51,7 @@ class SpectrumRequest:
         if unknown:
             raise ValueError(f"unknown spectrum setting(s) {sorted(unknown)}; valid: {sorted(CONFIG_FIELDS)}")
         targets = [t.strip() for t in self.targets if isinstance(t, str)]
-        config = SpectrumConfig(targets=targets, **self.config).resolved(self.model)
+        config = SpectrumConfig(targets=targets, **self.config).resolved(self.model).on_device(self.device)
         if not self.force:
             check_known_concepts(self.model, config.targets)
         if self.words is not None:

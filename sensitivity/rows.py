@@ -16,6 +16,8 @@ import torch
 from backends import SamplerSettings, generate
 from backends.families import family_of
 from backends.generate import check_resolution
+from backends.offload import execution_device
+from backends.precision import autocast, check_precision, resolve_precision
 from backends.prompts import model_traits
 from erasure import erased_copy
 from shapesworld.captions import concept_prompts
@@ -49,6 +51,9 @@ class SpectrumConfig:
     chunk: int = 8  # concepts per work unit (and per Ray task); results do not depend on it
     batch: int = 64  # images per generation call (lower it for large models on small GPUs)
     dtype: str = "float32"  # weights' dtype of both models when the spectrum loads them ("bfloat16" for FLUX)
+    # autocast of both models' sampling over float32 weights: "auto" (bfloat16 on a GPU with native bf16,
+    # float32 on the CPU), "float32" or "bfloat16"; recorded resolved (on_device; docs/design.md §3.1)
+    precision: str = "auto"
     dedupe: bool = False  # drop repeated concepts of a user list instead of rejecting it
     # the embedded world's words drawn in captions it was trained on, the k seeds taking turns over them ("red":
     # "a red circle", "a red square", ...; a bare "a red" is a prompt it never saw); off on every other model
@@ -82,6 +87,10 @@ class SpectrumConfig:
         out.check()
         return out
 
+    def on_device(self, device) -> SpectrumConfig:
+        """`precision` resolved for `device` ("auto" -> "bfloat16" or "float32"), as results record it."""
+        return dataclasses.replace(self, precision=resolve_precision(self.precision, device))
+
     def check(self) -> None:
         if not self.targets or not all(self.targets):
             raise ValueError("give at least one non-empty target concept (the concept that was erased)")
@@ -90,6 +99,7 @@ class SpectrumConfig:
         if min(self.chunk, self.batch, self.proxy_timesteps, self.proxy_latents) < 1:
             raise ValueError("chunk, batch, proxy_timesteps and proxy_latents must be >= 1")
         check_resolution(self.resolution)
+        check_precision(self.precision)
         from backends import torch_dtype
 
         torch_dtype(self.dtype)  # a bad name fails here, before anything loads
@@ -192,6 +202,8 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
            "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
     if config.resolution:  # only when set, so native-size caches keep their keys
         key["resolution"] = config.resolution
+    if sampling_precision(base, config) != "float32":  # bf16 samples are other images; float32 keys unchanged
+        key["precision"] = sampling_precision(base, config)
     cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
     return Models(base, erased_copy(base, run), scorer, cache)
 
@@ -252,10 +264,19 @@ def mean_direction(directions: torch.Tensor, rows: list[int]) -> torch.Tensor:
 def _samples(pipe, scorer: Scorer, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig):
     """Scores [N] and image features [N, d] of one sample per (prompt, seed) item; text [N, d] each
     item's prompt features."""
-    images = generate(pipe, [p for p, _ in items], [seed for _, seed in items], config.sampler(),
-                      batch_size=config.batch)
+    with autocast(sampling_precision(pipe, config), execution_device(pipe)):
+        images = generate(pipe, [p for p, _ in items], [seed for _, seed in items], config.sampler(),
+                          batch_size=config.batch)
     feats = scorer.image_features(images)  # [N, d]
     return scores_from_features(feats, text), feats
+
+
+def sampling_precision(pipe, config: SpectrumConfig) -> str:
+    """The autocast both models sample under: config.precision on the device the pipe computes on, over
+    float32 weights; "float32" (none) over half-precision weights, which already compute in their dtype."""
+    if pipe.dtype != torch.float32:
+        return "float32"
+    return resolve_precision(config.precision, execution_device(pipe))
 
 
 def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig):

@@ -84,7 +84,7 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
     if run is None:
         raise ValueError("give the erasure run folder of the sanitized model (erase one with `python -m erasure "
                          "erase ...` or use quick_erasure())")
-    config = (config or SpectrumConfig()).resolved(model)
+    config = (config or SpectrumConfig()).resolved(model).on_device(device)
     needs_model = config.vocab.strip().startswith("nearest-")
     if concepts is None and not needs_model:
         concepts = concept_list(config)  # a bad vocabulary fails before any loading

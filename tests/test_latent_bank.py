@@ -108,7 +108,7 @@ def test_bank_and_precision_settings_are_checked(embedded_pipe):
 
 
 def test_precision_resolves_per_device_and_autocasts_the_forwards(embedded_pipe):
-    from erasure.trainer import resolve_precision
+    from backends.precision import resolve_precision
 
     assert resolve_precision("auto", "cpu") == "float32"
     assert resolve_precision("bfloat16", "cpu") == "bfloat16"

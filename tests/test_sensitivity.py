@@ -345,6 +345,7 @@ def test_cli_writes_table_figures_and_config(esd_run, words_file, tmp_path):
     assert pd.read_parquet(out / "spectrum.parquet")["delta"].tolist() == pytest.approx(df["delta"].tolist())
     record = json.loads((out / "config.json").read_text())
     assert record["seeds"] == [0, 1] and record["config"]["template"] == "a {concept}" and "torch" in record["versions"]
+    assert record["config"]["precision"] == "float32"  # "auto", resolved on the CPU
     assert {p.name for p in (out / "figures").iterdir()} == {"histogram.html", "top.html", "similarity.html"}
 
 
@@ -404,6 +405,41 @@ def test_spectrum_samples_at_its_resolution_in_its_own_cache(embedded_pipe, esd_
     with pytest.raises(ValueError, match="resolution 12 px does not fit this model"):
         compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], vocab=str(words_file), resolution=12,
                                                              **SMALL), pipe=embedded_pipe, cache_root=tmp_path)
+
+
+def test_bfloat16_sampling_is_autocast_recorded_and_cached_apart(embedded_pipe, esd_run, words_file, tmp_path,
+                                                                 monkeypatch):
+    """precision="auto" samples in float32 on the CPU (no autocast; the cache key as before); "bfloat16" samples
+    both models under bf16 autocast, close to float32's scores but not float32's cached samples."""
+    import sensitivity.rows as rows_module
+
+    seen = []
+    real = rows_module.generate
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rows_module, "generate", spy)
+    auto = SpectrumConfig(targets=["star"], vocab=str(words_file), **SMALL)
+    bf16 = SpectrumConfig(targets=["star"], vocab=str(words_file), precision="bfloat16", **SMALL)
+    a = compute_spectrum("embedded", esd_run, auto, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    assert set(seen) == {torch.float32}
+    calls = len(seen)  # per chunk: the original model, then the erased one
+    seen.clear()
+    b = compute_spectrum("embedded", esd_run, bf16, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
+    assert set(seen) == {torch.bfloat16} and len(seen) == calls  # no float32 sample came from the cache
+    assert not np.allclose(a["score_before"], b["score_before"], atol=1e-6, rtol=0)
+    assert np.abs(a["score_before"] - b["score_before"]).max() < 5.0  # the same images, up to bf16 rounding
+    keys = [load_models("embedded", esd_run, c.resolved("embedded").on_device("cpu"), pipe=embedded_pipe,
+                        cache_root=tmp_path).cache.settings for c in (auto, bf16)]
+    assert "precision" not in keys[0] and keys[1]["precision"] == "bfloat16"
+    assert auto.resolved("embedded").on_device("cpu").precision == "float32"
+
+
+def test_precision_names_its_choices():
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16.*float16"):
+        SpectrumConfig(targets=["star"], precision="float16").resolved("embedded")
 
 
 # ---------------------------------------------------------------- proxy-guided spectrum
@@ -559,7 +595,7 @@ def test_sampling_rate_benchmark_draws_the_same_images_per_concept_and_batched(e
     the same (prompt, seed) images, so a batching change that moved seeds or prompts between images fails."""
     from benchmarks.bench_sensitivity import sampling_rate
 
-    out = sampling_rate(embedded_pipe, concepts=("star", "red", "striped"), k=2, steps=3)
+    out = sampling_rate(embedded_pipe, concepts=("star", "red", "striped"), k=2, steps=3, repeats=1)
     assert out["images"] == 6 and out["k"] == 2
     assert min(out[f"{w}_images_per_s"] for w in ("per_concept", "chunk", "chunk_bfloat16")) > 0
     assert out["max_pixel_diff_chunk_vs_per_concept"] <= 2, out
