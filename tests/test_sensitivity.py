@@ -430,7 +430,7 @@ def test_bfloat16_sampling_is_autocast_recorded_and_cached_apart(embedded_pipe, 
     b = compute_spectrum("embedded", esd_run, bf16, pipe=embedded_pipe, cache_root=tmp_path).set_index("concept")
     assert set(seen) == {torch.bfloat16} and len(seen) == calls  # no float32 sample came from the cache
     assert not np.allclose(a["score_before"], b["score_before"], atol=1e-6, rtol=0)
-    assert np.abs(a["score_before"] - b["score_before"]).max() < 5.0  # the same images, up to bf16 rounding
+    assert np.abs(a["score_before"] - b["score_before"]).max() < 0.5  # the same images up to bf16 rounding (0.09 here)
     keys = [load_models("embedded", esd_run, c.resolved("embedded").on_device("cpu"), pipe=embedded_pipe,
                         cache_root=tmp_path).cache.settings for c in (auto, bf16)]
     assert "precision" not in keys[0] and keys[1]["precision"] == "bfloat16"
