@@ -6,8 +6,9 @@
 Models are built from configs with random weights (timings and memory do not depend on weights):
 `benchmarks.gpu_memory_check`'s SD 1.4 pipeline (its full 859.5 M-parameter UNet, a one-layer text
 encoder of the real width and tokenizer) and FLUX pipeline (2 double + 4 single full-width blocks).
-Rows, for each of three precisions: float32 weights; float32 weights with bfloat16 autocast (erasure's
-`precision` setting, "auto" on such a GPU); bfloat16 weights (trained tensors keep float32 masters):
+Rows, for each of three precisions: float32 weights; float32 weights with bfloat16 autocast (the
+`precision` setting of erasure and of the spectrum's sampling, "auto" on such a GPU); bfloat16 weights
+(trained tensors keep float32 masters):
 - seconds per AP and ESD step with `object,fast` (AP's z_t from its latent bank) and `object,reference`
   on SD (the mean over the steps after the first, from the run's own step events; AP searches the 3,000
   most frequent English words), and AP `object,fast-v1` (the same schedule, z_t sampled per draw);
