@@ -35,9 +35,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from backends import generate, load_pipeline
+from backends.precision import autocast
 from backends.storage import write_text
 from erasure import erase
 from sensitivity import SpectrumConfig, compute_spectrum, quick_erasure, save_spectrum, summary
@@ -77,7 +77,7 @@ def sampling_rate(pipe, concepts=RATE_CONCEPTS, k: int = 8, steps: int = Spectru
         return generate(pipe, prompts, seeds, cfg.sampler(), batch_size=len(prompts))
 
     def chunk_bf16():
-        with torch.autocast("cpu", torch.bfloat16):
+        with autocast("bfloat16", "cpu"):  # as the spectrum samples with precision="bfloat16"
             return chunk()
 
     ways = {"per_concept": per_concept, "chunk": chunk, "chunk_bfloat16": chunk_bf16}

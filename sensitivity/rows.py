@@ -202,8 +202,9 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
            "scheduler": {**base.scheduler.config, "class": type(base.scheduler).__name__}}
     if config.resolution:  # only when set, so native-size caches keep their keys
         key["resolution"] = config.resolution
-    if sampling_precision(base, config) != "float32":  # bf16 samples are other images; float32 keys unchanged
-        key["precision"] = sampling_precision(base, config)
+    precision = sampling_precision(base, config)
+    if precision != "float32":  # bf16 samples are other images; float32 keys unchanged
+        key["precision"] = precision
     cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
     return Models(base, erased_copy(base, run), scorer, cache)
 
