@@ -1,6 +1,6 @@
 """Concept Sensitivity Explorer — the web app.
 
-    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME / PORT to change)
+    python app.py            # serves on http://127.0.0.1:7860 (GRADIO_SERVER_NAME, GRADIO_SERVER_PORT or PORT)
 
 UI code only wires events: compute lives in `backends`, `erasure`, `sensitivity`, `evaluation` and
 `jobs`; each tab is one module of `ui` (its builder and its thin handlers), and `ui.state` holds what
@@ -10,7 +10,8 @@ page reloads and restarts. Interactive sampling (load, generate) and heavy sampl
 have a queue each, so a large compare never holds up a Generate; a compare works in chunks and can be
 cancelled. Every action is a named API endpoint; every input is checked (ui.inputs) against the limits
 of a shared machine (jobs.limits, CSE_MAX_* variables) before any work starts, and every error is one
-message without server paths (ui.guard).
+message without server paths (ui.guard). A visitor is whoever holds a cookie this server signed
+(ui.visitors): it owns its jobs, and it sees only those and the shared examples.
 """
 
 from __future__ import annotations
@@ -25,13 +26,17 @@ from ui import compare_tab, erase_tab, jobs_tab, live, model_tab, results_tab, s
 from ui.guard import Blocks
 from ui.theme import CSS, theme
 
+UPLOAD_MAX_AGE_S = int(os.environ.get("CSE_UPLOAD_MAX_AGE_S", "3600"))  # uploads are read at submit time
+
 
 def build_ui() -> gr.Blocks:
     """The page: the shared model picker, one builder per tab, and the live updates of the job pickers."""
-    with Blocks(title="Concept Sensitivity Explorer") as demo:
+    # delete_cache: uploaded files (and served images) older than UPLOAD_MAX_AGE_S are removed, hourly
+    with Blocks(title="Concept Sensitivity Explorer", delete_cache=(min(3600, UPLOAD_MAX_AGE_S), UPLOAD_MAX_AGE_S)) as demo:
         gr.Markdown("# Concept Sensitivity Explorer\nErase a concept from a text-to-image model and see what else it hurt.")
         model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
-                            info="a preset or a hub repo id 'owner/name' (local folders: CSE_MODEL_DIRS)")
+                            info="a preset, a hub repo id this server allows (CSE_ALLOWED_MODELS) or a folder under "
+                                 "CSE_MODEL_DIRS")
         with gr.Tabs() as tabs:
             device, dtype = model_tab.build(model)
             erase = erase_tab.build(demo, model)
@@ -45,10 +50,21 @@ def build_ui() -> gr.Blocks:
     return demo
 
 
+def launch_options() -> dict:
+    """How the app is served: the visitor-cookie middleware (with the server's secret), the upload size
+    enforced while a file is received (a larger one is cut off, not stored), address and port."""
+    from starlette.middleware import Middleware
+
+    from ui import state, visitors
+
+    visitors.configure(visitors.load_secret(state.JOBS_DIR))
+    visitors.trusted_proxies()  # a bad CSE_TRUSTED_PROXIES stops the app here, not at the first request
+    port = os.environ.get("GRADIO_SERVER_PORT") or os.environ.get("PORT") or "7860"
+    return dict(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), server_port=int(port),
+                theme=theme(), css=CSS, max_file_size=state.LIMITS.max_upload_bytes,
+                app_kwargs={"middleware": [Middleware(visitors.VisitorCookie)]})
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_ui().queue(default_concurrency_limit=1).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        server_port=int(os.environ.get("PORT", "7860")),
-        theme=theme(), css=CSS,
-    )
+    build_ui().queue(default_concurrency_limit=1).launch(**launch_options())

@@ -41,7 +41,14 @@ class Limits:
     max_upload_bytes: int = _limit(1_000_000, "CSE_MAX_UPLOAD_BYTES", "bytes of an uploaded vocabulary file")
     max_active_erase: int = _limit(4, "CSE_MAX_ACTIVE_ERASE", "erasure jobs queued or running at once (all visitors)")
     max_active_spectrum: int = _limit(4, "CSE_MAX_ACTIVE_SPECTRUM", "spectrum jobs queued or running at once (all visitors)")
-    max_jobs_per_client: int = _limit(2, "CSE_MAX_JOBS_PER_CLIENT", "jobs one visitor may have queued or running")
+    max_jobs_per_client: int = _limit(2, "CSE_MAX_JOBS_PER_CLIENT",
+                                      "jobs one visitor may have queued or running (one network address: twice that)")
+    max_jobs_per_hour: int = _limit(20, "CSE_MAX_JOBS_PER_HOUR",
+                                    "jobs one visitor may ask for in an hour, refused and failed ones included "
+                                    "(one network address: twice that)")
+    max_job_folders_per_client: int = _limit(30, "CSE_MAX_JOB_FOLDERS_PER_CLIENT", "jobs one visitor may keep on the server")
+    max_job_folders: int = _limit(500, "CSE_MAX_JOB_FOLDERS",
+                                  "jobs kept on the server; beyond it a new job expires visitors' oldest finished ones")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Limits:

@@ -10,6 +10,7 @@ default), so a request never waits on training and the page stays responsive.
 
 from __future__ import annotations
 
+import collections
 import copy
 import queue
 import shutil
@@ -37,7 +38,8 @@ class JobManager:
         self.limits = limits  # None: no quotas (scripts, tests); the app passes Limits.from_env()
         self._queue: queue.Queue[str] = queue.Queue()
         self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
-        self._owners: dict[str, tuple[str, str | None]] = {}  # live job -> (kind, client)
+        self._owners: dict[str, tuple[str, str | None, str | None]] = {}  # live job -> (kind, client, address)
+        self._submits: collections.deque[tuple[float, str | None, str | None]] = collections.deque()  # (t, client, address)
         self._snapshot: tuple[float, list[JobInfo]] | None = None  # (made at, every job): see jobs()
         self._submitting = threading.Lock()  # quota check, folder creation and enqueue happen as one
         self._lock = threading.Lock()
@@ -48,60 +50,74 @@ class JobManager:
             t.start()
 
     # ------------------------------------------------------------------ requests
-    def submit(self, kind: str, params: dict, client: str | None = None) -> str:
+    def submit(self, kind: str, params: dict, client: str | None = None, address: str | None = None) -> str:
         """Check the request (ValueError with a fix-it message if bad) and the quotas, then queue it;
-        returns the job id. `client` is an opaque key of the visitor asking (None: no per-visitor quota)."""
+        returns the job id. `client` is an opaque key of the visitor asking and `address` of its network
+        address (ui.visitors; None: a Python caller, no quota)."""
         if kind not in CHECKS:
             raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(CHECKS)}")
         params = copy.deepcopy(params)  # the check fills in defaults (e.g. the checkpoint cadence) on its copy
         with self._submitting:
-            self._check_quota(kind, client)
+            self._check_quota(kind, client, address)
+            self._count_submit(client, address)  # counted before the check: a refused or failing job costs too
             title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
             self._check_size(kind, total)
+            self._make_room(client)
             job = JobFolder.create(self.root, kind, params, title, client)
             job.set_state("queued", 0, total)
-            self._enqueue(job.id, kind, client)
+            self._enqueue(job.id, kind, client, address)
         return job.id
 
-    def resume(self, job_id: str, client: str | None = None) -> str:
-        """Queue an interrupted, cancelled or failed job again; it continues from its last checkpoint."""
-        job = find_job(self.root, job_id)
+    def resume(self, job_id: str, client: str | None = None, address: str | None = None) -> str:
+        """Queue an interrupted, cancelled or failed job again; it continues from its last checkpoint.
+        Only its owner (or a Python caller) may."""
+        job = self._owned(job_id, client, "resume it")
         with self._submitting:
             info = self.info(job.id)
             if info.state not in ("interrupted", "cancelled", "failed"):
                 raise ValueError(f"job {job.id} is {info.state}; only interrupted, cancelled or failed jobs resume")
-            self._check_quota(job.kind, client)
+            self._check_quota(job.kind, client, address)
+            self._count_submit(client, address)
             job.set_state("queued", info.step, info.total, "resuming")
-            self._enqueue(job.id, job.kind, client)
+            self._enqueue(job.id, job.kind, client, address)
         return job.id
 
-    def rerun(self, job_id: str, client: str | None = None) -> str:
-        """A new job with the same parameters (checked and queued like any request); returns its id."""
-        job = find_job(self.root, job_id)
-        return self.submit(job.kind, job.record["params"], client)
+    def rerun(self, job_id: str, client: str | None = None, address: str | None = None) -> str:
+        """A new job with the same parameters (checked and queued like any request); returns its id.
+        Only its owner (or a Python caller) may: a shared link grants viewing, not running."""
+        job = self._owned(job_id, client, "run it again")
+        return self.submit(job.kind, job.record["params"], client, address)
 
     def delete(self, job_id: str, client: str | None = None) -> None:
         """Remove a job that is not queued or running, with its folder (run, spectrum, downloads). A visitor
         (`client` given) may only delete the jobs they started."""
-        job = find_job(self.root, job_id)
-        self._check_owner(job, client, "delete")
+        job = self._owned(job_id, client, "delete it")
         with self._submitting, self._lock:  # not while it is being resumed
             if job.id in self._live:
                 raise ValueError(f"job {job.id} is queued or running; cancel it first, then delete it")
             shutil.rmtree(job.path)
             self._snapshot = None  # the next listing must not show it
 
-    @staticmethod
-    def _check_owner(job: JobFolder, client: str | None, action: str) -> None:
-        owner = job.record.get("client")
-        if client is not None and owner is not None and owner != client:
-            raise ValueError(f"job {job.id} was started by another visitor; only they can {action} it")
+    def view(self, job_id: str, client: str | None = None) -> JobFolder:
+        """The job's folder if `client` may see it (JobFolder.viewable_by); the same message whether it does
+        not exist or is someone else's, so ids cannot be probed."""
+        job = find_job(self.root, job_id)
+        if not job.viewable_by(client):
+            raise KeyError(f"no job {job.id!r}; pick one from the job list")
+        return job
+
+    def _owned(self, job_id: str, client: str | None, action: str) -> JobFolder:
+        job = self.view(job_id, client)
+        if not job.changeable_by(client):
+            if job.owner is None:
+                raise ValueError(f"job {job.id} is a shared example; it can be viewed, not changed")
+            raise ValueError(f"job {job.id} was started by another visitor; only they can {action}")
+        return job
 
     def cancel(self, job_id: str, client: str | None = None) -> None:
         """Stop a queued or running job; a running erasure checkpoints first, so it can be resumed.
         A visitor (`client` given) may only cancel the jobs they started."""
-        job = find_job(self.root, job_id)
-        self._check_owner(job, client, "cancel")
+        job = self._owned(job_id, client, "cancel it")
         with self._lock:
             token = self._live.get(job.id)
         if token is None:
@@ -117,19 +133,64 @@ class JobManager:
             fix = "use fewer steps" if kind == "erase" else "set 'First N words', or a smaller vocabulary"
             raise QuotaError(f"this {kind} job has {total:,} {what}; the limit on this server is {cap:,}: {fix}")
 
-    def _check_quota(self, kind: str, client: str | None) -> None:
+    def _check_quota(self, kind: str, client: str | None, address: str | None) -> None:
+        """Jobs queued or running (all, per visitor, per address), jobs asked for in the last hour (per
+        visitor, and twice that per address; refused and failed ones included) and job folders kept."""
         if self.limits is None:
             return
         with self._lock:
             owners = list(self._owners.values())
-        cap = self.limits.active_cap(kind)
-        if sum(k == kind for k, _ in owners) >= cap:
+        cap, lim = self.limits.active_cap(kind), self.limits
+        if sum(k == kind for k, _, _ in owners) >= cap:
             raise QuotaError(f"{cap} {kind} jobs are already queued or running on this server (the limit); "
                              "wait for one to finish and try again")
-        mine = self.limits.max_jobs_per_client
-        if client is not None and sum(c == client for _, c in owners) >= mine:
-            raise QuotaError(f"you already have {mine} jobs queued or running (the limit per visitor); "
-                             "wait for one to finish or cancel one, then try again")
+        if client is not None and sum(c == client for _, c, _ in owners) >= lim.max_jobs_per_client:
+            raise QuotaError(f"you already have {lim.max_jobs_per_client} jobs queued or running (the limit per "
+                             "visitor); wait for one to finish or cancel one, then try again")
+        if address is not None and sum(a == address for _, _, a in owners) >= 2 * lim.max_jobs_per_client:
+            raise QuotaError(f"your network address already has {2 * lim.max_jobs_per_client} jobs queued or "
+                             "running (the limit per address); wait for one to finish, then try again")
+        hour = self._recent_submits()
+        if (client is not None and sum(c == client for c, _ in hour) >= lim.max_jobs_per_hour) or (
+                address is not None and sum(a == address for _, a in hour) >= 2 * lim.max_jobs_per_hour):
+            raise QuotaError(f"you asked for {lim.max_jobs_per_hour} jobs in the last hour (the limit, refused and "
+                             "failed ones included); try again later")
+        if client is not None:
+            kept = sum(j.owner == client for j in job_folders(self.root))
+            if kept >= lim.max_job_folders_per_client:
+                raise QuotaError(f"you have {kept} jobs on this server (the limit per visitor); delete finished "
+                                 "ones in the Jobs tab, then try again")
+
+    def _recent_submits(self) -> list[tuple[str | None, str | None]]:
+        with self._lock:
+            while self._submits and time.monotonic() - self._submits[0][0] > 3600:
+                self._submits.popleft()
+            return [(c, a) for _, c, a in self._submits]
+
+    def _count_submit(self, client: str | None, address: str | None) -> None:
+        if self.limits is not None and (client is not None or address is not None):
+            with self._lock:
+                self._submits.append((time.monotonic(), client, address))
+
+    def _make_room(self, client: str | None) -> None:
+        """At most max_job_folders job folders: a visitor's new job expires the oldest finished jobs of
+        visitors (public and live ones stay); refused when none can go."""
+        if self.limits is None or client is None:
+            return
+        folders = job_folders(self.root)  # newest first
+        excess = len(folders) + 1 - self.limits.max_job_folders
+        with self._lock:
+            live = set(self._live)
+        for job in reversed(folders):
+            if excess <= 0:
+                break
+            if job.owner is not None and job.id not in live and job.state().get("state") in FINAL:
+                shutil.rmtree(job.path, ignore_errors=True)
+                excess -= 1
+        self._snapshot = None
+        if excess > 0:
+            raise QuotaError(f"this server holds {self.limits.max_job_folders} jobs (the limit) and none can expire "
+                             "yet; try again later")
 
     # ------------------------------------------------------------------ queries
     def info(self, job_id: str) -> JobInfo:
@@ -138,18 +199,20 @@ class JobManager:
             live = job_id in self._live
         return job.info(live)
 
-    def jobs(self, kind: str | None = None, max_age: float = 0.0) -> list[JobInfo]:
-        """Every job (of `kind`), newest first. `max_age` > 0 reuses a listing made at most that many
-        seconds ago: the app's live updates, where one scan of the jobs folder serves every open tab."""
+    def jobs(self, kind: str | None = None, max_age: float = 0.0, client: str | None = None) -> list[JobInfo]:
+        """Every job (of `kind`) that `client` owns or that is public (all of them for a Python caller),
+        newest first. `max_age` > 0 reuses a listing made at most that many seconds ago: the app's live
+        updates, where one scan of the jobs folder serves every open tab."""
         with self._lock:
             snapshot = self._snapshot
         if snapshot is None or max_age <= 0 or time.monotonic() - snapshot[0] > max_age:
             with self._lock:
                 live = set(self._live)
-            snapshot = (time.monotonic(), [j.info(j.id in live) for j in job_folders(self.root)])
+            snapshot = (time.monotonic(), [(j.info(j.id in live), j.owner) for j in job_folders(self.root)])
             with self._lock:
                 self._snapshot = snapshot
-        return [j for j in snapshot[1] if kind is None or j.kind == kind]
+        return [j for j, owner in snapshot[1] if (kind is None or j.kind == kind)
+                and (client is None or owner in (None, client))]
 
     def folder(self, job_id: str) -> JobFolder:
         return find_job(self.root, job_id)
@@ -161,12 +224,12 @@ class JobManager:
         return self.info(job_id)
 
     # ------------------------------------------------------------------ worker
-    def _enqueue(self, job_id: str, kind: str, client: str | None) -> None:
+    def _enqueue(self, job_id: str, kind: str, client: str | None, address: str | None = None) -> None:
         with self._lock:
             if job_id in self._live:
                 raise ValueError(f"job {job_id} is already queued or running")
             self._live[job_id] = CancelToken()
-            self._owners[job_id] = (kind, client)
+            self._owners[job_id] = (kind, client, address)
         self._queue.put(job_id)
 
     def _work(self) -> None:

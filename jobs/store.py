@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,10 @@ from backends.storage import write_json
 
 KINDS = ("erase", "spectrum")
 FINAL = ("done", "failed", "cancelled")
-_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-\d{3}$")
+# <kind>-<date>-<time>-<counter>-<64 random bits>: the random part makes an id a capability (whoever has
+# it may view the job: a shared link); ids made before it existed lack it and are shown to their owner only.
+JOB_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-\d{3}(-[0-9a-f]{16})?$")
+_ID = JOB_ID
 
 
 @dataclass
@@ -54,7 +58,7 @@ class JobFolder:
             raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
         root.mkdir(parents=True, exist_ok=True)
         for n in range(1000):  # ids sort by creation time; the counter separates jobs of one second
-            path = root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{n:03d}"
+            path = root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{n:03d}-{secrets.token_hex(8)}"
             try:
                 path.mkdir()
                 break
@@ -75,6 +79,20 @@ class JobFolder:
     @property
     def kind(self) -> str:
         return self.record["kind"]
+
+    @property
+    def owner(self) -> str | None:
+        """The visitor key that started it; None for jobs made from Python or shipped (public, read-only)."""
+        return self.record.get("client")
+
+    def viewable_by(self, client: str | None) -> bool:
+        """Python callers (None) see everything; a visitor sees its own jobs, public ones, and any job
+        whose id it holds when that id carries a random part (a shared link)."""
+        return client is None or self.owner in (None, client) or bool(JOB_ID.match(self.id).group(1))
+
+    def changeable_by(self, client: str | None) -> bool:
+        """Cancel, resume, rerun, delete: Python callers, or the visitor who started it."""
+        return client is None or (self.owner is not None and self.owner == client)
 
     @property
     def run_path(self) -> Path:

@@ -45,7 +45,7 @@ def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: st
     from backends.storage import versions
 
     out = check_writable(out)
-    atomic_write(out / "spectrum.csv", lambda p: df.to_csv(p, index=False))
+    atomic_write(out / "spectrum.csv", lambda p: spreadsheet_safe(df).to_csv(p, index=False))
     atomic_write(out / "spectrum.parquet", lambda p: df.to_parquet(p, index=False))
     record = {"model": model, "run": run, "config": dataclasses.asdict(config), "seeds": config.seeds(),
               "summary": summary(df), "versions": versions(), **(extra or {})}
@@ -58,7 +58,27 @@ def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: st
     return out
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula at the start of a cell
+
+
+def spreadsheet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with every text cell that a spreadsheet would run as a formula ("=cmd|...") prefixed by
+    an apostrophe, which shows it as text (the CSV is for people; the parquet keeps the exact strings)."""
+    out = df.copy()
+    for column in [c for c in out.columns if not pd.api.types.is_numeric_dtype(out[c])]:
+        out[column] = out[column].map(lambda v: f"'{v}" if isinstance(v, str) and v.startswith(FORMULA_START) else v)
+    return out
+
+
 def load_spectrum(out: str | Path) -> pd.DataFrame:
-    return pd.read_csv(Path(out) / "spectrum.csv", keep_default_na=False, na_values=[""]).assign(
-        concept=lambda d: d["concept"].fillna(""))
+    """The spectrum table as saved: from the parquet (exact strings), else from the CSV with the
+    apostrophes spreadsheet_safe added taken off again."""
+    out = Path(out)
+    if (out / "spectrum.parquet").exists():
+        return pd.read_parquet(out / "spectrum.parquet").assign(concept=lambda d: d["concept"].fillna(""))
+    df = pd.read_csv(out / "spectrum.csv", keep_default_na=False, na_values=[""])
+    for column in [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]:
+        df[column] = df[column].map(lambda v: v[1:] if isinstance(v, str) and v[1:2] and v.startswith("'")
+                                    and v[1:].startswith(FORMULA_START) else v)
+    return df.assign(concept=lambda d: d["concept"].fillna(""))
 

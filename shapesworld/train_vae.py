@@ -17,14 +17,11 @@ from .data import make_dataset, to_tensor
 from .training import Log, lr_at, seed_everything, versions
 
 
-def train(out: Path, steps: int, batch: int, lr: float, kl_weight: float, seed: int, n_images: int) -> dict:
-    gen = seed_everything(seed)
-    images, _ = make_dataset(n_images, seed=1)
-    x_all = to_tensor(images)  # [N, 3, 32, 32] in [-1, 1]
-    vae = new_vae().train()
+def fit(vae, x_all: torch.Tensor, steps: int, batch: int, lr: float, kl_weight: float,
+        gen: torch.Generator, log: Log) -> tuple[float, float]:
+    """Train `vae` on images [N, 3, 32, 32] in [-1, 1]; returns (recon MSE on 2,048 of them, scaling factor)."""
+    vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    log = Log(Path(".train") / "vae.jsonl")
-    t0 = time.time()
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
@@ -41,9 +38,18 @@ def train(out: Path, steps: int, batch: int, lr: float, kl_weight: float, seed: 
     vae.eval()
     with torch.no_grad():  # SD convention: latents * scaling_factor have unit variance
         lat = vae.encode(x_all[:2048]).latent_dist.mode()
-        psnr_mse = (vae.decode(lat).sample - x_all[:2048]).pow(2).mean().item()
+        mse = (vae.decode(lat).sample - x_all[:2048]).pow(2).mean().item()
     scaling = float(1.0 / lat.std())
     vae.register_to_config(scaling_factor=scaling)
+    return mse, scaling
+
+
+def train(out: Path, steps: int, batch: int, lr: float, kl_weight: float, seed: int, n_images: int) -> dict:
+    gen = seed_everything(seed)
+    images, _ = make_dataset(n_images, seed=1)
+    vae = new_vae()
+    t0 = time.time()
+    psnr_mse, scaling = fit(vae, to_tensor(images), steps, batch, lr, kl_weight, gen, Log(Path(".train") / "vae.jsonl"))
     vae.save_pretrained(out, safe_serialization=True)
     summary = {
         "command": f"python -m shapesworld.train_vae --out {out} --steps {steps}",

@@ -81,6 +81,9 @@ class Log:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.t0 = time.time()
 
+    def elapsed(self) -> float:
+        return round(time.time() - self.t0, 1)
+
     def __call__(self, **row) -> None:
         row["elapsed_s"] = round(time.time() - self.t0, 1)
         with self.path.open("a") as f:

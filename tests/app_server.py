@@ -20,15 +20,15 @@ def free_port() -> int:
 
 
 class AppServer:
-    def __init__(self, jobs_dir: Path, port: int | None = None):
-        self.jobs_dir, self.port = jobs_dir, port or free_port()
+    def __init__(self, jobs_dir: Path, port: int | None = None, env: dict[str, str] | None = None):
+        self.jobs_dir, self.port, self.env = jobs_dir, port or free_port(), env or {}
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc: subprocess.Popen | None = None
         self.log = jobs_dir.parent / f"app-{self.port}.log"
 
     def start(self, timeout: float = 120.0) -> AppServer:
-        env = {**os.environ, "CSE_JOBS_DIR": str(self.jobs_dir), "PORT": str(self.port),
-               "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "CSE_JOBS_DIR": str(self.jobs_dir), "PORT": str(self.port), "GRADIO_SERVER_PORT": str(self.port),
+               "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", **self.env}
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env,
                                      stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
         t0 = time.time()

@@ -29,7 +29,7 @@ def test_generate_grid_returns_enlarged_grid(embedded_pipe):
         (("embedded", "   ", 0, 4, 10, 5.0), "Enter a prompt"),
         (("embedded", "a red star", 0, 0, 10, 5.0), "between 1 and"),
         (("embedded", "a red star", 0, 4, 0, 5.0), "steps"),
-        (("no-such/model-anywhere", "a red star", 0, 4, 10, 5.0), "not available"),
+        (("no-such/model-anywhere", "a red star", 0, 4, 10, 5.0), "a hub repo id this server allows"),
     ],
 )
 def test_bad_input_gives_a_clear_error(args, message):

@@ -150,11 +150,13 @@ def test_delete_and_rerun_a_job_and_its_running_time(tmp_path):
     manager = JobManager(tmp_path / "jobs")
     params = {**ESD, "overrides": {"steps": 3}}
     job = manager.submit("erase", params, client="alice")
-    with pytest.raises(ValueError, match="another visitor; only they can delete"):
+    with pytest.raises(ValueError, match="another visitor; only they can delete it"):
         manager.delete(job, client="bob")
     info = manager.wait(job, 300)
     assert info.state == "done" and info.run_s > 0  # the time it spent running, kept with its state
-    again = manager.rerun(job, client="bob")  # the same settings, a new job (any visitor may rerun)
+    with pytest.raises(ValueError, match="another visitor; only they can run it again"):
+        manager.rerun(job, client="bob")
+    again = manager.rerun(job, client="alice")  # the same settings, a new job
     assert again != job and manager.folder(again).record["params"] == manager.folder(job).record["params"]
     assert manager.wait(again, 300).state == "done"
     manager.delete(job, client="alice")

@@ -146,14 +146,33 @@ def test_numbers_are_type_and_range_checked(value, message):
         inputs.seed(value)
 
 
-def test_model_names_are_presets_hub_ids_or_allowed_folders(tmp_path):
-    assert inputs.model_name("embedded", PRESETS, []) == "embedded"
-    assert inputs.model_name("CompVis/stable-diffusion-v1-4", PRESETS, []) == "CompVis/stable-diffusion-v1-4"
-    for bad in ("/etc", "../..", str(tmp_path), "x" * 10_000, "a/../../b"):
+def _pipeline_folder(path: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "model_index.json").write_text("{}")
+    return path
+
+
+def test_model_names_are_presets_allowed_hub_ids_or_allowed_folders(tmp_path, monkeypatch):
+    """Relative two-part names (a folder under the working directory), symlinked folders and '..' forms
+    never load unless allowed, and every refusal reads the same: a visitor cannot tell which exist."""
+    allowed = {"CompVis/stable-diffusion-v1-4"}
+    root = tmp_path / "models"
+    good = _pipeline_folder(root / "mine")
+    (root / "empty").mkdir()  # a folder, but no pipeline
+    outside = _pipeline_folder(tmp_path / "private" / "model")  # a real pipeline, not under the allowed root
+    (root / "link").symlink_to(outside)
+    monkeypatch.chdir(tmp_path)  # "private/model" now names a real pipeline folder relative to the cwd
+    assert inputs.model_name("embedded", PRESETS, [], allowed) == "embedded"
+    assert inputs.model_name("CompVis/stable-diffusion-v1-4", PRESETS, [], allowed) == "CompVis/stable-diffusion-v1-4"
+    assert inputs.model_name(str(good), PRESETS, [root], allowed) == str(good)
+    refusals = set()
+    for bad in ("private/model", "./private/model", "models/mine", "someone/else", str(outside), str(root / "link"),
+                str(root / "empty"), str(root / "missing"), f"{root}/../private/model", "/etc", "../..",
+                "x" * 10_000, "a/../../b", "~/x"):
         with pytest.raises(inputs.InputError) as err:
-            inputs.model_name(bad, PRESETS, [])
-        assert str(tmp_path) not in str(err.value)
-    assert inputs.model_name(str(tmp_path / "m"), PRESETS, [tmp_path]) == str(tmp_path / "m")
+            inputs.model_name(bad, PRESETS, [root], allowed)
+        refusals.add(str(err.value))
+    assert len(refusals) == 1 and str(tmp_path) not in refusals.pop()
 
 
 def test_scrub_removes_server_paths():

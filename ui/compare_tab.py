@@ -40,9 +40,9 @@ def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, r
     reveal = inputs.flag(reveal, "Show flagged images")
     runs, erased = {}, []
     for job_id in jobs:
-        label = state.run_label(job_id)
-        runs[label if label not in runs else f"{label} ({job_id})"] = str(state.done_run(job_id))
-        erased += state.manager().folder(job_id).record["params"]["targets"]
+        label = state.run_label(job_id, request)
+        runs[label if label not in runs else f"{label} ({job_id})"] = str(state.done_run(job_id, request))
+        erased += state.erase_job(job_id, request).record["params"]["targets"]
     with state.cancellable(request) as token:
         result = compare(state.pipeline(model, device, dtype), runs, lines, seeds, erased, settings,
                          detector=NudityDetector(), reveal=reveal, cancel=token,
@@ -51,18 +51,18 @@ def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, r
 
 
 @user_errors
-def compare_spectra(run_jobs: list[str] | None) -> tuple:
+def compare_spectra(run_jobs: list[str] | None, request: gr.Request = None) -> tuple:
     """API `compare_spectra`: the chosen runs' spectra overlaid (each run's newest finished spectrum job;
     delta where every run has it, else the proxy) and a note naming the runs that have none yet."""
     from sensitivity import figures, load_spectrum
 
     spectra, missing = {}, []
     for job_id in inputs.job_ids(run_jobs, "Erased models", state.LIMITS.max_compare_runs):
-        spectrum = state.run_spectrum(state.erase_job(job_id).id, done=True)
+        spectrum = state.run_spectrum(state.erase_job(job_id, request).id, done=True, request=request)
         if spectrum:
-            spectra[state.run_label(job_id)] = load_spectrum(state.manager().folder(spectrum).spectrum_path)
+            spectra[state.run_label(job_id, request)] = load_spectrum(state.manager().folder(spectrum).spectrum_path)
         else:
-            missing.append(state.run_label(job_id))
+            missing.append(state.run_label(job_id, request))
     note = (f"No spectrum yet for {', '.join(missing)}: compute it in the run's Results view." if missing else "")
     if not spectra:
         return None, note or "Pick erased models to overlay their spectra."

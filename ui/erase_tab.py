@@ -13,7 +13,7 @@ from erasure import SPEED_PRESETS as SPEEDS
 from erasure.trajectory import loss_figure, progress
 
 from . import helptext, inputs, state
-from .guard import Number, client_key, scrub
+from .guard import Number, md_text, scrub
 from .guard import handler as user_errors
 from .jobs_tab import duration, job_cancel, job_resume
 
@@ -60,14 +60,14 @@ def erase_start(model: str, method: str, target: str, scope: str, speed: str, pa
     # several concepts: Steps counts each concept's steps and the concepts take turns (erasure's `multi` preset)
     job = EraseRequest(model, method, tuple(targets), presets(scope, speed) + (",multi" if several else ""), overrides,
                        state.DEVICE, state.JOB_DTYPE)
-    return state.manager().submit("erase", job.to_dict(), client_key(request))
+    return state.manager().submit("erase", job.to_dict(), *state.who(request))
 
 
 @user_errors
-def erase_status(job_id: str) -> tuple[str, object]:
+def erase_status(job_id: str, request: gr.Request = None) -> tuple[str, object]:
     """API `erase_status`: progress (step, ETA, adversarial concept and its top-5) and the loss plot."""
-    job_id = inputs.job_id(job_id, "Erase job")
-    return erase_view(job_id, state.manager().info(job_id))
+    job = state.job(job_id, request, "Erase job")
+    return erase_view(job.id, state.manager().info(job.id))
 
 
 @user_errors
@@ -81,7 +81,7 @@ def erase_view(job_id: str, info) -> tuple[str, object]:
     lines = [f"**{info.state}** — step {max(p['step'], info.step)} / {info.total}"
              + (_eta_text(p) if info.state == "running" else "")
              + (f" · {duration(info.run_s)} so far" if info.state == "running" else
-                f" · ran {duration(info.run_s)}" if info.run_s else ""), f"{info.title}"]
+                f" · ran {duration(info.run_s)}" if info.run_s else ""), md_text(info.title)]
     if p["resumed_at"] is not None and info.state in ("running", "queued"):
         lines.append(f"Resumed from its last checkpoint, at step {p['resumed_at']}: the steps after it are run again "
                      "(with the same random draws, so the result equals an uninterrupted run's).")
@@ -89,16 +89,16 @@ def erase_view(job_id: str, info) -> tuple[str, object]:
         top = ", ".join(f"{w or chr(34) * 2} {q:.2f}" for w, q in p["top5"])
         lines.append(f"adversarial concept: **{p['concept'] or chr(34) * 2}** (top-5: {top})")
     if info.message and info.state in ("failed", "cancelled", "interrupted"):
-        lines.append(f"message: {info.message}")
+        lines.append(f"message: {md_text(info.message)}")
     if info.state == "interrupted":
         lines.append("This job was cut off (the app stopped). Press Resume to continue from its last checkpoint.")
     return scrub("\n\n".join(lines)), loss_figure(events)
 
 
-def erase_settings(job_id: str) -> tuple:
+def erase_settings(job_id: str, request=None) -> tuple:
     """The form's values of an erase job (method, concepts, the two presets, parameter
     group, steps, learning rate, snapshot cadence), so the form shows what the selected job ran with."""
-    job = state.erase_job(job_id)
+    job = state.erase_job(job_id, request)
     params, config = job.record["params"], run_config(job)
     over = params.get("overrides", {})
     names = params.get("presets", "").split(",")
@@ -112,11 +112,11 @@ def erase_settings(job_id: str) -> tuple:
             value("lr"), value("snapshot_every"))
 
 
-def job_settings(job_id: str) -> tuple:
+def job_settings(job_id: str, request: gr.Request = None) -> tuple:
     """The form's values for a picked job; nothing changes for no job or an unreadable one (its status
     line already says why)."""
     try:
-        return erase_settings(job_id) if job_id else (gr.skip(),) * 8
+        return erase_settings(job_id, request) if job_id else (gr.skip(),) * 8
     except (KeyError, ValueError, OSError):
         return (gr.skip(),) * 8
 
@@ -152,18 +152,18 @@ def run_events(job) -> list[dict]:
 
 
 @user_errors
-def download_delta(job_id: str) -> list[str]:
+def download_delta(job_id: str, request: gr.Request = None) -> list[str]:
     """API `download_delta`: the erased tensors (safetensors) and the run's config."""
-    run = state.done_run(job_id)
+    run = state.done_run(job_id, request)
     return [str(run / "result.safetensors"), str(run / "config.json")]
 
 
 @user_errors
-def download_diffusers(job_id: str, progress=gr.Progress()) -> str:  # noqa: B008 (Gradio's form)
+def download_diffusers(job_id: str, request: gr.Request = None, progress=gr.Progress()) -> str:  # noqa: B008
     """API `download_diffusers`: a zip of the full diffusers folder with the erasure applied."""
     from erasure import export_zip
 
-    run = state.done_run(job_id)
+    run = state.done_run(job_id, request)
     progress(0, desc="writing the diffusers folder and its zip")  # made once, then reused
     return str(export_zip(run, run.parent / "export" / f"{run.parent.name}-diffusers.zip"))
 

@@ -9,7 +9,6 @@ message, and Gradio's own input conversion cannot answer with an empty or generi
 from __future__ import annotations
 
 import functools
-import hashlib
 import html
 import logging
 import os
@@ -64,6 +63,15 @@ def message_error(text: str, where: str) -> gr.Error:
     text = scrub(text).strip() or "the request was refused; check its values against 'Use via API'"
     log.warning("%s: %s", where, text)
     return gr.Error(html.escape(text, quote=False), print_exception=False)
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]()!#|~>])")
+
+
+def md_text(text: str) -> str:
+    """A user-supplied string (a concept, a job title, a file name) made safe to put in Markdown: shown as
+    the same characters, never as a link, image, emphasis or HTML."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(scrub(str(text)), quote=False))
 
 
 def handler(fn):
@@ -141,15 +149,3 @@ class Slider(gr.Slider):
 
     def get_block_name(self) -> str:
         return "slider"
-
-
-def client_key(request: gr.Request | None) -> str | None:
-    """An opaque key of the visitor (their address, hashed: job records keep no IP): the unit of the job
-    quota and of cancel rights. None for calls from Python (tests, scripts), which have no quota.
-    Behind a proxy (a Space) the first X-Forwarded-For address is the visitor's."""
-    if request is None:
-        return None
-    headers = getattr(request, "headers", None) or {}
-    forwarded = headers.get("x-forwarded-for", "") if hasattr(headers, "get") else ""
-    host = forwarded.split(",")[0].strip() or getattr(getattr(request, "client", None), "host", "") or "unknown"
-    return hashlib.sha256(f"cse-client:{host}".encode()).hexdigest()[:16]

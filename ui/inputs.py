@@ -12,10 +12,11 @@ import os
 import re
 from pathlib import Path
 
+from jobs.store import JOB_ID
+
 MAX_SEED = 2**31 - 1  # seeds are torch.Generator seeds; the app keeps them in int32 range
 MAX_TEXT = 200  # a concept, a model name or a job id longer than this is not one
 MAX_PROMPT = 300  # one prompt (CLIP reads 77 tokens; longer text is not a prompt)
-JOB_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-\d{3}$")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 
 
@@ -88,7 +89,7 @@ def job_id(value, label: str = "Job") -> str:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise InputError(f"{label}: no job chosen; pick one from the job list")
     if not isinstance(value, str) or not JOB_ID.match(value.strip()):
-        raise InputError(f"{label}: {_shown(value)} is not a job id (like 'erase-20261201-120000-000'); "
+        raise InputError(f"{label}: {_shown(value)} is not a job id (like 'erase-20261201-120000-000-3f9c0a1b2c3d4e5f'); "
                          "pick one from the job list")
     return value.strip()
 
@@ -105,11 +106,24 @@ def job_ids(value, label: str, max_n: int) -> list[str]:
     return list(dict.fromkeys(job_id(v, label) for v in value))
 
 
+# A concept is words: letters or digits first, then also spaces and ' - . & + (no markup, no formula,
+# no control characters), whatever the model; every model's concepts end up in titles, pickers and CSVs.
+CONCEPT = re.compile(r"^\w[\w '\-.&+]*$")
+
+
+def concept_word(value: str, label: str) -> str:
+    if not CONCEPT.match(value):
+        raise InputError(f"{label}: {_shown(value)} is not a concept; use words (letters, digits, spaces, ' - . & +), "
+                         "e.g. 'star' or 'van gogh'")
+    return value
+
+
 def concepts(value, label: str, max_n: int = 16) -> list[str]:
-    """Comma-separated concepts (each a short phrase)."""
+    """Comma-separated concepts (each a short phrase of words: CONCEPT)."""
     raw = text(value, label, max_chars=max_n * (MAX_TEXT + 2))
-    return _items(raw.split(","), label, max_n, MAX_TEXT, "concepts at once",
-                  "an entry between commas is empty; write e.g. 'star' or 'star, heart'")
+    items = _items(raw.split(","), label, max_n, MAX_TEXT, "concepts at once",
+                   "an entry between commas is empty; write e.g. 'star' or 'star, heart'")
+    return [concept_word(item, label) for item in items]
 
 
 def prompt_lines(value, label: str, max_n: int) -> list[str]:
@@ -128,20 +142,22 @@ def _items(parts: list[str], label: str, max_n: int, max_chars: int, what: str, 
     return [text(item, label, max_chars) for item in items]
 
 
-def model_name(value, presets, local_roots: list[Path]) -> str:
-    """A preset, a hub repo id 'owner/name', or a local folder under one of `local_roots` (the folders
-    the app's owner allowed, CSE_MODEL_DIRS). Any other server path is refused without saying whether
-    it exists."""
+def model_name(value, presets, local_roots: list[Path], allowed_hub: set[str] = frozenset()) -> str:
+    """A preset, a hub repo id the app's owner allowed (`allowed_hub`, CSE_ALLOWED_MODELS), or a diffusers
+    folder under one of `local_roots` (CSE_MODEL_DIRS), given as an absolute path and returned as its real
+    path (links resolved). Nothing is looked up relative to the server's working directory, and every
+    refusal reads the same, so a visitor learns nothing about which folders or repos exist."""
     name = text(value, "Model", MAX_TEXT)
     if name in presets:
         return name
-    if not name.startswith((".", "/", "~")) and HUB_ID.match(name) and ".." not in name:
+    if HUB_ID.match(name) and ".." not in name and name in allowed_hub:
         return name
-    path = Path(os.path.realpath(name))
-    if any(path.is_relative_to(root) for root in local_roots):
-        return str(path)
-    raise InputError(f"Model must be a preset ({', '.join(presets)}) or a hub repo id 'owner/name'; this app "
-                     "does not open other folders (its owner can allow some with CSE_MODEL_DIRS)")
+    if name.startswith("/") and local_roots:
+        path = Path(os.path.realpath(name))
+        if any(path.is_relative_to(root) for root in local_roots) and (path / "model_index.json").is_file():
+            return str(path)
+    raise InputError(f"Model must be a preset ({', '.join(presets)}), a hub repo id this server allows, or a "
+                     "folder its owner allowed; the owner lists them in CSE_ALLOWED_MODELS and CSE_MODEL_DIRS")
 
 
 def uploaded_file(value, upload_roots: list[Path], max_bytes: int, label: str = "Vocabulary file") -> Path:

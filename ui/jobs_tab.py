@@ -10,8 +10,8 @@ import gradio as gr
 import pandas as pd
 
 from . import inputs, state
-from .guard import client_key, scrub
 from .guard import handler as user_errors
+from .guard import scrub
 
 COLUMNS = ["id", "kind", "state", "progress", "title", "created", "duration", "message"]
 ALL = "all"
@@ -28,9 +28,9 @@ def duration(seconds: float | None) -> str:
 
 
 @user_errors
-def job_table(kind: str = ALL, job_state: str = ALL) -> pd.DataFrame:
-    """API `job_list`: the jobs of that kind and state ("all": any), newest first."""
-    return table(state.manager().jobs(), kind, job_state)
+def job_table(kind: str = ALL, job_state: str = ALL, request: gr.Request = None) -> pd.DataFrame:
+    """API `job_list`: your jobs (and the shared examples) of that kind and state ("all": any), newest first."""
+    return table(state.manager().jobs(client=state.who(request)[0]), kind, job_state)
 
 
 def table(jobs, kind: str = ALL, job_state: str = ALL) -> pd.DataFrame:
@@ -49,7 +49,7 @@ def job_cancel(job_id: str, request: gr.Request = None) -> str:
     """API `job_cancel`: stop a queued or running job (an erasure checkpoints first); only the visitor
     who started a job may cancel it."""
     job_id = inputs.job_id(job_id)
-    state.manager().cancel(job_id, client_key(request))
+    state.manager().cancel(job_id, state.who(request)[0])
     return f"cancelling {job_id}: it stops at its next step and can be resumed"
 
 
@@ -57,7 +57,7 @@ def job_cancel(job_id: str, request: gr.Request = None) -> str:
 def job_resume(job_id: str, request: gr.Request = None) -> str:
     """API `job_resume`: continue an interrupted, cancelled or failed job from its last checkpoint."""
     job_id = inputs.job_id(job_id)
-    state.manager().resume(job_id, client_key(request))
+    state.manager().resume(job_id, *state.who(request))
     return f"{job_id} queued to resume: {resume_point(job_id)}"
 
 
@@ -81,22 +81,22 @@ def resume_point(job_id: str) -> str:
 def job_delete(job_id: str, request: gr.Request = None) -> str:
     """API `job_delete`: remove a finished, failed, cancelled or interrupted job with its files."""
     job_id = inputs.job_id(job_id)
-    state.manager().delete(job_id, client_key(request))
+    state.manager().delete(job_id, state.who(request)[0])
     return f"deleted {job_id}"
 
 
 @user_errors
 def job_rerun(job_id: str, request: gr.Request = None) -> tuple[str, str]:
     """API `job_rerun`: a new job with the same settings; returns (message, the new job's id)."""
-    new = state.manager().rerun(inputs.job_id(job_id), client_key(request))
+    new = state.manager().rerun(inputs.job_id(job_id), *state.who(request))
     return f"{job_id} started again as {new}", new
 
 
 @user_errors
-def job_open(job_id: str) -> tuple:
+def job_open(job_id: str, request: gr.Request = None) -> tuple:
     """API `job_open`: the tab that shows a job (a finished erasure: Results; an erasure under way: Erase;
     a spectrum: Spectrum) and the job id for that tab's picker: (tab id, erase, results, spectrum)."""
-    info = state.manager().info(inputs.job_id(job_id))
+    info = state.manager().info(state.job(job_id, request).id)
     if info.kind == "spectrum":
         return "spectrum", gr.skip(), gr.skip(), info.id
     if info.state == "done":

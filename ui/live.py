@@ -16,11 +16,11 @@ from .spectrum_tab import N_VIEWS, QUICK_ESD, spectrum_view
 EVERY_S = 2.0  # the timer's period; a listing younger than half of it is reused
 
 
-def refresh_choices(kind: str = ALL, job_state: str = ALL):
+def refresh_choices(kind: str = ALL, job_state: str = ALL, request: gr.Request = None):
     """Job table (with the Jobs tab's filters) and every job picker's choices (jobs appear, finish and get
     resumed meanwhile): the table, erase jobs, spectrum runs (quick ESD + finished erasures), spectrum
     jobs, compare runs, results (finished erasures), the Jobs tab's picker (every job)."""
-    jobs = state.manager().jobs(max_age=EVERY_S / 2)
+    jobs = state.manager().jobs(max_age=EVERY_S / 2, client=state.who(request)[0])  # yours and the examples
     erasures = [labelled(j) for j in jobs if j.kind == "erase"]
     spectra = [labelled(j) for j in jobs if j.kind == "spectrum"]
     done = [labelled(j) for j in jobs if j.kind == "erase" and j.state == "done"]
@@ -42,31 +42,32 @@ def remember(saved: dict, job_id: str, which: str) -> dict:
     return {**(saved or {}), which: job_id or ""}
 
 
-def restore(saved: dict) -> tuple:
+def restore(saved: dict, request: gr.Request = None) -> tuple:
     """The selected jobs of the last visit (per picker in SELECTED order), those that still exist."""
-    return tuple(job if (job := (saved or {}).get(w)) and info_or_none(job) is not None else gr.skip()
+    return tuple(job if (job := (saved or {}).get(w)) and info_or_none(job, request) is not None else gr.skip()
                  for w in SELECTED)
 
 
-def open_job(job_id: str) -> tuple:
+def open_job(job_id: str, request: gr.Request = None) -> tuple:
     """The Jobs tab's Open: switch to the job's tab with it picked."""
-    tab, *pickers = job_open(job_id)
+    tab, *pickers = job_open(job_id, request)
     return (gr.Tabs(selected=tab), *pickers)
 
 
-def info_or_none(job_id: str):
-    """The job's info (read once per tick), or None for no or an unknown id (the picker's own event
-    reports that once; the timer must not raise it every tick)."""
+def info_or_none(job_id: str, request=None):
+    """The job's info (read once per tick) if the request's visitor may view it, or None for no, an
+    unknown or another visitor's id (the picker's own event reports that once; the timer must not raise
+    it every tick)."""
     try:
-        return state.manager().info(job_id) if job_id else None
-    except KeyError:
+        return state.manager().info(state.job(job_id, request).id) if job_id else None
+    except (KeyError, ValueError):
         return None
 
 
-def changed(job_id: str, seen: str):
+def changed(job_id: str, seen: str, request=None):
     """(info, "job:state") when a job's view needs an update: it is live, or its state differs from
     `seen` (the job and state shown last); (None, seen) when there is nothing to show again."""
-    info = info_or_none(job_id)
+    info = info_or_none(job_id, request)
     if info is None:
         return None, seen
     key = f"{job_id}:{info.state}"
@@ -75,11 +76,11 @@ def changed(job_id: str, seen: str):
     return info, key
 
 
-def poll_erase(job_id: str, seen: str):
+def poll_erase(job_id: str, seen: str, request: gr.Request = None):
     """Live erasure progress while the selected job runs, plus one last update when it stops;
     `seen` (per browser session) is the job and state shown last. A job seen running that finishes
     opens the Results view on it (the erasure's landing place)."""
-    info, key = changed(job_id, seen)
+    info, key = changed(job_id, seen, request)
     if info is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), seen
     landed = info.state == "done" and seen in (f"{job_id}:running", f"{job_id}:queued")
@@ -87,19 +88,19 @@ def poll_erase(job_id: str, seen: str):
     return (*erase_view(job_id, info), *opened, key)
 
 
-def poll_results_spectrum(spectrum_job: str, seen: str):
+def poll_results_spectrum(spectrum_job: str, seen: str, request: gr.Request = None):
     """The Results view's spectrum while it runs, then its plot and table once when it is done."""
     from .results_tab import results_spectrum
 
-    info, key = changed(spectrum_job, seen)
+    info, key = changed(spectrum_job, seen, request)
     if info is None:
         return gr.skip(), gr.skip(), gr.skip(), seen
-    return (*results_spectrum(spectrum_job), key)
+    return (*results_spectrum(spectrum_job, request=request), key)
 
 
-def poll_spectrum(job_id: str, seen: str):
+def poll_spectrum(job_id: str, seen: str, request: gr.Request = None):
     """Spectrum progress while it runs, then the figures once when it finishes."""
-    info, key = changed(job_id, seen)
+    info, key = changed(job_id, seen, request)
     if info is None:
         return (gr.skip(),) * N_VIEWS + (seen,)
     if info.state in ("running", "queued"):

@@ -15,7 +15,7 @@ from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 
 from . import inputs, state
 from .compare_tab import recognition_table
-from .guard import Number, Slider, client_key, scrub
+from .guard import Number, Slider, md_text, scrub
 from .guard import handler as user_errors
 from .helptext import placeholder
 
@@ -57,7 +57,7 @@ def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
         top = ", ".join(f"{w or chr(34) * 2} {p:.3f}" for w, p in last["top5"])
         lines.append(f"Most likely adversarial concept at the end: **{last['concept'] or chr(34) * 2}** (top 5: {top}).")
     lines.append(search_line(job.run_path / "search.json"))
-    lines = [f"#### {state.run_label(job.id)} — {info.state}", " ".join(lines)]
+    lines = [f"#### {md_text(state.run_label(job.id))} — {info.state}", " ".join(lines)]
     return scrub("\n\n".join(lines)), list(params["targets"]), last.get("concept")
 
 
@@ -79,14 +79,14 @@ def search_line(path) -> str:
 
 
 @user_errors
-def results_summary(job_id: str) -> tuple:
+def results_summary(job_id: str, request: gr.Request = None) -> tuple:
     """API `results`: the run's summary, the default before/after prompts, the search heatmaps, the
     snapshot strips, and the run's latest spectrum job (its id; empty if none)."""
     from erasure import trajectory as tr
 
     from .erase_tab import run_events
 
-    job = state.erase_job(job_id)
+    job = state.erase_job(job_id, request)
     events = run_events(job)  # read once: summary, search history and strips all come from them
     text, targets, adversarial = summary(job, events)
     history = next(iter(tr.search_history(events).values()), None)  # the first target's search
@@ -94,7 +94,7 @@ def results_summary(job_id: str) -> tuple:
                else (None, None, None))
     strips = tr.strip_sheet(tr.snapshot_strips(job.run_path, events)) if events else None
     prompts = default_prompts(job.record["params"]["model"], targets, adversarial)
-    return (text, prompts, *figures, strips, state.run_spectrum(job.id))
+    return (text, prompts, *figures, strips, state.run_spectrum(job.id, request=request))
 
 
 def _compare(job_id: str, prompts: list[str], n_seeds: int, device: str, dtype: str, request, progress):
@@ -102,10 +102,10 @@ def _compare(job_id: str, prompts: list[str], n_seeds: int, device: str, dtype: 
     from backends.safety import NudityDetector
     from evaluation.compare import compare
 
-    run, job = state.done_run(job_id), state.erase_job(job_id)
+    run, job = state.done_run(job_id, request), state.erase_job(job_id, request)
     model = job.record["params"]["model"]
     with state.cancellable(request) as token:
-        result = compare(state.pipeline(model, device, dtype), {state.run_label(job_id): str(run)}, prompts,
+        result = compare(state.pipeline(model, device, dtype), {state.run_label(job.id): str(run)}, prompts,
                          list(range(n_seeds)), job.record["params"]["targets"],
                          state.sampler(GRID_STEPS, 5.0), detector=NudityDetector(), cancel=token,
                          progress=lambda done, total: progress(done / total, desc="sampling base and erased"))
@@ -134,7 +134,7 @@ def results_concept(job_id: str, concept: str, n_seeds: float, device: str = sta
     from sensitivity.rows import drawn_prompts
 
     concept = inputs.text(concept, "Concept", inputs.MAX_PROMPT, required=False)
-    params = state.erase_job(job_id).record["params"]
+    params = state.erase_job(job_id, request).record["params"]
     n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
     # the prompts the spectrum drew the concept with (a world colour on several shapes: a row for each of 4)
     prompts = drawn_prompts(params["model"], params["targets"], concept, DRILL_PROMPTS)
@@ -146,29 +146,29 @@ def results_spectrum_start(job_id: str, vocab: str, k: float, proxy_only: bool, 
     """API `results_spectrum_start`: queue the spectrum of this run (its targets, its erased model)."""
     from sensitivity import SpectrumRequest
 
-    state.done_run(job_id)
-    job = state.erase_job(job_id)
+    state.done_run(job_id, request)
+    job = state.erase_job(job_id, request)
     params = job.record["params"]
     config = {"vocab": inputs.choice(vocab, "Vocabulary", VOCABULARIES), "dtype": state.JOB_DTYPE,
               "k": inputs.whole(k, "Samples per concept (k)", 1, state.LIMITS.max_k),
               "proxy_only": inputs.flag(proxy_only, "Proxy only"), "steps": GRID_STEPS}
     request_ = SpectrumRequest(params["model"], tuple(params["targets"]), config, device=state.DEVICE).to_dict()
     request_["run"] = job.id
-    return state.manager().submit("spectrum", request_, client_key(request))
+    return state.manager().submit("spectrum", request_, *state.who(request))
 
 
 @user_errors
-def results_spectrum(spectrum_job: str, top_n: float = 15) -> tuple:
+def results_spectrum(spectrum_job: str, top_n: float = 15, request: gr.Request = None) -> tuple:
     """API `results_spectrum`: the attached spectrum job's state, its most-affected plot and top-N table."""
     from sensitivity import figures, load_spectrum
 
     if not spectrum_job:
         return ("No spectrum of this run yet: choose a vocabulary and press *Compute spectrum*.",
                 placeholder("no spectrum of this run yet"), empty_table())
-    job_id = inputs.job_id(spectrum_job, "Spectrum job")
-    info = state.manager().info(job_id)
-    text = scrub(f"Spectrum **{info.state}** — {info.step} / {info.total or '?'} concepts. {info.title}")
-    csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
+    job = state.job(spectrum_job, request, "Spectrum job", "spectrum")
+    info = state.manager().info(job.id)
+    text = f"Spectrum **{info.state}** — {info.step} / {info.total or '?'} concepts. {md_text(info.title)}"
+    csv = job.spectrum_path / "spectrum.csv"
     if info.state != "done" or not csv.exists():
         done = "the most affected concepts appear here when it finishes" if info.state in ("running", "queued") \
             else f"no spectrum: the job is {info.state}"

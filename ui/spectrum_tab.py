@@ -14,7 +14,7 @@ from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
 
 from . import inputs, state
-from .guard import Number, client_key, scrub
+from .guard import Number, md_text
 from .guard import handler as user_errors
 from .helptext import SETTING, placeholder
 from .jobs_tab import job_cancel
@@ -53,19 +53,21 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
         config["vocab"] = f"upload:{path.name[:60]}"
         words = tuple(load_user_vocabulary(path, source=f"the uploaded file {path.name[:60]!r}",
                                            dedupe_hint="remove the repeated lines and upload it again"))
+        for i, word in enumerate(words):  # the same rule as typed concepts: no markup, no formulas
+            inputs.concept_word(word, f"Vocabulary file, line {i + 1}")
     else:
         config["vocab"] = inputs.choice(vocab, "Vocabulary", VOCABULARIES)
     job = SpectrumRequest(model, tuple(targets), config, words=words, device=state.DEVICE).to_dict()
     # `run` names a finished erase job of this app (the job resolves it to its run folder)
-    job["run"] = None if run_job in (None, "", QUICK_ESD) else inputs.job_id(run_job, "Sanitized model")
-    return state.manager().submit("spectrum", job, client_key(request))
+    job["run"] = None if run_job in (None, "", QUICK_ESD) else state.erase_job(run_job, request).id
+    return state.manager().submit("spectrum", job, *state.who(request))
 
 
 @user_errors
-def spectrum_status(job_id: str, top_n: float = 20) -> tuple:
+def spectrum_status(job_id: str, top_n: float = 20, request: gr.Request = None) -> tuple:
     """API `spectrum_status`: progress, then the figures, the top-N table and the CSV file."""
-    job_id = inputs.job_id(job_id, "Spectrum job")
-    return spectrum_view(job_id, state.manager().info(job_id), inputs.whole(top_n, "Top N", 1, 1000))
+    job = state.job(job_id, request, "Spectrum job", "spectrum")
+    return spectrum_view(job.id, state.manager().info(job.id), inputs.whole(top_n, "Top N", 1, 1000))
 
 
 @user_errors
@@ -77,10 +79,9 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
     erasing = is_quick_esd_step(info.message) and info.state != "done"
     done = info.message if erasing else f"{info.step} / {info.total or '?'} concepts"  # the erasure's steps first
-    text = f"**{info.state}** — {done}. {info.title}"
+    text = f"**{info.state}** — {md_text(done)}. {md_text(info.title)}"
     if info.message and info.state != "done" and not erasing:
-        text += f"\n\n{info.message}"
-    text = scrub(text)
+        text += f"\n\n{md_text(info.message)}"
     csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
     if info.state != "done" or not csv.exists():
         wait = placeholder("the figures appear here when the spectrum is done" if info.state in ("running", "queued")
@@ -112,12 +113,12 @@ def guided_note(folder: Path) -> str:
 
 
 @user_errors
-def download_csv(job_id: str) -> str:
+def download_csv(job_id: str, request: gr.Request = None) -> str:
     """API `download_csv`: the spectrum table of a finished spectrum job."""
-    job_id = inputs.job_id(job_id, "Spectrum job")
-    csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
+    job = state.job(job_id, request, "Spectrum job", "spectrum")
+    csv = job.spectrum_path / "spectrum.csv"
     if not csv.exists():
-        raise ValueError(f"{job_id} has no spectrum yet; wait until it is done")
+        raise ValueError(f"{job.id} has no spectrum yet; wait until it is done")
     return str(csv)
 
 

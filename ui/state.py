@@ -21,7 +21,7 @@ from erasure import CancelToken
 from jobs import JobManager, Limits
 from jobs.store import JobFolder
 
-from . import inputs
+from . import inputs, visitors
 from .guard import register_root
 
 LIMITS = Limits.from_env()
@@ -30,6 +30,10 @@ register_root(JOBS_DIR, "the jobs folder")
 # Local diffusers folders the app may open (os.pathsep-separated); none by default: on a public Space a
 # typed server path must not be a way to probe the file system.
 MODEL_DIRS = [Path(os.path.realpath(p)) for p in os.environ.get("CSE_MODEL_DIRS", "").split(os.pathsep) if p]
+# Hub repo ids a visitor may name (comma- or space-separated), each downloaded on first use; by default
+# the presets' own: an online Space must not download whatever a visitor types.
+ALLOWED_MODELS = set(os.environ.get("CSE_ALLOWED_MODELS", "").replace(",", " ").split()) or {
+    source for name, source in PRESETS.items() if name != "embedded"}
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run here (a GPU Space: cuda)
 # Weights' dtype of erasure and spectrum jobs; a FLUX Space sets CSE_DTYPE=bfloat16 (float32 weights: ~67 GB);
 # trained tensors stay float32 whatever it is (erasure.master)
@@ -54,8 +58,8 @@ def pipeline(model: str, device: str = DEVICE, dtype: str = "float32"):
 
 
 def model_name(value) -> str:
-    """A preset, a hub id or an allowed local folder (ui.inputs.model_name)."""
-    return inputs.model_name(value, PRESETS, MODEL_DIRS)
+    """A preset, an allowed hub id or an allowed local folder (ui.inputs.model_name)."""
+    return inputs.model_name(value, PRESETS, MODEL_DIRS, ALLOWED_MODELS)
 
 
 def sampler(steps, guidance, label: str = "Sampler steps") -> SamplerSettings:
@@ -92,28 +96,38 @@ def cancel_session(request: gr.Request | None) -> int:
     return len(tokens)
 
 
-def erase_job(job_id) -> JobFolder:
-    """A checked erase job id's folder (any state)."""
-    job = manager().folder(inputs.job_id(job_id, "Erase job"))
-    if job.kind != "erase":
-        raise ValueError(f"{job.id} is a {job.kind} job; pick an erase job")
-    return job
+def who(request) -> tuple[str | None, str | None]:
+    """(visitor, address) keys of a request (ui.visitors); (None, None) for calls from Python."""
+    return visitors.visitor(request), visitors.address(request)
 
 
-def done_run(job_id) -> Path:
-    """The run folder of a finished erase job."""
-    job_id = inputs.job_id(job_id, "Erase job")
-    job = manager().folder(job_id)
-    if job.kind != "erase" or not (job.run_path / "result.safetensors").exists():
-        raise ValueError(f"{job_id} is not a finished erase job; pick one whose state is done")
-    return job.run_path
+def job(job_id, request, label: str = "Job", kind: str | None = None) -> JobFolder:
+    """A checked job id's folder, if the request's visitor may view it (JobManager.view); `kind`: it
+    must be of that kind."""
+    found = manager().view(inputs.job_id(job_id, label), visitors.visitor(request))
+    if kind is not None and found.kind != kind:
+        raise ValueError(f"{found.id} is a {found.kind} job; pick {'an' if kind[0] in 'aeiou' else 'a'} {kind} job")
+    return found
 
 
-def run_label(job_id: str) -> str:
+def erase_job(job_id, request=None) -> JobFolder:
+    """A checked erase job id's folder (any state) that the request's visitor may view."""
+    return job(job_id, request, "Erase job", "erase")
+
+
+def done_run(job_id, request=None) -> Path:
+    """The run folder of a finished erase job that the request's visitor may view."""
+    found = erase_job(job_id, request)
+    if not (found.run_path / "result.safetensors").exists():
+        raise ValueError(f"{found.id} is not a finished erase job; pick one whose state is done")
+    return found.run_path
+
+
+def run_label(job_id: str, request=None) -> str:
     """What an erased model is, for labels: "AP · star · 120 steps" (the job id only if it has no record)."""
     from erasure import RunFolder
 
-    job = erase_job(job_id)
+    job = erase_job(job_id, request)
     params = job.record["params"]
     steps = params.get("overrides", {}).get("steps")
     if (job.run_path / "config.json").exists():
@@ -121,9 +135,10 @@ def run_label(job_id: str) -> str:
     return " · ".join([params["method"].upper(), ", ".join(params["targets"])] + ([f"{steps} steps"] if steps else []))
 
 
-def run_spectrum(job_id: str, done: bool = False) -> str:
-    """The newest spectrum job of a finished erase job's run ("" if none; `done`: only a finished one)."""
-    for info in manager().jobs("spectrum"):
+def run_spectrum(job_id: str, done: bool = False, request=None) -> str:
+    """The newest spectrum job of a finished erase job's run that the request's visitor sees ("" if none;
+    `done`: only a finished one)."""
+    for info in manager().jobs("spectrum", client=visitors.visitor(request)):
         if manager().folder(info.id).record["params"].get("run") == job_id and (not done or info.state == "done"):
             return info.id
     return ""

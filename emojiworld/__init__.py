@@ -1,0 +1,1 @@
+"""EmojiWorld: ~1,250 real, named concepts (colour emoji artwork) as a second embedded world."""

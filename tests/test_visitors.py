@@ -1,0 +1,174 @@
+"""Who a visitor is and whose jobs it may touch (ui.visitors, JobManager's access rules): identity is a
+cookie the server signed, never a header; a job is changed only by its owner and seen by its owner or
+whoever holds its (unguessable) id; quotas hold per visitor and per address however the headers lie."""
+
+import http.cookiejar
+import json
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+
+from jobs import JobManager, Limits, QuotaError
+from tests.app_server import AppServer
+from ui import visitors
+
+ESD = {"model": "embedded", "method": "esd", "targets": ["star"], "presets": "object,fast"}
+
+
+# ---------------------------------------------------------------------------- identity
+def test_a_signed_visitor_id_cannot_be_forged():
+    signer, other = visitors.Signer(b"server secret"), visitors.Signer(b"another server")
+    value = signer.new()
+    vid = signer.verify(value)
+    assert vid is not None and len(vid) == 32
+    assert other.verify(value) is None  # another secret's signature
+    forged = vid[:-1] + ("0" if vid[-1] != "0" else "1") + value[32:]  # another id, the same signature
+    for bad in (forged, vid, vid + ".", value + "x", "", None, "a.b", value.replace(".", "..")):
+        assert signer.verify(bad) is None, bad
+
+
+@pytest.mark.parametrize("peer, forwarded, proxies, expected", [
+    ("1.2.3.4", "", [], "1.2.3.4"),
+    ("1.2.3.4", "9.9.9.9", [], "1.2.3.4"),  # a header from an untrusted peer is ignored
+    ("10.0.0.2", "9.9.9.9, 5.6.7.8", ["10.0.0.0/8"], "5.6.7.8"),  # the entry the trusted proxy appended
+    ("10.0.0.2", "5.6.7.8, 10.0.0.9", ["10.0.0.0/8"], "5.6.7.8"),  # walking back over two trusted proxies
+    ("10.0.0.2", "", ["10.0.0.0/8"], "10.0.0.2"),
+])
+def test_the_address_is_the_one_a_trusted_proxy_saw(peer, forwarded, proxies, expected):
+    import ipaddress
+
+    nets = [ipaddress.ip_network(p) for p in proxies]
+    assert visitors.client_address(peer, forwarded, nets) == expected
+
+
+def test_bad_trusted_proxies_stop_the_app(monkeypatch):
+    monkeypatch.setenv("CSE_TRUSTED_PROXIES", "10.0.0.0/8 not-an-address")
+    with pytest.raises(ValueError, match="CSE_TRUSTED_PROXIES must list addresses"):
+        visitors.trusted_proxies()
+
+
+# ---------------------------------------------------------------------------- the manager's rules
+def test_only_the_owner_changes_a_job_and_others_see_it_only_by_its_full_id(tmp_path):
+    manager = JobManager(tmp_path / "jobs", workers=0)  # nothing runs: jobs stay queued
+    job = manager.submit("erase", {**ESD, "overrides": {"steps": 2}}, client="v-alice")
+    assert re.fullmatch(r"erase-\d{8}-\d{6}-\d{3}-[0-9a-f]{16}", job)
+    assert [j.id for j in manager.jobs(client="v-bob")] == []  # not listed to others
+    assert manager.view(job, "v-bob").id == job  # the full id is a link that grants viewing
+    guessable = job.rsplit("-", 1)[0]  # what a visitor could guess from the time alone
+    with pytest.raises(KeyError, match="no job"):
+        manager.view(guessable, "v-bob")
+    for act in (manager.cancel, manager.delete, manager.resume, manager.rerun):
+        with pytest.raises(ValueError, match="another visitor; only they can"):
+            act(job, "v-bob")
+    manager.cancel(job, "v-alice")
+    public = manager.submit("erase", {**ESD, "overrides": {"steps": 2}})  # from Python: a public example
+    assert {j.id for j in manager.jobs(client="v-bob")} == {public}
+    with pytest.raises(ValueError, match="shared example; it can be viewed, not changed"):
+        manager.delete(public, "v-bob")
+
+
+def test_an_old_guessable_id_is_shown_to_its_owner_only(tmp_path):
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    job = manager.folder(manager.submit("erase", {**ESD, "overrides": {"steps": 2}}, client="v-alice"))
+    old = job.path.rename(job.path.parent / job.id.rsplit("-", 1)[0]).name  # a folder made before ids had tokens
+    assert manager.view(old, "v-alice").id == old
+    with pytest.raises(KeyError, match="no job"):
+        manager.view(old, "v-bob")
+
+
+def test_quotas_hold_per_address_and_count_failed_requests(tmp_path):
+    limits = Limits(max_jobs_per_client=2, max_jobs_per_hour=3, max_active_erase=10)
+    manager = JobManager(tmp_path / "jobs", workers=0, limits=limits)
+    request = {**ESD, "overrides": {"steps": 2}}
+    for visitor in ("v-1", "v-2", "v-3", "v-5"):  # a fresh cookie each time: new visitors, the same address
+        manager.submit("erase", request, visitor, "a-mallory")
+    with pytest.raises(QuotaError, match="your network address already has 4 jobs"):
+        manager.submit("erase", request, "v-6", "a-mallory")
+    with pytest.raises(ValueError, match="does not know 'unicorn'"):
+        manager.submit("erase", {**request, "targets": ["unicorn"]}, "v-4", "a-other")
+    with pytest.raises(ValueError, match="does not know 'unicorn'"):
+        manager.submit("erase", {**request, "targets": ["unicorn"]}, "v-4", "a-other")
+    manager.submit("erase", request, "v-4", "a-other")  # the third request of the hour
+    with pytest.raises(QuotaError, match="you asked for 3 jobs in the last hour"):
+        manager.submit("erase", request, "v-4", "a-other")
+
+
+def test_job_folders_are_capped_and_the_oldest_finished_expire(tmp_path):
+    limits = Limits(max_job_folders=3, max_job_folders_per_client=2, max_jobs_per_client=5, max_active_erase=10)
+    request = {**ESD, "overrides": {"steps": 2}}
+    first = JobManager(tmp_path / "jobs", workers=0, limits=limits).submit("erase", request, "v-a")
+    manager = JobManager(tmp_path / "jobs", workers=0, limits=limits)  # after a restart: `first` is not live
+    manager.folder(first).set_state("done")
+    manager.submit("erase", request, "v-a")
+    with pytest.raises(QuotaError, match="you have 2 jobs on this server"):
+        manager.submit("erase", request, "v-a")
+    public = manager.submit("erase", request)  # Python's (public) jobs never expire
+    manager.submit("erase", request, "v-b")  # the fourth folder: v-a's finished job makes room
+    ids = {j.id for j in manager.jobs()}
+    assert first not in ids and public in ids and len(ids) == 3
+
+
+# ---------------------------------------------------------------------------- over HTTP, two browsers
+class Visitor:
+    """A client with its own cookie jar (a browser), sending whatever headers it likes."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.url, self.headers = url, headers or {}
+        self.jar = http.cookiejar.CookieJar()
+        self.http = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def call(self, api: str, data: list, headers: dict | None = None) -> tuple[str, object]:
+        hdrs = {"Content-Type": "application/json", **self.headers, **(headers or {})}
+        req = urllib.request.Request(f"{self.url}gradio_api/call/{api}", json.dumps({"data": data}).encode(), hdrs)
+        event = json.loads(self.http.open(req, timeout=60).read())["event_id"]
+        text = self.http.open(urllib.request.Request(f"{self.url}gradio_api/call/{api}/{event}", headers=hdrs),
+                              timeout=120).read().decode()
+        return re.findall(r"^event: (\w+)", text, re.M)[-1], json.loads(text.rsplit("data:", 1)[1])
+
+
+FORGED = ["{a}", "{a}, 1.2.3.4", "1.2.3.4, {a}", "{a},{a}", " {a} "]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    server = AppServer(tmp_path_factory.mktemp("visitors") / "jobs", env={"CSE_MAX_JOBS_PER_CLIENT": "2"}).start()
+    yield server
+    server.kill()
+
+
+@pytest.mark.slow
+def test_a_hostile_visitor_cannot_touch_another_visitors_job(served):
+    alice, bob = Visitor(served.url, {"X-Forwarded-For": "203.0.113.7"}), Visitor(served.url)
+    kind, out = alice.call("erase_start", ["embedded", "esd", "star", "object", "fast", "xattn", 2000, 1e-5, 0])
+    assert kind == "complete", out
+    job = out[0]
+    assert alice.call("erase_status", [job])[0] == "complete"
+    guessable = job.rsplit("-", 1)[0]
+    for form in FORGED:  # Bob claims Alice's address every way tried before
+        headers = {"X-Forwarded-For": form.format(a="203.0.113.7")}
+        kind, rows = bob.call("job_list", ["all", "all"], headers)
+        assert kind == "complete" and job not in json.dumps(rows)
+        for api, data in (("erase_status", [guessable]), ("results", [guessable]), ("download_delta", [guessable]),
+                          ("job_cancel", [job]), ("job_resume", [job]), ("job_rerun", [job]), ("job_delete", [job]),
+                          ("job_cancel", [guessable]), ("job_delete", [guessable])):
+            kind, out = bob.call(api, data, headers)
+            assert kind == "error", (api, form, out)
+    # a shared link (the full id) lets Bob view the job, never change it
+    assert bob.call("erase_status", [job])[0] == "complete"
+    kind, out = alice.call("erase_status", [job])
+    assert kind == "complete" and ("running" in out[0] or "queued" in out[0]), out
+    assert alice.call("job_cancel", [job])[0] == "complete"
+
+
+@pytest.mark.slow
+def test_rotating_headers_and_cookies_does_not_beat_the_quota(served):
+    accepted = 0
+    for i in range(6):
+        mallory = Visitor(served.url, {"X-Forwarded-For": f"198.51.100.{i}"})  # a new cookie and a new header each time
+        kind, out = mallory.call("erase_start", ["embedded", "esd", "star", "object", "fast", "xattn", 2000, 1e-5, 0])
+        accepted += kind == "complete"
+        if kind == "error":
+            assert "limit per address" in json.dumps(out) or "already queued" in json.dumps(out), out
+    assert accepted <= 4  # twice the per-visitor limit of 2, for the one address they all come from
