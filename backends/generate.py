@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .cancel import Cancelled
 from .families import family_of
 
 MAX_SAMPLER_STEPS = 1000  # a sampler step count beyond this is a mistake, not a setting
@@ -95,10 +96,10 @@ def _on_step(cancel, progress, offset: int, total: int):
         return None
 
     def on_step_end(pipe, step: int, timestep, kwargs: dict) -> dict:
-        if cancel is not None and cancel.cancelled:
-            from erasure.events import Cancelled
-
-            raise Cancelled(f"sampling cancelled at step {step + 1}")
+        if cancel is not None:
+            cancel.give_way()
+            if cancel.cancelled:
+                raise Cancelled(f"sampling cancelled at step {step + 1}")
         if progress is not None:
             progress(offset + step + 1, total)
         return kwargs

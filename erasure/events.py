@@ -1,10 +1,12 @@
-"""Progress events and cancellation shared by every method, the CLI and the app."""
+"""Progress events shared by every method, the CLI and the app (cancellation: backends.cancel)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
+# Cancellation lives on the bottom floor (every layer's loops use it); re-exported for erasure's callers.
+from backends.cancel import Cancelled, CancelToken
 
 
 @dataclass
@@ -29,20 +31,4 @@ class Event:
 
 Callback = Callable[[Event], None]
 
-
-class Cancelled(RuntimeError):
-    """Raised when a run was cancelled; the run folder holds a checkpoint to resume from."""
-
-
-class CancelToken:
-    """Thread-safe cancel flag: the app's worker sets it, the training loop polls it each step."""
-
-    def __init__(self) -> None:
-        self._flag = threading.Event()
-
-    def cancel(self) -> None:
-        self._flag.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._flag.is_set()
+__all__ = ["Callback", "Cancelled", "CancelToken", "Event"]

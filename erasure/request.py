@@ -42,7 +42,13 @@ class EraseRequest:
         torch_dtype(self.dtype)
         if not isinstance(self.overrides, dict):
             raise ValueError(f"overrides must be a mapping of setting -> value, got {type(self.overrides).__name__}")
+        own = sorted(set(self.overrides) & {"targets", "model", "method", "device", "dtype"})
+        if own:  # the request's own fields, not settings: a second value would be ambiguous
+            raise ValueError(f"{', '.join(own)} cannot be set as a setting; pass it as the request's own field "
+                             f"(the CLI's --{own[0].rstrip('s')})")
         targets = [t.strip() for t in self.targets if isinstance(t, str)]
+        if any(t and not any(ch.isalnum() for ch in t) for t in targets):  # ",,," (an empty one: resolve_config)
+            raise ValueError(f"targets must be concepts with letters or digits, e.g. star; got {list(self.targets)!r}")
         config = resolve_config(self.method, self.model, self.presets, targets=targets, **self.overrides)
         if not self.force:
             check_known_concepts(self.model, config.targets)

@@ -60,9 +60,20 @@ class RunFolder:
         return run
 
     # ------------------------------------------------------------------ records
+    RECORD_KEYS = ("model", "method", "config")  # what a run's config.json must hold to be resumed or loaded
+
     @property
     def record(self) -> dict:
-        return json.loads((self.path / "config.json").read_text())
+        """config.json; a ValueError naming what is missing when it is not a run's record (edited, truncated)."""
+        try:
+            record = json.loads((self.path / "config.json").read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{self.path / 'config.json'} is not valid JSON ({e.msg}); restore it or start a new run") from None
+        missing = [k for k in self.RECORD_KEYS if not isinstance(record, dict) or k not in record]
+        if missing:
+            raise ValueError(f"{self.path / 'config.json'} lacks {', '.join(missing)}: not an erasure run's record; "
+                             "restore it or start a new run")
+        return record
 
     def base_pipeline(self, device: str = "cpu", offload: str = "none"):
         """The run's base model as it was trained: its recorded dtype (float32 for runs recorded

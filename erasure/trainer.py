@@ -284,6 +284,8 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
             start = config.steps
             emit(step_event(method_name, config.steps, config.steps, time.time() - t0, info))
         for step in range(start, config.steps):
+            if cancel is not None:
+                cancel.give_way()  # a background job waits here while a visitor's Generate runs
             if cancel is not None and cancel.cancelled:
                 _checkpoint(run, ctx, method, opt, step)
                 run.set_status("cancelled", step, "cancelled by the user; resume to continue")

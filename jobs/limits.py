@@ -38,6 +38,13 @@ class Limits:
     max_erase_steps: int = _limit(2000, "CSE_MAX_ERASE_STEPS", "optimisation steps of one erasure job", MAX_ERASE_STEPS)
     max_concepts: int = _limit(5000, "CSE_MAX_CONCEPTS", "concepts (vocabulary size) of one spectrum job", MAX_CONCEPTS)
     max_k: int = _limit(16, "CSE_MAX_K", "samples per concept of one spectrum job", MAX_K)
+    max_image_steps_per_minute: int = _limit(6000, "CSE_MAX_IMAGE_STEPS_PER_MINUTE",
+                                             "images x sampler steps one visitor (and one address) may sample per "
+                                             "minute in Generate, Compare and Results grids; a larger request runs "
+                                             "on a full budget, then it refills")
+    max_job_image_steps: int = _limit(200_000, "CSE_MAX_JOB_IMAGE_STEPS",
+                                      "images x sampler steps of one spectrum job (concepts x k x steps x 2 models); "
+                                      "one visitor's queued and running jobs: twice that")
     max_upload_bytes: int = _limit(1_000_000, "CSE_MAX_UPLOAD_BYTES", "bytes of an uploaded vocabulary file")
     max_active_erase: int = _limit(4, "CSE_MAX_ACTIVE_ERASE", "erasure jobs queued or running at once (all visitors)")
     max_active_spectrum: int = _limit(4, "CSE_MAX_ACTIVE_SPECTRUM", "spectrum jobs queued or running at once (all visitors)")

@@ -12,23 +12,72 @@ from __future__ import annotations
 
 import collections
 import copy
-import queue
 import shutil
 import threading
 import time
 import traceback
 from pathlib import Path
 
+from backends.cancel import Cancelled, CancelToken
 from backends.storage import ensure_writable
-from erasure import Cancelled, CancelToken
 
+from .cost import in_words, spectrum_image_steps
 from .limits import Limits
 from .store import FINAL, JobFolder, JobInfo, find_job, job_folders
-from .tasks import CHECKS, RUNNERS
+from .tasks import CHECKS, RUNNERS, vocabulary_words
 
 
 class QuotaError(ValueError):
     """Too many jobs queued or running (for everyone, or for one visitor); the message says what to do."""
+
+
+class FairQueue:
+    """Jobs waiting for a worker, served in turns by visitor: the next job is the oldest of the visitor
+    after the one served last, so one visitor's many jobs never hold back another's (FIFO within a visitor).
+    Python callers (client None) count as one visitor."""
+
+    def __init__(self):
+        self._waiting: dict[str | None, collections.deque[str]] = {}  # visitor -> its jobs, oldest first
+        self._turns: collections.deque[str | None] = collections.deque()  # visitors with jobs, next first
+        self._ready = threading.Condition()
+
+    def put(self, job_id: str, client: str | None) -> None:
+        with self._ready:
+            if client not in self._waiting:
+                self._waiting[client] = collections.deque()
+                self._turns.append(client)
+            self._waiting[client].append(job_id)
+            self._ready.notify()
+
+    def get(self) -> str:
+        with self._ready:
+            self._ready.wait_for(lambda: bool(self._turns))
+            client = self._turns.popleft()
+            job_id = self._waiting[client].popleft()
+            if self._waiting[client]:
+                self._turns.append(client)  # its next job waits for everyone else's turn
+            else:
+                del self._waiting[client]
+            return job_id
+
+    def remove(self, job_id: str) -> bool:
+        """Take a waiting job out of the queue; False when it is not waiting (a worker has it, or never)."""
+        with self._ready:
+            for client, jobs in self._waiting.items():
+                if job_id in jobs:
+                    jobs.remove(job_id)
+                    if not jobs:
+                        del self._waiting[client]
+                        self._turns.remove(client)
+                    return True
+        return False
+
+    def position(self, job_id: str) -> int | None:
+        """How many jobs the worker takes before this one (0: next), or None when it is not waiting."""
+        with self._ready:
+            turns = [list(self._waiting[c]) for c in self._turns]
+        order = [q[i] for i in range(max(map(len, turns), default=0)) for q in turns if i < len(q)]
+        return order.index(job_id) if job_id in order else None
 
 
 class JobManager:
@@ -36,9 +85,10 @@ class JobManager:
         self.root = Path(root)
         ensure_writable(self.root, "set CSE_JOBS_DIR to a writable folder for job folders")
         self.limits = limits  # None: no quotas (scripts, tests); the app passes Limits.from_env()
-        self._queue: queue.Queue[str] = queue.Queue()
+        self._queue = FairQueue()
         self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
         self._owners: dict[str, tuple[str, str | None, str | None]] = {}  # live job -> (kind, client, address)
+        self._costs: dict[str, int] = {}  # live job -> its image-steps (jobs.cost)
         self._submits: collections.deque[tuple[float, str | None, str | None]] = collections.deque()  # (t, client, address)
         self._snapshot: tuple[float, list[JobInfo]] | None = None  # (made at, every job): see jobs()
         self._submitting = threading.Lock()  # quota check, folder creation and enqueue happen as one
@@ -61,11 +111,13 @@ class JobManager:
             self._check_quota(kind, client, address)
             self._count_submit(client, address)  # counted before the check: a refused or failing job costs too
             title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
-            self._check_size(kind, total)
+            self._check_size(kind, vocabulary_words(params, total) if kind == "spectrum" else total)
+            cost = spectrum_image_steps(params.get("config") or {}, total) if kind == "spectrum" else 0
+            self._check_cost(cost, client)
             self._make_room(client)
             job = JobFolder.create(self.root, kind, params, title, client)
             job.set_state("queued", 0, total)
-            self._enqueue(job.id, kind, client, address)
+            self._enqueue(job.id, kind, client, address, cost)
         return job.id
 
     def resume(self, job_id: str, client: str | None = None, address: str | None = None) -> str:
@@ -123,6 +175,19 @@ class JobManager:
         if token is None:
             raise ValueError(f"job {job.id} is not queued or running in this app; nothing to cancel")
         token.cancel()
+        if self._queue.remove(job.id):  # still waiting: cancelled at once, not when a worker reaches it
+            st = job.state()
+            job.set_state("cancelled", st.get("step", 0), st.get("total", 0), "cancelled before it started; resume to run it")
+            with self._idle:
+                self._live.pop(job.id, None)
+                self._owners.pop(job.id, None)
+                self._costs.pop(job.id, None)
+                self._snapshot = None
+                self._idle.notify_all()
+
+    def position(self, job_id: str) -> int | None:
+        """Jobs the worker takes before this queued one (0: it is next); None when it is not waiting."""
+        return self._queue.position(job_id)
 
     def _check_size(self, kind: str, total: int) -> None:
         if self.limits is None:
@@ -132,6 +197,20 @@ class JobManager:
             what = "steps" if kind == "erase" else "concepts"
             fix = "use fewer steps" if kind == "erase" else "set 'First N words', or a smaller vocabulary"
             raise QuotaError(f"this {kind} job has {total:,} {what}; the limit on this server is {cap:,}: {fix}")
+
+    def _check_cost(self, cost: int, client: str | None) -> None:
+        """A job's sampling, and a visitor's queued and running jobs' together, against the budgets."""
+        if self.limits is None or not cost:
+            return
+        cap = self.limits.max_job_image_steps
+        if cost > cap:
+            raise QuotaError(f"this spectrum would sample {in_words(cost)}; the limit on this server is {cap:,}: "
+                             "lower k, the sampler steps or 'First N words', or make it proxy-guided or proxy only")
+        with self._lock:
+            mine = sum(self._costs.get(j, 0) for j, (_, c, _) in self._owners.items() if c == client)
+        if client is not None and mine + cost > 2 * cap:
+            raise QuotaError(f"your queued and running jobs already sample {in_words(mine)}; with this one that is "
+                             f"more than {2 * cap:,}: wait for one to finish, or cancel one")
 
     def _check_quota(self, kind: str, client: str | None, address: str | None) -> None:
         """Jobs queued or running (all, per visitor, per address), jobs asked for in the last hour (per
@@ -224,13 +303,14 @@ class JobManager:
         return self.info(job_id)
 
     # ------------------------------------------------------------------ worker
-    def _enqueue(self, job_id: str, kind: str, client: str | None, address: str | None = None) -> None:
+    def _enqueue(self, job_id: str, kind: str, client: str | None, address: str | None = None, cost: int = 0) -> None:
         with self._lock:
             if job_id in self._live:
                 raise ValueError(f"job {job_id} is already queued or running")
-            self._live[job_id] = CancelToken()
+            self._live[job_id] = CancelToken(background=True)  # gives way to interactive sampling
             self._owners[job_id] = (kind, client, address)
-        self._queue.put(job_id)
+            self._costs[job_id] = cost
+        self._queue.put(job_id, client)
 
     def _work(self) -> None:
         while True:
@@ -241,6 +321,7 @@ class JobManager:
                 with self._idle:
                     self._live.pop(job_id, None)
                     self._owners.pop(job_id, None)
+                    self._costs.pop(job_id, None)
                     self._idle.notify_all()
 
     def _run(self, job_id: str) -> None:
@@ -269,7 +350,8 @@ class JobManager:
             job.set_state("failed", self._step(job), total, f"{type(e).__name__}: {e}", ran())
             (job.path / "error.txt").write_text(traceback.format_exc())
         else:
-            job.set_state("done", max(total, self._step(job)), total, "finished", ran())
+            done = max(total, self._step(job))  # a vocabulary known only when it runs may exceed the first count
+            job.set_state("done", done, done, "finished", ran())
 
     @staticmethod
     def _step(job: JobFolder) -> int:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .store import JobFolder
+from .store import JobFolder, find_job
 
 Report = Callable[[int, int, str], None]
 CHECKPOINTS_PER_JOB = 10
@@ -52,27 +52,46 @@ def spectrum_request(params: dict, root: Path):
 
 def check_spectrum(params: dict, root: Path) -> tuple[str, int]:
     """Validate a spectrum request; returns (title, number of concepts or 0 when only known later)."""
-    config, concepts = spectrum_request(params, root).check()  # a bad setting, word or vocabulary fails here
+    request = spectrum_request(params, root)
+    config, concepts = request.check()  # a bad setting, word or vocabulary fails here
+    if params.get("run"):
+        ran_on = find_job(root, params["run"]).record["params"]["model"]
+        if ran_on != request.model:
+            raise ValueError(f"job {params['run']} erased {ran_on!r}, not {request.model!r}: pick an erasure of "
+                             f"{request.model!r}, or choose {ran_on!r} as the model")
     what = f"job {params['run']}" if params.get("run") else "a quick ESD erasure"
     return f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}", len(concepts or [])
+
+
+def vocabulary_words(params: dict, total: int) -> int:
+    """The words of a spectrum's vocabulary among its `total` rows (the neutral concepts and the targets
+    are added to every spectrum): what the concept limit bounds."""
+    from sensitivity.vocab import NEUTRAL
+
+    return max(0, total - len(set(NEUTRAL) | set(params.get("targets") or ())))
 
 
 def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
     """Compute and save a spectrum; with no run given, erase the targets with ESD (fast) first (a
     resumed job keeps a finished quick erasure)."""
     import sensitivity
+    from sensitivity.request import is_quick_esd_step
 
     throttle = _Throttle(report)
-    sensitivity.run(spectrum_request(job.record["params"], job.path.parent), job.spectrum_path,
-                    progress=lambda done, total, msg: throttle(done, total, msg, force=done == total), cancel=cancel,
+
+    def progress(done: int, total: int, message: str) -> None:
+        if is_quick_esd_step(message):  # the erasure's steps are in the message; the job counts concepts
+            done, total = 0, 0
+        throttle(done, total, message, force=bool(total) and done == total)
+
+    sensitivity.run(spectrum_request(job.record["params"], job.path.parent), job.spectrum_path, progress=progress,
+                    cancel=cancel,
                     on_erasure=lambda: report(0, 0, "erasing with ESD (fast) first"), extra={"job": job.id},
                     erasure_dir=job.path / "erasure")
 
 
 def _erasure_run_of(root: Path, job_id: str) -> Path:
     """The finished erasure run of an erase job (a spectrum needs the erased weights)."""
-    from .store import find_job
-
     job = find_job(root, job_id)
     if job.kind != "erase":
         raise ValueError(f"job {job_id} is a {job.kind} job; choose a finished erase job")

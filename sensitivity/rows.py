@@ -208,10 +208,11 @@ def load_models(model: str, run, config: SpectrumConfig, device: str = "cpu", ca
     cache = SampleCache(pipeline_fingerprint(base), key, cache_root)
     return Models(base, erased_copy(base, run), scorer, cache)
 
-def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> list[dict]:
+def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig, cancel=None) -> list[dict]:
     """Rows for one chunk of concepts (one generation batch per model). A concept's k seeds may each have
     their own prompt (seed_prompts: a world colour drawn on several shapes); its D(c) is the mean over its
-    distinct prompts, its text direction their normalised mean."""
+    distinct prompts, its text direction their normalised mean. `cancel` (erasure.CancelToken) stops the
+    sampler at its next step (erasure.Cancelled)."""
     per_seed = [seed_prompts(c, config) for c in concepts]  # [n][k]
     own = [list(dict.fromkeys(p)) for p in per_seed]  # each concept's distinct prompts
     flat = list(dict.fromkeys(p for ps in own for p in ps))  # [u] the chunk's distinct prompts
@@ -230,8 +231,8 @@ def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig) -> l
     items = [(p, seed) for ps in per_seed for p, seed in zip(ps, config.seeds())]  # [n * k], concept-major
     feats_text = text[[at[p] for p, _ in items]]  # [n * k, d]: each image's own prompt
     k = config.k
-    before_scores, before_feats = _base_samples(models, items, feats_text, config)  # [n * k], [n * k, d]
-    after_scores, after_feats = _samples(models.erased, models.scorer, items, feats_text, config)
+    before_scores, before_feats = _base_samples(models, items, feats_text, config, cancel)  # [n * k], [n * k, d]
+    after_scores, after_feats = _samples(models.erased, models.scorer, items, feats_text, config, cancel)
     for i, row in enumerate(rows):
         s0, s1 = before_scores[i * k : (i + 1) * k], after_scores[i * k : (i + 1) * k]
         f0, f1 = before_feats[i * k : (i + 1) * k], after_feats[i * k : (i + 1) * k]
@@ -262,12 +263,13 @@ def mean_direction(directions: torch.Tensor, rows: list[int]) -> torch.Tensor:
     return torch.nn.functional.normalize(directions[rows].mean(0), dim=-1)
 
 
-def _samples(pipe, scorer: Scorer, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig):
+def _samples(pipe, scorer: Scorer, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig,
+             cancel=None):
     """Scores [N] and image features [N, d] of one sample per (prompt, seed) item; text [N, d] each
     item's prompt features."""
     with autocast(sampling_precision(pipe, config), execution_device(pipe)):
         images = generate(pipe, [p for p, _ in items], [seed for _, seed in items], config.sampler(),
-                          batch_size=config.batch)
+                          batch_size=config.batch, cancel=cancel)
     feats = scorer.image_features(images)  # [N, d]
     return scores_from_features(feats, text), feats
 
@@ -280,7 +282,8 @@ def sampling_precision(pipe, config: SpectrumConfig) -> str:
     return resolve_precision(config.precision, execution_device(pipe))
 
 
-def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig):
+def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tensor, config: SpectrumConfig,
+                  cancel=None):
     """The original model's samples of every (prompt, seed) item: from the cache where a prompt's seeds are
     all there, generated (and stored per prompt) otherwise; scores [N], features [N, d]."""
     groups: dict[str, list[int]] = {}  # prompt -> its items' positions
@@ -296,7 +299,8 @@ def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tens
         for j, i in enumerate(at):
             scores[i], feats[i] = found[0][j], found[1][j]
     if missing:
-        new_scores, new_feats = _samples(models.base, models.scorer, [items[i] for i in missing], text[missing], config)
+        new_scores, new_feats = _samples(models.base, models.scorer, [items[i] for i in missing], text[missing], config,
+                                         cancel)
         for j, i in enumerate(missing):
             scores[i], feats[i] = new_scores[j], new_feats[j]
         if models.cache:

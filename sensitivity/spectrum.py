@@ -38,14 +38,17 @@ def concept_list(config: SpectrumConfig, pipe=None) -> list[str]:
 
 def spectrum_rows(models: Models, concepts: list[str], config: SpectrumConfig, progress: Progress | None = None,
                   cancel=None) -> list[dict]:
-    """Rows for every concept, chunk by chunk; `cancel` (erasure.CancelToken) stops between chunks."""
+    """Rows for every concept, chunk by chunk; `cancel` (erasure.CancelToken) stops at the next sampler step."""
+    from erasure import Cancelled
+
     rows: list[dict] = []
     for start in range(0, len(concepts), config.chunk):
         if cancel is not None and cancel.cancelled:
-            from erasure import Cancelled
-
             raise Cancelled(f"spectrum cancelled after {len(rows)} of {len(concepts)} concepts")
-        rows += chunk_rows(models, concepts[start : start + config.chunk], config)
+        try:
+            rows += chunk_rows(models, concepts[start : start + config.chunk], config, cancel)
+        except Cancelled:
+            raise Cancelled(f"spectrum cancelled after {len(rows)} of {len(concepts)} concepts") from None
         if progress:
             progress(len(rows), len(concepts), rows[-1]["concept"])
     return rows

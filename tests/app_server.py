@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.cookiejar
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -48,3 +51,20 @@ class AppServer:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(30)
+
+
+class Visitor:
+    """A client with its own cookie jar (a browser), sending whatever headers it likes."""
+
+    def __init__(self, url: str, headers: dict | None = None):
+        self.url, self.headers = url, headers or {}
+        self.jar = http.cookiejar.CookieJar()
+        self.http = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def call(self, api: str, data: list, headers: dict | None = None) -> tuple[str, object]:
+        hdrs = {"Content-Type": "application/json", **self.headers, **(headers or {})}
+        req = urllib.request.Request(f"{self.url}gradio_api/call/{api}", json.dumps({"data": data}).encode(), hdrs)
+        event = json.loads(self.http.open(req, timeout=60).read())["event_id"]
+        text = self.http.open(urllib.request.Request(f"{self.url}gradio_api/call/{api}/{event}", headers=hdrs),
+                              timeout=120).read().decode()
+        return re.findall(r"^event: (\w+)", text, re.M)[-1], json.loads(text.rsplit("data:", 1)[1])

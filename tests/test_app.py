@@ -177,7 +177,8 @@ def test_killed_app_shows_the_job_interrupted_and_resume_finishes_it(tmp_path):
             _headline(o).split("step ")[1].split(" ")[0]) >= 12, 300)
         server.kill()
         server = AppServer(tmp_path / "jobs", port=server.port).start()
-        c = Client(server.url, verbose=False)
+        # the same visitor (its signed cookie; the secret survives the restart in the jobs folder)
+        c = Client(server.url, verbose=False, httpx_kwargs={"cookies": c.cookies})
         rows = {r[0]: r for r in c.predict(api_name="/job_list")["data"]}
         assert rows[job][2] == "interrupted"
         assert "interrupted" in c.predict(job, api_name="/erase_status")[0]

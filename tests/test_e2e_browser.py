@@ -313,3 +313,49 @@ def test_every_text_reads_in_light_and_dark_mode(browser_page):
             assert page.evaluate(LOW_CONTRAST, 4.5) == [], f"{mode} mode, {tab} tab"
         if mode == "dark":
             _shot(page, "jobs-dark", full_page=False)
+
+
+CRAFTED_HOST = "198.51.100.23"  # a documentation address nobody serves: any request to it means markup rendered
+
+
+@pytest.mark.slow
+def test_crafted_markup_in_a_job_renders_as_text(tmp_path):
+    """Titles, messages and concepts that a visitor's words reach are shown as text: a job (made on the
+    server, so past the input rules) titled with an image and a link, picked in the Jobs tab and opened,
+    makes the browser fetch nothing from the crafted host and shows the characters; a markup concept for a
+    non-embedded model is refused at the API."""
+    if CHROMIUM is None:
+        pytest.fail("no system Chromium") if os.environ.get("CI") else pytest.skip("no system Chromium")
+    from playwright.sync_api import sync_playwright
+
+    from jobs.store import JobFolder
+    from tests.app_server import Visitor
+
+    markup = f"<img src=http://{CRAFTED_HOST}/a.png> [x](http://{CRAFTED_HOST}/b) ![y](http://{CRAFTED_HOST}/c.png)"
+    job = JobFolder.create(tmp_path / "jobs", "erase", {"model": "sd-1.4", "method": "esd", "targets": [markup]},
+                           f"esd erases {markup} from sd-1.4 (1 steps)")
+    job.set_state("failed", 0, 1, f"message {markup}")
+    server = AppServer(tmp_path / "jobs").start()
+    try:
+        kind, out = Visitor(server.url).call("erase_start", ["sd-1.4", "esd", markup, "object", "fast", "xattn", 1,
+                                                             1e-5, 0])
+        assert kind == "error" and "is not a concept" in str(out), out
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            asked = []
+            page.on("request", lambda r: asked.append(r.url))
+            page.goto(server.url)
+            page.get_by_role("tab", name="Jobs").click()
+            page.wait_for_function(f"document.querySelector('#job-table').innerText.includes('{job.id}')",
+                                   timeout=60_000)
+            _choose(page, "jobs-pick", job.id)
+            page.locator("#jobs-open").click()
+            page.wait_for_selector("#erase-status:has-text('failed')", timeout=60_000)
+            status = page.locator("#erase-status").inner_text()
+            assert f"<img src=http://{CRAFTED_HOST}/a.png>" in status and "[x](" in status, status
+            assert page.locator(f"img[src*='{CRAFTED_HOST}'], a[href*='{CRAFTED_HOST}']").count() == 0
+            browser.close()
+        assert not [u for u in asked if CRAFTED_HOST in u], asked
+    finally:
+        server.kill()

@@ -34,15 +34,24 @@ HOSTILE = [None, "", " ", "\n", "a" * 10_000, "☃ 💥 \u202e‮ naïve", "\x00
            "embedded", "star", "unicorn", "cuda", "float8", "erase-20260101-000000-000", "spectrum-x", "esd,ap"]
 
 
-def _call(url: str, api: str, data) -> tuple[str, object]:
+# Identity forms a hostile visitor sends: forged proxy headers and cookies (none may name another visitor)
+HEADERS = [{}, {"X-Forwarded-For": "127.0.0.1"}, {"X-Forwarded-For": "1.2.3.4, 127.0.0.1"},
+           {"X-Forwarded-For": "<script>, ../../etc"}, {"X-Forwarded-For": "a" * 5000},
+           {"Cookie": "cse_visitor=" + "0" * 32 + "." + "0" * 32}, {"Cookie": "cse_visitor=forged"},
+           {"Cookie": "cse_visitor=; cse_visitor=x.y; =;;"}, {"Cookie": "cse_visitor=\x00\x7f\xe9"}]
+
+
+def _call(url: str, api: str, data, headers: dict | None = None) -> tuple[str, object]:
     """One raw call of a named endpoint: ('complete' | 'error', payload). Raises on a hang."""
     body = json.dumps({"data": data}).encode()  # NaN/inf go over the wire as JSON extensions, as any client may send
-    req = urllib.request.Request(f"{url}gradio_api/call/{api}", body, {"Content-Type": "application/json"})
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(f"{url}gradio_api/call/{api}", body, hdrs)
     try:
         event = json.loads(urllib.request.urlopen(req, timeout=CALL_TIMEOUT_S).read())["event_id"]
     except urllib.error.HTTPError as e:  # refused before queueing (e.g. a body FastAPI cannot parse)
         return "http", e.read().decode(errors="replace")
-    text = urllib.request.urlopen(f"{url}gradio_api/call/{api}/{event}", timeout=CALL_TIMEOUT_S).read().decode()
+    text = urllib.request.urlopen(urllib.request.Request(f"{url}gradio_api/call/{api}/{event}", headers=hdrs),
+                                  timeout=CALL_TIMEOUT_S).read().decode()
     kind = re.findall(r"^event: (\w+)", text, re.M)[-1]
     payload = json.loads(text.rsplit("data:", 1)[1])
     return kind, payload
@@ -141,7 +150,7 @@ def test_fuzz_every_endpoint(fuzzed):
                 data[rng.randrange(len(data))] = rng.choice(HOSTILE)
         elif rng.random() < 0.5:  # a wrong number of values
             data = data[: rng.randrange(len(data) + 1)] if data else [rng.choice(HOSTILE)]
-        kind, payload = _call(server.url, api, data)
+        kind, payload = _call(server.url, api, data, rng.choice(HEADERS))
         seen[kind] += 1
         where = f"call {i}: {api}{data!r:.300}"
         assert server.proc.poll() is None, f"the app died at {where}"

@@ -2,16 +2,13 @@
 cookie the server signed, never a header; a job is changed only by its owner and seen by its owner or
 whoever holds its (unguessable) id; quotas hold per visitor and per address however the headers lie."""
 
-import http.cookiejar
 import json
 import re
-import urllib.error
-import urllib.request
 
 import pytest
 
 from jobs import JobManager, Limits, QuotaError
-from tests.app_server import AppServer
+from tests.app_server import AppServer, Visitor
 from ui import visitors
 
 ESD = {"model": "embedded", "method": "esd", "targets": ["star"], "presets": "object,fast"}
@@ -111,23 +108,6 @@ def test_job_folders_are_capped_and_the_oldest_finished_expire(tmp_path):
 
 
 # ---------------------------------------------------------------------------- over HTTP, two browsers
-class Visitor:
-    """A client with its own cookie jar (a browser), sending whatever headers it likes."""
-
-    def __init__(self, url: str, headers: dict | None = None):
-        self.url, self.headers = url, headers or {}
-        self.jar = http.cookiejar.CookieJar()
-        self.http = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
-
-    def call(self, api: str, data: list, headers: dict | None = None) -> tuple[str, object]:
-        hdrs = {"Content-Type": "application/json", **self.headers, **(headers or {})}
-        req = urllib.request.Request(f"{self.url}gradio_api/call/{api}", json.dumps({"data": data}).encode(), hdrs)
-        event = json.loads(self.http.open(req, timeout=60).read())["event_id"]
-        text = self.http.open(urllib.request.Request(f"{self.url}gradio_api/call/{api}/{event}", headers=hdrs),
-                              timeout=120).read().decode()
-        return re.findall(r"^event: (\w+)", text, re.M)[-1], json.loads(text.rsplit("data:", 1)[1])
-
-
 FORGED = ["{a}", "{a}, 1.2.3.4", "1.2.3.4, {a}", "{a},{a}", " {a} "]
 
 
@@ -172,3 +152,49 @@ def test_rotating_headers_and_cookies_does_not_beat_the_quota(served):
         if kind == "error":
             assert "limit per address" in json.dumps(out) or "already queued" in json.dumps(out), out
     assert accepted <= 4  # twice the per-visitor limit of 2, for the one address they all come from
+
+
+def test_a_spectrum_that_would_take_hours_is_refused_with_its_cost(tmp_path):
+    limits = Limits(max_job_image_steps=10_000, max_concepts=5000)
+    manager = JobManager(tmp_path / "jobs", workers=0, limits=limits)
+    big = {"model": "embedded", "targets": ["star"], "config": {"vocab": "world", "k": 16, "steps": 100}}
+    with pytest.raises(QuotaError, match=r"would sample 86,400 image-steps .* lower k"):
+        manager.submit("spectrum", big, "v-a")  # 27 concepts x 16 x 100 x 2 models
+    small = {"model": "embedded", "targets": ["star"], "config": {"vocab": "world", "k": 2, "steps": 25}}
+    manager.submit("spectrum", small, "v-a")  # 2,700
+    manager.submit("spectrum", {**small, "config": {**small["config"], "proxy_only": True}}, "v-a")  # costs nothing
+    assert len(manager.jobs()) == 2
+
+
+def test_jobs_of_different_visitors_take_turns_and_a_queued_cancel_is_at_once(tmp_path):
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    request = {**ESD, "overrides": {"steps": 2}}
+    a1, a2, a3 = (manager.submit("erase", request, "v-a") for _ in range(3))
+    b1 = manager.submit("erase", request, "v-b")
+    assert manager.position(a1) == 0 and manager.position(b1) == 1 and manager.position(a3) == 3
+    manager.cancel(a2, "v-a")
+    assert manager.info(a2).state == "cancelled" and manager.position(a2) is None and manager.position(a3) == 2
+    manager.delete(a2, "v-a")  # no longer live: it can go at once
+
+
+def test_the_sampling_budget_refills_and_lets_one_large_request_through(monkeypatch):
+    from types import SimpleNamespace
+
+    from ui import state
+
+    clock = [1000.0]
+    monkeypatch.setattr(state.time, "monotonic", lambda: clock[0])
+    budget = state.StepBudget(600)  # 10 image-steps a second
+    alice = SimpleNamespace(headers={}, client=SimpleNamespace(host="192.0.2.1"))
+    budget.spend(alice, 500)
+    with pytest.raises(QuotaError, match="try again in 40 s"):
+        budget.spend(alice, 500)  # 100 left, 500 needed: 40 s of refill
+    clock[0] += 40
+    budget.spend(alice, 500)
+    clock[0] += 60  # full again
+    budget.spend(alice, 5000)  # larger than the bucket: runs on a full one ...
+    with pytest.raises(QuotaError, match="try again in 440 s"):
+        budget.spend(alice, 1)  # ... and leaves it 4,400 below zero: 440 s of refill
+    bob = SimpleNamespace(headers={}, client=SimpleNamespace(host="192.0.2.2"))
+    with pytest.raises(QuotaError):
+        budget.spend(bob, 1)  # outside the app (no cookie middleware) every caller is one anonymous visitor

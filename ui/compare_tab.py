@@ -43,7 +43,8 @@ def compare_grids(model: str, prompts: str, first_seed: float, n_seeds: float, r
         label = state.run_label(job_id, request)
         runs[label if label not in runs else f"{label} ({job_id})"] = str(state.done_run(job_id, request))
         erased += state.erase_job(job_id, request).record["params"]["targets"]
-    with state.cancellable(request) as token:
+    state.BUDGET.spend(request, images * settings.steps)
+    with state.cancellable(request, background=True) as token:
         result = compare(state.pipeline(model, device, dtype), runs, lines, seeds, erased, settings,
                          detector=NudityDetector(), reveal=reveal, cancel=token,
                          progress=lambda done, total: progress(done / total, desc="sampling"))

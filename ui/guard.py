@@ -22,7 +22,7 @@ import gradio as gr
 from gradio.exceptions import InvalidPathError
 
 from backends import ModelUnavailableError
-from erasure import Cancelled
+from backends.cancel import Cancelled
 
 log = logging.getLogger("cse.app")
 USER_ERRORS = (ValueError, KeyError, FileNotFoundError, FileExistsError, PermissionError, ModelUnavailableError,

@@ -6,6 +6,7 @@ import gradio as gr
 import numpy as np
 
 from backends import DTYPES, EMBEDDED, generate, grid
+from backends.cancel import fork
 from backends.vocab import unknown_prompt_words, world_words
 
 from . import inputs, state
@@ -15,14 +16,16 @@ from .helptext import SETTING
 
 
 @user_errors
-def load_model(model: str, device: str, dtype: str, progress=gr.Progress()) -> str:  # noqa: B008 (Gradio's form)
+def load_model(model: str, device: str, dtype: str, request: gr.Request = None,
+               progress=gr.Progress()) -> str:  # noqa: B008 (Gradio's form)
     """API `load_model`: load (or reuse) a pipeline and describe it."""
     from backends.families import denoiser
     from backends.generate import native_size
 
     model = state.model_name(model)
     progress(0, desc=f"loading {model}")  # one step: the loaders report no finer progress
-    pipe = state.pipeline(model, device, dtype)
+    with state.interactive(request), state.TURNS.turn():
+        pipe = state.pipeline(model, device, dtype)
     net = denoiser(pipe)
     n = sum(p.numel() for p in net.parameters())
     size = native_size(pipe)
@@ -50,10 +53,22 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
     if unknown:  # drawn anyway (the user may want to see it), but said once, plainly
         gr.Warning(f"the embedded model never saw {', '.join(map(repr, unknown[:5]))} in training, so those words "
                    "add noise, not content; click its words under the prompt to use them", duration=8)
-    with state.cancellable(request) as token:
-        images = generate(state.pipeline(model, device, dtype), [prompt] * len(seeds), seeds, settings, cancel=token,
-                          progress=lambda done, total: progress(done / total, desc="sampling"))
-    return state.enlarge(grid(images, min(len(seeds), 4)))
+    state.BUDGET.spend(request, n * settings.steps)
+    # CHUNK_IMAGES per call on a fork of the pipeline, passing the turn at every step: another visitor's
+    # Generate waits about one step of this one at a time (each seed has its own z_T: the same images)
+    chunk = state.CHUNK_IMAGES
+    parts = []
+    with state.interactive(request), state.cancellable(request) as token:
+        for i in range(0, n, chunk):
+            part = seeds[i : i + chunk]
+
+            def report(done, total, i=i, part=part):  # this chunk's share of the whole Generate
+                progress((i + len(part) * done / total) / n, desc="sampling")
+
+            with state.TURNS.turn():
+                pipe = fork(state.pipeline(model, device, dtype))
+                parts.append(generate(pipe, [prompt] * len(part), part, settings, cancel=token, progress=report))
+    return state.enlarge(grid(np.concatenate(parts), min(len(seeds), 4)))
 
 
 def add_word(prompt: str, sample: list) -> str:
@@ -98,9 +113,12 @@ def build(model) -> tuple:
             with gr.Column(scale=2):
                 out = gr.Image(label="Images (same seeds give the same images)", type="numpy", format="png",
                                elem_id="generate-images")
-        load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive")
+        # several requests at once, so one visitor's long Generate never keeps another's out of the handler;
+        # there they take turns chunk by chunk (state.TURNS), one in flight per visitor (state.interactive)
+        load.click(load_model, [model, device, dtype], info, api_name="load_model", concurrency_id="interactive",
+                   concurrency_limit=state.INTERACTIVE_SLOTS)
         run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
-                  concurrency_id="interactive")
+                  concurrency_id="interactive", concurrency_limit=state.INTERACTIVE_SLOTS)
         model.change(lambda m: gr.Dataset(visible=m == EMBEDDED), model, words, api_visibility="private")
         words.click(add_word, [prompt, words], prompt, api_visibility="private", show_progress="hidden")
         stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)

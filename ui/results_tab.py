@@ -104,7 +104,8 @@ def _compare(job_id: str, prompts: list[str], n_seeds: int, device: str, dtype: 
 
     run, job = state.done_run(job_id, request), state.erase_job(job_id, request)
     model = job.record["params"]["model"]
-    with state.cancellable(request) as token:
+    state.BUDGET.spend(request, 2 * len(prompts) * n_seeds * GRID_STEPS)  # base and erased
+    with state.cancellable(request, background=True) as token:
         result = compare(state.pipeline(model, device, dtype), {state.run_label(job.id): str(run)}, prompts,
                          list(range(n_seeds)), job.record["params"]["targets"],
                          state.sampler(GRID_STEPS, 5.0), detector=NudityDetector(), cancel=token,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -16,9 +18,9 @@ import numpy as np
 import torch
 
 from backends import PRESETS, SamplerSettings, check_device
+from backends.cancel import PRIORITY, CancelToken, FairTurns
 from backends.pipeline_cache import PipelineCache
-from erasure import CancelToken
-from jobs import JobManager, Limits
+from jobs import JobManager, Limits, QuotaError
 from jobs.store import JobFolder
 
 from . import inputs, visitors
@@ -78,14 +80,78 @@ def session(request: gr.Request | None) -> str:
 
 
 @contextlib.contextmanager
-def cancellable(request: gr.Request | None):
-    """A cancel token for one generate/compare of this browser session, which `cancel_sampling` sets."""
-    key, token = session(request), CancelToken()
+def cancellable(request: gr.Request | None, background: bool = False):
+    """A cancel token for one generate/compare of this browser session, which `cancel_sampling` sets;
+    `background` (Compare, the Results grid): it also gives way to visitors' Generate and Load; otherwise
+    (Generate) it passes TURNS to a waiting visitor at each sampler step."""
+    key = session(request)
+    token = CancelToken(background=True) if background else CancelToken(turns=TURNS)
     _sampling.setdefault(key, set()).add(token)
     try:
         yield token
     finally:
         _sampling[key].discard(token)
+
+
+TURNS = FairTurns()  # Load and Generate of every visitor take turns on the one pipeline, step by step
+INTERACTIVE_SLOTS = 8  # Load/Generate requests in their handlers at once (they take turns there)
+CHUNK_IMAGES = 2  # a Generate samples this many images per call: a step costs about what another visitor's does
+_in_flight: dict[str, int] = {}  # visitor or address key -> its Load/Generate requests under way
+_in_flight_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def interactive(request: gr.Request | None):
+    """One Load or Generate in flight per visitor (two per address), refused at once beyond; while it runs,
+    background work (jobs, Compare) gives way at its next step (backends.cancel.PRIORITY)."""
+    visitor, address = who(request)
+    with _in_flight_lock:
+        if visitor is not None and _in_flight.get(visitor, 0) >= 1:
+            raise QuotaError("you already have a Load or Generate under way; wait for it, or press Stop")
+        if address is not None and _in_flight.get(address, 0) >= 2:
+            raise QuotaError("your network address already has 2 Loads or Generates under way; wait for one")
+        for key in (visitor, address):
+            if key is not None:
+                _in_flight[key] = _in_flight.get(key, 0) + 1
+    try:
+        with PRIORITY.interactive():
+            yield
+    finally:
+        with _in_flight_lock:
+            for key in (visitor, address):
+                if key is not None:
+                    _in_flight[key] -= 1
+
+
+class StepBudget:
+    """A token bucket of image-steps (images x sampler steps) per visitor and per address: `per_minute`
+    refill, the same as its size; a request that would overdraw it is refused with the wait."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._level: dict[str, tuple[float, float]] = {}  # key -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def spend(self, request, cost: int) -> None:
+        """Take `cost` from the visitor's and the address's buckets. A request larger than a bucket still
+        runs when the bucket is full; the bucket then goes below zero and refills before the next one."""
+        keys = [k for k in who(request) if k is not None]
+        now = time.monotonic()
+        with self._lock:
+            levels = {k: min(self.per_minute, tokens + (now - at) * self.per_minute / 60)
+                      for k in keys for tokens, at in [self._level.get(k, (self.per_minute, now))]}
+            need = min(cost, self.per_minute)  # a request larger than the bucket needs it full
+            lowest = min(levels.values(), default=need)
+            if lowest < need:
+                wait = 60 * (need - lowest) / self.per_minute
+                raise QuotaError(f"you sampled more than your budget of {self.per_minute:,} image-steps (images x "
+                                 f"sampler steps) per minute; this asks for {cost:,}: try again in {wait:.0f} s, or ask "
+                                 "for fewer images or steps")
+            for k, v in levels.items():
+                self._level[k] = (v - cost, now)
+
+
+BUDGET = StepBudget(LIMITS.max_image_steps_per_minute)
 
 
 def cancel_session(request: gr.Request | None) -> int:

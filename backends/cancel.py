@@ -1,0 +1,122 @@
+"""Cancellation and turn-taking for every long loop of every layer (docs/design.md §1: the bottom floor).
+
+A loop (an erasure's steps, a sampler's steps) calls `token.checkpoint()` at each step: it raises
+Cancelled once the token is cancelled, and a *background* token (jobs, Compare) also waits there while a
+visitor's interactive sampling (Generate, Load) runs, so a page that waits on a 1-image Generate is not
+slowed by the heavy work of others (README, "On a shared machine"). `FairTurns` makes interactive requests
+of different visitors take turns step by step, each on its own fork of the pipeline (`fork`).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import threading
+import time
+
+
+class Cancelled(RuntimeError):
+    """Raised when work was cancelled; an erasure's run folder holds a checkpoint to resume from."""
+
+
+class Priority:
+    """How many interactive samplings are under way; background work waits at its safe points while any is
+    (at most `max_wait_s` at a time: a stream of them slows background work to a step per max_wait_s, never
+    stops it)."""
+
+    def __init__(self, max_wait_s: float = 2.0):
+        self.max_wait_s = max_wait_s
+        self._active = 0
+        self._cond = threading.Condition()
+
+    @contextlib.contextmanager
+    def interactive(self):
+        with self._cond:
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+
+    def yield_to_interactive(self) -> float:
+        """Wait while interactive sampling runs; the seconds waited."""
+        t0 = time.monotonic()
+        with self._cond:
+            self._cond.wait_for(lambda: self._active == 0, timeout=self.max_wait_s)
+        return time.monotonic() - t0
+
+
+PRIORITY = Priority()  # one per process: the app's interactive and background work share the machine
+
+
+class CancelToken:
+    """Thread-safe cancel flag: the app's worker or a Stop button sets it, the loop polls it each step.
+    `background`: the loop also gives way to interactive sampling at each step (PRIORITY)."""
+
+    def __init__(self, background: bool = False, turns: FairTurns | None = None) -> None:
+        self._flag = threading.Event()
+        self.background = background
+        self.turns = turns  # interactive sampling: pass the turn to a waiting visitor at each step
+
+    def cancel(self) -> None:
+        self._flag.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._flag.is_set()
+
+    def give_way(self) -> None:
+        """A loop's safe point, before it checks `cancelled`: a background token waits for interactive sampling."""
+        if self.background:
+            PRIORITY.yield_to_interactive()
+        if self.turns is not None:
+            self.turns.pass_turn()
+
+
+class FairTurns:
+    """A lock taken in turns: whoever asked first goes next, and a holder that asks again after its chunk
+    queues behind everyone already waiting, so two visitors' long requests alternate chunk by chunk."""
+
+    def __init__(self):
+        self._line: collections.deque[object] = collections.deque()
+        self._busy = False
+        self._cond = threading.Condition()
+
+    def _wait_turn(self) -> None:  # with self._cond held
+        me = object()
+        self._line.append(me)
+        self._cond.notify_all()
+        self._cond.wait_for(lambda: not self._busy and self._line[0] is me)
+        self._line.popleft()
+        self._busy = True
+
+    @contextlib.contextmanager
+    def turn(self):
+        with self._cond:
+            self._wait_turn()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
+
+    def pass_turn(self) -> None:
+        """From inside a turn (a sampler step done): let whoever waits go first, then continue."""
+        with self._cond:
+            if self._line:
+                self._busy = False
+                self._wait_turn()
+
+
+def fork(pipe):
+    """A pipeline that shares `pipe`'s models but has its own scheduler and call state, so two samplings can
+    take turns step by step on one set of weights (a diffusers pipeline keeps its timesteps and per-call
+    settings on itself and its scheduler)."""
+    import copy
+
+    forked = copy.copy(pipe)
+    forked.scheduler = copy.deepcopy(pipe.scheduler)
+    return forked

@@ -1,0 +1,22 @@
+"""What a job will cost before it is queued, in image-steps (one image through one sampler step), the
+unit of the app's sampling budget (ui.state.StepBudget): a spectrum samples every concept it scores k
+times with both models; its quick ESD erasure and its D(c) forwards are small beside that and not counted.
+An erasure's cost is bounded by its step limit (CSE_MAX_ERASE_STEPS) instead."""
+
+from __future__ import annotations
+
+
+def spectrum_image_steps(config: dict, concepts: int) -> int:
+    """Images x sampler steps of a spectrum job: `concepts` rows (every one sampled, or the proxy-guided
+    share), k seeds each, two models (original and erased)."""
+    if config.get("proxy_only"):
+        return 0
+    sampled = concepts
+    if config.get("delta_top"):  # the guided split: the top by D(c), by text, at random, near, plus the targets
+        picked = sum(int(config.get(k) or 0) for k in ("delta_top", "delta_text", "delta_random", "delta_near"))
+        sampled = min(concepts, picked + 3)
+    return sampled * int(config.get("k", 8)) * int(config.get("steps", 25)) * 2
+
+
+def in_words(image_steps: int) -> str:
+    return f"{image_steps:,} image-steps (images x sampler steps)"

@@ -1,0 +1,104 @@
+"""EmojiWorld: the concept catalogue (names people use, groups, only glyphs the font draws) and the
+renderer (deterministic, every style and background a visible change), as shapesworld's tests do for it."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from emojiworld import catalogue
+from emojiworld.captions import prompt, sample_caption
+from emojiworld.glyphs import FONT_PATH, FontMissing, GlyphFont
+from emojiworld.subsets import chosen
+from emojiworld.world import BACKGROUNDS, STYLES, Scene, by_name, concepts, render, sample_scene
+
+HAVE_FONT = FONT_PATH.is_file()
+needs_font = pytest.mark.skipif(not HAVE_FONT and not os.environ.get("CI"),
+                                reason="the emoji font is missing: apt-get install fonts-noto-color-emoji")
+
+
+def test_the_catalogue_names_real_concepts_in_groups():
+    cs = concepts()
+    names = [c.name for c in cs]
+    assert len(cs) >= 1000 and len(set(names)) == len(names)
+    assert all(n == n.lower() and n.isascii() and n.strip() == n and "  " not in n for n in names)
+    assert {c.group for c in cs} == set(catalogue.GROUPS)
+    expect = {"cat face": "animal", "dog face": "animal", "tiger face": "animal", "pizza": "food",
+              "hamburger": "food", "bus": "vehicle", "police car": "vehicle", "automobile": "vehicle",
+              "castle": "building", "house": "building", "red apple": "food", "grinning face": "face"}
+    assert {n: by_name()[n].group for n in expect} == expect
+    assert not any(n.endswith("o'clock") or n.startswith("flag:") or "keycap" in n for n in names)
+
+
+def test_subgroups_map_to_one_group_or_are_left_out_on_purpose():
+    assert catalogue.group_of("animal-mammal") == "animal" and catalogue.group_of("face-smiling") == "face"
+    assert catalogue.group_of("country-flag") is None
+    with pytest.raises(ValueError, match="add it to GROUPS or SKIP_SUBGROUPS"):
+        catalogue.group_of("a-new-subgroup")
+    assert catalogue.plain_name("Woman\u2019s Hat") == "woman's hat" and catalogue.plain_name("pi\u00f1ata") == "pinata"
+
+
+@needs_font
+@pytest.mark.skipif(not catalogue.EMOJI_TEST.is_file() and not os.environ.get("CI"),
+                    reason="emoji-test.txt is missing: apt-get install unicode-data")
+def test_the_committed_catalogue_is_what_the_sources_give():
+    committed = json.loads(catalogue.CONCEPTS.read_text())
+    assert catalogue.build(FONT_PATH) == committed  # the font and Unicode data it records, rebuilt
+
+
+@needs_font
+def test_rendering_is_deterministic_and_every_axis_shows():
+    rng = np.random.default_rng(0)
+    scene = sample_scene(rng, ("cat face", "pizza"))
+    a, b = np.asarray(render(scene)), np.asarray(render(scene))
+    assert a.shape == (32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    base = Scene("cat face", "plain", "colour")
+    img = lambda **kw: np.asarray(render(Scene(**{**base.to_dict(), **kw}))).astype(int)  # noqa: E731
+    ref = img()
+    for style in STYLES[1:]:
+        assert np.abs(img(style=style) - ref).mean() > 5, style
+    for bg in BACKGROUNDS[1:]:
+        assert np.abs(img(background=bg) - ref).mean() > 3, bg
+    assert np.abs(img(concept="dog face") - ref).mean() > 5
+    gray = img(style="grayscale")
+    assert np.abs(gray[..., 0] - gray[..., 1]).max() <= 1  # grayscale really has no colour
+
+
+def test_a_missing_font_says_how_to_install_it(tmp_path):
+    with pytest.raises(FontMissing, match="apt-get install fonts-noto-color-emoji"):
+        GlyphFont(tmp_path / "none.ttf")
+
+
+@needs_font
+def test_the_font_draws_every_concept_and_not_a_missing_code_point():
+    font = GlyphFont()
+    assert font.has("\U0001F431") and not font.has("\U000E0FFF")  # cat face; an unassigned code point
+
+
+def test_captions_name_only_what_the_scene_shows():
+    assert prompt("cat face") == "a cat face" and prompt("automobile") == "an automobile"
+    assert prompt("cat face", "sketch", "striped") == "a sketched cat face on a striped background"
+    rng = np.random.default_rng(0)
+    scene = Scene("pizza", "checkered", "pixelated")
+    caps = {sample_caption(scene, rng) for _ in range(200)}
+    assert all("pizza" in c for c in caps)
+    assert any("pixelated" in c for c in caps) and any("checkered" in c for c in caps)
+    assert not any(w in c for c in caps for w in ("sketched", "striped", "grayscale", "inverted"))
+
+
+def test_a_subset_is_deterministic_and_spread_over_groups():
+    a, b = chosen(100), chosen(100)
+    assert a == b and len(a) == 100 and len(set(a)) == 100
+    groups = {by_name()[n].group for n in a}
+    assert groups == set(catalogue.GROUPS)
+    assert chosen(0) == tuple(c.name for c in concepts()) and chosen(100, seed=1) != a
+
+
+@pytest.mark.skipif(shutil.which("fc-list") is None, reason="no fontconfig")
+def test_glyph_font_records_what_identifies_the_artwork():
+    if not HAVE_FONT:
+        pytest.skip("no emoji font")
+    record = GlyphFont().record()
+    assert record["family"].startswith("Noto Color Emoji") and len(record["sha256"]) == 64
