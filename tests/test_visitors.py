@@ -193,8 +193,8 @@ def test_the_sampling_budget_refills_and_lets_one_large_request_through(monkeypa
     budget.spend(alice, 500)
     clock[0] += 60  # full again
     budget.spend(alice, 5000)  # larger than the bucket: runs on a full one ...
-    with pytest.raises(QuotaError, match="try again in 440 s"):
-        budget.spend(alice, 1)  # ... and leaves it 4,400 below zero: 440 s of refill
+    with pytest.raises(QuotaError, match="try again in 441 s"):
+        budget.spend(alice, 1)  # ... and leaves it 4,400 below zero: 440.1 s of refill, shown rounded up
     bob = SimpleNamespace(headers={}, client=SimpleNamespace(host="192.0.2.2"))
     with pytest.raises(QuotaError):
         budget.spend(bob, 1)  # outside the app (no cookie middleware) every caller is one anonymous visitor

@@ -8,6 +8,7 @@ patching this module. Environment variables: CSE_JOBS_DIR, CSE_MODEL_DIRS, CSE_D
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
@@ -124,8 +125,9 @@ def interactive(request: gr.Request | None):
 
 
 class StepBudget:
-    """A token bucket of image-steps (images x sampler steps) per visitor and per address: `per_minute`
-    refill, the same as its size; a request that would overdraw it is refused with the wait."""
+    """A token bucket of image-steps (images x sampler steps) per visitor (`per_minute` big, refilled at
+    `per_minute` a minute) and per network address (twice that); a request that would overdraw either is
+    refused with the wait."""
 
     def __init__(self, per_minute: int):
         self.per_minute = per_minute
@@ -135,18 +137,19 @@ class StepBudget:
     def spend(self, request, cost: int) -> None:
         """Take `cost` from the visitor's and the address's buckets. A request larger than a bucket still
         runs when the bucket is full; the bucket then goes below zero and refills before the next one."""
-        keys = [k for k in who(request) if k is not None]
+        visitor, address = who(request)
+        sizes = {k: size for k, size in ((visitor, self.per_minute), (address, 2 * self.per_minute)) if k is not None}
         now = time.monotonic()
         with self._lock:
-            levels = {k: min(self.per_minute, tokens + (now - at) * self.per_minute / 60)
-                      for k in keys for tokens, at in [self._level.get(k, (self.per_minute, now))]}
-            need = min(cost, self.per_minute)  # a request larger than the bucket needs it full
-            lowest = min(levels.values(), default=need)
-            if lowest < need:
-                wait = 60 * (need - lowest) / self.per_minute
-                raise QuotaError(f"you sampled more than your budget of {self.per_minute:,} image-steps (images x "
-                                 f"sampler steps) per minute; this asks for {cost:,}: try again in {wait:.0f} s, or ask "
-                                 "for fewer images or steps")
+            levels = {k: min(size, tokens + (now - at) * size / 60)
+                      for k, size in sizes.items() for tokens, at in [self._level.get(k, (size, now))]}
+            for k, size in sizes.items():
+                need = min(cost, size)  # a request larger than the bucket needs it full
+                if levels[k] < need:
+                    wait = math.ceil(60 * (need - levels[k]) / size)
+                    raise QuotaError(f"you sampled more than your budget of {self.per_minute:,} image-steps (images x "
+                                     f"sampler steps) per minute; this asks for {cost:,}: try again in {wait} s, "
+                                     "or ask for fewer images or steps")
             for k, v in levels.items():
                 self._level[k] = (v - cost, now)
 
