@@ -232,7 +232,7 @@ def _cli(main, argv, capsys) -> tuple[int, str]:
     (["--device", "tpu"], "error: unknown device 'tpu'; use cpu, cuda or cuda:N"),
     (["--model", "{tmp}"], "is not a diffusers pipeline folder"),
     (["--target", "unicorn"], "error: the embedded model does not know 'unicorn'"),
-    (["--set", "targets=x"], "error: targets cannot be set as a setting; pass it as the request's own field (the CLI's --target)"),
+    (["--set", "targets=x"], "error: targets cannot be set as a setting; pass it as the request's own field (the CLI's"),
     (["--set", "model=sd-1.4"], "error: model cannot be set as a setting"),
     (["--target", ",,,", "--force"], "error: targets must be concepts with letters or digits"),
 ])
