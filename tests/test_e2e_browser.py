@@ -105,7 +105,7 @@ def _choose_option(page, elem_id: str, label_start: str) -> None:
 def _job_id(page, elem_id: str) -> str:
     """The job id a picker shows (its label is "<what the job is> · <id>")."""
     text = page.locator(f"#{elem_id} input").input_value()
-    found = re.search(r"(erase|spectrum)-\d{8}-\d{6}-\d{3}", text)
+    found = re.search(r"(erase|spectrum)-\d{8}-\d{6}-\d{3}(-[0-9a-f]{16})?", text)
     return found.group(0) if found else text
 
 
