@@ -352,7 +352,7 @@ def test_crafted_markup_in_a_job_renders_as_text(tmp_path):
             _choose(page, "jobs-pick", job.id)
             page.locator("#jobs-open").click()
             page.wait_for_selector("#erase-status:has-text('failed')", timeout=60_000)
-            status = page.locator("#erase-status").inner_text()
+            status = page.locator("#erase-status").inner_text().replace("\u200b", "")  # md_text's link breaker
             assert f"<img src=http://{CRAFTED_HOST}/a.png>" in status and "[x](" in status, status
             assert page.locator(f"img[src*='{CRAFTED_HOST}'], a[href*='{CRAFTED_HOST}']").count() == 0
             browser.close()

@@ -68,10 +68,15 @@ def message_error(text: str, where: str) -> gr.Error:
 _MARKDOWN = re.compile(r"([\\`*_\[\]()!#|~>])")
 
 
+_AUTOLINK = re.compile(r"(?i)(://|www\.)")
+
+
 def md_text(text: str) -> str:
     """A user-supplied string (a concept, a job title, a file name) made safe to put in Markdown: shown as
-    the same characters, never as a link, image, emphasis or HTML."""
-    return _MARKDOWN.sub(r"\\\1", html.escape(scrub(str(text)), quote=False))
+    the same characters, never as a link, image, emphasis or HTML (a zero-width space after "://" and
+    "www" keeps Markdown from turning a bare address into a link)."""
+    text = _MARKDOWN.sub(r"\\\1", html.escape(scrub(str(text)), quote=False))
+    return _AUTOLINK.sub(lambda m: m.group(1)[0] + "\u200b" + m.group(1)[1:], text)
 
 
 def handler(fn):
