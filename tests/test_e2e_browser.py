@@ -319,15 +319,11 @@ CRAFTED_HOST = "198.51.100.23"  # a documentation address nobody serves: any req
 
 
 @pytest.mark.slow
-def test_crafted_markup_in_a_job_renders_as_text(tmp_path):
+def test_crafted_markup_in_a_job_renders_as_text(browser_page, tmp_path):
     """Titles, messages and concepts that a visitor's words reach are shown as text: a job (made on the
     server, so past the input rules) titled with an image and a link, picked in the Jobs tab and opened,
     makes the browser fetch nothing from the crafted host and shows the characters; a markup concept for a
     non-embedded model is refused at the API."""
-    if CHROMIUM is None:
-        pytest.fail("no system Chromium") if os.environ.get("CI") else pytest.skip("no system Chromium")
-    from playwright.sync_api import sync_playwright
-
     from jobs.store import JobFolder
     from tests.app_server import Visitor
 
@@ -340,22 +336,21 @@ def test_crafted_markup_in_a_job_renders_as_text(tmp_path):
         kind, out = Visitor(server.url).call("erase_start", ["sd-1.4", "esd", markup, "object", "fast", "xattn", 1,
                                                              1e-5, 0])
         assert kind == "error" and "is not a concept" in str(out), out
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            asked = []
-            page.on("request", lambda r: asked.append(r.url))
-            page.goto(server.url)
-            page.get_by_role("tab", name="Jobs").click()
-            page.wait_for_function(f"document.querySelector('#job-table').innerText.includes('{job.id}')",
-                                   timeout=60_000)
-            _choose(page, "jobs-pick", job.id)
-            page.locator("#jobs-open").click()
-            page.wait_for_selector("#erase-status:has-text('failed')", timeout=60_000)
-            status = page.locator("#erase-status").inner_text().replace("\u200b", "")  # md_text's link breaker
-            assert f"<img src=http://{CRAFTED_HOST}/a.png>" in status and "[x](" in status, status
-            assert page.locator(f"img[src*='{CRAFTED_HOST}'], a[href*='{CRAFTED_HOST}']").count() == 0
-            browser.close()
+        # a second page of the module's browser (one Playwright per process), on this test's own server
+        page = browser_page.context.browser.new_page(viewport={"width": 1280, "height": 800})
+        asked = []
+        page.on("request", lambda r: asked.append(r.url))
+        page.goto(server.url)
+        page.get_by_role("tab", name="Jobs").click()
+        page.wait_for_function(f"document.querySelector('#job-table').innerText.includes('{job.id}')",
+                               timeout=60_000)
+        _choose(page, "jobs-pick", job.id)
+        page.locator("#jobs-open").click()
+        page.wait_for_selector("#erase-status:has-text('failed')", timeout=60_000)
+        status = page.locator("#erase-status").inner_text().replace("\u200b", "")  # md_text's link breaker
+        assert f"<img src=http://{CRAFTED_HOST}/a.png>" in status and "[x](" in status, status
+        assert page.locator(f"img[src*='{CRAFTED_HOST}'], a[href*='{CRAFTED_HOST}']").count() == 0
+        page.close()
         assert not [u for u in asked if CRAFTED_HOST in u], asked
     finally:
         server.kill()
