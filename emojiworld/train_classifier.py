@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from shapesworld.classifier import WorldClassifier
 from shapesworld.data import to_tensor
-from shapesworld.train_classifier import augment
-from shapesworld.training import Log, lr_at, seed_everything, versions
+from shapesworld.train_classifier import fit
+from shapesworld.training import Log, seed_everything, versions
 
 from .data import label_indices, make_dataset
 from .subsets import chosen
@@ -47,20 +46,8 @@ def train(out: Path, names: tuple[str, ...], steps: int, batch: int, lr: float, 
     x_val = to_tensor(val_images)
     y_val = {k: torch.from_numpy(v) for k, v in label_indices(val_scenes, names).items()}
     model = WorldClassifier(classes=classes_for(names)).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    log = Log(out.parent / "classifier.jsonl")
     t0 = time.time()
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup=50, tail=0.5)
-        idx = torch.randint(0, len(x_all), (batch,), generator=gen)
-        logits = model(augment(x_all[idx], gen))
-        loss = sum(F.cross_entropy(logits[k], y_all[k][idx], label_smoothing=0.05) for k in model.classes)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0:
-            log(step=step, loss=loss.item())
+    fit(model, x_all, y_all, steps, batch, lr, gen, Log(out.parent / "classifier.jsonl"))
     val = accuracy(model, x_val, y_val)
     model.save(out)
     summary = {

@@ -26,7 +26,7 @@ from shapesworld.architectures import UNET_CONFIG, new_scheduler, new_text_encod
 from shapesworld.classifier import WorldClassifier
 from shapesworld.data import to_tensor
 from shapesworld.tokenizer import TEXT_CONTEXT, write_clip_tokenizer
-from shapesworld.train_unet import encode_latents, min_snr_weights, save_pipeline, target
+from shapesworld.train_unet import caption_ids, diffusion_step, encode_latents, save_pipeline
 from shapesworld.training import EMA, Log, lr_at, save_safetensors, seed_everything, versions
 
 from .captions import prompt, sample_caption
@@ -80,18 +80,10 @@ def train(a: argparse.Namespace) -> None:
             g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25)
         idx = torch.randint(0, len(latents), (a.batch,), generator=gen)
         caps = ["" if rng.random() < a.dropout else sample_caption(scenes[i], rng) for i in idx.tolist()]
-        ids = torch.tensor([_tokens(tokenizer, c, cache) for c in caps])  # [B, TEXT_CONTEXT]
+        ids = torch.tensor([caption_ids(tokenizer, c, cache) for c in caps])  # [B, TEXT_CONTEXT]
         x0, noise = latents[idx], torch.randn(latents[idx].shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (a.batch,), generator=gen)
-        pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
-        per = (pred - target(scheduler, x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
-        loss = (min_snr_weights(scheduler, t, a.snr_gamma) * per).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_u.update(unet)
-        ema_t.update(text_encoder)
+        loss = diffusion_step(unet, text_encoder, scheduler, x0, noise, t, ids, a.snr_gamma, opt, (ema_u, ema_t))
         if step % 25 == 0:
             log(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
         if (step + 1) % a.save_every == 0 or step + 1 == a.steps:
@@ -112,12 +104,6 @@ def train(a: argparse.Namespace) -> None:
 
 def _settings(a: argparse.Namespace) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "resume"}
-
-
-def _tokens(tokenizer, caption: str, cache: dict[str, list[int]]) -> list[int]:
-    if caption not in cache:
-        cache[caption] = tokenizer(caption, padding="max_length", max_length=TEXT_CONTEXT, truncation=True).input_ids
-    return cache[caption]
 
 
 def _save_state(folder: Path, step, unet, te, ema_u, ema_t, opt, gen, rng) -> None:

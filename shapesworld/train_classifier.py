@@ -43,6 +43,26 @@ def accuracy(model: WorldClassifier, x: torch.Tensor, y: dict[str, torch.Tensor]
     return {k: (probs[k].argmax(-1) == y[k]).float().mean().item() for k in ATTRIBUTES}
 
 
+def fit(model: WorldClassifier, x_all: torch.Tensor, y_all: dict[str, torch.Tensor], steps: int, batch: int,
+        lr: float, gen: torch.Generator, log: Log) -> None:
+    """Train `model` on images [N, 3, 32, 32] in [-1, 1] with labels {head: [N]} (every head of the model),
+    augmented; AdamW, warm-up then a cosine tail over the second half. Leaves it in eval mode."""
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    for step in range(steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr, warmup=50, tail=0.5)
+        idx = torch.randint(0, len(x_all), (batch,), generator=gen)
+        logits = model(augment(x_all[idx], gen))
+        loss = sum(F.cross_entropy(logits[k], y_all[k][idx], label_smoothing=0.05) for k in model.classes)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 100 == 0:
+            log(step=step, loss=loss.item())
+    model.eval()
+
+
 def train(out: Path, steps: int, batch: int, lr: float, seed: int) -> dict:
     gen = seed_everything(seed)
     images, scenes = make_dataset(20000, seed=3)
@@ -50,21 +70,8 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int) -> dict:
     val_images, val_scenes = make_dataset(2000, seed=100)
     x_val, y_val = to_tensor(val_images), {k: torch.from_numpy(v) for k, v in label_indices(val_scenes).items()}
     model = WorldClassifier().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    log = Log(Path(".train") / "classifier.jsonl")
     t0 = time.time()
-    for step in range(steps):
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, warmup=50, tail=0.5)
-        idx = torch.randint(0, len(x_all), (batch,), generator=gen)
-        logits = model(augment(x_all[idx], gen))
-        loss = sum(F.cross_entropy(logits[k], y_all[k][idx], label_smoothing=0.05) for k in ATTRIBUTES)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if step % 100 == 0:
-            log(step=step, loss=loss.item())
-    model.eval()
+    fit(model, x_all, y_all, steps, batch, lr, gen, Log(Path(".train") / "classifier.jsonl"))
     val = accuracy(model, x_val, y_val)
     model.save(out)
     summary = {

@@ -57,6 +57,22 @@ def target(scheduler, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) ->
     return noise
 
 
+def diffusion_step(unet, text_encoder, scheduler, x0, noise, t, ids, snr_gamma: float, opt, emas) -> torch.Tensor:
+    """One optimiser step of the joint UNet + text encoder on latents x0 [B, 4, h, w] noised by `noise` at
+    timesteps t [B] under captions `ids` [B, context]: min-SNR-weighted loss, gradients clipped to 1, the
+    EMAs (UNet's, text encoder's) updated. Returns the loss."""
+    pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
+    per = (pred - target(scheduler, x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
+    loss = (min_snr_weights(scheduler, t, snr_gamma) * per).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 1.0)
+    opt.step()
+    for ema, module in zip(emas, (unet, text_encoder)):
+        ema.update(module)
+    return loss
+
+
 def save_pipeline(out: Path, unet, text_encoder, tokenizer, vae, scheduler) -> None:
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
@@ -94,21 +110,13 @@ def train(a: argparse.Namespace) -> dict:
             g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25)
         idx = torch.randint(0, len(latents), (a.batch,), generator=gen)
         caps = ["" if rng.random() < a.dropout else sample_caption(scenes[i], rng, a.bg_p) for i in idx.tolist()]
-        ids = torch.tensor([_tokens(tokenizer, c, token_cache) for c in caps])  # [B, TEXT_CONTEXT]
+        ids = torch.tensor([caption_ids(tokenizer, c, token_cache) for c in caps])  # [B, TEXT_CONTEXT]
         x0 = latents[idx]
         noise = torch.randn(x0.shape, generator=gen)
         if a.offset_noise:  # per-channel constant noise: low frequencies cannot leak through z_T
             noise = noise + a.offset_noise * torch.randn((a.batch, x0.shape[1], 1, 1), generator=gen)
         t = _timesteps(scheduler, a, gen)
-        pred = unet(scheduler.add_noise(x0, noise, t), t, text_encoder(ids)[0]).sample
-        per = (pred - target(scheduler, x0, noise, t)).pow(2).mean(dim=(1, 2, 3))
-        loss = (min_snr_weights(scheduler, t, a.snr_gamma) * per).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_u.update(unet)
-        ema_t.update(text_encoder)
+        loss = diffusion_step(unet, text_encoder, scheduler, x0, noise, t, ids, a.snr_gamma, opt, (ema_u, ema_t))
         if step % 25 == 0:
             log(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
         if (step + 1) % a.save_every == 0 or step + 1 == a.steps:
@@ -170,7 +178,7 @@ def _timesteps(scheduler, a: argparse.Namespace, gen: torch.Generator) -> torch.
     return t
 
 
-def _tokens(tokenizer, caption: str, cache: dict[str, list[int]]) -> list[int]:
+def caption_ids(tokenizer, caption: str, cache: dict[str, list[int]]) -> list[int]:
     if caption not in cache:
         cache[caption] = tokenizer(caption, padding="max_length", max_length=TEXT_CONTEXT, truncation=True).input_ids
     return cache[caption]
