@@ -1,8 +1,8 @@
 """Cancellation and turn-taking for every long loop of every layer (docs/design.md §1: the bottom floor).
 
-A loop (an erasure's steps, a sampler's steps) calls `token.checkpoint()` at each step: it raises
-Cancelled once the token is cancelled, and a *background* token (jobs, Compare) also waits there while a
-visitor's interactive sampling (Generate, Load) runs, so a page that waits on a 1-image Generate is not
+A loop (an erasure's steps, a sampler's steps) calls `token.give_way()` at each step, then raises (or, an
+erasure, checkpoints and raises) Cancelled once `token.cancelled`; a *background* token (jobs, Compare) waits
+in give_way while a visitor's interactive sampling (Generate, Load) runs, so a page that waits on a 1-image Generate is not
 slowed by the heavy work of others (README, "On a shared machine"). `FairTurns` makes interactive requests
 of different visitors take turns step by step, each on its own fork of the pipeline (`fork`).
 """
@@ -68,7 +68,8 @@ class CancelToken:
         return self._flag.is_set()
 
     def give_way(self) -> None:
-        """A loop's safe point, before it checks `cancelled`: a background token waits for interactive sampling."""
+        """A loop's safe point, before it checks `cancelled`: a background token waits for interactive sampling,
+        an interactive one passes its turn to a waiting visitor."""
         if self.background:
             PRIORITY.yield_to_interactive()
         if self.turns is not None:

@@ -87,10 +87,10 @@ class JobManager:
         self.limits = limits  # None: no quotas (scripts, tests); the app passes Limits.from_env()
         self._queue = FairQueue()
         self._live: dict[str, CancelToken] = {}  # queued or running in this process -> its cancel token
-        self._owners: dict[str, tuple[str, str | None, str | None]] = {}  # live job -> (kind, client, address)
-        self._costs: dict[str, int] = {}  # live job -> its image-steps (jobs.cost)
+        # live job -> (kind, client, address, image-steps it samples: jobs.cost)
+        self._owners: dict[str, tuple[str, str | None, str | None, int]] = {}
         self._submits: collections.deque[tuple[float, str | None, str | None]] = collections.deque()  # (t, client, address)
-        self._snapshot: tuple[float, list[JobInfo]] | None = None  # (made at, every job): see jobs()
+        self._snapshot: tuple[float, list[tuple[JobInfo, str | None]]] | None = None  # (made at, [(job, owner)]): jobs()
         self._submitting = threading.Lock()  # quota check, folder creation and enqueue happen as one
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
@@ -178,12 +178,8 @@ class JobManager:
         if self._queue.remove(job.id):  # still waiting: cancelled at once, not when a worker reaches it
             st = job.state()
             job.set_state("cancelled", st.get("step", 0), st.get("total", 0), "cancelled before it started; resume to run it")
-            with self._idle:
-                self._live.pop(job.id, None)
-                self._owners.pop(job.id, None)
-                self._costs.pop(job.id, None)
-                self._snapshot = None
-                self._idle.notify_all()
+            self._forget(job.id)
+            self._snapshot = None  # the next listing shows it cancelled
 
     def position(self, job_id: str) -> int | None:
         """Jobs the worker takes before this queued one (0: it is next); None when it is not waiting."""
@@ -207,7 +203,7 @@ class JobManager:
             raise QuotaError(f"this spectrum would sample {in_words(cost)}; the limit on this server is {cap:,}: "
                              "lower k, the sampler steps or 'First N words', or make it proxy-guided or proxy only")
         with self._lock:
-            mine = sum(self._costs.get(j, 0) for j, (_, c, _) in self._owners.items() if c == client)
+            mine = sum(cost for _, c, _, cost in self._owners.values() if c == client)
         if client is not None and mine + cost > 2 * cap:
             raise QuotaError(f"your queued and running jobs already sample {in_words(mine)}; with this one that is "
                              f"more than {2 * cap:,}: wait for one to finish, or cancel one")
@@ -220,13 +216,13 @@ class JobManager:
         with self._lock:
             owners = list(self._owners.values())
         cap, lim = self.limits.active_cap(kind), self.limits
-        if sum(k == kind for k, _, _ in owners) >= cap:
+        if sum(k == kind for k, _, _, _ in owners) >= cap:
             raise QuotaError(f"{cap} {kind} jobs are already queued or running on this server (the limit); "
                              "wait for one to finish and try again")
-        if client is not None and sum(c == client for _, c, _ in owners) >= lim.max_jobs_per_client:
+        if client is not None and sum(c == client for _, c, _, _ in owners) >= lim.max_jobs_per_client:
             raise QuotaError(f"you already have {lim.max_jobs_per_client} jobs queued or running (the limit per "
                              "visitor); wait for one to finish or cancel one, then try again")
-        if address is not None and sum(a == address for _, _, a in owners) >= 2 * lim.max_jobs_per_client:
+        if address is not None and sum(a == address for _, _, a, _ in owners) >= 2 * lim.max_jobs_per_client:
             raise QuotaError(f"your network address already has {2 * lim.max_jobs_per_client} jobs queued or "
                              "running (the limit per address); wait for one to finish, then try again")
         hour = self._recent_submits()
@@ -308,8 +304,7 @@ class JobManager:
             if job_id in self._live:
                 raise ValueError(f"job {job_id} is already queued or running")
             self._live[job_id] = CancelToken(background=True)  # gives way to interactive sampling
-            self._owners[job_id] = (kind, client, address)
-            self._costs[job_id] = cost
+            self._owners[job_id] = (kind, client, address, cost)
         self._queue.put(job_id, client)
 
     def _work(self) -> None:
@@ -318,11 +313,14 @@ class JobManager:
             try:
                 self._run(job_id)
             finally:
-                with self._idle:
-                    self._live.pop(job_id, None)
-                    self._owners.pop(job_id, None)
-                    self._costs.pop(job_id, None)
-                    self._idle.notify_all()
+                self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        """A job leaves the live set (finished, failed, cancelled): quotas free, waiters wake."""
+        with self._idle:
+            self._live.pop(job_id, None)
+            self._owners.pop(job_id, None)
+            self._idle.notify_all()
 
     def _run(self, job_id: str) -> None:
         job = find_job(self.root, job_id)

@@ -26,7 +26,6 @@ FINAL = ("done", "failed", "cancelled")
 # <kind>-<date>-<time>-<counter>-<64 random bits>: the random part makes an id a capability (whoever has
 # it may view the job: a shared link); ids made before it existed lack it and are shown to their owner only.
 JOB_ID = re.compile(r"^[a-z]+-\d{8}-\d{6}-\d{3}(-[0-9a-f]{16})?$")
-_ID = JOB_ID
 
 
 @dataclass
@@ -134,7 +133,7 @@ def job_folders(root: Path) -> list[JobFolder]:
     kind sorts by creation time whatever the kind."""
     if not root.exists():
         return []
-    paths = [p for p in root.iterdir() if p.is_dir() and _ID.match(p.name) and (p / "job.json").exists()]
+    paths = [p for p in root.iterdir() if p.is_dir() and JOB_ID.match(p.name) and (p / "job.json").exists()]
     return [JobFolder(p) for p in sorted(paths, key=lambda p: p.name.split("-", 1)[1], reverse=True)]
 
 
@@ -146,7 +145,7 @@ def find_job(root: Path, job_id: str) -> JobFolder:
     job_id = (job_id or "").strip()
     if not job_id:
         raise KeyError("no job chosen; pick one from the job list")
-    if not _ID.match(job_id) or not (root / job_id / "job.json").exists():
+    if not JOB_ID.match(job_id) or not (root / job_id / "job.json").exists():
         shown = job_id if len(job_id) <= 40 else job_id[:40] + "…"
         raise KeyError(f"no job {shown!r}; pick one from the job list")
     return JobFolder(root / job_id)
