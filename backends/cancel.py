@@ -9,8 +9,8 @@ of different visitors take turns step by step, each on its own fork of the pipel
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import itertools
 import threading
 import time
 
@@ -77,39 +77,53 @@ class CancelToken:
 
 
 class FairTurns:
-    """A lock taken in turns: whoever asked first goes next, and a holder that asks again after its chunk
-    queues behind everyone already waiting, so two visitors' long requests alternate chunk by chunk."""
+    """A lock taken in turns, weighted by cost (start-time fair queueing): each turn-taker says what a step
+    of its work costs (e.g. the images it samples at once); the next turn goes to whoever waits with the
+    least work done since it arrived, so a 1-image Generate runs two steps for each step of a 2-image one
+    and every visitor gets an equal share of the machine, whatever the size of the others' requests."""
 
     def __init__(self):
-        self._line: collections.deque[object] = collections.deque()
+        self._waiting: dict[object, tuple[float, int]] = {}  # waiter -> (virtual start, arrival order)
         self._busy = False
+        self._clock = 0.0  # virtual start of the turn being served: where newcomers start
+        self._arrivals = itertools.count()
         self._cond = threading.Condition()
+        self._local = threading.local()  # the holder's (virtual start, cost), per thread
 
-    def _wait_turn(self) -> None:  # with self._cond held
+    def _wait_turn(self, start: float) -> None:  # with self._cond held
         me = object()
-        self._line.append(me)
+        self._waiting[me] = (start, next(self._arrivals))
         self._cond.notify_all()
-        self._cond.wait_for(lambda: not self._busy and self._line[0] is me)
-        self._line.popleft()
-        self._busy = True
+        self._cond.wait_for(lambda: not self._busy and min(self._waiting, key=self._waiting.get) is me)
+        del self._waiting[me]
+        self._busy, self._clock = True, start
 
     @contextlib.contextmanager
-    def turn(self):
+    def turn(self, cost: float = 1.0):
+        """Hold the lock for one piece of work whose steps each cost `cost` (pass_turn between steps)."""
         with self._cond:
-            self._wait_turn()
+            start = self._clock
+            self._wait_turn(start)
+            self._local.held = [start, float(cost)]
         try:
             yield
         finally:
+            self._local.held = None
             with self._cond:
                 self._busy = False
                 self._cond.notify_all()
 
     def pass_turn(self) -> None:
-        """From inside a turn (a sampler step done): let whoever waits go first, then continue."""
+        """From inside a turn (a step done): charge its cost, and let whoever has done less go first."""
+        held = getattr(self._local, "held", None)
+        if held is None:  # not inside a turn of this thread: nothing to pass
+            return
+        held[0] += held[1]
         with self._cond:
-            if self._line:
+            self._clock = held[0]  # newcomers start here, not with the credit of work they did not wait for
+            if self._waiting and min(s for s, _ in self._waiting.values()) <= held[0]:
                 self._busy = False
-                self._wait_turn()
+                self._wait_turn(held[0])
 
 
 def fork(pipe):

@@ -56,21 +56,24 @@ class Flood:
                         for api, data in (("generate", FLOOD_GENERATE), ("compare", FLOOD_COMPARE))]
         self.threads.append(threading.Thread(target=self._loads, daemon=True))
 
-    def _count(self, api: str, kind: str) -> None:
+    def _count(self, api: str, kind: str, out=None) -> None:
+        """One more answer of `kind`; an error's message (the first 90 characters) is counted by itself."""
+        if kind == "error":
+            kind = f"error: {str(out)[:90]}"
         self.answers.setdefault(api, {}).setdefault(kind, 0)
         self.answers[api][kind] += 1
 
     def _loop(self, api: str, data: list) -> None:
         while not self.stop.is_set():
             try:
-                self._count(api, self.flooder.call(api, data)[0])
+                self._count(api, *self.flooder.call(api, data))
             except (OSError, http.client.HTTPException):  # a stream cut off while the server is busy
                 self._count(api, "http error")
             time.sleep(0.5)
 
     def _loads(self) -> None:
         for i in range(15):
-            self._count("load_model", self.flooder.call("load_model", [f"nobody/model-{i}", "cpu", "float32"])[0])
+            self._count("load_model", *self.flooder.call("load_model", [f"nobody/model-{i}", "cpu", "float32"]))
 
     def __enter__(self):
         for t in self.threads:

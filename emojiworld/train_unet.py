@@ -33,6 +33,7 @@ from .captions import prompt, sample_caption
 from .data import make_dataset
 from .subsets import chosen
 from .train_classifier import classes_for
+from .world import BACKGROUNDS, STYLES
 
 
 def new_unet(widths: tuple[int, ...]) -> UNet2DConditionModel:
@@ -64,7 +65,7 @@ def train(a: argparse.Namespace) -> None:
     names = chosen(a.concepts)
     tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(a.work / "tokenizer", TEXT_CONTEXT))
     vae = AutoencoderKL.from_pretrained(a.vae).eval()
-    images, scenes = make_dataset(names, a.per_concept * len(names), seed=2)
+    images, scenes = make_dataset(names, a.per_concept * len(names), seed=2, **draw_of(a))
     latents = encode_latents(vae, images)  # [N, 4, 16, 16]
     scheduler = new_scheduler(zero_snr=True)
     unet, text_encoder = new_unet(tuple(a.widths)).train(), new_text_encoder().train()
@@ -73,11 +74,17 @@ def train(a: argparse.Namespace) -> None:
     ema_u, ema_t = EMA(unet, a.ema), EMA(text_encoder, a.ema)
     state = a.work / "state"
     start = _load_state(state, unet, text_encoder, ema_u, ema_t, opt, gen, rng) if a.resume else 0
+    warm = 0  # the step a fresh optimiser starts at (its learning rate warms up again from there)
+    if a.resume and not start and a.keep is not None:  # a new machine: continue from the committed weights
+        start = warm = _load_kept(a.keep, unet, text_encoder, ema_u, ema_t, gen, rng)
+        if (a.keep / "curve.jsonl").exists() and not (a.work / "curve.jsonl").exists():
+            (a.work / "curve.jsonl").write_text((a.keep / "curve.jsonl").read_text())
     classifier = WorldClassifier.load(a.work / "classifier", classes_for(names)) if a.eval_every else None
     log, cache = Log(a.work / "unet.jsonl"), {}
     for step in range(start, a.steps):
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25)
+            rewarm = min(1.0, (step - warm + 1) / 100) if warm else 1.0
+            g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25) * rewarm
         idx = torch.randint(0, len(latents), (a.batch,), generator=gen)
         caps = ["" if rng.random() < a.dropout else sample_caption(scenes[i], rng) for i in idx.tolist()]
         ids = torch.tensor([caption_ids(tokenizer, c, cache) for c in caps])  # [B, TEXT_CONTEXT]
@@ -88,6 +95,8 @@ def train(a: argparse.Namespace) -> None:
             log(step=step, loss=loss.item(), lr=opt.param_groups[0]["lr"])
         if (step + 1) % a.save_every == 0 or step + 1 == a.steps:
             _save_state(state, step + 1, unet, text_encoder, ema_u, ema_t, opt, gen, rng)
+            if a.keep is not None:
+                _keep(a.keep, step + 1, ema_u, ema_t, gen, rng, a)
         if classifier is not None and ((step + 1) % a.eval_every == 0 or step + 1 == a.steps):
             t0 = time.time()
             acc = concept_accuracy(ema_u.shadow, ema_t.shadow, tokenizer, vae, names, classifier, a.eval_seeds)
@@ -102,8 +111,54 @@ def train(a: argparse.Namespace) -> None:
                                                   "versions": versions()}, indent=2))
 
 
+def draw_of(a: argparse.Namespace) -> dict:
+    """How training scenes are drawn (sample_scene's keywords); {} for the world's default draw."""
+    draw = {}
+    if a.pose != 1:
+        draw["pose"] = a.pose
+    if a.colour_p is not None:
+        rest = (1 - a.colour_p) / (len(STYLES) - 1)
+        draw["style_p"] = [a.colour_p] + [rest] * (len(STYLES) - 1)
+    if a.plain_p is not None:
+        rest = (1 - a.plain_p) / (len(BACKGROUNDS) - 1)
+        draw["background_p"] = [a.plain_p] + [rest] * (len(BACKGROUNDS) - 1)
+    return draw
+
+
 def _settings(a: argparse.Namespace) -> dict:
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(a).items() if k != "resume"}
+
+
+def _keep(folder: Path, step: int, ema_u, ema_t, gen, rng, a: argparse.Namespace) -> None:
+    """The small state a commit carries between machines (docs/design.md §6): the EMA weights in bfloat16
+    (~13 MB), the step, random states, settings and learning curve. A new machine resumes from it with the
+    weights and their EMA both set to these and a fresh optimiser (warmed up again over 100 steps): not
+    bit-exact, which the model card says, but no 100 MB optimiser state in the repository."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, m in [("ema_unet", ema_u.shadow), ("ema_te", ema_t.shadow)]:
+        save_safetensors({k: v.to(torch.bfloat16) for k, v in m.state_dict().items()}, folder / f"{name}.safetensors")
+    save_safetensors({"gen": gen.get_state()}, folder / "gen.safetensors")
+    curve = a.work / "curve.jsonl"
+    if curve.exists():
+        (folder / "curve.jsonl").write_text(curve.read_text())
+    (folder / "meta.json").write_text(json.dumps({"step": step, "rng": rng.bit_generator.state,
+                                                  "settings": _settings(a)}, indent=1))
+
+
+def _load_kept(folder: Path, unet, te, ema_u, ema_t, gen, rng) -> int:
+    from safetensors.torch import load_file
+
+    if not (folder / "meta.json").exists():
+        return 0
+    for name, models in [("ema_unet", (unet, ema_u.shadow)), ("ema_te", (te, ema_t.shadow))]:
+        weights = {k: v.float() for k, v in load_file(folder / f"{name}.safetensors").items()}
+        for m in models:
+            m.load_state_dict(weights)
+    gen.set_state(load_file(folder / "gen.safetensors")["gen"])
+    meta = json.loads((folder / "meta.json").read_text())
+    rng.bit_generator.state = meta["rng"]
+    print(f"resumed from the kept state at step {meta['step']} (weights = their EMA, optimiser restarted)", flush=True)
+    return int(meta["step"])
 
 
 def _save_state(folder: Path, step, unet, te, ema_u, ema_t, opt, gen, rng) -> None:
@@ -143,12 +198,17 @@ def main() -> None:
     p.add_argument("--snr-gamma", type=float, default=5.0)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--per-concept", type=int, default=200, help="training renders per concept")
+    p.add_argument("--pose", type=float, default=1.0, help="share of the world's pose jitter (1: all, 0: none)")
+    p.add_argument("--colour-p", type=float, default=None, help="share of scenes in the colour style (rest even)")
+    p.add_argument("--plain-p", type=float, default=None, help="share of scenes on the plain background (rest even)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=250)
     p.add_argument("--eval-every", type=int, default=1000, help="0: no learning-curve evaluation")
     p.add_argument("--eval-seeds", type=int, default=2)
     p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue <work>/state, or else the --keep state")
+    p.add_argument("--keep", type=Path, default=None,
+                   help="also write the small committable state here at every save (and resume from it on a new machine)")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)

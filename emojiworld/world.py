@@ -66,13 +66,23 @@ class Scene:
         return asdict(self)
 
 
-def sample_scene(rng: np.random.Generator, names: tuple[str, ...], **fixed: str) -> Scene:
-    """A random scene of one of `names`; keyword arguments pin concept, background or style."""
+def sample_scene(rng: np.random.Generator, names: tuple[str, ...], pose: float = 1.0,
+                 style_p: tuple[float, ...] | None = None, background_p: tuple[float, ...] | None = None,
+                 **fixed: str) -> Scene:
+    """A random scene of one of `names`; keyword arguments pin concept, background or style. `pose`
+    scales the jitter ranges (1: scale 0.72-0.92, offsets +-2 px, rotation +-10 degrees; 0: none);
+    `style_p` / `background_p`: probabilities over STYLES / BACKGROUNDS (default: uniform)."""
+    def one_of(options: tuple[str, ...], p) -> str:  # (p None: the draw the cached datasets were made with)
+        return options[int(rng.integers(len(options)) if p is None else rng.choice(len(options), p=p))]
+
+    def jitter(lo: float, hi: float) -> float:
+        v = float(rng.uniform(lo, hi))
+        return v if pose == 1 else (lo + hi) / 2 + pose * (v - (lo + hi) / 2)
+
     pick = {"concept": fixed.get("concept") or names[int(rng.integers(len(names)))],
-            "background": fixed.get("background") or BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))],
-            "style": fixed.get("style") or STYLES[int(rng.integers(len(STYLES)))]}
-    return Scene(**pick, scale=float(rng.uniform(0.72, 0.92)), dx=float(rng.uniform(-2, 2)),
-                 dy=float(rng.uniform(-2, 2)), rotation=float(rng.uniform(-10, 10)),
+            "background": fixed.get("background") or one_of(BACKGROUNDS, background_p),
+            "style": fixed.get("style") or one_of(STYLES, style_p)}
+    return Scene(**pick, scale=jitter(0.72, 0.92), dx=jitter(-2, 2), dy=jitter(-2, 2), rotation=jitter(-10, 10),
                  bg_level=int(rng.integers(125, 176)))
 
 

@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from emojiworld import catalogue
 from emojiworld.captions import prompt, sample_caption
@@ -102,3 +103,47 @@ def test_glyph_font_records_what_identifies_the_artwork():
         pytest.skip("no emoji font")
     record = GlyphFont().record()
     assert record["family"].startswith("Noto Color Emoji") and len(record["sha256"]) == 64
+
+
+def test_a_narrower_draw_pins_pose_and_weights_styles():
+    rng = np.random.default_rng(0)
+    still = [sample_scene(rng, ("cat face",), pose=0.0, style_p=[1, 0, 0, 0, 0]) for _ in range(20)]
+    assert {(round(s.scale, 9), s.dx, s.dy, s.rotation, s.style) for s in still} == {(0.82, 0.0, 0.0, 0.0, "colour")}
+    rng = np.random.default_rng(0)
+    half = [sample_scene(rng, ("cat face",), pose=0.5) for _ in range(200)]
+    assert max(abs(s.rotation) for s in half) <= 5 and max(abs(s.rotation) for s in half) > 4
+    assert max(abs(s.dx) for s in half) <= 1 and 0.77 <= min(s.scale for s in half) < 0.78
+
+
+@needs_font
+def test_unet_training_resumes_on_a_new_machine_from_the_small_kept_state(tmp_path, monkeypatch, capsys):
+    """A segment writes the committable state (bf16 EMA weights, step, random states); a fresh work folder
+    (a new machine) with --resume continues from its step with those weights."""
+    from diffusers import AutoencoderKL
+    from safetensors.torch import load_file
+
+    from emojiworld import data, train_unet
+
+    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, latent_channels=4).save_pretrained(tmp_path / "vae")
+
+    def run(work: str, steps: int, *extra: str) -> None:
+        monkeypatch.setattr("sys.argv", ["train_unet", "--work", str(tmp_path / work), "--vae", str(tmp_path / "vae"),
+                                         "--concepts", "3", "--per-concept", "2", "--widths", "16", "16", "16",
+                                         "--batch", "2", "--steps", str(steps), "--save-every", "2", "--eval-every", "0",
+                                         "--keep", str(tmp_path / "kept"), "--pose", "0.3", "--colour-p", "0.6", *extra])
+        train_unet.main()
+
+    run("first", 4)
+    assert json.loads((tmp_path / "kept" / "meta.json").read_text())["step"] == 4
+    kept = load_file(tmp_path / "kept" / "ema_unet.safetensors")
+    run("second", 4, "--resume")  # nothing left to do: the weights it saves are the kept ones
+    assert "resumed from the kept state at step 4" in capsys.readouterr().out
+    shipped = load_file(tmp_path / "second" / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(shipped[k].float(), kept[k].float()) for k in kept)
+    run("second", 6, "--resume")  # (that segment trained no step, so wrote no full state: the kept one again)
+    assert "resumed from the kept state at step 4" in capsys.readouterr().out
+    assert json.loads((tmp_path / "kept" / "meta.json").read_text())["step"] == 6
+    assert '"step": 0,' in (tmp_path / "first" / "unet.jsonl").read_text()  # a start from scratch logs step 0 ...
+    assert not (tmp_path / "second" / "unet.jsonl").exists()  # ... and the resumed machine never ran it

@@ -198,3 +198,33 @@ def test_the_sampling_budget_refills_and_lets_one_large_request_through(monkeypa
     bob = SimpleNamespace(headers={}, client=SimpleNamespace(host="192.0.2.2"))
     with pytest.raises(QuotaError):
         budget.spend(bob, 1)  # outside the app (no cookie middleware) every caller is one anonymous visitor
+
+
+def test_turns_give_a_lighter_request_as_much_machine_as_a_heavier_one():
+    import threading
+    import time
+
+    from backends.cancel import FairTurns
+
+    turns, order = FairTurns(), []
+
+    def work(label: str, cost: int, steps: int, entered=None):
+        with turns.turn(cost=cost):
+            if entered is not None:
+                entered.set()
+                while not turns._waiting:  # hold the turn until the other visitor waits for one
+                    time.sleep(0.001)
+            for _ in range(steps):
+                order.append(label)
+                turns.pass_turn()
+
+    entered = threading.Event()
+    heavy = threading.Thread(target=work, args=("H", 2, 4, entered))
+    heavy.start()
+    entered.wait()
+    light = threading.Thread(target=work, args=("L", 1, 6))
+    light.start()
+    heavy.join(), light.join()
+    # two 1-image steps for each 2-image step while both wait (equal image-steps each); a FIFO or plain
+    # alternation would give H L H L ...
+    assert "".join(order) == "HLLHLLHLLH"

@@ -54,8 +54,8 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
         gr.Warning(f"the embedded model never saw {', '.join(map(repr, unknown[:5]))} in training, so those words "
                    "add noise, not content; click its words under the prompt to use them", duration=8)
     state.BUDGET.spend(request, n * settings.steps)
-    # CHUNK_IMAGES per call on a fork of the pipeline, passing the turn at every step: another visitor's
-    # Generate waits about one step of this one at a time (each seed has its own z_T: the same images)
+    # CHUNK_IMAGES per call on a fork of the pipeline, passing the turn at every step, weighted by images:
+    # visitors' Generates share the machine equally (each seed has its own z_T: the same images)
     chunk = state.CHUNK_IMAGES
     parts = []
     with state.interactive(request), state.cancellable(request) as token:
@@ -65,7 +65,7 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
             def report(done, total, i=i, part=part):  # this chunk's share of the whole Generate
                 progress((i + len(part) * done / total) / n, desc="sampling")
 
-            with state.TURNS.turn():
+            with state.TURNS.turn(cost=len(part)):  # a step's cost: the images it samples
                 pipe = fork(state.pipeline(model, device, dtype))
                 parts.append(generate(pipe, [prompt] * len(part), part, settings, cancel=token, progress=report))
     return state.enlarge(grid(np.concatenate(parts), min(len(seeds), 4)))
