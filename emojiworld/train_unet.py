@@ -188,7 +188,7 @@ def _load_state(folder: Path, unet, te, ema_u, ema_t, opt, gen, rng) -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", type=Path, default=Path(".train/emoji/c100"))
-    p.add_argument("--vae", type=Path, default=Path(".train/emoji/vae"))
+    p.add_argument("--vae", type=Path, default=Path("assets/emoji/pipeline/vae"))
     p.add_argument("--concepts", type=int, default=100)
     p.add_argument("--widths", type=int, nargs="+", default=[48, 96, 96], help="UNet block_out_channels")
     p.add_argument("--steps", type=int, default=4000)
