@@ -6,16 +6,24 @@ An erasure's cost is bounded by its step limit (CSE_MAX_ERASE_STEPS) instead."""
 from __future__ import annotations
 
 
-def spectrum_image_steps(config: dict, concepts: int) -> int:
+def spectrum_image_steps(config: dict, concepts: int, targets: int = 1) -> int:
     """Images x sampler steps of a spectrum job: `concepts` rows (every one sampled, or the proxy-guided
     share), k seeds each, two models (original and erased)."""
     if config.get("proxy_only"):
         return 0
     sampled = concepts
-    if config.get("delta_top"):  # the guided split: the top by D(c), by text, at random, near, plus the targets
+    if config.get("delta_top"):  # the guided split: the top by D(c), by text, at random, near, plus the rows
+        # always sampled (sensitivity.guided): the targets, the null prompt and the neutral "a photo"
         picked = sum(int(config.get(k) or 0) for k in ("delta_top", "delta_text", "delta_random", "delta_near"))
-        sampled = min(concepts, picked + 3)
+        sampled = min(concepts, picked + targets + 2)
     return sampled * int(config.get("k", 8)) * int(config.get("steps", 25)) * 2
+
+
+def job_image_steps(kind: str, params: dict, total: int) -> int:
+    """A job's sampling cost from its request (0 for an erasure, bounded by its step limit instead)."""
+    if kind != "spectrum":
+        return 0
+    return spectrum_image_steps(params.get("config") or {}, total, len(params.get("targets") or ()) or 1)
 
 
 def in_words(image_steps: int) -> str:

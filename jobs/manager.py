@@ -21,7 +21,7 @@ from pathlib import Path
 from backends.cancel import Cancelled, CancelToken
 from backends.storage import ensure_writable
 
-from .cost import in_words, spectrum_image_steps
+from .cost import in_words, job_image_steps
 from .limits import Limits
 from .store import FINAL, JobFolder, JobInfo, find_job, job_folders
 from .tasks import CHECKS, RUNNERS, vocabulary_words
@@ -112,7 +112,7 @@ class JobManager:
             self._count_submit(client, address)  # counted before the check: a refused or failing job costs too
             title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
             self._check_size(kind, vocabulary_words(params, total) if kind == "spectrum" else total)
-            cost = spectrum_image_steps(params.get("config") or {}, total) if kind == "spectrum" else 0
+            cost = job_image_steps(kind, params, total)
             self._check_cost(cost, client)
             self._make_room(client)
             job = JobFolder.create(self.root, kind, params, title, client)
@@ -130,8 +130,10 @@ class JobManager:
                 raise ValueError(f"job {job.id} is {info.state}; only interrupted, cancelled or failed jobs resume")
             self._check_quota(job.kind, client, address)
             self._count_submit(client, address)
+            cost = job_image_steps(job.kind, job.record["params"], info.total)  # counted again: it samples again
+            self._check_cost(cost, client)
             job.set_state("queued", info.step, info.total, "resuming")
-            self._enqueue(job.id, job.kind, client, address)
+            self._enqueue(job.id, job.kind, client, address, cost)
         return job.id
 
     def rerun(self, job_id: str, client: str | None = None, address: str | None = None) -> str:

@@ -125,8 +125,9 @@ def test_unet_training_resumes_on_a_new_machine_from_the_small_kept_state(tmp_pa
     from emojiworld import data, train_unet
 
     monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
-    AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
-                  up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, latent_channels=4).save_pretrained(tmp_path / "vae")
+    vae = AutoencoderKL(block_out_channels=(8, 8), down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, norm_num_groups=8, latent_channels=4)
+    vae.save_pretrained(tmp_path / "vae")
 
     def run(work: str, steps: int, *extra: str) -> None:
         monkeypatch.setattr("sys.argv", ["train_unet", "--work", str(tmp_path / work), "--vae", str(tmp_path / "vae"),

@@ -166,6 +166,29 @@ def test_a_spectrum_that_would_take_hours_is_refused_with_its_cost(tmp_path):
     assert len(manager.jobs()) == 2
 
 
+def test_a_resumed_spectrum_counts_toward_its_visitors_sampling_budget(tmp_path):
+    limits = Limits(max_job_image_steps=3_000, max_concepts=5000, max_jobs_per_client=5)  # 6,000 per visitor
+    manager = JobManager(tmp_path / "jobs", workers=0, limits=limits)
+    job = {"model": "embedded", "targets": ["star"], "config": {"vocab": "world", "k": 2, "steps": 25}}  # 2,700
+    first = manager.submit("spectrum", job, "v-a")
+    manager.cancel(first, "v-a")  # cancelled while queued: it no longer counts ...
+    second = manager.submit("spectrum", job, "v-a")
+    manager.submit("spectrum", job, "v-a")  # 5,400
+    manager.cancel(second, "v-a")
+    manager.resume(second, "v-a")  # ... and counts again once resumed: 5,400 (2,700 if it were free)
+    with pytest.raises(QuotaError, match="already sample 5,400 image-steps"):
+        manager.resume(first, "v-a")
+
+
+def test_a_guided_spectrum_costs_its_share_plus_every_target_and_the_neutral_rows():
+    from jobs.cost import job_image_steps
+
+    guided = {"vocab": "world", "k": 2, "steps": 10, "delta_top": 3, "delta_text": 2}
+    one = job_image_steps("spectrum", {"targets": ["star"], "config": guided}, 27)
+    three = job_image_steps("spectrum", {"targets": ["star", "moon", "heart"], "config": guided}, 27)
+    assert one == (5 + 1 + 2) * 2 * 10 * 2 and three == (5 + 3 + 2) * 2 * 10 * 2
+
+
 def test_jobs_of_different_visitors_take_turns_and_a_queued_cancel_is_at_once(tmp_path):
     manager = JobManager(tmp_path / "jobs", workers=0)
     request = {**ESD, "overrides": {"steps": 2}}
