@@ -22,3 +22,13 @@ def chosen(n: int = 0, seed: int = 0) -> tuple[str, ...]:
         quota[max(quota, key=quota.get)] -= 1
     picked = sorted(i for g, ix in groups.items() for i in rng.choice(ix, size=min(quota[g], len(ix)), replace=False))
     return tuple(all_[i].name for i in picked)
+
+
+DEMO = 100  # the concepts demos and protocols use: chosen(DEMO), inside every trained model's set
+
+
+def model_set(n: int) -> tuple[str, ...]:
+    """The concepts a model of about `n` concepts learns: chosen(n) and the DEMO concepts (chosen(DEMO) is
+    not a subset of chosen(n): each count draws its own spread), in catalogue order."""
+    keep = set(chosen(n)) | set(chosen(DEMO))
+    return tuple(c.name for c in concepts() if c.name in keep)

@@ -31,7 +31,7 @@ from shapesworld.training import EMA, Log, lr_at, save_safetensors, seed_everyth
 
 from .captions import prompt, sample_caption
 from .data import make_dataset
-from .subsets import chosen
+from .subsets import DEMO, chosen, model_set
 from .train_classifier import classes_for
 from .world import BACKGROUNDS, STYLES
 
@@ -62,12 +62,14 @@ def concept_accuracy(unet, text_encoder, tokenizer, vae, names, classifier, seed
 
 def train(a: argparse.Namespace) -> None:
     gen, rng = seed_everything(a.seed), np.random.default_rng(a.seed)
-    names = chosen(a.concepts)
+    names = model_set(a.concepts) if a.with_demo else chosen(a.concepts)
     tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(a.work / "tokenizer", TEXT_CONTEXT))
     vae = AutoencoderKL.from_pretrained(a.vae).eval()
     images, scenes = make_dataset(names, a.per_concept * len(names), seed=2, **draw_of(a))
     latents = encode_latents(vae, images)  # [N, 4, 16, 16]
     scheduler = new_scheduler(zero_snr=True)
+    demo = set(chosen(DEMO))  # drawn demo_weight times as often: their bar is higher (docs/design.md §6)
+    weights = torch.tensor([a.demo_weight if s.concept in demo else 1.0 for s in scenes]) if a.demo_weight != 1 else None
     unet, text_encoder = new_unet(tuple(a.widths)).train(), new_text_encoder().train()
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=a.lr, weight_decay=0.01)
@@ -85,7 +87,8 @@ def train(a: argparse.Namespace) -> None:
         for g in opt.param_groups:
             rewarm = min(1.0, (step - warm + 1) / 100) if warm else 1.0
             g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25) * rewarm
-        idx = torch.randint(0, len(latents), (a.batch,), generator=gen)
+        idx = torch.multinomial(weights, a.batch, replacement=True, generator=gen) if weights is not None else \
+            torch.randint(0, len(latents), (a.batch,), generator=gen)
         caps = ["" if rng.random() < a.dropout else sample_caption(scenes[i], rng) for i in idx.tolist()]
         ids = torch.tensor([caption_ids(tokenizer, c, cache) for c in caps])  # [B, TEXT_CONTEXT]
         x0, noise = latents[idx], torch.randn(latents[idx].shape, generator=gen)
@@ -198,6 +201,8 @@ def main() -> None:
     p.add_argument("--snr-gamma", type=float, default=5.0)
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--per-concept", type=int, default=200, help="training renders per concept")
+    p.add_argument("--with-demo", action="store_true", help="also learn the demo concepts (subsets.model_set)")
+    p.add_argument("--demo-weight", type=float, default=1.0, help="how much more often demo concepts are drawn")
     p.add_argument("--pose", type=float, default=1.0, help="share of the world's pose jitter (1: all, 0: none)")
     p.add_argument("--colour-p", type=float, default=None, help="share of scenes in the colour style (rest even)")
     p.add_argument("--plain-p", type=float, default=None, help="share of scenes on the plain background (rest even)")

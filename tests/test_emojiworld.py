@@ -148,3 +148,12 @@ def test_unet_training_resumes_on_a_new_machine_from_the_small_kept_state(tmp_pa
     assert json.loads((tmp_path / "kept" / "meta.json").read_text())["step"] == 6
     assert '"step": 0,' in (tmp_path / "first" / "unet.jsonl").read_text()  # a start from scratch logs step 0 ...
     assert not (tmp_path / "second" / "unet.jsonl").exists()  # ... and the resumed machine never ran it
+
+
+def test_a_model_set_holds_the_demo_concepts_and_its_spread():
+    from emojiworld.subsets import DEMO, model_set
+
+    big = model_set(600)
+    assert set(chosen(DEMO)) <= set(big) and set(chosen(600)) <= set(big)
+    assert len(big) == len(set(chosen(600)) | set(chosen(DEMO))) < 700
+    assert [c.name for c in concepts() if c.name in set(big)] == list(big)  # catalogue order
