@@ -28,7 +28,9 @@ class SDFamily:
         return {"emb": embed_prompts(pipe, prompts)}  # [N, L, d]
 
     def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
-        return net(z, t, encoder_hidden_states=broadcast(cond, len(z))["emb"]).sample
+        # in the weights' dtype: AP's search centres are float32 word-store rows, and with half-precision
+        # weights and autocast off nothing else casts them (the cast passes the search's gradient)
+        return net(z, t, encoder_hidden_states=broadcast(cond, len(z))["emb"].to(net.dtype)).sample
 
     def prediction_type(self, pipe) -> str:
         return pipe.scheduler.config.get("prediction_type", "epsilon")

@@ -32,7 +32,7 @@ class SDXLFamily(SDFamily):
         return {"emb": emb, "pooled": pooled, "time_ids": time_ids.expand(len(prompts), -1)}  # [N, L, d], [N, p], [N, 6]
 
     def predict(self, net, z: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
-        cond = broadcast(cond, len(z))
+        cond = {k: v.to(net.dtype) for k, v in broadcast(cond, len(z)).items()}  # as SD's predict
         return net(z, t, encoder_hidden_states=cond["emb"],
                    added_cond_kwargs={"text_embeds": cond["pooled"], "time_ids": cond["time_ids"]}).sample
 

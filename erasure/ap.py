@@ -96,7 +96,10 @@ PRESETS = {
     # prompt: 450 steps with 8 codes reached ESR-1 95.8 / PSR-1 99.8, 16 codes 96.9 / 99.8; 600 steps with 8
     # codes 99.0 / 99.2, with 16 codes 99.0 / 99.3 (ESR-5 84.4). benchmarks/bench_erasure.py compares it
     # with reference.
-    "fast": {"steps": 600, "ddim_steps": 10, "zt_from": "frozen", "n_iter": 1, "bank_codes": 16},
+    # On SD-size profiles (100 centres) each centre keeps one code, sampled when first drawn: 16 codes of
+    # every centre ahead were 29,088 UNet rows, ~79 % of the run, for ~1,200 centre reads (benchmarks/bench_rows.py).
+    "fast": {"steps": 600, "ddim_steps": 10, "zt_from": "frozen", "n_iter": 1, "bank_codes": 16,
+             "bank_centre_codes": 1},
 }
 
 
@@ -228,7 +231,10 @@ class AP:
     PRESETS = PRESETS
     # The tiny text encoder only learnt the world's words; untrained CLIP tokens all embed near the null
     # prompt, so they would crowd the search space with copies of "".
-    PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
+    # Its 16 centres keep every code ahead (bank_centre_codes 0): 4,896 batched rows, what `fast`'s stored
+    # results were measured with.
+    PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16,
+                             "bank_centre_codes": 0}}
     # the search space R holds one text encoder's word embeddings (backends.word_store)
     SPEC = MethodSpec("ap", "AP: negative guidance plus adversarial preservation of the concept the erasure damages "
                       "most (Bui et al.)", families=("sd",), searches=True)
@@ -247,7 +253,7 @@ class AP:
             fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
             self.emb_fixed = ctx.embed([fixed])
         self.probe = CentreProbe(ctx) if self.spaces else None
-        ctx.bank_add(self.bank_conds())
+        ctx.bank_add(self.bank_conds(), centres=tuple(centre_conds(self.spaces)))
 
     def bank_conds(self) -> dict[str, Cond]:
         """The conditionings z_t is sampled under, labelled as `_ca` names them: targets and every centre

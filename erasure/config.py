@@ -32,7 +32,8 @@ class EraseConfig:
     EXECUTION_ONLY: ClassVar[tuple[str, ...]] = ()
     # settings added after results were cached: at their default they compute exactly what the code did
     # before them, so a cache key leaves them out at that default (and keeps every stored row's key)
-    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0, "bank_codes": 0, "precision": "auto",
+    OMIT_AT_DEFAULT: ClassVar[dict[str, object]] = {"resolution": 0, "bank_codes": 0, "bank_centre_codes": 0,
+                                                    "precision": "auto",
                                                     "steps_per_target": False, "balanced_targets": False}
     # methods whose `steps` is not a training budget (UCE: one closed-form solve) opt out of steps_per_target
     SCALE_STEPS: ClassVar[bool] = True
@@ -60,6 +61,10 @@ class EraseConfig:
     # trajectories sampled ahead in batches instead of k sampler steps per draw; zt_from="frozen" only;
     # 0 = sample z_t at each draw
     bank_codes: int = 0
+    # start codes per search centre in the latent bank (AP's centres), sampled the first time the centre is
+    # drawn; 0 = bank_codes, all sampled ahead; no effect without a bank. 100 centres x 16 codes would be
+    # 1,616 trajectories for about 1,200 centre reads in 600 steps (docs/design.md §3.1, "The latent bank")
+    bank_centre_codes: int = 0
     # autocast precision of every forward (z_t sampler, frozen and trained denoiser): "auto" (bfloat16 on a
     # GPU with native bf16, float32 on the CPU), "float32" or "bfloat16"; the run records the resolved one.
     # Trained tensors keep float32 masters either way (erasure.master)
@@ -90,6 +95,9 @@ class EraseConfig:
             raise ValueError(f"zt_from must be 'trained' or 'frozen', got {self.zt_from!r}")
         if not isinstance(self.bank_codes, int) or not 0 <= self.bank_codes <= 64:
             raise ValueError(f"bank_codes must be a whole number from 0 (no latent bank) to 64, got {self.bank_codes!r}")
+        if not isinstance(self.bank_centre_codes, int) or not 0 <= self.bank_centre_codes <= 64:
+            raise ValueError("bank_centre_codes must be a whole number from 0 (as many as bank_codes) to 64, got "
+                             f"{self.bank_centre_codes!r}")
         if self.bank_codes and self.zt_from != "frozen":
             raise ValueError("bank_codes needs zt_from='frozen': z_t from the trained model changes every step, so it "
                              "cannot be sampled ahead; set bank_codes=0 or zt_from='frozen'")

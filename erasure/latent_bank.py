@@ -65,7 +65,8 @@ class LatentBank:
         self.ctx, self.n = ctx, n
         gen = torch.Generator().manual_seed(ctx.config.seed + BANK_SEED)
         self.codes = ctx.family.noise(ctx.pipe, n, gen, ctx.size)  # [n, C, h, w]
-        self.z: dict[str, torch.Tensor] = {}  # label -> [n, K, C, h, w] on the device
+        self.z: dict[str, torch.Tensor] = {}  # label -> [n or m, K, C, h, w] on the device
+        self.lazy: dict[str, tuple[Cond, int]] = {}  # label -> (conditioning, m codes): sampled when first read
         self.built_s = 0.0  # seconds spent sampling (not loading) so far
         self.loaded = self.sampled = 0  # conditionings read from disk / sampled here
         self.store_error: str | None = None  # why the last write to disk failed (the run goes on from memory)
@@ -77,14 +78,16 @@ class LatentBank:
         model = weights_fingerprint({"frozen": ctx.frozen})
         self.folder = Path(root or storage.CACHE_ROOT / "latents") / model / key
 
-    def add(self, conds: dict[str, Cond]) -> None:
-        """Make sure every labelled one-row conditioning has its trajectories: loaded from disk if cached,
-        else sampled (BANK_ROWS conditioning x code rows per call) and stored."""
+    def add(self, conds: dict[str, Cond], m: int | None = None) -> None:
+        """Make sure every labelled one-row conditioning has its trajectories from the first `m` codes (all n
+        by default): loaded from disk if cached, else sampled (BANK_ROWS conditioning x code rows per call)
+        and stored."""
+        m = self.n if m is None else m
         missing = {}
         for label, cond in conds.items():
             if label in self.z:
                 continue
-            z = self._load(cond)
+            z = self._load(cond, m)
             if z is None:
                 missing[label] = cond
             else:
@@ -92,27 +95,40 @@ class LatentBank:
                 self.loaded += 1
         if missing:
             t0 = time.perf_counter()
-            self._sample(missing)
+            self._sample(missing, m)
             self.built_s += time.perf_counter() - t0
 
+    def add_lazy(self, conds: dict[str, Cond], m: int) -> None:
+        """Register labelled conditionings whose trajectories from the first `m` codes are loaded or sampled
+        (in one batched call) only when one of them is first read: a search over 100 centres reads a few
+        draws of each, and sampling 16 codes of every centre ahead would cost more than the run itself."""
+        for label, cond in conds.items():
+            if label not in self.z:
+                self.lazy[label] = (cond, m)
+
     def get(self, label: str, codes: tuple[int, ...], k: int) -> torch.Tensor:
-        """z_t [len(codes), C, h, w]: k frozen-model DDIM steps from each code under `label`'s conditioning."""
-        return self.z[label][list(codes), k]
+        """z_t [len(codes), C, h, w]: k frozen-model DDIM steps from each code under `label`'s conditioning
+        (a label with m < n codes reads code j as j mod m)."""
+        if label in self.lazy:
+            cond, m = self.lazy.pop(label)
+            self.add({label: cond}, m)
+        z = self.z[label]
+        return z[[j % len(z) for j in codes], k]
 
     def __contains__(self, label: str) -> bool:
-        return label in self.z
+        return label in self.z or label in self.lazy
 
     def summary(self) -> dict:
         """What the run's start event reports: sizes, cache hits and the seconds spent sampling."""
         return {"conditionings": len(self.z), "codes": self.n, "loaded": self.loaded, "sampled": self.sampled,
                 "sampled_s": round(self.built_s, 3), "bytes": sum(z.numel() * z.element_size() for z in self.z.values()),
-                "folder": str(self.folder)}
+                "folder": str(self.folder), **({"lazy": len(self.lazy)} if self.lazy else {})}
 
     # ------------------------------------------------------------------ sampling and storage
     @torch.no_grad()
-    def _sample(self, conds: dict[str, Cond]) -> None:
-        """Every (conditioning, code) row of `conds`, BANK_ROWS rows per batched guided trajectory."""
-        ctx, n = self.ctx, self.n
+    def _sample(self, conds: dict[str, Cond], n: int) -> None:
+        """Every (conditioning, code < n) row of `conds`, BANK_ROWS rows per batched guided trajectory."""
+        ctx = self.ctx
         pairs = [(label, j) for label in conds for j in range(n)]
         out = {label: [None] * n for label in conds}
         for i in range(0, len(pairs), BANK_ROWS):
@@ -138,15 +154,17 @@ class LatentBank:
     def _path(self, cond: Cond) -> Path:
         return self.folder / f"{cond_key(cond)}.safetensors"
 
-    def _load(self, cond: Cond) -> torch.Tensor | None:
+    def _load(self, cond: Cond, m: int) -> torch.Tensor | None:
+        """The stored trajectories of the first m codes (a file of more codes serves fewer: the codes are the
+        same sequence), or None."""
         path = self._path(cond)
         if not path.exists():
             return None
         with safe_open(str(path), "pt") as f:
             z = f.get_tensor("z")
-        if tuple(z.shape[:2]) != (self.n, self.ctx.config.ddim_steps):  # a foreign file: sample again
+        if z.shape[0] < m or z.shape[1] != self.ctx.config.ddim_steps:  # too few codes, or a foreign file
             return None
-        return z.to(self.codes.device, self.codes.dtype)
+        return z[:m].to(self.codes.device, self.codes.dtype)
 
     def _store(self, label: str, cond: Cond, z: torch.Tensor) -> None:
         """Best effort: an unwritable cache folder costs the reuse, never the run (the bank is in memory)."""

@@ -115,14 +115,19 @@ class Context:
         order = np.random.default_rng([self.config.seed, step // n]).permutation(n)
         return prompts[int(order[step % n])]
 
-    def bank_add(self, conds: dict[str, Cond]) -> None:
+    def bank_add(self, conds: dict[str, Cond], centres: tuple[str, ...] = ()) -> None:
         """Sample (or load) the frozen-model trajectories of these labelled one-row conditionings, when the
-        run has a latent bank (bank_codes > 0, which validate() allows only with zt_from="frozen")."""
-        if not self.config.bank_codes:
+        run has a latent bank (bank_codes > 0, which validate() allows only with zt_from="frozen"). The
+        `centres` labels get bank_centre_codes codes each, sampled when first read, when that is fewer."""
+        cfg = self.config
+        if not cfg.bank_codes:
             return
         if self.bank is None:
-            self.bank = LatentBank(self, self.config.bank_codes)
-        self.bank.add(conds)
+            self.bank = LatentBank(self, cfg.bank_codes)
+        few = 0 < cfg.bank_centre_codes < cfg.bank_codes
+        lazy = {label: conds[label] for label in centres} if few else {}
+        self.bank.add({label: c for label, c in conds.items() if label not in lazy})
+        self.bank.add_lazy(lazy, cfg.bank_centre_codes)
 
     def draw(self) -> Start:
         """Start codes z_T [batch, C, h, w] and a sampler step index k (uniform): fresh codes, or with a

@@ -134,3 +134,32 @@ def test_a_run_records_its_resolved_precision_and_bank(embedded_pipe, tmp_path, 
     assert run.record["config"]["precision"] == "float32" and run.record["config"]["bank_codes"] == 2
     assert "latent bank" in events[0].extra["memory"] and events[0].extra["latent_bank"]["conditionings"] == 1
     assert "latent bank" in events[0].message
+
+
+def test_centres_with_fewer_codes_are_sampled_when_first_read_and_read_code_j_mod_m(embedded_pipe, cache):
+    ctx = _ctx(embedded_pipe, bank_centre_codes=2)
+    conds = {"star": ctx.embed(["star"]), "word:moon": ctx.embed(["moon"]), "word:heart": ctx.embed(["heart"])}
+    ctx.bank_add(conds, centres=("word:moon", "word:heart"))
+    bank = ctx.bank
+    assert set(bank.z) == {"star"} and "word:moon" in bank and bank.summary()["lazy"] == 2  # nothing sampled yet
+    z = bank.get("word:moon", (0, 1, 2), 3)  # the first read samples moon's first 2 codes only
+    assert bank.z["word:moon"].shape[0] == 2 and "word:heart" not in bank.z and bank.summary()["lazy"] == 1
+    expected = sample_until(ctx.family, ctx.frozen, ctx.scheduler, bank.codes[[0, 1, 0]], conds["word:moon"],
+                            ctx.emb_null, ctx.config.start_guidance, 3)
+    torch.testing.assert_close(z, expected, rtol=1e-4, atol=1e-5)  # code 2 of 2 is code 0
+    eager = _ctx(embedded_pipe)  # bank_centre_codes 0: every code of every centre ahead, as before
+    eager.bank_add(conds, centres=("word:moon", "word:heart"))
+    assert all(z.shape[0] == 3 for z in eager.bank.z.values()) and len(eager.bank.z) == 3
+    # moon's 3-code file (written by the eager bank) now serves a 2-code read without sampling
+    again = _ctx(embedded_pipe, bank_centre_codes=2)
+    again.bank_add({"word:moon": conds["word:moon"]}, centres=("word:moon",))
+    again.bank.get("word:moon", (1,), 2)
+    assert (again.bank.loaded, again.bank.sampled) == (1, 0)
+
+
+def test_ap_fast_keeps_every_centre_code_ahead_on_the_embedded_model_and_one_lazily_elsewhere():
+    embedded = resolve_config("ap", "embedded", "object,fast", targets=["star"])
+    sd = resolve_config("ap", "CompVis/stable-diffusion-v1-4", "object,fast", targets=["cat"])
+    assert (embedded.bank_codes, embedded.bank_centre_codes) == (16, 0)
+    assert (sd.bank_codes, sd.bank_centre_codes, sd.n_centres) == (16, 1, 100)
+    assert "bank_centre_codes" not in embedded.result_dict()  # stored embedded runs keep their fingerprints

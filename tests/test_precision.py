@@ -78,3 +78,30 @@ def test_a_bfloat16_run_resumes_exactly(runs, tmp_path):
               cancel=token, **{**SETTINGS, "checkpoint_every": 1})
     resumed, whole = resume(tmp_path / "b").result(), runs["bfloat16"].result()
     assert resumed.keys() == whole.keys() and all(torch.equal(resumed[k], whole[k]) for k in whole)
+
+
+FAMILY_MODELS = {"sd": EMBEDDED, "sdxl": "sdxl-tiny-random", "flux": "flux-tiny-random"}
+
+
+def _matrix():
+    from erasure import get_method
+    from erasure.registry import list_methods
+
+    return [(m, model) for m in list_methods() for fam, model in FAMILY_MODELS.items()
+            if fam in get_method(m).SPEC.families]
+
+
+@pytest.mark.parametrize(("method", "model"), _matrix())
+def test_every_method_runs_in_every_weights_dtype_with_autocast_on_and_off(method, model, tmp_path):
+    """float32 / bfloat16 weights x precision float32 (autocast off) / bfloat16 (on): one step each, no dtype
+    error, and the trained tensors come back float32 (the masters; MCE: boolean masks)."""
+    from erasure import get_method
+
+    kept = torch.float32 if get_method(method).SPEC.trains == "weights" else torch.bool
+    few = {"ddim_steps": 2} if method in ("esd", "ap", "age") else {}
+    # (float32 weights with autocast off: every other test does that)
+    for dtype, precision in (("float32", "bfloat16"), ("bfloat16", "float32"), ("bfloat16", "bfloat16")):
+        run = erase(model, method, ["star"], "object", tmp_path / f"{dtype}-{precision}", dtype=dtype,
+                    precision=precision, steps=1, checkpoint_every=0, lr=1e-2, **few)
+        result = run.result()
+        assert result and all(v.dtype == kept for v in result.values()), (dtype, precision)
