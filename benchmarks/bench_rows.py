@@ -10,10 +10,10 @@ For every method x speed preset (with "object"), on
 - the tiny random SDXL and FLUX pipelines, for the methods their families support,
 it counts denoiser rows (the batch items of every call) without gradient (samplers, frozen targets,
 latent bank) and with forward+backward, text-encoder rows and VAE calls: before step 1 (set-up: an eager
-latent bank, the memory estimate's probe calls), per step, and after the last step (AP's and AGE's search
-diagnostics over every centre). A run with a lazy part
-(AP `fast`'s centre codes, sampled when a centre is first drawn) runs all its steps; the others run
-MEASURE steps and are extrapolated: per run = set-up + steps x the mean per step.
+latent bank, sampled into an empty cache; the memory estimate's probe calls), per step, and after the
+last step (AP's and AGE's search diagnostics over every centre). A run with a lazy part (AP `fast`'s
+centre codes, sampled when a centre is first drawn) runs all its steps; the others run MEASURE steps and
+are extrapolated: per run = set-up + steps x the mean per step + after.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -139,8 +140,9 @@ def count_run(label: str, method: str, speed: str) -> dict:
             marks[event.kind] = counter.snapshot()  # "step": after the latest step
 
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as out, counter.counting(pipe):
-        erase(model, method, [target], presets, out, pipe=pipe, callback=on_event, steps=steps, checkpoint_every=0)
+    with tempfile.TemporaryDirectory() as out, counter.counting(pipe), cold_cache(out):
+        erase(model, method, [target], presets, out + "/run", pipe=pipe, callback=on_event, steps=steps,
+              checkpoint_every=0)
     wall = time.perf_counter() - t0
     start, last, end = marks["start"], marks["step"], counter.snapshot()
     total_steps = full.steps
@@ -159,11 +161,36 @@ def count_run(label: str, method: str, speed: str) -> dict:
             "wall_s": round(wall, 1), "exact": steps == total_steps}
 
 
+@contextlib.contextmanager
+def cold_cache(folder: str):
+    """An empty cache for the run (a latent bank sampled by an earlier run would be loaded, not counted)."""
+    from backends import storage
+
+    before = storage.CACHE_ROOT
+    storage.CACHE_ROOT = Path(folder) / "cache"
+    try:
+        yield
+    finally:
+        storage.CACHE_ROOT = before
+
+
 def supported(method: str, label: str) -> bool:
     from erasure import get_method
 
     family = {"embedded": "sd", "sd-1.4": "sd", "sdxl-tiny": "sdxl", "flux-tiny": "flux"}[label]
     return family in get_method(method).SPEC.families
+
+
+def merged(name: str, new: list[dict]) -> list[dict]:
+    """The rows of results/<name>.json that `new` does not replace (same model, method, preset), then `new`."""
+    import json
+
+    from benchmarks.common import RESULTS
+
+    path = RESULTS / f"{name}.json"
+    old = json.loads(path.read_text())["rows"] if path.exists() else []
+    key = {(r["model"], r["method"], r["preset"]) for r in new}
+    return [r for r in old if (r["model"], r["method"], r["preset"]) not in key] + new
 
 
 def main() -> None:
@@ -172,19 +199,29 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="*", default=None, help="methods to count (default: every registered one)")
     p.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    p.add_argument("--presets", nargs="*", default=None, help="speed presets to count (default: each the method has)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of results/<out>.json that this call does not count again (each row has its date)")
     p.add_argument("--out", default="rows")
     a = p.parse_args()
-    rows = []
+    rows, path = [], None
     for method in a.only or list_methods():
         for label in a.models:
             if not supported(method, label):
                 continue
             for speed in speed_presets(method):
-                rows.append(count_run(label, method, speed))
-                print(rows[-1], flush=True)
+                if a.presets is None or speed in a.presets:
+                    rows.append({**count_run(label, method, speed), "date": time.strftime("%Y-%m-%d")})
+                    print(rows[-1], flush=True)
+                    path = save(a.out, merged(a.out, rows) if a.merge else rows)  # after every row: a long
+                    # count stopped part-way keeps the rows it finished
     print_table(rows, ["model", "method", "preset", "steps", "setup_unet_rows", "final_unet_rows", "unet_rows_per_step",
                        "unet_rows_per_run", "amortised_rows_per_step", "exact", "wall_s"])
-    print(write_result(a.out, {"command": "python -m benchmarks.bench_rows", "measure_steps": MEASURE, "rows": rows}))
+    print(path)
+
+
+def save(name: str, rows: list[dict]):
+    return write_result(name, {"command": "python -m benchmarks.bench_rows", "measure_steps": MEASURE, "rows": rows})
 
 
 if __name__ == "__main__":

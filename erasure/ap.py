@@ -174,19 +174,25 @@ class CentreProbe:
         out = []
         for i in range(0, len(space.words), PROBE_CHUNK):
             cond = {"emb": space.R[i : i + PROBE_CHUNK]}  # [c, L, d]
-            z = self._z(prompt, i, cond)
+            z = self._z(prompt, i, cond, space.words[i : i + PROBE_CHUNK])
             tt = t.expand(len(z)).to(ctx.device)
             pred, target = ctx.predict(ctx.denoiser, z, tt, cond), ctx.predict(ctx.frozen, z, tt, cond)
             out += [ctx.loss(pred[j : j + 1], target[j : j + 1], z[j : j + 1], alpha_bar).float().cpu()
                     for j in range(len(z))]
         return torch.stack(out)
 
-    def _z(self, prompt: str, i: int, cond: Cond) -> torch.Tensor:
+    def _z(self, prompt: str, i: int, cond: Cond, words: list[str]) -> torch.Tensor:
         key = (prompt, i)
         if key not in self.z:
-            z_T = self.z_T.expand(len(cond["emb"]), *self.z_T.shape[1:])
-            self.z[key] = sample_until(self.ctx.family, self.ctx.frozen, self.ctx.scheduler, z_T, cond,
-                                       self.ctx.emb_null, self.ctx.config.start_guidance, self.k)
+            cfg, bank = self.ctx.config, self.ctx.bank
+            if bank is not None and 0 < cfg.bank_centre_codes < cfg.bank_codes:
+                # centres banked lazily (SD's 100): read z_i at step k of their code 0, which the search has
+                # mostly sampled already, instead of 100 more trajectories; fixed across snapshots all the same
+                self.z[key] = torch.cat([bank.get(f"word:{w}", (0,), self.k) for w in words])
+            else:
+                z_T = self.z_T.expand(len(cond["emb"]), *self.z_T.shape[1:])
+                self.z[key] = sample_until(self.ctx.family, self.ctx.frozen, self.ctx.scheduler, z_T, cond,
+                                           self.ctx.emb_null, self.ctx.config.start_guidance, self.k)
         return self.z[key]
 
 

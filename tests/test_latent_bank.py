@@ -163,3 +163,17 @@ def test_ap_fast_keeps_every_centre_code_ahead_on_the_embedded_model_and_one_laz
     assert (embedded.bank_codes, embedded.bank_centre_codes) == (16, 0)
     assert (sd.bank_codes, sd.bank_centre_codes, sd.n_centres) == (16, 1, 100)
     assert "bank_centre_codes" not in embedded.result_dict()  # stored embedded runs keep their fingerprints
+
+
+def test_the_centre_probe_reads_lazily_banked_centres_from_the_bank(embedded_pipe, cache):
+    from erasure.ap import AP
+
+    cfg = resolve_config("ap", "embedded", "object,fast", targets=["star"], ddim_steps=4, bank_codes=2,
+                         bank_centre_codes=1, n_centres=4, k_closest=8)
+    ctx = Context(embedded_pipe, cfg)
+    ap = AP(ctx)
+    prompt, space = next(iter(ap.spaces.items()))
+    assert len(ctx.bank.lazy) == 4  # nothing drawn yet
+    losses = ap.probe.values(prompt, space)
+    assert losses.shape == (4,) and not ctx.bank.lazy  # each centre's code 0 sampled once, for the probe too
+    torch.testing.assert_close(ap.probe.z[(prompt, 0)][1:2], ctx.bank.get(f"word:{space.words[1]}", (0,), ap.probe.k))
