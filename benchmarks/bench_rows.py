@@ -105,13 +105,22 @@ def sd_profiled(seed: int = 0):
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-MODELS = {  # name in the table -> (model name for erase(): its family and profiles, a fresh pipeline)
-    "embedded": ("embedded", lambda: __import__("backends").load_pipeline("embedded")),
-    "sd-1.4": ("sd-1.4", sd_profiled),
-    "sdxl-tiny": ("sdxl-tiny-random", lambda: __import__("backends").load_pipeline("sdxl-tiny-random")),
-    "flux-tiny": ("flux-tiny-random", lambda: __import__("backends").load_pipeline("flux-tiny-random")),
+def loaded(model: str):
+    """A fresh pipeline of one of the project's own models (erase() trains its denoiser in place)."""
+    def build():
+        from backends import load_pipeline
+
+        return load_pipeline(model)
+    return build
+
+
+# name in the table -> (model name for erase(): its family and profiles; family; target; a fresh pipeline)
+MODELS = {
+    "embedded": ("embedded", "sd", "star", loaded("embedded")),
+    "sd-1.4": ("sd-1.4", "sd", "cat", sd_profiled),
+    "sdxl-tiny": ("sdxl-tiny-random", "sdxl", "cat", loaded("sdxl-tiny-random")),
+    "flux-tiny": ("flux-tiny-random", "flux", "cat", loaded("flux-tiny-random")),
 }
-TARGET = {"embedded": "star", "sd-1.4": "cat", "sdxl-tiny": "cat", "flux-tiny": "cat"}
 
 
 def speed_presets(method: str) -> list[str]:
@@ -125,11 +134,10 @@ def count_run(label: str, method: str, speed: str) -> dict:
     """One run's counts: set-up rows, per-step rows (mean over the steps run) and per-run rows."""
     from erasure import erase, get_method, resolve_config
 
-    model, build = MODELS[label]
-    target = TARGET[label]
+    model, _, target, build = MODELS[label]
     presets = f"object,{speed}" if speed != "reference" else "object"
     full = resolve_config(method, model, presets, targets=[target])
-    lazy = 0 < getattr(full, "bank_centre_codes", 0) < getattr(full, "bank_codes", 0)
+    lazy = full.centre_codes() < full.bank_codes
     steps = full.steps if lazy or full.steps <= MEASURE else MEASURE
     pipe = build()
     counter = Counter()
@@ -177,8 +185,7 @@ def cold_cache(folder: str):
 def supported(method: str, label: str) -> bool:
     from erasure import get_method
 
-    family = {"embedded": "sd", "sd-1.4": "sd", "sdxl-tiny": "sdxl", "flux-tiny": "flux"}[label]
-    return family in get_method(method).SPEC.families
+    return MODELS[label][1] in get_method(method).SPEC.families
 
 
 def merged(name: str, new: list[dict]) -> list[dict]:

@@ -84,8 +84,8 @@ def train(a: argparse.Namespace) -> None:
     classifier = WorldClassifier.load(a.work / "classifier", classes_for(names)) if a.eval_every else None
     log, cache = Log(a.work / "unet.jsonl"), {}
     for step in range(start, a.steps):
+        rewarm = min(1.0, (step - warm + 1) / 100) if warm else 1.0
         for g in opt.param_groups:
-            rewarm = min(1.0, (step - warm + 1) / 100) if warm else 1.0
             g["lr"] = lr_at(step, a.steps, a.lr, warmup=100, tail=0.25) * rewarm
         idx = torch.multinomial(weights, a.batch, replacement=True, generator=gen) if weights is not None else \
             torch.randint(0, len(latents), (a.batch,), generator=gen)

@@ -185,7 +185,7 @@ class CentreProbe:
         key = (prompt, i)
         if key not in self.z:
             cfg, bank = self.ctx.config, self.ctx.bank
-            if bank is not None and 0 < cfg.bank_centre_codes < cfg.bank_codes:
+            if bank is not None and cfg.centre_codes() < cfg.bank_codes:
                 # centres banked lazily (SD's 100): read z_i at step k of their code 0, which the search has
                 # mostly sampled already, instead of 100 more trajectories; fixed across snapshots all the same
                 self.z[key] = torch.cat([bank.get(f"word:{w}", (0,), self.k) for w in words])

@@ -112,6 +112,11 @@ class EraseConfig:
     def prompts(self) -> list[str]:
         return [self.template.format(concept=t.strip()) for t in self.targets]
 
+    def centre_codes(self) -> int:
+        """Start codes each search centre gets in the latent bank: bank_centre_codes when that is fewer than
+        bank_codes (sampled when the centre is first drawn), else bank_codes (all ahead; 0: no bank)."""
+        return self.bank_centre_codes if 0 < self.bank_centre_codes < self.bank_codes else self.bank_codes
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -186,8 +186,8 @@ def fine_tune_estimate(pipe, config) -> tuple[MemoryEstimate, list[str]]:
               "activations": activation_bytes(p, config.batch, GRAPH_CALLS, "none")}
     if getattr(config, "bank_codes", 0):  # [n_cond, n, K, C, h, w] latents (erasure.latent_bank)
         latent = family.noise(pipe, 1, torch.Generator().manual_seed(0), size)
-        centre_codes = min(config.bank_centre_codes or config.bank_codes, config.bank_codes)  # at most, all read
-        codes = len(config.targets) * (config.bank_codes + getattr(config, "n_centres", 0) * centre_codes)
+        # each centre's codes at most (lazily banked ones only once drawn)
+        codes = len(config.targets) * (config.bank_codes + getattr(config, "n_centres", 0) * config.centre_codes())
         detail["latent bank"] = codes * config.ddim_steps * latent.numel() * latent.element_size()
     fixes = [f"a smaller param_group than {config.param_group!r} (xattn trains the fewest tensors)"] \
         if config.param_group != "xattn" else []

@@ -124,10 +124,9 @@ class Context:
             return
         if self.bank is None:
             self.bank = LatentBank(self, cfg.bank_codes)
-        few = 0 < cfg.bank_centre_codes < cfg.bank_codes
-        lazy = {label: conds[label] for label in centres} if few else {}
+        lazy = {label: conds[label] for label in centres} if cfg.centre_codes() < cfg.bank_codes else {}
         self.bank.add({label: c for label, c in conds.items() if label not in lazy})
-        self.bank.add_lazy(lazy, cfg.bank_centre_codes)
+        self.bank.add_lazy(lazy, cfg.centre_codes())
 
     def draw(self) -> Start:
         """Start codes z_T [batch, C, h, w] and a sampler step index k (uniform): fresh codes, or with a
