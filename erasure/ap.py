@@ -188,7 +188,9 @@ class CentreProbe:
             if bank is not None and cfg.centre_codes() < cfg.bank_codes:
                 # centres banked lazily (SD's 100): read z_i at step k of their code 0, which the search has
                 # mostly sampled already, instead of 100 more trajectories; fixed across snapshots all the same
-                self.z[key] = torch.cat([bank.get(f"word:{w}", (0,), self.k) for w in words])
+                labels = [f"word:{w}" for w in words]
+                bank.materialise(labels)  # the centres not drawn yet: one batched trajectory, not one each
+                self.z[key] = torch.cat([bank.get(label, (0,), self.k) for label in labels])
             else:
                 z_T = self.z_T.expand(len(cond["emb"]), *self.z_T.shape[1:])
                 self.z[key] = sample_until(self.ctx.family, self.ctx.frozen, self.ctx.scheduler, z_T, cond,

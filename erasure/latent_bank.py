@@ -106,12 +106,22 @@ class LatentBank:
             if label not in self.z:
                 self.lazy[label] = (cond, m)
 
+    def materialise(self, labels: list[str]) -> None:
+        """Load or sample every still-lazy label of `labels` now, in batched calls (BANK_ROWS rows each):
+        a reader of many labels at once (the centre probe over 100 centres) pays a few wide calls instead of
+        one narrow call per label."""
+        pending: dict[int, dict[str, Cond]] = {}  # m -> {label: cond}
+        for label in labels:
+            if label in self.lazy:
+                cond, m = self.lazy.pop(label)
+                pending.setdefault(m, {})[label] = cond
+        for m, conds in pending.items():
+            self.add(conds, m)
+
     def get(self, label: str, codes: tuple[int, ...], k: int) -> torch.Tensor:
         """z_t [len(codes), C, h, w]: k frozen-model DDIM steps from each code under `label`'s conditioning
         (a label with m < n codes reads code j as j mod m)."""
-        if label in self.lazy:
-            cond, m = self.lazy.pop(label)
-            self.add({label: cond}, m)
+        self.materialise([label])
         z = self.z[label]
         return z[[j % len(z) for j in codes], k]
 

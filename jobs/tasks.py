@@ -53,13 +53,15 @@ def spectrum_request(params: dict, root: Path):
 def check_spectrum(params: dict, root: Path) -> tuple[str, int]:
     """Validate a spectrum request; returns (title, number of concepts or 0 when only known later)."""
     request = spectrum_request(params, root)
+    from sensitivity.spectrum import quick_method
+
     config, concepts = request.check()  # a bad setting, word or vocabulary fails here
     if params.get("run"):
         ran_on = find_job(root, params["run"]).record["params"]["model"]
         if ran_on != request.model:
             raise ValueError(f"job {params['run']} erased {ran_on!r}, not {request.model!r}: pick an erasure of "
                              f"{request.model!r}, or choose {ran_on!r} as the model")
-    what = f"job {params['run']}" if params.get("run") else "a quick ESD erasure"
+    what = f"job {params['run']}" if params.get("run") else f"a quick {quick_method(request.model).upper()} erasure"
     return f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}", len(concepts or [])
 
 
@@ -72,21 +74,23 @@ def vocabulary_words(params: dict, total: int) -> int:
 
 
 def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
-    """Compute and save a spectrum; with no run given, erase the targets with ESD (fast) first (a
-    resumed job keeps a finished quick erasure)."""
+    """Compute and save a spectrum; with no run given, erase the targets with the quick method first (ESD
+    fast; MCE on FLUX; a resumed job keeps a finished quick erasure)."""
     import sensitivity
-    from sensitivity.request import is_quick_esd_step
+    from sensitivity.request import is_quick_step
+    from sensitivity.spectrum import quick_method
 
     throttle = _Throttle(report)
 
     def progress(done: int, total: int, message: str) -> None:
-        if is_quick_esd_step(message):  # the erasure's steps are in the message; the job counts concepts
+        if is_quick_step(message):  # the erasure's steps are in the message; the job counts concepts
             done, total = 0, 0
         throttle(done, total, message, force=bool(total) and done == total)
 
-    sensitivity.run(spectrum_request(job.record["params"], job.path.parent), job.spectrum_path, progress=progress,
-                    cancel=cancel,
-                    on_erasure=lambda: report(0, 0, "erasing with ESD (fast) first"), extra={"job": job.id},
+    request = spectrum_request(job.record["params"], job.path.parent)
+    first = f"erasing with {quick_method(request.model).upper()} (fast) first"
+    sensitivity.run(request, job.spectrum_path, progress=progress, cancel=cancel,
+                    on_erasure=lambda: report(0, 0, first), extra={"job": job.id},
                     erasure_dir=job.path / "erasure")
 
 

@@ -5,7 +5,7 @@
     python -m sensitivity spectrum --target star --run runs/star --vocab clip-words --size 5000 --proxy-only \\
         --out results/star-proxy
 
-Without --run, a quick default erasure (ESD, `fast` preset) is made first into <out>/erasure.
+Without --run, a quick default erasure (`fast` preset: ESD, or MCE on FLUX) is made first into <out>/erasure.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("spectrum", help="compute the spectrum of an erasure run over a vocabulary")
     s.add_argument("--model", default="embedded", help="preset, local diffusers folder or hub repo id")
     s.add_argument("--target", action="append", required=True, help="the erased concept (repeat for several)")
-    s.add_argument("--run", help="erasure run folder of the sanitized model (default: a quick ESD erasure)")
+    s.add_argument("--run", help="erasure run folder of the sanitized model (default: a quick ESD erasure; MCE on FLUX)")
     s.add_argument("--vocab", default="world",
                    help="english | imagenet | imagenette | world | clip-words | clip-all | nearest-K | a .txt/.csv file")
     s.add_argument("--size", type=int, help="first N concepts of the vocabulary (english, clip-words: most frequent first)")
@@ -61,18 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
 def _progress():
     from tqdm import tqdm
 
-    from .request import is_quick_esd_step
+    from .request import is_quick_step
 
     bar = None
 
     def callback(done: int, total: int, concept: str) -> None:
         nonlocal bar
-        erasing = is_quick_esd_step(concept)  # the quick erasure's steps come first, then the concepts
+        erasing = is_quick_step(concept)  # the quick erasure's steps come first, then the concepts
         if bar is None or bar.total != total:
             if bar is not None:
                 bar.close()
             bar = tqdm(total=total, unit="step" if erasing else "concept", dynamic_ncols=True,
-                       desc="quick ESD erasure" if erasing else "spectrum")
+                       desc=concept.split(":")[0] if erasing else "spectrum")
         bar.update(done - bar.n)
         if not erasing:
             bar.set_postfix(last=concept or '""')

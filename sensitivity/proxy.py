@@ -12,13 +12,15 @@ from backends.families import family_of
 from backends.family import Cond, repeat_rows, to
 
 
-def proxy_points(pipe, n_timesteps: int = 4, n_latents: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def proxy_points(pipe, n_timesteps: int = 4, n_latents: int = 2, seed: int = 0,
+                 size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed set: timesteps [n_t] at the centres of n_t equal bins of the training range
-    (noisiest first; one point sits at T/2) and standard-normal z_t [n_z, C, h, w] at the model's
-    latent size, drawn on the CPU from `seed` (same on CPU and GPU)."""
+    (noisiest first; one point sits at T/2) and standard-normal z_t [n_z, C, h, w] at the latent size of
+    `size` px (the model's native size by default; the spectrum's `resolution`), drawn on the CPU from
+    `seed` (same on CPU and GPU)."""
     n_train = pipe.scheduler.config.num_train_timesteps
     t = ((torch.arange(n_timesteps, 0, -1) - 0.5) * n_train / n_timesteps).floor().long()
-    z = family_of(pipe).noise(pipe, n_latents, torch.Generator().manual_seed(seed))
+    z = family_of(pipe).noise(pipe, n_latents, torch.Generator().manual_seed(seed), size)
     return t, z
 
 

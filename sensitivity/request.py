@@ -27,7 +27,7 @@ class SpectrumRequest:
     model: str = "embedded"  # preset, local diffusers folder or hub repo id
     targets: tuple[str, ...] = ()  # the erased concept(s)
     config: dict = field(default_factory=dict)  # SpectrumConfig settings (vocab, k, steps, ...), targets aside
-    run: str | None = None  # the erasure run folder; None: a quick ESD erasure is made first
+    run: str | None = None  # the erasure run folder; None: a quick erasure (ESD; MCE on FLUX) is made first
     words: tuple[str, ...] | None = None  # the rows themselves (e.g. an uploaded list) instead of config's vocab
     device: str = "cpu"  # cpu, cuda or cuda:N
     address: str | None = None  # Ray cluster address, or "local"; None: in-process
@@ -79,7 +79,7 @@ class SpectrumRequest:
 
 def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = None, cancel=None,
         on_erasure=None, extra: dict | None = None, erasure_dir: str | Path | None = None) -> pd.DataFrame:
-    """Check `request`, make the quick ESD erasure into `erasure_dir` (default <out>/erasure) when it
+    """Check `request`, make the quick erasure (ESD fast; MCE on FLUX) into `erasure_dir` (default <out>/erasure) when it
     names no run, compute the spectrum and save it into `out` with its config, seeds and wall time (plus
     `extra`). The quick erasure reports its steps through `progress` ("quick ESD erasure: step i / n") and
     stops on `cancel`; a restarted job keeps a finished one and resumes a stopped one from its checkpoint.
@@ -104,25 +104,28 @@ def run(request: SpectrumRequest, out: str | Path, progress: Progress | None = N
     return df
 
 
-QUICK_ESD_STEP = "quick ESD erasure: step {} / {}"  # the progress line of the erasure before a spectrum
-QUICK_ESD_CHECKPOINT = 20  # steps between the quick erasure's checkpoints (a cancel loses at most this many)
+QUICK_STEP = "quick {} erasure: step {} / {}"  # the progress line of the erasure before a spectrum (method, i, n)
+QUICK_CHECKPOINT = 20  # steps between the quick erasure's checkpoints (a cancel loses at most this many)
 
 
-def is_quick_esd_step(message: str) -> bool:
+def is_quick_step(message: str) -> bool:
     """Whether a progress line is the quick erasure's (its steps come before the spectrum's concepts)."""
-    return message.startswith(QUICK_ESD_STEP.split("{")[0])
+    head, tail = QUICK_STEP.split("{}")[0], QUICK_STEP.split("{}")[1]
+    return message.startswith(head) and tail in message
 
 
 def _quick_erasure(request: SpectrumRequest, config, folder: Path, progress, cancel) -> None:
-    """ESD (fast) on the request's device, reporting each step; a stopped one resumes from its checkpoint
+    """The quick erasure (ESD fast; MCE on FLUX) on the request's device, reporting each step; a stopped one resumes from its checkpoint
     (its config.json is written when it starts), anything else there starts again."""
     from erasure import resume
 
-    from .spectrum import quick_erasure
+    from .spectrum import quick_erasure, quick_method
+
+    name = quick_method(request.model).upper()
 
     def report(event) -> None:
         if progress is not None and event.kind in ("start", "step"):
-            progress(event.step, event.total, QUICK_ESD_STEP.format(event.step, event.total))
+            progress(event.step, event.total, QUICK_STEP.format(name, event.step, event.total))
 
     kwargs = dict(callback=report, cancel=cancel, device=request.device)
     if (folder / "config.json").exists() and (folder / "checkpoints").exists():
@@ -130,5 +133,5 @@ def _quick_erasure(request: SpectrumRequest, config, folder: Path, progress, can
         return
     shutil.rmtree(folder, ignore_errors=True)
     quick_erasure(request.model, config.targets, folder, template=config.template, dtype=config.dtype,
-                  checkpoint_every=QUICK_ESD_CHECKPOINT, **kwargs)
+                  checkpoint_every=QUICK_CHECKPOINT, **kwargs)
 

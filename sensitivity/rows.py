@@ -58,7 +58,7 @@ class SpectrumConfig:
     # the embedded world's words drawn in captions it was trained on, the k seeds taking turns over them ("red":
     # "a red circle", "a red square", ...; a bare "a red" is a prompt it never saw); off on every other model
     world_prompts: bool = True
-    resolution: int = 0  # image side (px) the samples are drawn at; 0 = the model's native size (D(c) stays native)
+    resolution: int = 0  # image side (px) the samples and D(c)'s latents are drawn at; 0 = the model's native size
     nearest_pool: str | None = None  # what nearest-K picks from; None = the model's (world embedded, else clip-words)
     # proxy-guided spectrum (sensitivity.guided): D(c) for every concept, delta(c) only for the targets, the
     # neutral concepts, the `delta_top` concepts of largest D(c) and `delta_random` others drawn at random
@@ -139,10 +139,11 @@ class Models:
         """Targets' text features [m, d] and the proxy's fixed (t [P], z_t [P, c, h, w]), computed once
         per config rather than once per chunk."""
         key = (tuple(config.targets), config.template, config.proxy_timesteps, config.proxy_latents, config.seed,
-               config.world_prompts, config.k)
+               config.world_prompts, config.k, config.resolution)
         if key not in self.fixed:
             target_text = self.concept_features(config.targets, config)  # [m, d]
-            t, z = proxy_points(self.base, config.proxy_timesteps, config.proxy_latents, config.seed)
+            t, z = proxy_points(self.base, config.proxy_timesteps, config.proxy_latents, config.seed,
+                                config.resolution or None)  # D(c) at the size the samples are drawn at
             self.fixed = {key: (target_text, t, z)}  # one entry: a new config replaces the old one
         return self.fixed[key]
 

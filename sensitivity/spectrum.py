@@ -22,7 +22,7 @@ from .rows import Models, Progress, SpectrumConfig, chunk_rows, load_models
 from .vocab import resolve_vocabulary, validate_concepts, with_neutral
 
 __all__ = ["COLUMNS", "Models", "Progress", "SpectrumConfig", "chunk_rows", "compute_spectrum", "concept_list",
-           "load_models", "quick_erasure", "spearman", "spectrum_rows", "to_frame"]
+           "load_models", "quick_erasure", "quick_method", "spearman", "spectrum_rows", "to_frame"]
 
 COLUMNS = ["concept", "kind", "prompt", "delta", "delta_std", "score_before", "score_after", "image_sim",
            "proxy", "text_sim", "rank", "proxy_rank"]
@@ -115,10 +115,25 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
     return to_frame(rows, config)
 
 
+QUICK_METHODS = ("esd", "mce")  # the quick erasure's method: the first whose families include the model's
+
+
+def quick_method(model: str) -> str:
+    """The method of the quick erasure on `model`, known without loading it: ESD, or MCE on a family ESD is
+    not defined on (FLUX; docs/design.md §2)."""
+    from backends.loader import model_family
+    from erasure.registry import get_method
+
+    family = model_family(model).name
+    return next(m for m in QUICK_METHODS if family in get_method(m).SPEC.families)
+
+
 def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, **overrides):
-    """The default sanitized model when none is given: ESD with its `fast` preset (docs/design.md §2).
-    Pass the spectrum's `template=` so that targets are phrased the same way in both."""
+    """The default sanitized model when none is given: quick_method(model) (ESD, MCE on FLUX) with its
+    `fast` preset (docs/design.md §2). Pass the spectrum's `template=` so that targets are phrased the same
+    way in both."""
     from erasure import erase
 
     base = copy.deepcopy(pipe) if pipe is not None else None  # erase() trains the UNet in place
-    return erase(model, "esd", targets, "object,fast", out, pipe=base, **{"checkpoint_every": 0, **overrides})
+    return erase(model, quick_method(model), targets, "object,fast", out, pipe=base,
+                 **{"checkpoint_every": 0, **overrides})

@@ -247,3 +247,29 @@ def test_mce_micro_batch_is_checked():
 
     with pytest.raises(ValueError, match="micro_batch must be 0 .* 1 .. batch \\(4\\)"):
         resolve_config("mce", "embedded", "fast", targets=["star"], batch=4, micro_batch=5)
+
+
+def test_a_flux_spectrum_without_a_run_erases_with_mce_first(tmp_path, monkeypatch):
+    """ESD is not defined on FLUX: the quick erasure before a spectrum is MCE's there (ESD's elsewhere), its
+    progress lines name it, and the spectrum that follows reads its masks."""
+    import json
+
+    import sensitivity.request as req
+    import sensitivity.spectrum as spectrum
+    from backends import TINY_FLUX
+    from sensitivity import SpectrumRequest, run
+
+    assert spectrum.quick_method(TINY_FLUX) == "mce" and spectrum.quick_method("embedded") == "esd"
+    quick = spectrum.quick_erasure
+    small = dict(steps=2, batch=2, ddim_steps=2, erase_templates=["a {concept}"], keep_prompts=["a blue moon"],
+                 init_logit=0.2)
+    monkeypatch.setattr(spectrum, "quick_erasure", lambda *a, **kw: quick(*a, **kw, **small))
+    words = tmp_path / "words.txt"
+    words.write_text("star\nmoon\n")
+    lines = []
+    request = SpectrumRequest(TINY_FLUX, ("star",), {"vocab": str(words), "proxy_only": True})
+    df = run(request, tmp_path / "out", progress=lambda done, total, message: lines.append(message))
+    erasure = json.loads((tmp_path / "out" / "erasure" / "config.json").read_text())
+    assert erasure["method"] == "mce" and lines[0] == req.QUICK_STEP.format("MCE", 0, 2)
+    assert all(req.is_quick_step(m) for m in lines[:3]) and not req.is_quick_step("star")
+    assert df["proxy"].notna().all() and (df["proxy"] > 0).any()  # masked neurons moved the transformer

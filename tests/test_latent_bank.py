@@ -174,6 +174,13 @@ def test_the_centre_probe_reads_lazily_banked_centres_from_the_bank(embedded_pip
     ap = AP(ctx)
     prompt, space = next(iter(ap.spaces.items()))
     assert len(ctx.bank.lazy) == 4  # nothing drawn yet
-    losses = ap.probe.values(prompt, space)
+    widths = []
+    forward = type(ctx.frozen).forward
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(type(ctx.frozen), "forward", lambda m, x, *a, **k: widths.append(len(x)) or forward(m, x, *a, **k))
+        losses = ap.probe.values(prompt, space)
     assert losses.shape == (4,) and not ctx.bank.lazy  # each centre's code 0 sampled once, for the probe too
+    # the 4 centres' trajectories in one batched pass (4 conditionings x 2 for guidance per sampler step),
+    # not one narrow pass per centre; then the probe's own frozen and trained rows
+    assert widths[: cfg.ddim_steps - 1] == [8] * (cfg.ddim_steps - 1) and 2 not in widths
     torch.testing.assert_close(ap.probe.z[(prompt, 0)][1:2], ctx.bank.get(f"word:{space.words[1]}", (0,), ap.probe.k))

@@ -84,21 +84,21 @@ def test_the_quick_erasure_reports_its_steps_and_a_cancelled_one_resumes(tmp_pat
 
     quick = spectrum.quick_erasure
     monkeypatch.setattr(spectrum, "quick_erasure", lambda *a, **kw: quick(*a, **kw, steps=4))
-    monkeypatch.setattr(req, "QUICK_ESD_CHECKPOINT", 2)
+    monkeypatch.setattr(req, "QUICK_CHECKPOINT", 2)
     request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "proxy_only": True})
     token, lines = CancelToken(), []
 
     def progress(done, total, message):
         lines.append(message)
-        if message == req.QUICK_ESD_STEP.format(3, 4):
+        if message == req.QUICK_STEP.format("ESD", 3, 4):
             token.cancel()
 
     with pytest.raises(Cancelled):
         run(request, tmp_path / "out", progress=progress, cancel=token)
-    assert lines == [req.QUICK_ESD_STEP.format(i, 4) for i in range(4)]  # the start event, then each step
+    assert lines == [req.QUICK_STEP.format("ESD", i, 4) for i in range(4)]  # the start event, then each step
     lines.clear()
     df = run(request, tmp_path / "out", progress=progress)
-    assert lines[:2] == [req.QUICK_ESD_STEP.format(3, 4), req.QUICK_ESD_STEP.format(4, 4)]  # from the checkpoint
+    assert lines[:2] == [req.QUICK_STEP.format("ESD", 3, 4), req.QUICK_STEP.format("ESD", 4, 4)]  # from the checkpoint
     assert (tmp_path / "out" / "erasure" / "result.safetensors").exists() and df["proxy"].notna().all()
 
 

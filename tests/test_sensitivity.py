@@ -243,6 +243,19 @@ def test_proxy_is_zero_for_an_unchanged_model_and_positive_after_erasure(embedde
     torch.testing.assert_close(fast, d, rtol=0.2, atol=1e-3)
 
 
+def test_the_proxy_draws_its_latents_at_the_spectrums_resolution(embedded_pipe, esd_run, words_file, tmp_path):
+    from sensitivity.proxy import proxy_points
+
+    assert proxy_points(embedded_pipe, 4, 2, seed=0, size=64)[1].shape == (2, 4, 32, 32)  # 64 px, not the native 32
+    proxies = {}
+    for resolution in (0, 64):
+        config = SpectrumConfig(targets=["star"], vocab=str(words_file), proxy_only=True, resolution=resolution)
+        df = compute_spectrum("embedded", esd_run, config, pipe=embedded_pipe, cache_root=tmp_path)
+        proxies[resolution] = df.set_index("concept")["proxy"]
+    assert not np.allclose(proxies[0], proxies[64])  # other latents, other D(c)
+    assert proxies[64]["star"] == proxies[64].max()  # still the erased concept first
+
+
 def test_proxy_only_has_no_delta(embedded_pipe, esd_run, words_file, tmp_path):
     df = compute_spectrum("embedded", esd_run, SpectrumConfig(targets=["star"], vocab=str(words_file), proxy_only=True),
                           pipe=embedded_pipe, cache_root=tmp_path)

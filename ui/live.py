@@ -11,20 +11,20 @@ from . import state
 from .erase_tab import erase_view
 from .guard import scrub
 from .jobs_tab import ALL, job_open, table
-from .spectrum_tab import N_VIEWS, QUICK_ESD, spectrum_view
+from .spectrum_tab import N_VIEWS, QUICK_ERASURE, spectrum_view
 
 EVERY_S = 2.0  # the timer's period; a listing younger than half of it is reused
 
 
 def refresh_choices(kind: str = ALL, job_state: str = ALL, request: gr.Request = None):
     """Job table (with the Jobs tab's filters) and every job picker's choices (jobs appear, finish and get
-    resumed meanwhile): the table, erase jobs, spectrum runs (quick ESD + finished erasures), spectrum
+    resumed meanwhile): the table, erase jobs, spectrum runs (quick erasure + finished erasures), spectrum
     jobs, compare runs, results (finished erasures), the Jobs tab's picker (every job)."""
     jobs = state.manager().jobs(max_age=EVERY_S / 2, client=state.who(request)[0])  # yours and the examples
     erasures = [labelled(j) for j in jobs if j.kind == "erase"]
     spectra = [labelled(j) for j in jobs if j.kind == "spectrum"]
     done = [labelled(j) for j in jobs if j.kind == "erase" and j.state == "done"]
-    return (table(jobs, kind, job_state), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ESD, *done]),
+    return (table(jobs, kind, job_state), gr.Dropdown(choices=erasures), gr.Dropdown(choices=[QUICK_ERASURE, *done]),
             gr.Dropdown(choices=spectra), gr.Dropdown(choices=done), gr.Dropdown(choices=done),
             gr.Dropdown(choices=[labelled(j) for j in jobs]))
 

@@ -1,4 +1,4 @@
-"""The Spectrum tab: a named or uploaded vocabulary against a finished erasure (or a quick ESD one);
+"""The Spectrum tab: a named or uploaded vocabulary against a finished erasure (or a quick one: ESD, MCE on FLUX);
 progress, then the figures, the top-N table and the CSV."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from sensitivity.request import is_quick_esd_step
+from sensitivity.request import is_quick_step
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
 
@@ -20,7 +20,7 @@ from .helptext import SETTING, placeholder
 from .jobs_tab import job_cancel
 
 TABLE_COLUMNS = ["concept", "kind", "delta", "proxy", "text_sim"]  # the top table's columns (proxy-only: no delta)
-QUICK_ESD = "quick ESD erasure (fast preset)"  # the run picker's choice that erases with ESD first
+QUICK_ERASURE = "quick erasure (fast preset: ESD; MCE on FLUX)"  # the run picker's choice that erases first
 N_VIEWS = 6  # status, histogram, most affected, scatter, table, CSV
 
 
@@ -28,7 +28,7 @@ N_VIEWS = 6  # status, histogram, most affected, scatter, table, CSV
 def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float, k: float, steps: float,
                    guidance: float, seed: float, run_job: str, proxy_only: bool, delta_top: float = 0,
                    request: gr.Request = None) -> str:
-    """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick ESD one).
+    """API `spectrum_start`: queue a spectrum job against a finished erasure (or a quick one: ESD, MCE on FLUX).
     The vocabulary is a named one or an uploaded file, never a path on the server: an upload's words
     are read here and travel in the job's parameters. `delta_top` > 0 makes it proxy-guided: delta for
     the N concepts of largest D(c), the N / 2 of largest text similarity to the target and a random
@@ -59,7 +59,7 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
         config["vocab"] = inputs.choice(vocab, "Vocabulary", VOCABULARIES)
     job = SpectrumRequest(model, tuple(targets), config, words=words, device=state.DEVICE).to_dict()
     # `run` names a finished erase job of this app (the job resolves it to its run folder)
-    job["run"] = None if run_job in (None, "", QUICK_ESD) else state.erase_job(run_job, request).id
+    job["run"] = None if run_job in (None, "", QUICK_ERASURE) else state.erase_job(run_job, request).id
     return state.manager().submit("spectrum", job, *state.who(request))
 
 
@@ -77,7 +77,7 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
 
     if info.kind != "spectrum":
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
-    erasing = is_quick_esd_step(info.message) and info.state != "done"
+    erasing = is_quick_step(info.message) and info.state != "done"
     done = info.message if erasing else f"{info.step} / {info.total or '?'} concepts"  # the erasure's steps first
     text = f"**{info.state}** — {md_text(done)}. {md_text(info.title)}"
     if info.message and info.state != "done" and not erasing:
@@ -128,7 +128,7 @@ def build(model) -> SimpleNamespace:
         with gr.Row():
             with gr.Column(scale=1):
                 s_target = gr.Textbox(value="star", label="Erased concept(s)", info="comma-separated")
-                s_run = gr.Dropdown([QUICK_ESD], value=QUICK_ESD, label="Sanitized model (a finished erase job)",
+                s_run = gr.Dropdown([QUICK_ERASURE], value=QUICK_ERASURE, label="Sanitized model (a finished erase job)",
                                     allow_custom_value=True, elem_id="spectrum-run")
                 s_vocab = gr.Dropdown(list(VOCABULARIES), value="world", label="Vocabulary",
                                       info="the concepts to measure: world = the embedded model's 25 words; world-captions = its "
