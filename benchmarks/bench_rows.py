@@ -37,6 +37,9 @@ class Counter:
 
     def __init__(self):
         self.rows = {"no_grad": 0, "grad": 0, "text": 0, "vae": 0}
+        # denoiser calls by grad mode and images through the VAE: what bench_gpu's plan prices (a call of b rows
+        # costs more than one row and less than b batch-1 calls)
+        self.calls = {"no_grad": 0, "grad": 0, "vae_images": 0}
         self._undo: list = []
 
     def _wrap(self, cls, name: str, count) -> None:
@@ -51,7 +54,9 @@ class Counter:
 
     def _denoiser(self, args, kwargs) -> None:
         x = args[0] if args else next(v for k, v in kwargs.items() if k in ("sample", "hidden_states"))
-        self.rows["grad" if torch.is_grad_enabled() else "no_grad"] += x.shape[0]
+        mode = "grad" if torch.is_grad_enabled() else "no_grad"
+        self.rows[mode] += x.shape[0]
+        self.calls[mode] += 1
 
     def _text(self, args, kwargs) -> None:
         ids = args[0] if args else kwargs.get("input_ids")
@@ -59,6 +64,8 @@ class Counter:
 
     def _vae(self, args, kwargs) -> None:
         self.rows["vae"] += 1
+        x = args[0] if args else next(iter(kwargs.values()))
+        self.calls["vae_images"] += x.shape[0]
 
     @contextlib.contextmanager
     def counting(self, pipe):

@@ -115,8 +115,8 @@ def is_quick_step(message: str) -> bool:
 
 
 def _quick_erasure(request: SpectrumRequest, config, folder: Path, progress, cancel) -> None:
-    """The quick erasure (ESD fast; MCE on FLUX) on the request's device, reporting each step; a stopped one resumes from its checkpoint
-    (its config.json is written when it starts), anything else there starts again."""
+    """The quick erasure (ESD fast; MCE on FLUX) on the request's device, reporting each step; a stopped one
+    resumes from its checkpoint (its config.json is written when it starts), anything else there starts again."""
     from erasure import resume
 
     from .spectrum import quick_erasure, quick_method

@@ -42,7 +42,8 @@ class SpectrumConfig:
     steps: int = 25  # sampler steps
     guidance: float = 5.0  # classifier-free guidance scale
     template: str | None = None  # prompt template; None = the model's ("a {concept}" embedded, "{concept}" SD)
-    scorer: str | None = None  # "embedded" or open_clip "arch/pretrained"; None = the model's default
+    scorer: str | None = None  # "embedded" or open_clip "arch/pretrained"; None = the model's default (resolved:
+    # None when nothing is scored, a proxy-only spectrum in the model's text space)
     proxy_only: bool = False  # only D(c) and text similarity: no sampling, no CLIP scores, no scorer weights
     text_space: str = "model"  # text_sim in: "model" (its own text encoder: conditioning_directions) or "scorer"
     proxy_timesteps: int = 2  # D(c): timesteps in the fixed set (2: t = 750 and 250 on a 1000-step schedule)
@@ -79,9 +80,10 @@ class SpectrumConfig:
     def resolved(self, model: str) -> SpectrumConfig:
         """Model-dependent defaults filled in, then checked (the form recorded next to results)."""
         traits = model_traits(model)
+        # a spectrum that never scores an image records no scorer (config.json says what ran)
+        scorer = (self.scorer or default_scorer_for(model)) if needs_scorer(self) else None
         out = dataclasses.replace(self, targets=[t.strip() for t in self.targets],
-                                  template=self.template or traits.template,
-                                  scorer=self.scorer or default_scorer_for(model),
+                                  template=self.template or traits.template, scorer=scorer,
                                   nearest_pool=self.nearest_pool or traits.vocabulary,
                                   world_prompts=self.world_prompts and traits.vocabulary == "world")
         out.check()

@@ -149,18 +149,36 @@ def test_a_resolution_the_model_cannot_take_is_refused(tmp_path):
 
 def test_the_gpu_benchmark_runs_its_code_path_on_the_cpu(capsys):
     """benchmarks/bench_gpu.py at a tiny width: every row (AP and ESD steps with each preset on the SD
-    pipeline, AP's latent bank, spectrum sampling and the proxy on SD and FLUX) is measured and positive; only a CUDA run
-    writes benchmarks/results/gpu.json, and without CUDA the full run refuses with what to do."""
+    pipeline, AP's latent bank, spectrum sampling and the proxy on SD and FLUX) is measured and positive, with
+    no budget to skip any; only a CUDA run writes benchmarks/results/gpu.json, and without CUDA the full run
+    refuses with what to do."""
     from benchmarks import bench_gpu
 
     rows = bench_gpu.main(["--tiny"])
-    whats = [(r["model"], r["what"].split(" (")[0]) for r in rows]
+    whats = [(r["model"], r["what"]) for r in rows]
     assert whats == [("SD 1.4 UNet", "AP object,fast step"), ("SD 1.4 UNet", "AP object,fast latent bank"),
-                     ("SD 1.4 UNet", "AP object,fast-v1 step"), ("SD 1.4 UNet", "AP object,reference step"),
-                     ("SD 1.4 UNet", "ESD object,fast step"), ("SD 1.4 UNet", "ESD object,reference step"),
-                     ("SD 1.4 UNet", "spectrum sampling"), ("SD 1.4 UNet", "proxy D(c)"),
-                     ("FLUX 2+4 blocks", "spectrum sampling"), ("FLUX 2+4 blocks", "proxy D(c)")], whats
-    assert all(r["value"] > 0 and r["precision"] == "float32" for r in rows), rows
+                     ("SD 1.4 UNet", "ESD object,fast step"), ("SD 1.4 UNet", "spectrum sampling"),
+                     ("SD 1.4 UNet", "proxy D(c)"), ("FLUX 2+4 blocks", "spectrum sampling"),
+                     ("FLUX 2+4 blocks", "proxy D(c)"), ("SD 1.4 UNet", "AP object,fast-v1 step"),
+                     ("SD 1.4 UNet", "AP object,reference step"), ("SD 1.4 UNet", "ESD object,reference step")], whats
+    assert all(r["value"] is not None and r["value"] > 0 and r["precision"] == "float32" for r in rows), rows
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match="needs a CUDA GPU; use --tiny"):
             bench_gpu.main([])
+
+
+def test_the_gpu_benchmark_plans_its_most_important_rows_into_the_budget():
+    """The stored plan (counted calls of every row, results/gpu_plan.json, current for today's ROWS) under the
+    docstring's assumed H100 costs: AP fast, ESD fast and the spectrum's sampling and proxy on both models
+    start inside the 540 s budget, and what starts fits it; a row that does not fit is not started."""
+    from benchmarks import bench_gpu
+
+    counts = bench_gpu.stored_counts()  # counting again here would mean the stored plan is stale: keep it current
+    rows = bench_gpu.plan(counts, bench_gpu.BUDGET_S)
+    first = [r["row"] for r in rows[:12]]
+    assert first[0] == "SD 1.4 UNet | bfloat16 | AP object,fast step"
+    assert all(r["runs"] for r in rows[:12]), first  # AP, ESD fast; SD and FLUX sampling and proxy (bf16, autocast)
+    assert max(r["total_s"] for r in rows) <= bench_gpu.BUDGET_S
+    assert rows[0]["grad_calls"] >= 8 and rows[0]["calls"] > 100  # 8 steps trained; the bank, the centres, the probe
+    tight = bench_gpu.plan(counts, rows[0]["est_s"] - 1)  # too little for the first row: nothing starts
+    assert not any(r["runs"] for r in tight[:1])

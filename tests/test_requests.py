@@ -71,6 +71,7 @@ def test_a_spectrum_run_erases_first_only_once_and_saves_its_record(tmp_path, mo
     assert len(made) == 1 and again["proxy"].tolist() == df["proxy"].tolist()
     record = json.loads((tmp_path / "out" / "config.json").read_text())
     assert record["run"] == str(tmp_path / "out" / "erasure") and record["config"]["proxy_only"] is True
+    assert record["config"]["scorer"] is None  # nothing was scored: no scorer recorded
     assert "wall_s" in record and "note" not in record  # the second run's record, with its own extras
 
 
@@ -121,3 +122,13 @@ def test_the_cli_jobs_and_app_validate_only_through_the_requests():
     assert {"SpectrumRequest", "run"} <= _calls(ROOT / "sensitivity/cli.py")
     assert {"from_dict", "run"} <= _calls(ROOT / "jobs/tasks.py")
     assert "EraseRequest" in _calls(ROOT / "ui/erase_tab.py") and "SpectrumRequest" in _calls(ROOT / "ui/spectrum_tab.py")
+
+
+def test_the_resolved_config_names_a_scorer_only_when_one_is_used():
+    from sensitivity import SpectrumConfig
+
+    def scorer(**kw):
+        return SpectrumConfig(targets=["star"], **kw).resolved("embedded").scorer
+
+    assert scorer() == "embedded" and scorer(proxy_only=True, text_space="scorer") == "embedded"
+    assert scorer(proxy_only=True) is None and scorer(proxy_only=True, scorer="embedded") is None
