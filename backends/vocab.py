@@ -9,12 +9,15 @@ not all words: an end-of-word token is also the last piece of longer words ("ili
 (end-of-word marker dropped, each spelling once: the paper's CLIP vocabulary); `world`: the embedded
 world's words; `world-captions`: the 1,400 noun phrases its captions are made of ("red star", "outlined
 blue moon on a striped background"): a vocabulary of over 1,000 concepts the embedded model knows, where
-a full delta spectrum is affordable (the proxy-guided spectrum's benchmark).
+a full delta spectrum is affordable (the proxy-guided spectrum's benchmark); `emoji`: EmojiWorld's 1,249
+concept names ("cat face", "pizza", "bus": everyday things any text-to-image model knows), and
+`emoji-<group>` one coarse group of them (`emoji-animal`, `emoji-food`, `emoji-vehicle`, ...).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import re
 
 from .paths import SHARED_ASSETS
@@ -142,9 +145,29 @@ def unknown_prompt_words(model: str, prompt: str) -> list[str]:
     return list(dict.fromkeys(w for w in words if w not in known))
 
 
+@functools.cache
+def _emoji_concepts() -> tuple[tuple[str, str], ...]:
+    from emojiworld.catalogue import CONCEPTS
+
+    return tuple((c["name"], c["group"]) for c in json.loads(CONCEPTS.read_text())["concepts"])
+
+
+def emoji_words(group: str | None = None) -> list[str]:
+    """EmojiWorld's concept names (emojiworld/concepts.json: 1,249 single-code-point emoji, named as a person
+    says them), in catalogue order; `group`: one coarse group's (animal, food, vehicle, ...)."""
+    return [name for name, g in _emoji_concepts() if group in (None, g)]
+
+
+def _emoji_groups() -> dict:
+    from emojiworld.catalogue import GROUPS
+
+    return {f"emoji-{g}": functools.partial(emoji_words, g) for g in GROUPS}
+
+
 # name -> the vocabulary's first `size` concepts (size None: all); a new vocabulary is one entry here
 SIZED = {"english": english, "clip-words": clip_words}
-FIXED = {"imagenet": imagenet, "imagenette": imagenette, "world": world_words, "world-captions": world_captions}
+FIXED = {"imagenet": imagenet, "imagenette": imagenette, "world": world_words, "world-captions": world_captions,
+         "emoji": emoji_words, **_emoji_groups()}
 VOCABULARIES = (*SIZED, *FIXED, "world+clip-words")
 
 

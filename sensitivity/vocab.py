@@ -28,7 +28,8 @@ MAX_CONCEPT_CHARS = 200  # longer "concepts" are not concepts (and overflow CLIP
 MAX_FILE_BYTES = MAX_CONCEPTS * (MAX_CONCEPT_CHARS + 1)  # the largest list that can pass validate_concepts
 NAMED = (*SIZED, "clip-all", *FIXED, "nearest-K", "<path to .txt/.csv>")
 # The named vocabularies a visitor of the app may choose (never a path: docs/design.md §5)
-APP_VOCABULARIES = ("world", "world-captions", "english", "imagenet", "imagenette", "clip-words", "clip-all", "nearest-50")
+APP_VOCABULARIES = ("world", "world-captions", "english", "imagenet", "imagenette", "emoji", "clip-words", "clip-all",
+                    "nearest-50")
 
 
 class VocabularyError(ValueError):

@@ -50,6 +50,19 @@ def test_named_vocabularies():
     assert set(words) <= set(everything)
 
 
+def test_the_emoji_vocabularies_hold_every_concept_name_and_each_group():
+    """emoji: EmojiWorld's 1,249 concept names, each once; emoji-<group>: a group's names, the groups
+    partitioning the whole; a first-N cut keeps the catalogue's order."""
+    from emojiworld.catalogue import GROUPS
+
+    emoji = resolve_vocabulary("emoji")
+    assert len(emoji) == 1249 == len(set(emoji)) and {"cat face", "pizza", "bus"} <= set(emoji)
+    groups = {g: resolve_vocabulary(f"emoji-{g}") for g in GROUPS}
+    assert {"cat face", "tiger face", "dog"} <= set(groups["animal"]) and "bus" in groups["vehicle"]
+    assert "cat face" not in groups["food"] and sorted(sum(groups.values(), [])) == sorted(emoji)
+    assert resolve_vocabulary("emoji", 10) == emoji[:10]
+
+
 def test_real_vocabularies_hold_words_and_class_names():
     """english: frequent real words, most frequent first, none of clip-words' sub-word pieces; imagenet:
     ImageNet's 1,000 class names (from torchvision, no download), imagenette its 10; AP searches english
