@@ -217,7 +217,11 @@ def main() -> None:
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of results/<out>.json that this call does not count again (each row has its date)")
     p.add_argument("--out", default="rows")
+    p.add_argument("--table", action="store_true", help="print the README's table from the stored result files, count nothing")
     a = p.parse_args()
+    if a.table:
+        print(markdown(stored_rows()))
+        return
     rows, path = [], None
     for method in a.only or list_methods():
         for label in a.models:
@@ -232,6 +236,32 @@ def main() -> None:
     print_table(rows, ["model", "method", "preset", "steps", "setup_unet_rows", "final_unet_rows", "unet_rows_per_step",
                        "unet_rows_per_run", "amortised_rows_per_step", "exact", "wall_s"])
     print(path)
+
+
+def stored_rows(names: tuple[str, ...] = ("rows", "rows_embedded")) -> list[dict]:
+    """Every stored row (a later file's row replaces an earlier one's for the same model, method and preset),
+    in MODELS order, then the registry's method order, then fast, fast-v1, reference."""
+    import json
+
+    from benchmarks.common import RESULTS
+    from erasure.registry import list_methods
+
+    rows = {}
+    for name in names:
+        for r in json.loads((RESULTS / f"{name}.json").read_text())["rows"]:
+            rows[(r["model"], r["method"], r["preset"])] = r
+    order = list(MODELS), list_methods(), ["fast", "fast-v1", "reference"]
+    return sorted(rows.values(), key=lambda r: tuple(o.index(r[k]) for o, k in zip(order, ("model", "method", "preset"))))
+
+
+def markdown(rows: list[dict]) -> str:
+    """The README's table: UNet rows before step 1, per step, after the last step, per run, amortised."""
+    head = ["| model | method | preset | steps | before step 1 | per step (with grad) | after the last step | per run | "
+            "per step, amortised |", "|---|---|---|---|---|---|---|---|---|"]
+    body = [f"| {r['model']} | {r['method'].upper()} | `{r['preset']}` | {r['steps']:,} | {r['setup_unet_rows']:,} | "
+            f"{r['unet_rows_per_step']:g} ({r['grad_rows_per_step']:g}) | {r['final_unet_rows']:,} | "
+            f"{r['unet_rows_per_run']:,} | {r['amortised_rows_per_step']:g} |" for r in rows]
+    return "\n".join(head + body)
 
 
 def save(name: str, rows: list[dict]):

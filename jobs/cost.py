@@ -1,6 +1,6 @@
 """What a job will cost before it is queued, in image-steps (one image through one sampler step), the
 unit of the app's sampling budget (ui.state.StepBudget): a spectrum samples every concept it scores k
-times with both models; its quick ESD erasure and its D(c) forwards are small beside that and not counted.
+times with both models; its quick erasure (ESD; MCE on FLUX) and its D(c) forwards are small beside that and not counted.
 An erasure's cost is bounded by its step limit (CSE_MAX_ERASE_STEPS) instead."""
 
 from __future__ import annotations
