@@ -1,6 +1,6 @@
 """What a run costs in network calls: a figure no machine changes (README, "Cost in UNet rows").
 
-    python -m benchmarks.bench_rows            # ~10 min on 2 CPU cores; writes results/rows.json
+    python -m benchmarks.bench_rows            # ~45 min on 2 busy CPU cores (mostly AP/AGE reference on SD); results/rows.json
     python -m benchmarks.bench_rows --only ap  # one method
 
 For every method x speed preset (with "object"), on
