@@ -41,8 +41,9 @@ def new_unet(widths: tuple[int, ...]) -> UNet2DConditionModel:
 
 
 @torch.no_grad()
-def concept_accuracy(unet, text_encoder, tokenizer, vae, names, classifier, seeds: int) -> dict:
-    """Classifier concept top-1 over "a {name}" x seeds images from the current weights."""
+def concept_accuracy(unet, text_encoder, tokenizer, vae, names, classifier, seeds: int, classes=None) -> dict:
+    """Classifier concept top-1 over "a {name}" x seeds images from the current weights; `classes`: the
+    classifier's concept names when they are more than `names` (default: the same list)."""
     from diffusers import StableDiffusionPipeline
 
     from backends.generate import SamplerSettings, generate
@@ -54,7 +55,8 @@ def concept_accuracy(unet, text_encoder, tokenizer, vae, names, classifier, seed
     prompts = [prompt(n) for n in names for _ in range(seeds)]
     images = generate(pipe, prompts, [s for _ in names for s in range(seeds)], SamplerSettings(25, 5.0))
     pred = classifier.predict(to_tensor(images))["concept"].argmax(-1).numpy()
-    hit = pred == np.repeat(np.arange(len(names)), seeds)
+    index = {n: i for i, n in enumerate(classes or names)}
+    hit = pred == np.repeat([index[n] for n in names], seeds)
     per_concept = hit.reshape(len(names), seeds).mean(1)
     return {"concept_top1": float(hit.mean()), "concepts_at_least_half": float((per_concept >= 0.5).mean()),
             "images": len(prompts)}

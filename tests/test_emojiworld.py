@@ -4,6 +4,7 @@ renderer (deterministic, every style and background a visible change), as shapes
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,25 @@ def test_a_model_set_holds_the_demo_concepts_and_its_spread():
     assert set(chosen(DEMO)) <= set(big) and set(chosen(600)) <= set(big)
     assert len(big) == len(set(chosen(600)) | set(chosen(DEMO))) < 700
     assert [c.name for c in concepts() if c.name in set(big)] == list(big)  # catalogue order
+
+
+def test_a_learning_curve_point_reads_the_kept_state_and_judges_by_class_name(tmp_path):
+    """eval_kept loads the committed kept state (EMA weights) and concept_accuracy finds each drawn concept's
+    class by name in a judge over more concepts: a judge that names each image's concept scores 1, the same
+    judge read by position in the drawn list (the old rule) would not."""
+    from emojiworld.eval_kept import load_kept
+    from emojiworld.train_unet import concept_accuracy
+
+    unet, text_encoder, tokenizer, vae, meta = load_kept(Path("assets/emoji/training/unet_kept"))
+    assert meta["step"] > 0 and not unet.training and unet.dtype == torch.float32
+    classes, names = chosen(0), ("cat face", "pizza")
+    truth = [classes.index(n) for n in names]
+
+    class Oracle:  # the judge of a perfect model: it names the concept each image was drawn for, in order
+        def predict(self, x):
+            return {"concept": torch.nn.functional.one_hot(torch.tensor(truth), len(classes)).float()}
+
+    acc = concept_accuracy(unet, text_encoder, tokenizer, vae, names, Oracle(), 1, classes)
+    assert acc == {"concept_top1": 1.0, "concepts_at_least_half": 1.0, "images": 2}
+    by_position = concept_accuracy(unet, text_encoder, tokenizer, vae, names, Oracle(), 1)  # names as the classes
+    assert by_position["concept_top1"] == 0.0
