@@ -122,7 +122,7 @@ def quick_method(model: str) -> str:
     """The method of the quick erasure on `model`, known without loading it: ESD, or MCE on a family ESD is
     not defined on (FLUX; docs/design.md §2)."""
     from backends.loader import model_family
-    from erasure.registry import get_method
+    from erasure import get_method
 
     family = model_family(model).name
     return next(m for m in QUICK_METHODS if family in get_method(m).SPEC.families)
