@@ -204,6 +204,11 @@ def measure(row: Row, pipe, start, device: str, mode: str) -> list[tuple[str, fl
 
 
 # ------------------------------------------------------------------ pipelines
+def weights_key(row: Row) -> tuple:
+    """The pipeline a GPU row runs on: its model in its precision's weights dtype (autocast shares float32's)."""
+    return row.model, PRECISIONS[row.precision][0]
+
+
 class Pipes:
     """One pipeline per (model, weights dtype), built on first use, with its denoiser's starting weights."""
 
@@ -211,7 +216,7 @@ class Pipes:
         self.device, self.narrow, self.built = device, narrow, {}
 
     def key(self, row: Row):
-        return row.model, torch.float32 if self.narrow else PRECISIONS[row.precision][0]
+        return (row.model, torch.float32) if self.narrow else weights_key(row)
 
     def get(self, row: Row):
         from backends.families import family_of
@@ -280,6 +285,11 @@ def seconds(calls: dict, costs: dict) -> float:
             + calls["vae_images"] * costs["vae_image"])
 
 
+def estimate(calls: dict, costs: dict, built: bool) -> float:
+    """A row's seconds before it starts: its calls at `costs`, plus a model build unless its pipeline exists."""
+    return seconds(calls, costs) + (0.0 if built else costs["build"])
+
+
 def assumed_costs(precision: str) -> dict:
     factor = FLOAT32_FACTOR if PRECISIONS[precision][1] == "float32" else 1
     return {k: v * factor if k != "build" else v for k, v in ASSUMED.items()}
@@ -290,9 +300,8 @@ def plan(counts: dict[str, dict], budget: float) -> list[dict]:
     pays its build) and whether it starts inside `budget`."""
     out, spent, built = [], 0.0, set()
     for row in ROWS:
-        costs = assumed_costs(row.precision)
-        group = (row.model, PRECISIONS[row.precision][0])
-        est = seconds(counts[row.key], costs) + (costs["build"] if group not in built else 0.0)
+        group = weights_key(row)
+        est = estimate(counts[row.key], assumed_costs(row.precision), group in built)
         runs = spent + est <= budget
         if runs:
             spent += est
@@ -314,14 +323,15 @@ def calibrate(pipe, device: str, precision: str) -> dict:
     z = family.noise(pipe, 8, torch.Generator().manual_seed(0))
     t = torch.full((8,), 500, device=z.device)
     autocast = PRECISIONS[precision][1] == "bfloat16"
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
     def timed(fn) -> float:
         with torch.autocast(device.split(":")[0], torch.bfloat16, enabled=autocast):
             fn()  # warm-up
-            torch.cuda.synchronize() if device.startswith("cuda") else None
+            sync()
             t0 = time.perf_counter()
             fn()
-            torch.cuda.synchronize() if device.startswith("cuda") else None
+            sync()
             return time.perf_counter() - t0
 
     one = timed(lambda: family.predict(net, z[:1], t[:1], cond))
@@ -352,8 +362,7 @@ def run(mode: str, budget: float | None) -> list[dict]:
         est = None
         if budget is not None:  # priced with this group's measured costs once it has them
             left = budget - (time.monotonic() - t_start)
-            est = seconds(counts[row.key], costs.get(group) or assumed_costs(row.precision)) \
-                + (0 if pipes.key(row) in pipes.built else ASSUMED["build"])
+            est = estimate(counts[row.key], costs.get(group) or assumed_costs(row.precision), pipes.key(row) in pipes.built)
             if est > left:
                 out.append(_record(row, row.what, None, f"skipped: estimated {est:.0f} s, {left:.0f} s left", 0, est, 0))
                 continue

@@ -30,20 +30,20 @@ from .train_classifier import classes_for
 def load_kept(folder: Path):
     """(unet, text_encoder, tokenizer, vae, meta) of a kept state, float32, eval mode."""
     from diffusers import AutoencoderKL
-    from safetensors.torch import load_file
     from transformers import CLIPTokenizer
 
     from shapesworld.architectures import new_text_encoder
     from shapesworld.tokenizer import TEXT_CONTEXT, write_clip_tokenizer
 
-    from .train_unet import new_unet
+    from .train_unet import kept_weights, new_unet
 
     meta = json.loads((folder / "meta.json").read_text())
     settings = meta["settings"]
     unet, text_encoder = new_unet(tuple(settings["widths"])), new_text_encoder()
     for name, model in [("ema_unet", unet), ("ema_te", text_encoder)]:
-        model.load_state_dict({k: v.float() for k, v in load_file(folder / f"{name}.safetensors").items()})
-    tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tempfile.mkdtemp()) / "tokenizer", TEXT_CONTEXT))
+        model.load_state_dict(kept_weights(folder, name))
+    with tempfile.TemporaryDirectory() as tmp:  # the tokenizer reads its files when loaded
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(Path(tmp) / "tokenizer", TEXT_CONTEXT))
     vae = AutoencoderKL.from_pretrained(settings["vae"])
     return unet.eval(), text_encoder.eval(), tokenizer, vae.eval(), meta
 

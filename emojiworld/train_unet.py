@@ -150,13 +150,20 @@ def _keep(folder: Path, step: int, ema_u, ema_t, gen, rng, a: argparse.Namespace
                                                   "settings": _settings(a)}, indent=1))
 
 
+def kept_weights(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    """One model's kept EMA weights ("ema_unet" or "ema_te"), stored in bfloat16, as float32."""
+    from safetensors.torch import load_file
+
+    return {k: v.float() for k, v in load_file(folder / f"{name}.safetensors").items()}
+
+
 def _load_kept(folder: Path, unet, te, ema_u, ema_t, gen, rng) -> int:
     from safetensors.torch import load_file
 
     if not (folder / "meta.json").exists():
         return 0
     for name, models in [("ema_unet", (unet, ema_u.shadow)), ("ema_te", (te, ema_t.shadow))]:
-        weights = {k: v.float() for k, v in load_file(folder / f"{name}.safetensors").items()}
+        weights = kept_weights(folder, name)
         for m in models:
             m.load_state_dict(weights)
     gen.set_state(load_file(folder / "gen.safetensors")["gen"])

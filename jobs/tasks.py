@@ -52,9 +52,9 @@ def spectrum_request(params: dict, root: Path):
 
 def check_spectrum(params: dict, root: Path) -> tuple[str, int]:
     """Validate a spectrum request; returns (title, number of concepts or 0 when only known later)."""
-    request = spectrum_request(params, root)
     from sensitivity.spectrum import quick_method
 
+    request = spectrum_request(params, root)
     config, concepts = request.check()  # a bad setting, word or vocabulary fails here
     if params.get("run"):
         ran_on = find_job(root, params["run"]).record["params"]["model"]

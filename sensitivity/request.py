@@ -110,7 +110,7 @@ QUICK_CHECKPOINT = 20  # steps between the quick erasure's checkpoints (a cancel
 
 def is_quick_step(message: str) -> bool:
     """Whether a progress line is the quick erasure's (its steps come before the spectrum's concepts)."""
-    head, tail = QUICK_STEP.split("{}")[0], QUICK_STEP.split("{}")[1]
+    head, tail = QUICK_STEP.split("{}")[:2]
     return message.startswith(head) and tail in message
 
 
