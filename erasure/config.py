@@ -200,10 +200,10 @@ def resolve_layers(config: EraseConfig, presets: dict[str, dict], names: list[st
 
 
 def apply_layers(config: EraseConfig, presets: dict[str, dict], names: list[str], model: str,
-                 overrides: dict, profiles: dict[str, dict] | None = None) -> EraseConfig:
-    """The validated config of `resolve_layers`' values."""
-    values, _ = resolve_layers(config, presets, names, model, overrides, profiles)
+                 overrides: dict, profiles: dict[str, dict] | None = None) -> tuple[EraseConfig, dict[str, str]]:
+    """The validated config of `resolve_layers`' values, and the layer each came from (one resolution)."""
+    values, sources = resolve_layers(config, presets, names, model, overrides, profiles)
     check_types(type(config), values)
     resolved = type(config)(**values)
     resolved.validate()
-    return resolved
+    return resolved, sources

@@ -52,6 +52,48 @@ class RunFolder:
         run.set_status("running", 0)
         return run
 
+    @staticmethod
+    def holds_run(path: str | Path) -> bool:
+        """Whether `path` holds a run (its config.json was written when it started): one to resume."""
+        return (Path(path) / "config.json").is_file()
+
+    @staticmethod
+    def finished(path: str | Path) -> bool:
+        """Whether `path` holds a finished run's result (what a spectrum or Compare loads)."""
+        return (Path(path) / "result.safetensors").is_file()
+
+    @property
+    def result_path(self) -> Path:
+        """The changed tensors (a download)."""
+        return self.path / "result.safetensors"
+
+    @property
+    def record_path(self) -> Path:
+        """config.json (a download beside the result)."""
+        return self.path / "config.json"
+
+    @property
+    def started(self) -> bool:
+        return RunFolder.holds_run(self.path)
+
+    def record_or_empty(self) -> dict:
+        """config.json, or {} before the run has started."""
+        return self.record if self.started else {}
+
+    def search(self) -> dict | None:
+        """A concept search's diagnostics (AP, AGE: erasure.diagnostics) once the run finished; else None."""
+        path = self.path / "search.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save_search(self, diagnostics: dict) -> None:
+        write_json(self.path / "search.json", diagnostics)
+
+    def trajectory_image(self, step: int, name: str) -> tuple[Path, str]:
+        """Where a snapshot image goes: (absolute path, the path relative to the run that events record)."""
+        (self.path / "trajectory").mkdir(exist_ok=True)
+        rel = f"trajectory/step_{step:07d}_{name}.png"
+        return self.path / rel, rel
+
     @classmethod
     def open(cls, path: str | Path) -> RunFolder:
         run = cls(path)

@@ -1,4 +1,5 @@
-"""The training loop every fine-tuning method shares: `erase` starts a run, `resume` continues one.
+"""The training loop every fine-tuning method shares: `train_loop` runs one (erasure.request.train starts a
+run from a checked request), `resume` continues one.
 
 A method supplies a loss per step; the loop owns the optimiser, events, snapshots,
 checkpoints, cancellation and exact resume (every random draw comes from generators whose
@@ -23,7 +24,7 @@ from backends.families import family_of
 from backends.family import Cond
 from backends.generate import resolve_size
 from backends.offload import offloaded
-from backends.precision import autocast, resolve_precision
+from backends.precision import autocast
 
 from . import memory
 from .config import EraseConfig, apply_layers, resolve_layers
@@ -174,54 +175,30 @@ def check_model_family(method: str, model: str) -> None:
                          f"{', '.join(supported)}); on this model use: {', '.join(usable)}")
 
 
-def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
+def resolve_with_sources(method: str, model: str, presets: list[str] | str = (),
+                         **overrides) -> tuple[EraseConfig, dict[str, str]]:
     """The method's config with the model's traits, the method's profile for it, presets and overrides
-    applied, validated."""
+    applied, validated; and the layer each value came from ("default", "model", "preset:<name>",
+    "profile:<model>" or "user"). EraseRequest.check calls it once per request (docs/design.md §3.1)."""
     cls = get_method(method)
     check_model_family(method, model)
-    return apply_layers(cls.Config(), cls.PRESETS, _preset_names(presets), model, overrides, cls.PROFILES)
+    return apply_layers(cls.Config(), cls.PRESETS, preset_names(presets), model, overrides, cls.PROFILES)
+
+
+def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
+    """`resolve_with_sources`'s config alone (settings tables, tests)."""
+    return resolve_with_sources(method, model, presets, **overrides)[0]
 
 
 def config_sources(method: str, model: str, presets: list[str] | str = (), **overrides) -> dict[str, str]:
-    """Which layer each of `resolve_config`'s values came from (erasure.config.resolve_layers): "default",
-    "model", "preset:<name>", "profile:<model>" or "user"."""
+    """Which layer each of `resolve_config`'s values came from (erasure.config.resolve_layers), unvalidated."""
     cls = get_method(method)
-    return resolve_layers(cls.Config(), cls.PRESETS, _preset_names(presets), model, overrides, cls.PROFILES)[1]
+    return resolve_layers(cls.Config(), cls.PRESETS, preset_names(presets), model, overrides, cls.PROFILES)[1]
 
 
-def _preset_names(presets: list[str] | str) -> list[str]:
+def preset_names(presets: list[str] | str) -> list[str]:
     names = [p.strip() for p in presets.split(",")] if isinstance(presets, str) else list(presets)
     return [n for n in names if n]
-
-
-def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
-          out: str | Path = "runs/erasure", callback: Callback | None = None, cancel: CancelToken | None = None,
-          device: str = "cpu", pipe=None, dtype: str = "float32", checkpoints_total_limit: int = KEEP_CHECKPOINTS,
-          **overrides) -> RunFolder:
-    """Erase `targets` from `model` with `method`; returns the finished run folder.
-
-    The config is validated before anything is written; `pipe` may be passed to reuse a
-    loaded pipeline (its denoiser is modified in place). `dtype` is the weights' dtype when the
-    pipeline is loaded here ("bfloat16" halves FLUX.1-schnell's ~67 GB of float32 weights); it is
-    recorded, and `resume` loads the same. `checkpoints_total_limit` is how many checkpoints stay on disk
-    (the oldest go first; on SD a full-UNet checkpoint is ~10 GB)."""
-    from backends import load_pipeline, torch_dtype
-
-    targets = [targets] if isinstance(targets, str) else list(targets)
-    config = resolve_config(method, model, presets, targets=targets, **overrides)
-    weights_dtype = torch_dtype(dtype)
-    check_checkpoint_limit(checkpoints_total_limit)
-    if pipe is None:
-        pipe = load_pipeline(model, device=device, dtype=weights_dtype, offload="none")
-    check_trainable(pipe)
-    config = dataclasses.replace(config, precision=resolve_precision(config.precision, pipe.device))
-    record = {"method": method, "model": model, "presets": _preset_names(presets), "config": config.to_dict(),
-              "config_sources": config_sources(method, model, presets, targets=targets, **overrides), "seed": config.seed,
-              "result_kind": get_method(method).SPEC.trains,
-              "dtype": str(pipe.dtype).removeprefix("torch."), "trained_dtype": "float32",
-              "checkpoints_total_limit": checkpoints_total_limit}
-    run = RunFolder.create(out, record)
-    return _train(run, pipe, method, config, None, callback, cancel)
 
 
 def check_trainable(pipe) -> None:
@@ -246,10 +223,10 @@ def resume(run_path: str | Path, callback: Callback | None = None, cancel: Cance
     if pipe is None:
         pipe = run.base_pipeline(device)
     check_trainable(pipe)
-    return _train(run, pipe, record["method"], config, run.latest_checkpoint(), callback, cancel)
+    return train_loop(run, pipe, record["method"], config, run.latest_checkpoint(), callback, cancel)
 
 
-def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
+def train_loop(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoint, callback, cancel) -> RunFolder:
     cls = get_method(method_name)
     spec, weights = cls.SPEC, cls.SPEC.trains == "weights"
     try:  # estimated before the frozen copy (fine-tuning) or the first step (masks) takes any memory
@@ -324,14 +301,12 @@ def _train(run: RunFolder, pipe, method_name: str, config: EraseConfig, checkpoi
 
 def _save_search(run: RunFolder, ctx: Context, method) -> None:
     """<run>/search.json: the search diagnostics (erasure.diagnostics), with every centre's loss at the end."""
-    from backends.storage import write_json
-
     from .diagnostics import search_diagnostics
     from .trajectory import search_history
 
     with ctx.autocast():
         final = method.centre_losses()
-    write_json(run.path / "search.json", search_diagnostics(search_history(run.events()), final, method.excluded_words()))
+    run.save_search(search_diagnostics(search_history(run.events()), final, method.excluded_words()))
 
 
 def _checked_estimate(pipe, config: EraseConfig, method=None) -> memory.MemoryEstimate:
@@ -406,8 +381,6 @@ def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]
     train their own parameters draw them with their snapshot model (MCE: binarised masks)."""
     from backends.generate import SamplerSettings, generate, initial_latents
 
-    folder = run.path / "trajectory"
-    folder.mkdir(exist_ok=True)
     cfg = ctx.config
     inputs = method.snapshot_inputs()
     texts = {name: p for name, p in inputs.items() if isinstance(p, str)}
@@ -425,7 +398,6 @@ def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]
             images[name] = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
     saved = {}
     for name, image in images.items():
-        rel = f"trajectory/step_{step:07d}_{name}.png"
-        Image.fromarray(image).save(run.path / rel)
-        saved[name] = rel
+        path, saved[name] = run.trajectory_image(step, name)
+        Image.fromarray(image).save(path)
     return saved

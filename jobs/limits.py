@@ -78,7 +78,7 @@ class Limits:
         return cls(**values)
 
     def active_cap(self, kind: str) -> int:
-        return {"erase": self.max_active_erase, "spectrum": self.max_active_spectrum}[kind]
+        return getattr(self, f"max_active_{kind}")  # a limit per job kind (jobs.tasks.KINDS; test)
 
     @classmethod
     def table(cls) -> str:

@@ -24,7 +24,7 @@ from backends.storage import ensure_writable
 from .cost import in_words, job_image_steps
 from .limits import Limits
 from .store import FINAL, JobFolder, JobInfo, find_job, job_folders
-from .tasks import CHECKS, RUNNERS, vocabulary_words
+from .tasks import KINDS, vocabulary_words
 
 
 class QuotaError(ValueError):
@@ -104,19 +104,21 @@ class JobManager:
         """Check the request (ValueError with a fix-it message if bad) and the quotas, then queue it;
         returns the job id. `client` is an opaque key of the visitor asking and `address` of its network
         address (ui.visitors; None: a Python caller, no quota)."""
-        if kind not in CHECKS:
-            raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(CHECKS)}")
-        params = copy.deepcopy(params)  # the check fills in defaults (e.g. the checkpoint cadence) on its copy
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
+        params = copy.deepcopy(params)  # stored as asked, whatever the caller does with its dict afterwards
         with self._submitting:
             self._check_quota(kind, client, address)
             self._count_submit(client, address)  # counted before the check: a refused or failing job costs too
-            title, total = CHECKS[kind](params, self.root)  # nothing is written for a bad request
-            self._check_size(kind, vocabulary_words(params, total) if kind == "spectrum" else total)
-            cost = job_image_steps(kind, params, total)
+            # resolved once, here; the worker runs the stored resolution (nothing is written for a bad request)
+            checked = KINDS[kind].check(params, self.root, self.limits)
+            if kind == "spectrum":  # the erasure's step limit is the request's own check
+                self._check_concepts(vocabulary_words(params, checked.total))
+            cost = job_image_steps(kind, params, checked.total)
             self._check_cost(cost, client)
             self._make_room(client)
-            job = JobFolder.create(self.root, kind, params, title, client)
-            job.set_state("queued", 0, total)
+            job = JobFolder.create(self.root, kind, params, checked.title, client, resolved=checked.resolved)
+            job.set_state("queued", 0, checked.total)
             self._enqueue(job.id, kind, client, address, cost)
         return job.id
 
@@ -187,14 +189,10 @@ class JobManager:
         """Jobs the worker takes before this queued one (0: it is next); None when it is not waiting."""
         return self._queue.position(job_id)
 
-    def _check_size(self, kind: str, total: int) -> None:
-        if self.limits is None:
-            return
-        cap = {"erase": self.limits.max_erase_steps, "spectrum": self.limits.max_concepts}[kind]
-        if total > cap:
-            what = "steps" if kind == "erase" else "concepts"
-            fix = "use fewer steps" if kind == "erase" else "set 'First N words', or a smaller vocabulary"
-            raise QuotaError(f"this {kind} job has {total:,} {what}; the limit on this server is {cap:,}: {fix}")
+    def _check_concepts(self, words: int) -> None:
+        if self.limits is not None and words > self.limits.max_concepts:
+            raise QuotaError(f"this spectrum job has {words:,} concepts; the limit on this server is "
+                             f"{self.limits.max_concepts:,}: set 'First N words', or a smaller vocabulary")
 
     def _check_cost(self, cost: int, client: str | None) -> None:
         """A job's sampling, and a visitor's queued and running jobs' together, against the budgets."""
@@ -343,12 +341,12 @@ class JobManager:
 
         report(st.get("step", 0), total, "starting")
         try:
-            RUNNERS[job.kind](job, token, report)
+            KINDS[job.kind].run(job, token, report)
         except Cancelled as e:
             job.set_state("cancelled", self._step(job), total, f"{e}", ran())
         except Exception as e:  # noqa: BLE001 - the job fails, the app and the other jobs go on
             job.set_state("failed", self._step(job), total, f"{type(e).__name__}: {e}", ran())
-            (job.path / "error.txt").write_text(traceback.format_exc())
+            job.save_error(traceback.format_exc())
         else:
             done = max(total, self._step(job))  # a vocabulary known only when it runs may exceed the first count
             job.set_state("done", done, done, "finished", ran())

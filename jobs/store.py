@@ -1,6 +1,6 @@
 """Jobs are folders on disk, so the job list survives page reloads and app restarts.
 
-    <root>/<job id>/job.json      kind, parameters, title, created (written once)
+    <root>/<job id>/job.json      kind, parameters, their resolution, title, created (written once)
     <root>/<job id>/state.json    queued | running | done | failed | cancelled, progress, message, pid
     <root>/<job id>/run/          erasure jobs: the erasure run folder (erasure.RunFolder)
     <root>/<job id>/spectrum/     spectrum jobs: the spectrum folder (sensitivity.save_spectrum)
@@ -21,7 +21,6 @@ from pathlib import Path
 
 from backends.storage import write_json
 
-KINDS = ("erase", "spectrum")
 FINAL = ("done", "failed", "cancelled")
 # <kind>-<date>-<time>-<counter>-<64 random bits>: the random part makes an id a capability (whoever has
 # it may view the job: a shared link); ids made before it existed lack it and are shown to their owner only.
@@ -51,10 +50,12 @@ class JobFolder:
         self.id = self.path.name
 
     @classmethod
-    def create(cls, root: Path, kind: str, params: dict, title: str, client: str | None = None) -> JobFolder:
-        """A new job folder; `client` is an opaque key of the visitor who asked (quotas, cancel rights)."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown job kind {kind!r}; valid: {', '.join(KINDS)}")
+    def create(cls, root: Path, kind: str, params: dict, title: str, client: str | None = None,
+               resolved: dict | None = None) -> JobFolder:
+        """A new job folder; `client` is an opaque key of the visitor who asked (quotas, cancel rights);
+        `resolved` is the request's resolution at submit time, which the worker runs (jobs.tasks)."""
+        if not kind.isalpha():  # the manager checks it against jobs.tasks.KINDS; this keeps ids parseable
+            raise ValueError(f"a job kind is a word, got {kind!r}")
         root.mkdir(parents=True, exist_ok=True)
         for n in range(1000):  # ids sort by creation time; the counter separates jobs of one second
             path = root / f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{n:03d}-{secrets.token_hex(8)}"
@@ -67,7 +68,7 @@ class JobFolder:
             raise RuntimeError("could not create a job folder: 1000 jobs started this second")
         job = cls(path)
         write_json(path / "job.json", {"kind": kind, "params": params, "title": title, "client": client,
-                                       "created": time.strftime("%Y-%m-%d %H:%M:%S")})
+                                       "created": time.strftime("%Y-%m-%d %H:%M:%S"), "resolved": resolved})
         job.set_state("queued")
         return job
 
@@ -101,6 +102,15 @@ class JobFolder:
     def spectrum_path(self) -> Path:
         return self.path / "spectrum"
 
+    @property
+    def quick_erasure_path(self) -> Path:
+        """Spectrum jobs: the quick erasure's run folder (when the job names no erase job)."""
+        return self.path / "erasure"
+
+    def save_error(self, text: str) -> None:
+        """The traceback of a failed job (error.txt), for whoever runs the server."""
+        (self.path / "error.txt").write_text(text)
+
     def state(self) -> dict:
         try:
             return json.loads((self.path / "state.json").read_text())
@@ -121,9 +131,10 @@ class JobFolder:
         if state not in FINAL and not live:
             state = "interrupted"
         step, total = st.get("step", 0), st.get("total", 0)
-        if rec["kind"] == "erase" and (self.run_path / "status.json").exists():
-            # the erasure loop keeps its own step count, checkpoint by checkpoint
-            step = max(step, json.loads((self.run_path / "status.json").read_text()).get("step", 0))
+        if rec["kind"] == "erase":  # the erasure loop keeps its own step count, checkpoint by checkpoint
+            from erasure import RunFolder
+
+            step = max(step, RunFolder(self.run_path).status().get("step", 0))
         return JobInfo(self.id, rec["kind"], rec["title"], state, step, total, st.get("message", ""),
                        rec["created"], str(self.path), st.get("run_s", 0.0))
 

@@ -1,31 +1,42 @@
 """What each job kind does: check its parameters (at submit time, before anything is queued or
-written) and run it (in the worker), reporting progress through `report(step, total, message)`."""
+written), resolving them once into what the job stores (job.json's "resolved"), and run that (in the
+worker) without resolving again, reporting progress through `report(step, total, message)`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from .store import JobFolder, find_job
 
 Report = Callable[[int, int, str], None]
-CHECKPOINTS_PER_JOB = 10
+CHECKPOINTS_PER_JOB = 10  # a job checkpoints ten times per run: a restart loses at most a tenth of it
+
+
+class Checked(NamedTuple):
+    """A request checked at submit time: its job-list title, its work budget (steps, concepts; 0 when only
+    known later) and its resolution as JSON, which the worker runs."""
+
+    title: str
+    total: int
+    resolved: dict
 
 
 # ---------------------------------------------------------------- erasure
-def check_erase(params: dict, root: Path) -> tuple[str, int]:
-    """Validate an erasure request (erasure.EraseRequest, as JSON); returns (title, step budget).
-    Raises ValueError with a fix. Fills in the job's checkpoint cadence."""
+def check_erase(params: dict, root: Path, limits=None) -> Checked:
+    """Validate and resolve an erasure request (erasure.EraseRequest, as JSON) against the server's step
+    limit (`limits`: jobs.Limits, None for no bound). Raises ValueError with a fix."""
+    import dataclasses
+
     from erasure import EraseRequest
 
     request = EraseRequest.from_dict(params)
-    config = request.check()  # a bad dtype, device, setting or unknown word fails at submit time
-    if "checkpoint_every" not in request.overrides:
-        # a job checkpoints ten times per run: a restart loses at most a tenth of it
-        params["overrides"] = {**request.overrides, "checkpoint_every": max(1, config.steps // CHECKPOINTS_PER_JOB)}
-    title = f"{request.method} erases {', '.join(config.targets)} from {request.model} ({config.steps} steps)"
-    return title, config.steps
+    request = dataclasses.replace(request, checkpoints_per_run=request.checkpoints_per_run or CHECKPOINTS_PER_JOB)
+    # a bad dtype, device, setting, unknown word or too many steps fails at submit time
+    resolved = request.check(max_steps=limits.max_erase_steps if limits is not None else None)
+    return Checked(resolved.title(), resolved.steps, resolved.to_dict())
 
 
 def run_erase(job: JobFolder, cancel, report: Report) -> None:
@@ -37,8 +48,15 @@ def run_erase(job: JobFolder, cancel, report: Report) -> None:
     def on_event(event) -> None:
         throttle(event.step, event.total, event.concept or "", force=event.kind != "step")
 
-    request = erasure.EraseRequest.from_dict(job.record["params"])
-    erasure.run(request, job.run_path, callback=on_event, cancel=cancel, resume_existing=True)
+    erasure.train(_resolved_erase(job), job.run_path, callback=on_event, cancel=cancel, resume_existing=True)
+
+
+def _resolved_erase(job: JobFolder):
+    """The job's stored resolution; a job stored before jobs kept one is checked now (its only resolution)."""
+    from erasure import ResolvedErase
+
+    stored = job.record.get("resolved") or check_erase(job.record["params"], job.path.parent).resolved
+    return ResolvedErase.from_dict(stored)
 
 
 # ---------------------------------------------------------------- spectrum
@@ -50,19 +68,20 @@ def spectrum_request(params: dict, root: Path):
     return SpectrumRequest.from_dict({**params, "run": str(_erasure_run_of(root, run)) if run else None})
 
 
-def check_spectrum(params: dict, root: Path) -> tuple[str, int]:
-    """Validate a spectrum request; returns (title, number of concepts or 0 when only known later)."""
-    from sensitivity.spectrum import quick_method
-
+def check_spectrum(params: dict, root: Path, limits=None) -> Checked:
+    """Validate and resolve a spectrum request; its total is the number of concepts (0 when only known
+    later: nearest-K). The server's concept limit is the manager's (it counts vocabulary words only)."""
     request = spectrum_request(params, root)
-    config, concepts = request.check()  # a bad setting, word or vocabulary fails here
+    resolved = request.check()  # a bad setting, word or vocabulary fails here
+    config = resolved.config
     if params.get("run"):
         ran_on = find_job(root, params["run"]).record["params"]["model"]
         if ran_on != request.model:
             raise ValueError(f"job {params['run']} erased {ran_on!r}, not {request.model!r}: pick an erasure of "
                              f"{request.model!r}, or choose {ran_on!r} as the model")
-    what = f"job {params['run']}" if params.get("run") else f"a quick {quick_method(request.model).upper()} erasure"
-    return f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}", len(concepts or [])
+    what = f"job {params['run']}" if params.get("run") else f"a quick {resolved.erasure.request.method.upper()} erasure"
+    return Checked(f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}",
+                   len(resolved.concepts or []), resolved.to_dict())
 
 
 def vocabulary_words(params: dict, total: int) -> int:
@@ -78,7 +97,6 @@ def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
     fast; MCE on FLUX; a resumed job keeps a finished quick erasure)."""
     import sensitivity
     from sensitivity.request import is_quick_step
-    from sensitivity.spectrum import quick_method
 
     throttle = _Throttle(report)
 
@@ -87,19 +105,22 @@ def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
             done, total = 0, 0
         throttle(done, total, message, force=bool(total) and done == total)
 
-    request = spectrum_request(job.record["params"], job.path.parent)
-    first = f"erasing with {quick_method(request.model).upper()} (fast) first"
-    sensitivity.run(request, job.spectrum_path, progress=progress, cancel=cancel,
-                    on_erasure=lambda: report(0, 0, first), extra={"job": job.id},
-                    erasure_dir=job.path / "erasure")
+    stored = job.record.get("resolved") or check_spectrum(job.record["params"], job.path.parent).resolved
+    resolved = sensitivity.ResolvedSpectrum.from_dict(stored)  # a job stored before jobs kept it: checked now
+    first = f"erasing with {resolved.erasure.request.method.upper()} (fast) first" if resolved.erasure else ""
+    sensitivity.measure(resolved, job.spectrum_path, progress=progress, cancel=cancel,
+                        on_erasure=lambda: report(0, 0, first), extra={"job": job.id},
+                        erasure_dir=job.quick_erasure_path)
 
 
 def _erasure_run_of(root: Path, job_id: str) -> Path:
     """The finished erasure run of an erase job (a spectrum needs the erased weights)."""
+    from erasure import RunFolder
+
     job = find_job(root, job_id)
     if job.kind != "erase":
         raise ValueError(f"job {job_id} is a {job.kind} job; choose a finished erase job")
-    if not (job.run_path / "result.safetensors").exists():
+    if not RunFolder.finished(job.run_path):
         raise ValueError(f"erase job {job_id} has not finished; resume it or choose a finished one")
     return job.run_path
 
@@ -118,5 +139,12 @@ class _Throttle:
             self.report(step, total, message)
 
 
-CHECKS = {"erase": check_erase, "spectrum": check_spectrum}
-RUNNERS = {"erase": run_erase, "spectrum": run_spectrum}
+class JobKind(NamedTuple):
+    """What a job kind does: check (and resolve) a request at submit time, run it in the worker."""
+
+    check: Callable[..., Checked]
+    run: Callable[[JobFolder, object, Report], None]
+
+
+# the one table of job kinds: the manager, the job list's filter and the limits read it
+KINDS = {"erase": JobKind(check_erase, run_erase), "spectrum": JobKind(check_spectrum, run_spectrum)}

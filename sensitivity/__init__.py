@@ -5,14 +5,14 @@ of a vocabulary how much the model's ability to draw it dropped.
     df = compute_spectrum("embedded", run="runs/star", config=SpectrumConfig(targets=["star"]))
 """
 
-from .request import SpectrumRequest, run
+from .request import ResolvedSpectrum, SpectrumRequest, measure, run
 from .results import load_spectrum, save_spectrum, summary
 from .scorers import get_scorer
 from .spectrum import COLUMNS, SpectrumConfig, compute_spectrum, load_models, quick_erasure, spectrum_rows
 from .vocab import NEUTRAL, VocabularyError, resolve_vocabulary
 
 __all__ = [
-    "COLUMNS", "NEUTRAL", "SpectrumConfig", "SpectrumRequest", "VocabularyError", "compute_spectrum", "get_scorer",
-    "load_models", "load_spectrum", "quick_erasure", "resolve_vocabulary", "run", "save_spectrum", "spectrum_rows",
-    "summary",
+    "COLUMNS", "NEUTRAL", "ResolvedSpectrum", "SpectrumConfig", "SpectrumRequest", "VocabularyError",
+    "compute_spectrum", "get_scorer", "load_models", "load_spectrum", "measure", "quick_erasure", "resolve_vocabulary",
+    "run", "save_spectrum", "spectrum_rows", "summary",
 ]

@@ -3,6 +3,9 @@
     <out>/spectrum.csv, spectrum.parquet   one row per concept (sensitivity.spectrum.COLUMNS)
     <out>/config.json                      resolved config, model, run, seeds, versions, summary
     <out>/figures/*.html                   histogram, top-N, similarity scatter (plotly)
+    <out>/erasure/                         the quick erasure's run folder, when no run was named
+
+`SpectrumFolder` is the one place these names are known.
 """
 
 from __future__ import annotations
@@ -16,6 +19,44 @@ import pandas as pd
 from backends.storage import atomic_write, ensure_writable
 
 from . import figures
+
+
+class SpectrumFolder:
+    """A spectrum's output folder: the one place its file names are known (docs/design.md §2)."""
+
+    CSV, PARQUET, RECORD = "spectrum.csv", "spectrum.parquet", "config.json"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def quick_erasure_path(self) -> Path:
+        """Where the quick erasure goes when the request names no run (sensitivity.run)."""
+        return self.path / "erasure"
+
+    @property
+    def csv(self) -> Path:
+        """The table people download (text cells a spreadsheet would run are quoted: spreadsheet_safe)."""
+        return self.path / self.CSV
+
+    @property
+    def finished(self) -> bool:
+        """Whether the spectrum was saved (its table is written before its record)."""
+        return self.csv.is_file()
+
+    def record(self) -> dict:
+        """config.json: the resolved config, model, run, seeds, versions and summary."""
+        return json.loads((self.path / self.RECORD).read_text())
+
+    def guided(self) -> dict | None:
+        """A proxy-guided spectrum's calibration summary (None for a full one, or no record yet)."""
+        try:
+            return self.record()["summary"].get("guided")
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def load(self) -> pd.DataFrame:
+        return load_spectrum(self.path)
 
 
 def check_writable(out: str | Path) -> Path:
@@ -45,11 +86,11 @@ def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: st
     from backends.storage import versions
 
     out = check_writable(out)
-    atomic_write(out / "spectrum.csv", lambda p: spreadsheet_safe(df).to_csv(p, index=False))
-    atomic_write(out / "spectrum.parquet", lambda p: df.to_parquet(p, index=False))
+    atomic_write(out / SpectrumFolder.CSV, lambda p: spreadsheet_safe(df).to_csv(p, index=False))
+    atomic_write(out / SpectrumFolder.PARQUET, lambda p: df.to_parquet(p, index=False))
     record = {"model": model, "run": run, "config": dataclasses.asdict(config), "seeds": config.seeds(),
               "summary": summary(df), "versions": versions(), **(extra or {})}
-    atomic_write(out / "config.json", lambda p: Path(p).write_text(json.dumps(record, indent=2, default=str)))
+    atomic_write(out / SpectrumFolder.RECORD, lambda p: Path(p).write_text(json.dumps(record, indent=2, default=str)))
     (out / "figures").mkdir(exist_ok=True)
     column = "proxy" if config.proxy_only else "delta"
     for name, fig in [("histogram", figures.histogram(df, column)), ("top", figures.top_affected(df, 20, column)),
@@ -74,9 +115,9 @@ def load_spectrum(out: str | Path) -> pd.DataFrame:
     """The spectrum table as saved: from the parquet (exact strings), else from the CSV with the
     apostrophes spreadsheet_safe added taken off again."""
     out = Path(out)
-    if (out / "spectrum.parquet").exists():
-        return pd.read_parquet(out / "spectrum.parquet").assign(concept=lambda d: d["concept"].fillna(""))
-    df = pd.read_csv(out / "spectrum.csv", keep_default_na=False, na_values=[""])
+    if (out / SpectrumFolder.PARQUET).exists():
+        return pd.read_parquet(out / SpectrumFolder.PARQUET).assign(concept=lambda d: d["concept"].fillna(""))
+    df = pd.read_csv(out / SpectrumFolder.CSV, keep_default_na=False, na_values=[""])
     for column in [c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])]:
         df[column] = df[column].map(lambda v: v[1:] if isinstance(v, str) and v[1:2] and v.startswith("'")
                                     and v[1:].startswith(FORMULA_START) else v)

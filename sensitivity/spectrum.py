@@ -22,7 +22,8 @@ from .rows import Models, Progress, SpectrumConfig, chunk_rows, load_models
 from .vocab import resolve_vocabulary, validate_concepts, with_neutral
 
 __all__ = ["COLUMNS", "Models", "Progress", "SpectrumConfig", "chunk_rows", "compute_spectrum", "concept_list",
-           "load_models", "quick_erasure", "quick_method", "spearman", "spectrum_rows", "to_frame"]
+           "load_models", "quick_erasure", "quick_method", "quick_request", "spearman", "spectrum_of", "spectrum_rows",
+           "to_frame"]
 
 COLUMNS = ["concept", "kind", "prompt", "delta", "delta_std", "score_before", "score_after", "image_sim",
            "proxy", "text_sim", "rank", "proxy_rank"]
@@ -84,10 +85,19 @@ def compute_spectrum(model: str = "embedded", run=None, config: SpectrumConfig |
     """The spectrum of `run` (an erasure run folder) against `model`; sharded over Ray when
     `address` is given ("local" starts a local cluster of `workers` processes). `concepts` is the
     row list from concept_list() when the caller already resolved it (otherwise resolved here)."""
+    config = (config or SpectrumConfig()).resolved(model).on_device(device)
+    return spectrum_of(model, run, config, device=device, pipe=pipe, cache_root=cache_root, address=address,
+                       workers=workers, progress=progress, cancel=cancel, concepts=concepts)
+
+
+def spectrum_of(model: str, run, config: SpectrumConfig, *, device: str = "cpu", pipe=None, cache_root=None,
+                address: str | None = None, workers: int = 1, progress: Progress | None = None, cancel=None,
+                concepts: list[str] | None = None) -> pd.DataFrame:
+    """compute_spectrum for a config resolved already (SpectrumConfig.resolved + on_device: a checked
+    request's), resolving nothing again."""
     if run is None:
         raise ValueError("give the erasure run folder of the sanitized model (erase one with `python -m erasure "
                          "erase ...` or use quick_erasure())")
-    config = (config or SpectrumConfig()).resolved(model).on_device(device)
     needs_model = config.vocab.strip().startswith("nearest-")
     if concepts is None and not needs_model:
         concepts = concept_list(config)  # a bad vocabulary fails before any loading
@@ -128,12 +138,22 @@ def quick_method(model: str) -> str:
     return next(m for m in QUICK_METHODS if family in get_method(m).SPEC.families)
 
 
-def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, **overrides):
-    """The default sanitized model when none is given: quick_method(model) (ESD, MCE on FLUX) with its
-    `fast` preset (docs/design.md §2). Pass the spectrum's `template=` so that targets are phrased the same
-    way in both."""
-    from erasure import erase
+def quick_request(model: str, targets: list[str] | tuple[str, ...], device: str = "cpu", dtype: str = "float32",
+                  **overrides):
+    """The quick erasure's request (erasure.EraseRequest): quick_method(model) with its `fast` preset, no
+    checkpoints unless asked (docs/design.md §2). The spectrum has checked the targets (force)."""
+    from erasure import EraseRequest
 
-    base = copy.deepcopy(pipe) if pipe is not None else None  # erase() trains the UNet in place
-    return erase(model, quick_method(model), targets, "object,fast", out, pipe=base,
-                 **{"checkpoint_every": 0, **overrides})
+    return EraseRequest(model, quick_method(model), tuple(targets), "object,fast",
+                        {"checkpoint_every": 0, **overrides}, device, dtype, force=True)
+
+
+def quick_erasure(model: str, targets: list[str], out: str | Path, pipe=None, callback=None, cancel=None,
+                  device: str = "cpu", dtype: str = "float32", **overrides):
+    """The default sanitized model when none is given: `quick_request`'s erasure, trained into `out`. Pass
+    the spectrum's `template=` so that targets are phrased the same way in both."""
+    from erasure import train
+
+    base = copy.deepcopy(pipe) if pipe is not None else None  # training changes the denoiser in place
+    return train(quick_request(model, targets, device, dtype, **overrides).check(), out, callback=callback,
+                 cancel=cancel, pipe=base)

@@ -260,10 +260,10 @@ def test_a_flux_spectrum_without_a_run_erases_with_mce_first(tmp_path, monkeypat
     from sensitivity import SpectrumRequest, run
 
     assert spectrum.quick_method(TINY_FLUX) == "mce" and spectrum.quick_method("embedded") == "esd"
-    quick = spectrum.quick_erasure
+    quick = spectrum.quick_request
     small = dict(steps=2, batch=2, ddim_steps=2, erase_templates=["a {concept}"], keep_prompts=["a blue moon"],
                  init_logit=0.2)
-    monkeypatch.setattr(spectrum, "quick_erasure", lambda *a, **kw: quick(*a, **kw, **small))
+    monkeypatch.setattr(spectrum, "quick_request", lambda *a, **kw: quick(*a, **kw, **small))
     words = tmp_path / "words.txt"
     words.write_text("star\nmoon\n")
     lines = []

@@ -183,3 +183,14 @@ def test_resumed_jobs_add_their_running_time(tmp_path):
     manager = JobManager(root)
     manager.resume(job.id)
     assert manager.wait(job.id, 300).run_s > 100.0
+
+
+def test_one_table_of_job_kinds_drives_the_manager_the_limits_and_the_job_filter(tmp_path):
+    from jobs import Limits
+    from jobs.tasks import KINDS
+    from ui.jobs_tab import KIND_FILTER
+
+    assert set(KINDS) == {"erase", "spectrum"} and KIND_FILTER[1:] == tuple(KINDS)
+    assert all(Limits().active_cap(kind) >= 1 for kind in KINDS)  # every kind has its cap on a shared server
+    with pytest.raises(ValueError, match="unknown job kind 'train'; valid: erase, spectrum"):
+        JobManager(tmp_path / "jobs", workers=0).submit("train", {})

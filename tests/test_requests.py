@@ -2,12 +2,14 @@
 or a spectrum as a typed request, check it in one place and carry it out with one function."""
 
 import ast
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
-from erasure import EraseRequest
-from sensitivity import SpectrumRequest
+from erasure import EraseRequest, ResolvedErase
+from sensitivity import ResolvedSpectrum, SpectrumRequest
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,7 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_an_erase_request_round_trips_and_its_one_check_refuses_each_mistake():
     request = EraseRequest("embedded", "esd", ("star",), "object,fast", {"steps": 3}, "cpu", "float32")
     assert EraseRequest.from_dict(request.to_dict()) == request
-    assert request.check().steps == 3 and request.check().template == "a {concept}"
+    resolved = request.check()
+    assert resolved.steps == 3 and resolved.config.template == "a {concept}" and resolved.family == "sd"
+    assert ResolvedErase.from_dict(json.loads(json.dumps(resolved.to_dict()))) == resolved  # a job stores it
     assert request.with_overrides(lr=0.1).overrides == {"steps": 3, "lr": 0.1}
     mistakes = [({"method": "nope"}, "unknown erasure method 'nope'"),
                 ({"dtype": "float64"}, "unknown dtype 'float64'"),
@@ -37,7 +41,10 @@ def test_an_erase_request_round_trips_and_its_one_check_refuses_each_mistake():
 def test_a_spectrum_request_round_trips_and_its_one_check_refuses_each_mistake():
     request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "k": 2}, words=("circle", "moon"))
     assert SpectrumRequest.from_dict(request.to_dict()) == request
-    config, concepts = request.check()
+    resolved = request.check()
+    config, concepts = resolved.config, resolved.concepts
+    assert ResolvedSpectrum.from_dict(json.loads(json.dumps(resolved.to_dict()))) == resolved
+    assert resolved.erasure.request.method == "esd" and resolved.erasure.config.template == config.template
     assert config.k == 2 and concepts[:3] == ["", "a photo", "star"] and {"circle", "moon"} <= set(concepts)
     mistakes = [({"config": {"kk": 2}}, r"unknown spectrum setting\(s\) \['kk'\]"),
                 ({"config": {"vocab": "nope"}}, "nope"),
@@ -51,18 +58,18 @@ def test_a_spectrum_request_round_trips_and_its_one_check_refuses_each_mistake()
 
 
 def test_a_spectrum_run_erases_first_only_once_and_saves_its_record(tmp_path, monkeypatch):
-    import json
-
+    import erasure
     import sensitivity.spectrum as spectrum
     from sensitivity import run
 
-    made, quick = [], spectrum.quick_erasure
+    made, train, quick = [], erasure.train, spectrum.quick_request
 
-    def counted(*args, **kwargs):
-        made.append(args)
-        return quick(*args, **kwargs, steps=2)
+    def counted(resolved, out, **kwargs):
+        made.append(out)
+        return train(resolved, out, **kwargs)
 
-    monkeypatch.setattr(spectrum, "quick_erasure", counted)
+    monkeypatch.setattr(erasure, "train", counted)
+    monkeypatch.setattr(spectrum, "quick_request", lambda *a, **kw: quick(*a, **kw, steps=2))
     request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "proxy_only": True})
     df = run(request, tmp_path / "out", extra={"note": "test"})
     assert len(made) == 1 and (tmp_path / "out" / "erasure" / "result.safetensors").exists()
@@ -83,9 +90,9 @@ def test_the_quick_erasure_reports_its_steps_and_a_cancelled_one_resumes(tmp_pat
     from erasure import Cancelled, CancelToken
     from sensitivity import run
 
-    quick = spectrum.quick_erasure
-    monkeypatch.setattr(spectrum, "quick_erasure", lambda *a, **kw: quick(*a, **kw, steps=4))
-    monkeypatch.setattr(req, "QUICK_CHECKPOINT", 2)
+    quick = spectrum.quick_request
+    monkeypatch.setattr(spectrum, "quick_request", lambda *a, **kw: quick(*a, **kw, steps=4))
+    monkeypatch.setattr(req, "QUICK_CHECKPOINT", 2)  # read when the request is checked
     request = SpectrumRequest("embedded", ("star",), {"vocab": "world", "proxy_only": True})
     token, lines = CancelToken(), []
 
@@ -114,13 +121,13 @@ def _calls(path: Path) -> set[str]:
 
 def test_the_cli_jobs_and_app_validate_only_through_the_requests():
     """No caller resolves a config, guards unknown words or builds a SpectrumConfig itself."""
-    private = {"resolve_config", "check_known_concepts", "SpectrumConfig", "erase", "compute_spectrum"}
+    private = {"resolve_with_sources", "resolve_config", "check_known_concepts", "SpectrumConfig", "erase", "compute_spectrum"}
     ui = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "ui").glob("*.py"))]
     for path in ("erasure/cli.py", "sensitivity/cli.py", "jobs/tasks.py", "jobs/manager.py", "app.py", *ui):
         assert _calls(ROOT / path) & private == set(), path
     assert {"EraseRequest", "run"} <= _calls(ROOT / "erasure/cli.py")
     assert {"SpectrumRequest", "run"} <= _calls(ROOT / "sensitivity/cli.py")
-    assert {"from_dict", "run"} <= _calls(ROOT / "jobs/tasks.py")
+    assert {"from_dict", "train", "measure"} <= _calls(ROOT / "jobs/tasks.py")  # the stored resolution, run
     assert "EraseRequest" in _calls(ROOT / "ui/erase_tab.py") and "SpectrumRequest" in _calls(ROOT / "ui/spectrum_tab.py")
 
 
@@ -132,3 +139,44 @@ def test_the_resolved_config_names_a_scorer_only_when_one_is_used():
 
     assert scorer() == "embedded" and scorer(proxy_only=True, text_space="scorer") == "embedded"
     assert scorer(proxy_only=True) is None and scorer(proxy_only=True, scorer="embedded") is None
+
+
+def test_each_job_resolves_its_request_once_from_the_form_to_the_trainer(tmp_path, monkeypatch):
+    """docs/design.md §3.1: the app's handler builds a request, the job manager checks it and stores its
+    resolution, and the worker trains (or measures) that stored resolution without resolving it again."""
+    import erasure.trainer as trainer
+    import sensitivity.rows as rows
+    import sensitivity.spectrum as spectrum
+    from jobs import JobManager
+    from ui import erase_tab, spectrum_tab, state
+
+    counts = {"erase": 0, "spectrum": 0}
+    resolve, resolved, quick = trainer.resolve_with_sources, rows.SpectrumConfig.resolved, spectrum.quick_request
+
+    def count_erase(*args, **kwargs):
+        counts["erase"] += 1
+        return resolve(*args, **kwargs)
+
+    def count_spectrum(self, model):
+        counts["spectrum"] += 1
+        return resolved(self, model)
+
+    monkeypatch.setattr(trainer, "resolve_with_sources", count_erase)
+    monkeypatch.setattr(rows.SpectrumConfig, "resolved", count_spectrum)
+    monkeypatch.setattr(spectrum, "quick_request", lambda *a, **kw: quick(*a, **kw, steps=2))
+    manager = JobManager(tmp_path / "jobs")
+    monkeypatch.setattr(state, "_manager", manager)
+    job = erase_tab.erase_start("embedded", "esd", "star, heart", "object", "fast", "xattn", 2, 1e-3, 0)
+    assert counts == {"erase": 1, "spectrum": 0}
+    assert manager.wait(job, 300).state == "done" and counts == {"erase": 1, "spectrum": 0}
+    run = json.loads((manager.folder(job).run_path / "config.json").read_text())
+    assert run["config"]["steps"] == 4 and run["presets"] == ["object", "fast", "multi"]  # 2 per concept, in turns
+    assert run["config"]["checkpoint_every"] == 1 and run["config_sources"]["checkpoint_every"] == "request (10 per run)"
+    after_run = spectrum_tab.spectrum_start("embedded", "star", "world", None, 0, 1, 2, 5.0, 0, job, True)
+    assert manager.wait(after_run, 300).state == "done" and counts == {"erase": 1, "spectrum": 1}
+    quick_first = spectrum_tab.spectrum_start("embedded", "star", "world", None, 0, 1, 2, 5.0, 0, "", True)
+    assert counts == {"erase": 2, "spectrum": 2}  # the quick erasure's request is resolved with the spectrum's
+    assert manager.wait(quick_first, 300).state == "done" and counts == {"erase": 2, "spectrum": 2}
+    with pytest.raises(Exception, match="2 steps per concept x 3 concepts = 6 steps, more than this app's limit of 5"):
+        monkeypatch.setattr(manager, "limits", dataclasses.replace(state.LIMITS, max_erase_steps=5))
+        erase_tab.erase_start("embedded", "esd", "star, heart, moon", "object", "fast", "xattn", 2, 1e-3, 0)

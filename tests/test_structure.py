@@ -132,3 +132,40 @@ def test_the_family_branch_finder_finds_branches():
     snippet = "net = pipe.unet\nif is_flux(pipe): pass\nif family.name == 'sdxl': pass\nx = pipe.transformer.config"
     assert len(_family_branches(snippet)) == 4
     assert _family_branches("net = family.denoiser(pipe)\nif kind == 'weights': pass") == []
+
+
+# the files inside a run, spectrum and job folder, and the one module that may name each (docs/design.md §3)
+FOLDER_FILES = {
+    "erasure/runs.py": ("config.json", "status.json", "events.jsonl", "result.safetensors", "search.json",
+                        "trajectory", "checkpoints"),
+    "sensitivity/results.py": ("spectrum.csv", "spectrum.parquet", "config.json", "figures", "erasure"),
+    "jobs/store.py": ("job.json", "state.json", "error.txt", "run", "spectrum", "erasure"),
+}
+# the modules that open those folders; erasure/state.py writes a checkpoint's own files (its state.json)
+FOLDER_USERS = ("ui", "jobs", "sensitivity", "erasure", "evaluation")
+OTHER_FOLDERS = {"evaluation/errors.py": {"checkpoints"}}  # torch hub's own checkpoints folder
+
+
+def _named_files(path: Path, names: set[str]) -> set[str]:
+    """String constants of a module that are one of `names` or a path under one ("trajectory/step_...")."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found |= {n for n in names if node.value == n or node.value.startswith(n + "/")}
+    return found
+
+
+def test_only_a_folders_own_class_names_the_files_inside_it():
+    """RunFolder, SpectrumFolder and JobFolder own their file names (and the state those files hold): the UI,
+    the jobs and the libraries ask them (`finished`, `record_or_empty`, `search`, `csv`), never the disk."""
+    names = {n for files in FOLDER_FILES.values() for n in files} - {"run", "spectrum", "erasure", "figures"}
+    paths = [ROOT / "app.py"] + [f for package in FOLDER_USERS for f in sorted((ROOT / package).glob("*.py"))]
+    offenders = {}
+    for path in paths:
+        rel = str(path.relative_to(ROOT))
+        if rel in FOLDER_FILES or rel == "erasure/state.py":
+            continue
+        found = _named_files(path, names) - OTHER_FOLDERS.get(rel, set())
+        if found:
+            offenders[rel] = sorted(found)
+    assert offenders == {}

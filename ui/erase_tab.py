@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from erasure import CONCEPT_PRESETS as SCOPES
-from erasure import PARAM_GROUPS, get_method, list_methods
+from erasure import PARAM_GROUPS, list_methods
 from erasure import SPEED_PRESETS as SPEEDS
 from erasure.trajectory import loss_figure, progress
 
@@ -30,7 +30,7 @@ def erase_defaults(model: str, method: str, scope: str, speed: str) -> tuple:
 
     model, method = state.model_name(model), inputs.choice(method, "Method", list_methods())
     # the settings do not depend on the concept: any placeholder, past the unknown-word guard
-    cfg = EraseRequest(model, method, ("x",), presets(scope, speed), force=True).check()
+    cfg = EraseRequest(model, method, ("x",), presets(scope, speed), force=True).check().config
     return cfg.param_group, cfg.steps, cfg.lr
 
 
@@ -43,22 +43,19 @@ def erase_defaults_of_example(model: str, method: str, target: str, scope: str, 
 def erase_start(model: str, method: str, target: str, scope: str, speed: str, param_group: str, steps: float,
                 lr: float, snapshot_every: float, request: gr.Request = None) -> str:
     """API `erase_start`: queue an erasure job; returns its id."""
-    from erasure import EraseRequest
+    from erasure import EraseRequest, with_targets
 
     model, method = state.model_name(model), inputs.choice(method, "Method", list_methods())
     if isinstance(target, str) and not target.strip(" ,"):
         raise ValueError("targets must be a non-empty list of non-empty concepts, e.g. star")
     targets = inputs.concepts(target, "Concept(s) to erase")
+    # the field's range; the run's step total (Steps x concepts) against the limit is the request's own check
     n_steps = inputs.whole(steps, "Steps", 1, state.LIMITS.max_erase_steps)
     overrides = {"param_group": inputs.text(param_group, "Parameter group", 20), "steps": n_steps,
                  "lr": inputs.real(lr, "Learning rate", 1e-9, 1.0),
                  "snapshot_every": inputs.whole(snapshot_every, "Trajectory image every N steps", 0, n_steps)}
-    several = len(targets) > 1 and get_method(method).Config.SCALE_STEPS
-    if several and n_steps * len(targets) > state.LIMITS.max_erase_steps:
-        raise ValueError(f"{n_steps} steps per concept x {len(targets)} concepts = {n_steps * len(targets)} steps, more "
-                         f"than this app's limit of {state.LIMITS.max_erase_steps}; lower Steps or erase fewer concepts")
-    # several concepts: Steps counts each concept's steps and the concepts take turns (erasure's `multi` preset)
-    job = EraseRequest(model, method, tuple(targets), presets(scope, speed) + (",multi" if several else ""), overrides,
+    # several concepts: Steps counts each concept's steps and the concepts take turns (erasure's rule)
+    job = EraseRequest(model, method, tuple(targets), with_targets(presets(scope, speed), method, targets), overrides,
                        state.DEVICE, state.JOB_DTYPE)
     return state.manager().submit("erase", job.to_dict(), *state.who(request))
 
@@ -141,7 +138,7 @@ def run_config(job) -> dict:
     """The resolved config of an erase job's run ({} before it starts)."""
     from erasure import RunFolder
 
-    return RunFolder(job.run_path).record["config"] if (job.run_path / "config.json").exists() else {}
+    return RunFolder(job.run_path).record_or_empty().get("config", {})
 
 
 def run_events(job) -> list[dict]:
@@ -154,8 +151,10 @@ def run_events(job) -> list[dict]:
 @user_errors
 def download_delta(job_id: str, request: gr.Request = None) -> list[str]:
     """API `download_delta`: the erased tensors (safetensors) and the run's config."""
-    run = state.done_run(job_id, request)
-    return [str(run / "result.safetensors"), str(run / "config.json")]
+    from erasure import RunFolder
+
+    run = RunFolder(state.done_run(job_id, request))
+    return [str(run.result_path), str(run.record_path)]
 
 
 @user_errors

@@ -9,13 +9,15 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
+from jobs.tasks import KINDS
+
 from . import inputs, state
 from .guard import handler as user_errors
 from .guard import scrub
 
 COLUMNS = ["id", "kind", "state", "progress", "title", "created", "duration", "message"]
 ALL = "all"
-KIND_FILTER = (ALL, "erase", "spectrum")
+KIND_FILTER = (ALL, *KINDS)
 STATE_FILTER = (ALL, "running", "queued", "done", "failed", "cancelled", "interrupted")
 
 

@@ -44,7 +44,7 @@ def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
     from erasure import RunFolder, get_method
 
     info, params = state.manager().info(job.id), job.record["params"]
-    record = RunFolder(job.run_path).record if (job.run_path / "config.json").exists() else {}
+    record = RunFolder(job.run_path).record_or_empty()
     config = record.get("config", {})
     done = next((e for e in reversed(events) if e["kind"] == "done"), None)
     last = next((e for e in reversed(events) if e["kind"] == "step"), {})
@@ -56,21 +56,19 @@ def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
     if last.get("top5"):
         top = ", ".join(f"{w or chr(34) * 2} {p:.3f}" for w, p in last["top5"])
         lines.append(f"Most likely adversarial concept at the end: **{last['concept'] or chr(34) * 2}** (top 5: {top}).")
-    lines.append(search_line(job.run_path / "search.json"))
+    lines.append(search_line(RunFolder(job.run_path).search()))
     lines = [f"#### {md_text(state.run_label(job.id))} — {info.state}", " ".join(lines)]
     return scrub("\n\n".join(lines)), list(params["targets"]), last.get("concept")
 
 
-def search_line(path) -> str:
-    """One sentence on how far the concept search moved from uniform (erasure.diagnostics, the run's
-    search.json; "" before the run wrote it)."""
-    import json
-
+def search_line(diagnostics: dict | None) -> str:
+    """One sentence on how far the concept search moved from uniform (erasure.diagnostics: a run's
+    RunFolder.search(); "" before the run wrote it)."""
     from erasure.diagnostics import summary as search_summary
 
-    if not path.exists():
+    if not diagnostics:
         return ""
-    s = search_summary(json.loads(path.read_text()))
+    s = search_summary(diagnostics)
     if not s:
         return ""
     switches = "" if s["switch_rate"] is None else f"; the sampled concept changed on {100 * s['switch_rate']:.0f} % of steps"
@@ -161,7 +159,8 @@ def results_spectrum_start(job_id: str, vocab: str, k: float, proxy_only: bool, 
 @user_errors
 def results_spectrum(spectrum_job: str, top_n: float = 15, request: gr.Request = None) -> tuple:
     """API `results_spectrum`: the attached spectrum job's state, its most-affected plot and top-N table."""
-    from sensitivity import figures, load_spectrum
+    from sensitivity import figures
+    from sensitivity.results import SpectrumFolder
 
     if not spectrum_job:
         return ("No spectrum of this run yet: choose a vocabulary and press *Compute spectrum*.",
@@ -169,12 +168,12 @@ def results_spectrum(spectrum_job: str, top_n: float = 15, request: gr.Request =
     job = state.job(spectrum_job, request, "Spectrum job", "spectrum")
     info = state.manager().info(job.id)
     text = f"Spectrum **{info.state}** — {info.step} / {info.total or '?'} concepts. {md_text(info.title)}"
-    csv = job.spectrum_path / "spectrum.csv"
-    if info.state != "done" or not csv.exists():
+    folder = SpectrumFolder(job.spectrum_path)
+    if info.state != "done" or not folder.finished:
         done = "the most affected concepts appear here when it finishes" if info.state in ("running", "queued") \
             else f"no spectrum: the job is {info.state}"
         return text + "\n\nIts plot and table appear here when it finishes.", placeholder(done), empty_table()
-    df = load_spectrum(csv.parent)
+    df = folder.load()
     column = "delta" if df["delta"].notna().any() else "proxy"
     n = inputs.whole(top_n, "Top N", 1, 1000)  # the table; the plot shows the top 10
     table = df.sort_values(column, ascending=False).head(n)[["concept", "kind", column]].round(4)

@@ -10,6 +10,7 @@ import gradio as gr
 import pandas as pd
 
 from sensitivity.request import is_quick_step
+from sensitivity.results import SpectrumFolder
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
 
@@ -73,7 +74,7 @@ def spectrum_status(job_id: str, top_n: float = 20, request: gr.Request = None) 
 @user_errors
 def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
     """The N_VIEWS outputs of a spectrum job whose info was read already (only the text until it is done)."""
-    from sensitivity import figures, load_spectrum
+    from sensitivity import figures
 
     if info.kind != "spectrum":
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
@@ -82,28 +83,23 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
     text = f"**{info.state}** — {md_text(done)}. {md_text(info.title)}"
     if info.message and info.state != "done" and not erasing:
         text += f"\n\n{md_text(info.message)}"
-    csv = state.manager().folder(job_id).spectrum_path / "spectrum.csv"
-    if info.state != "done" or not csv.exists():
+    folder = SpectrumFolder(state.manager().folder(job_id).spectrum_path)
+    if info.state != "done" or not folder.finished:
         wait = placeholder("the figures appear here when the spectrum is done" if info.state in ("running", "queued")
                            else f"no spectrum: the job is {info.state}")
         return text, wait, wait, wait, pd.DataFrame(columns=TABLE_COLUMNS), None
-    df = load_spectrum(csv.parent)
-    text += guided_note(csv.parent)
+    df = folder.load()
+    text += guided_note(folder.path)
     column = "delta" if df["delta"].notna().any() else "proxy"
     top = df.sort_values(column, ascending=False).head(int(top_n))
     table = top[["concept", "kind", column, "proxy", "text_sim"]].round(4)
     return (text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
-            figures.similarity_scatter(df, column), table, str(csv))
+            figures.similarity_scatter(df, column), table, str(folder.csv))
 
 
 def guided_note(folder: Path) -> str:
     """A proxy-guided spectrum's calibration in words (its config.json summary; "" for a full one)."""
-    import json
-
-    try:
-        g = json.loads((folder / "config.json").read_text())["summary"].get("guided")
-    except (OSError, ValueError, KeyError):
-        return ""
+    g = SpectrumFolder(folder).guided()
     if not g:
         return ""
     return (f"\n\nProxy-guided: δ sampled for {g['sampled']} of {g['concepts']} concepts (the top by D(c), the "
@@ -116,10 +112,10 @@ def guided_note(folder: Path) -> str:
 def download_csv(job_id: str, request: gr.Request = None) -> str:
     """API `download_csv`: the spectrum table of a finished spectrum job."""
     job = state.job(job_id, request, "Spectrum job", "spectrum")
-    csv = job.spectrum_path / "spectrum.csv"
-    if not csv.exists():
+    folder = SpectrumFolder(job.spectrum_path)
+    if not folder.finished:
         raise ValueError(f"{job.id} has no spectrum yet; wait until it is done")
-    return str(csv)
+    return str(folder.csv)
 
 
 def build(model) -> SimpleNamespace:

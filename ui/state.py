@@ -187,7 +187,9 @@ def erase_job(job_id, request=None) -> JobFolder:
 def done_run(job_id, request=None) -> Path:
     """The run folder of a finished erase job that the request's visitor may view."""
     found = erase_job(job_id, request)
-    if not (found.run_path / "result.safetensors").exists():
+    from erasure import RunFolder
+
+    if not RunFolder.finished(found.run_path):
         raise ValueError(f"{found.id} is not a finished erase job; pick one whose state is done")
     return found.run_path
 
@@ -199,8 +201,7 @@ def run_label(job_id: str, request=None) -> str:
     job = erase_job(job_id, request)
     params = job.record["params"]
     steps = params.get("overrides", {}).get("steps")
-    if (job.run_path / "config.json").exists():
-        steps = RunFolder(job.run_path).record["config"].get("steps", steps)
+    steps = RunFolder(job.run_path).record_or_empty().get("config", {}).get("steps", steps)
     return " · ".join([params["method"].upper(), ", ".join(params["targets"])] + ([f"{steps} steps"] if steps else []))
 
 
