@@ -94,7 +94,7 @@ class FairTurns:
         me = object()
         self._waiting[me] = (start, next(self._arrivals))
         self._cond.notify_all()
-        self._cond.wait_for(lambda: not self._busy and min(self._waiting, key=self._waiting.get) is me)
+        self._cond.wait_for(lambda: not self._busy and min(self._waiting, key=self._waiting.__getitem__) is me)
         del self._waiting[me]
         self._busy, self._clock = True, start
 

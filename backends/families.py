@@ -3,9 +3,7 @@ helpers are in backends.family."""
 
 from __future__ import annotations
 
-import torch
-
-from .family import Family
+from .family import Denoiser, Family
 from .flux import FLUX
 from .sd import SD
 from .sdxl import SDXL
@@ -27,5 +25,5 @@ def family_of(pipe) -> Family:
     return family_named(type(pipe).__name__)
 
 
-def denoiser(pipe) -> torch.nn.Module:
+def denoiser(pipe) -> Denoiser:
     return family_of(pipe).denoiser(pipe)

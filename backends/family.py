@@ -12,11 +12,14 @@ A conditioning `Cond` is a dict of batch-first tensors; "emb" is always the cros
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
 Cond = dict[str, torch.Tensor]
+# a diffusers denoiser (UNet2DConditionModel, FluxTransformer2DModel): an nn.Module whose `config`, `dtype`
+# and blocks are set at runtime, so the type checker sees it as Any (pyproject.toml, [tool.mypy])
+Denoiser = Any
 
 
 class Family(Protocol):
@@ -24,7 +27,7 @@ class Family(Protocol):
     pipeline_classes: tuple[str, ...]  # diffusers pipeline class names (model_index.json's _class_name)
     component: str  # the pipeline attribute of the denoiser ("unet" | "transformer")
 
-    def denoiser(self, pipe) -> torch.nn.Module:
+    def denoiser(self, pipe) -> Denoiser:
         """The network that denoises (the one erasure trains)."""
 
     def encode(self, pipe, prompts: list[str]) -> Cond:

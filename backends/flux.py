@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from .family import Cond, broadcast
+from .family import Cond, Denoiser, broadcast
 from .offload import execution_device
 from .paths import ASSETS
 
@@ -58,10 +58,10 @@ class FluxFamily:
     eps-prediction methods (ESD, AP, UCE, CA) do not apply (their specs leave this family out)."""
 
     name = "flux"
-    pipeline_classes = ("FluxPipeline",)
+    pipeline_classes: tuple[str, ...] = ("FluxPipeline",)
     component = "transformer"
 
-    def denoiser(self, pipe) -> torch.nn.Module:
+    def denoiser(self, pipe) -> Denoiser:
         return pipe.transformer
 
     @torch.no_grad()
@@ -168,7 +168,7 @@ class FluxSampler:
 
 
 @contextlib.contextmanager
-def block_checkpointing(model: torch.nn.Module, on: bool):
+def block_checkpointing(model: Denoiser, on: bool):
     """Activation checkpointing per transformer block (each double and single block), not per call: a
     checkpointed call recomputes all of FLUX's 57 blocks at once in the backward pass, so its peak holds
     a whole call's activations; per block it holds one block's (diffusers' own block checkpointing)."""

@@ -11,17 +11,17 @@ import torch
 from diffusers import DDIMScheduler
 from torch.utils.checkpoint import checkpoint
 
-from .family import Cond, broadcast, cat, expand
+from .family import Cond, Denoiser, broadcast, cat, expand
 from .offload import execution_device
 from .prompts import embed_prompts
 
 
 class SDFamily:
     name = "sd"
-    pipeline_classes = ("StableDiffusionPipeline",)
+    pipeline_classes: tuple[str, ...] = ("StableDiffusionPipeline",)
     component = "unet"
 
-    def denoiser(self, pipe) -> torch.nn.Module:
+    def denoiser(self, pipe) -> Denoiser:
         return pipe.unet
 
     def encode(self, pipe, prompts: list[str]) -> Cond:

@@ -20,7 +20,7 @@ class SDXLFamily(SDFamily):
     """SD's UNet family (latents, noise, sizes, sampler) with SDXL's conditioning."""
 
     name = "sdxl"
-    pipeline_classes = ("StableDiffusionXLPipeline",)
+    pipeline_classes: tuple[str, ...] = ("StableDiffusionXLPipeline",)
 
     @torch.no_grad()
     def encode(self, pipe, prompts: list[str]) -> Cond:

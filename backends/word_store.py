@@ -101,7 +101,7 @@ class WordStore:
 
     def _index(self) -> dict[str, tuple[Path, int]]:
         """word -> (shard, row) over the shards on disk (their headers only)."""
-        index = {}
+        index: dict[str, tuple[Path, int]] = {}
         for path in sorted(self.folder.glob("*.safetensors")):
             for row, word in enumerate(_read_shard(path)[0]):
                 index.setdefault(word, (path, row))
@@ -110,11 +110,12 @@ class WordStore:
     @torch.no_grad()
     def _write_shard(self, words: list[str]) -> None:
         prompts = [self.template.format(concept=w) for w in words]
-        emb = None  # [n, L, d] float16, filled batch by batch (no second copy from a concatenation)
-        for i in range(0, len(prompts), EMBED_BATCH):
+        first = embed_prompts(self.pipe, prompts[:EMBED_BATCH]).float().cpu().half()
+        # [n, L, d] float16, filled batch by batch (no second copy from a concatenation)
+        emb = torch.empty((len(prompts), *first.shape[1:]), dtype=torch.float16)
+        emb[:len(first)] = first
+        for i in range(EMBED_BATCH, len(prompts), EMBED_BATCH):
             batch = embed_prompts(self.pipe, prompts[i:i + EMBED_BATCH]).float().cpu().half()
-            if emb is None:
-                emb = torch.empty((len(prompts), *batch.shape[1:]), dtype=torch.float16)
             emb[i:i + len(batch)] = batch
         self.folder.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha1("\n".join(words).encode()).hexdigest()[:16]

@@ -34,7 +34,7 @@ from .ap import (
     spaces_state,
 )
 from .config import EraseConfig
-from .method import MethodSpec
+from .method import MethodSpec, SearchesConcepts
 from .search_space import check_search_settings
 
 
@@ -170,4 +170,4 @@ class AGE:
         load_spaces_state(self.spaces, state)
 
 
-METHOD = AGE
+METHOD: type[SearchesConcepts] = AGE  # checked against the protocol (erasure.method)

@@ -26,7 +26,7 @@ from backends.vocab import VOCABULARIES
 from .config import EraseConfig
 from .diffusion import sample_until
 from .esd import esd_loss
-from .method import MethodSpec
+from .method import MethodSpec, SearchesConcepts
 from .search_space import build_search_space, check_search_settings, excluded_words
 from .state import load_optimizer
 
@@ -395,4 +395,4 @@ class AP:
             self.delta[p] = state["delta"][p].to(self.delta[p].device)
 
 
-METHOD = AP
+METHOD: type[SearchesConcepts] = AP  # checked against the protocol (erasure.method)

@@ -16,7 +16,7 @@ from backends.family import Cond, rows
 
 from .config import EraseConfig
 from .diffusion import sample_until
-from .method import MethodSpec
+from .method import Method, MethodSpec
 
 
 @dataclass
@@ -102,4 +102,4 @@ class CA:
         pass
 
 
-METHOD = CA
+METHOD: type[Method] = CA  # checked against the protocol (erasure.method)

@@ -140,7 +140,7 @@ def check_types(cls, values: dict) -> None:
     for f in dataclasses.fields(cls):
         if f.name not in values or values[f.name] is None:
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
         value, kind = values[f.name], type(default)
         if default is None:
             continue  # optional settings: the method's own validate() checks them

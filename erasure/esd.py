@@ -14,7 +14,7 @@ import torch
 from backends.family import Cond, rows
 
 from .config import EraseConfig
-from .method import MethodSpec
+from .method import Method, MethodSpec
 
 
 @dataclass
@@ -71,4 +71,4 @@ class ESD:
         pass
 
 
-METHOD = ESD
+METHOD: type[Method] = ESD  # checked against the protocol (erasure.method)

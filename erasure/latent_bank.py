@@ -140,15 +140,15 @@ class LatentBank:
         """Every (conditioning, code < n) row of `conds`, BANK_ROWS rows per batched guided trajectory."""
         ctx = self.ctx
         pairs = [(label, j) for label in conds for j in range(n)]
-        out = {label: [None] * n for label in conds}
+        out: dict[str, list[torch.Tensor]] = {label: [] for label in conds}  # code j's trajectory at index j
         for i in range(0, len(pairs), BANK_ROWS):
             chunk = pairs[i : i + BANK_ROWS]
             cond = cat([conds[label] for label, _ in chunk])  # [b, L, d]
             z = self.codes[[j for _, j in chunk]]  # [b, C, h, w]
             with ctx.autocast():
                 steps = self._trajectory(z, cond)  # [b, K, C, h, w]
-            for (label, j), traj in zip(chunk, steps):
-                out[label][j] = traj
+            for (label, _), traj in zip(chunk, steps):  # pairs run over codes 0..n-1 in order per label
+                out[label].append(traj)
         for label, trajs in out.items():
             self.z[label] = torch.stack(trajs)  # [n, K, C, h, w]
             self._store(label, conds[label], self.z[label])

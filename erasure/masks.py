@@ -9,6 +9,7 @@ AdaLayerNorm modulation values, FLUX single blocks' MLP neurons).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -146,7 +147,7 @@ class Masker(nn.Module):
         return float(dropped) / sum(s.size for s in self.sites)
 
     def param_groups(self, lr_ffn: float, lr_norm: float) -> list[dict]:
-        groups = {"ffn": [], "norm": []}
+        groups: dict[str, list[nn.Parameter]] = {"ffn": [], "norm": []}
         for s, logit in zip(self.sites, self.logits):
             groups["ffn" if s.kind == "ffn" else "norm"].append(logit)  # resnet GroupNorms learn at lr_norm
         return [{"params": p, "lr": lr} for p, lr in ((groups["ffn"], lr_ffn), (groups["norm"], lr_norm)) if p]
@@ -165,7 +166,7 @@ def masked_fraction(masks: dict[str, torch.Tensor]) -> float:
 def bake(model: nn.Module, where: str, path: str, keep: torch.Tensor) -> None:
     """Zero the weights that feed (or read) masked neurons: the model then computes exactly what the
     binary mask computes, with no hooks. keep: bool [neurons], True = kept."""
-    module = model.get_submodule(path)
+    module: Any = model.get_submodule(path)  # a Linear or a norm: its weight (and bias) are tensors
     drop = ~keep.bool().to(module.weight.device)
     if drop.numel() != (module.weight.shape[1] if where == "input" else module.weight.shape[0]):
         raise ValueError(f"a mask of {drop.numel()} neurons does not fit {path}; was the run made on another model?")

@@ -25,7 +25,7 @@ from backends.family import cat, rows
 
 from .config import EraseConfig
 from .masks import KINDS, RELAXATIONS, SEED_KINDS, Masker, bake, mask_sites, parse_key
-from .method import MethodSpec
+from .method import MethodSpec, TrainsOwnParameters
 
 # Prompt templates when none are given: SD/FLUX-style phrasings of a concept and generic kept prompts.
 ERASE_TEMPLATES = ["a photo of a {concept}", "a painting of a {concept}", "{concept}", "a picture of a {concept}",
@@ -157,9 +157,9 @@ class MCE:
         prompts = self._cond([p for p, _ in pairs] + keep)  # the masked model draws these
         if not cfg.micro_batch or cfg.micro_batch == cfg.batch:
             out, target = self._draw(prompts, targets, z)
-            l_erase, l_keep = F.mse_loss(out[:n_e], target[:n_e]), F.mse_loss(out[n_e:], target[n_e:])
-            loss = l_erase + cfg.beta * l_keep
-            l_erase, l_keep = l_erase.item(), l_keep.item()
+            erase_mse, keep_mse = F.mse_loss(out[:n_e], target[:n_e]), F.mse_loss(out[n_e:], target[n_e:])
+            loss = erase_mse + cfg.beta * keep_mse
+            l_erase, l_keep = erase_mse.item(), keep_mse.item()
         else:
             loss, l_erase, l_keep = self._accumulated(prompts, targets, z, n_e)
         masked = 100 * self.masker.masked_fraction()
@@ -172,13 +172,13 @@ class MCE:
         cfg = self.ctx.config
         # each row's weight: mean over the n_e erase rows, beta x mean over the kept rows
         weight = torch.tensor([1 / n_e] * n_e + [cfg.beta / (cfg.batch - n_e)] * (cfg.batch - n_e))
-        sse, grads, total = torch.zeros(cfg.batch), None, 0.0  # sse: per-row sum of squared errors
+        sse, total = torch.zeros(cfg.batch), 0.0  # sse: per-row sum of squared errors
+        grads = [torch.zeros_like(p) for p in self.masker.logits]  # the accumulated gradient of every site
         for lo in range(0, cfg.batch, cfg.micro_batch):
             part, sse[lo:lo + cfg.micro_batch] = self._chunk_loss(prompts, targets, z, slice(lo, lo + cfg.micro_batch),
                                                                   weight[lo:lo + cfg.micro_batch])
-            g = torch.autograd.grad(part, list(self.masker.logits), allow_unused=True)  # a site off this chunk's path: 0
-            g = [torch.zeros_like(p) if x is None else x for p, x in zip(self.masker.logits, g)]
-            grads = g if grads is None else [a + b for a, b in zip(grads, g)]
+            g = torch.autograd.grad(part, list(self.masker.logits), allow_unused=True)  # a site off this chunk's path: None
+            grads = [a if x is None else a + x for a, x in zip(grads, g)]
             total += part.item()
         numel = z[0].numel()
         l_erase, l_keep = sse[:n_e].sum().item() / (n_e * numel), sse[n_e:].sum().item() / ((cfg.batch - n_e) * numel)
@@ -278,8 +278,8 @@ def gradient_surrogate(value: float, params: list[torch.Tensor], grads: list[tor
     """A scalar whose value is `value` and whose gradient w.r.t. `params` is `grads`: how an accumulated
     gradient (computed chunk by chunk with autograd.grad) goes through the trainer's one `loss.backward()`.
     d/dp sum(p * g) = g exactly; the detached copy takes the product back out of the value."""
-    dot = sum((p * g).sum() for p, g in zip(params, grads))
+    dot = torch.stack([(p * g).sum() for p, g in zip(params, grads)]).sum()
     return dot - dot.detach() + value
 
 
-METHOD = MCE
+METHOD: type[TrainsOwnParameters] = MCE  # checked against the protocol (erasure.method)

@@ -146,8 +146,8 @@ class WillNotFitError(ValueError):
 
 def free_memory(device: str) -> tuple[int, int] | None:
     """(free, total) bytes of a CUDA device; None for the CPU (host memory is not checked)."""
-    device = torch.device(device)
-    return torch.cuda.mem_get_info(device) if device.type == "cuda" else None
+    where = torch.device(device)
+    return torch.cuda.mem_get_info(where) if where.type == "cuda" else None
 
 
 def check_fits(estimate: MemoryEstimate, fixes: list[str]) -> None:

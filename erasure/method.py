@@ -1,7 +1,9 @@
 """The method contract (docs/design.md §3.1): what a method file defines and what the loop calls.
 
 A method file defines a config dataclass, its presets, its per-model profiles, a `SPEC` and one class
-with the methods of `Method`; `registry._MODULES` names the file. The loop reads the spec, never
+with the methods of `Method` (or `ClosedForm`) and those its spec adds; its `METHOD` is annotated with
+that protocol, so the type checker (CI: mypy) checks the class against it. `registry._MODULES` names
+the file. The loop reads the spec, never
 probes the class: what it trains decides who owns the optimiser and what the result holds.
 
     kind      the loop trains            the result holds              applied by
@@ -12,6 +14,7 @@ probes the class: what it trains decides who owns the optimiser and what the res
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,21 +40,25 @@ class MethodSpec:
             raise ValueError(f"{self.name}: trains must be one of {', '.join(RESULT_KINDS)}, got {self.trains!r}")
 
 
-class Method(Protocol):
-    """One erasure method, built on a trainer Context (`ctx`) once per run or resume."""
+class Snapshots(Protocol):
+    """What every method defines, built on a trainer Context (`ctx`) once per run or resume."""
 
-    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
-        """This step's loss and its event fields: "losses" {name: float}, "message", optionally
-        "metrics" {name: float}, "extra" {name: JSON value}, and for searches over concepts
-        "concept" (the current pick), "top5" [(word, p)] and "sampled" (erasure.events.Event)."""
-
-    def snapshot_inputs(self) -> dict[str, str | Cond]:
+    def snapshot_inputs(self) -> Mapping[str, str | Cond]:
         """Trajectory images to draw at each snapshot: name -> a prompt, or a conditioning."""
 
     def state_dict(self) -> dict:
         """The method's own state beyond the trained tensors (search variables ...), for exact resume."""
 
     def load_state_dict(self, state: dict) -> None: ...
+
+
+class Method(Snapshots, Protocol):
+    """One erasure method trained by the loop, a loss per step."""
+
+    def loss(self, step: int) -> tuple[torch.Tensor, dict]:
+        """This step's loss and its event fields: "losses" {name: float}, "message", optionally
+        "metrics" {name: float}, "extra" {name: JSON value}, and for searches over concepts
+        "concept" (the current pick), "top5" [(word, p)] and "sampled" (erasure.events.Event)."""
 
 
 class TrainsOwnParameters(Method, Protocol):
@@ -87,9 +94,8 @@ class SearchesConcepts(Method, Protocol):
         inflections, words too near it (written to the start event and the run's search.json)."""
 
 
-class ClosedForm(Protocol):
-    """Methods whose spec is closed_form: one solve edits ctx.trained in place (and no `loss`); the
-    other methods of `Method` as well."""
+class ClosedForm(Snapshots, Protocol):
+    """Methods whose spec is closed_form: one solve edits ctx.trained in place (and no `loss`)."""
 
     def solve(self) -> dict: ...
 

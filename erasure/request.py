@@ -14,6 +14,7 @@ unknown keys.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,7 @@ class ResolvedErase:
         return cls(request, config, dict(values["sources"]), values["family"])
 
 
-def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str = (), presets: list[str] | str = (),
+def erase(model: str = "embedded", method: str = "ap", targets: Sequence[str] | str = (), presets: Sequence[str] | str = "",
           out: str | Path = "runs/erasure", callback: Callback | None = None, cancel: CancelToken | None = None,
           device: str = "cpu", pipe=None, dtype: str = "float32", checkpoints_total_limit: int = KEEP_CHECKPOINTS,
           **overrides) -> RunFolder:
@@ -158,9 +159,9 @@ def erase(model: str = "embedded", method: str = "ap", targets: list[str] | str 
     pipeline is loaded here ("bfloat16" halves FLUX.1-schnell's ~67 GB of float32 weights); it is
     recorded, and `resume` loads the same. `checkpoints_total_limit` is how many checkpoints stay on disk
     (the oldest go first; on SD a full-UNet checkpoint is ~10 GB)."""
-    targets = (targets,) if isinstance(targets, str) else tuple(targets)
-    presets = presets if isinstance(presets, str) else ",".join(presets)
-    request = EraseRequest(model, method, targets, presets, overrides, device, dtype, force=True,
+    names = (targets,) if isinstance(targets, str) else tuple(targets)
+    request = EraseRequest(model, method, names, presets if isinstance(presets, str) else ",".join(presets), overrides,
+                           device, dtype, force=True,
                            checkpoints_total_limit=checkpoints_total_limit)
     return train(request.check(), out, callback=callback, cancel=cancel, pipe=pipe)
 

@@ -91,8 +91,7 @@ def build_search_space(pipe, words: list[str], target_prompt: str, template: str
     too_near = dist < near * dist.median() if near > 0 else torch.zeros_like(dist, dtype=torch.bool)
     if int((~too_near).sum()) < 2:
         raise ValueError(f"exclude_near={near} leaves fewer than 2 words in the search space; lower it")
-    order = [i for i in dist.argsort().tolist() if not too_near[i]][:k_closest]
-    order = torch.tensor(order)
+    order = torch.tensor([i for i in dist.argsort().tolist() if not too_near[i]][:k_closest])
     centres = kmeans_1d(dist[order], n_centres)
     chosen: list[int] = []
     for c in centres:  # the unused word nearest each centre

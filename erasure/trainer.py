@@ -144,7 +144,7 @@ class Context:
         """z_t by k guided DDIM steps from z_T under `cond`; returns (z_t, t [B], alpha_bar). With a latent
         bank holding `label` (the name `cond` was added under) it is read from the bank instead."""
         k = start.k
-        if self.bank is not None and start.codes is not None and label in self.bank:
+        if self.bank is not None and start.codes is not None and label is not None and label in self.bank:
             z = self.bank.get(label, start.codes, k)
         else:
             net = self.denoiser if self.config.zt_from == "trained" else self.frozen
@@ -175,7 +175,7 @@ def check_model_family(method: str, model: str) -> None:
                          f"{', '.join(supported)}); on this model use: {', '.join(usable)}")
 
 
-def resolve_with_sources(method: str, model: str, presets: list[str] | str = (),
+def resolve_with_sources(method: str, model: str, presets: list[str] | str = "",
                          **overrides) -> tuple[EraseConfig, dict[str, str]]:
     """The method's config with the model's traits, the method's profile for it, presets and overrides
     applied, validated; and the layer each value came from ("default", "model", "preset:<name>",
@@ -185,12 +185,12 @@ def resolve_with_sources(method: str, model: str, presets: list[str] | str = (),
     return apply_layers(cls.Config(), cls.PRESETS, preset_names(presets), model, overrides, cls.PROFILES)
 
 
-def resolve_config(method: str, model: str, presets: list[str] | str = (), **overrides) -> EraseConfig:
+def resolve_config(method: str, model: str, presets: list[str] | str = "", **overrides) -> EraseConfig:
     """`resolve_with_sources`'s config alone (settings tables, tests)."""
     return resolve_with_sources(method, model, presets, **overrides)[0]
 
 
-def config_sources(method: str, model: str, presets: list[str] | str = (), **overrides) -> dict[str, str]:
+def config_sources(method: str, model: str, presets: list[str] | str = "", **overrides) -> dict[str, str]:
     """Which layer each of `resolve_config`'s values came from (erasure.config.resolve_layers), unvalidated."""
     cls = get_method(method)
     return resolve_layers(cls.Config(), cls.PRESETS, preset_names(presets), model, overrides, cls.PROFILES)[1]
@@ -386,7 +386,7 @@ def _snapshot(run: RunFolder, ctx: Context, method, step: int) -> dict[str, str]
     texts = {name: p for name, p in inputs.items() if isinstance(p, str)}
     size = ctx.size
     z = initial_latents(ctx.pipe, [cfg.seed], size, size)  # fixed over training
-    images = {}
+    images: dict[str, np.ndarray] = {}
     with contextlib.nullcontext() if type(method).SPEC.trains == "weights" else method.snapshot_model():
         if texts:
             settings = SamplerSettings(steps=cfg.snapshot_steps, guidance=cfg.snapshot_guidance, height=size, width=size)

@@ -21,7 +21,7 @@ def progress(events: list[dict], snapshot_every: int = 0) -> dict:
     ETA_WINDOW steps + remaining snapshots (every `snapshot_every` steps) x their mean duration, so the
     snapshots' sampling is counted instead of being spread over the steps (which made the ETA climb). After
     the last step and before "done" the run is "finishing" (last snapshot, result save)."""
-    out = {"step": 0, "total": 0, "eta_s": None, "concept": None, "top5": [], "losses": {}, "phase": "training",
+    out: dict = {"step": 0, "total": 0, "eta_s": None, "concept": None, "top5": [], "losses": {}, "phase": "training",
            "resumed_at": None}
     starts = [i for i, e in enumerate(events) if e["kind"] == "start"]
     if not starts:
@@ -45,7 +45,7 @@ def progress(events: list[dict], snapshot_every: int = 0) -> dict:
 
 def _eta(run: list[dict], step: int, total: int, snapshot_every: int) -> float | None:
     """Seconds left: each event's duration is its elapsed time minus the previous event's."""
-    durations = {"step": [], "snapshot": []}
+    durations: dict[str, list[float]] = {"step": [], "snapshot": []}
     for prev, e in zip(run, run[1:]):
         if e["kind"] in durations:
             durations[e["kind"]].append(max(0.0, e["elapsed_s"] - prev["elapsed_s"]))
@@ -186,6 +186,6 @@ def strip_sheet(strips: dict[str, list[tuple[int, Path]]], tile: int = 64) -> np
         draw.text((4, y + tile // 2 - 6), STRIP_NAMES.get(name, name), fill="black", font=font)
         for step, path in rows:
             im = Image.open(path).convert("RGB")
-            im = im.resize((tile, tile), Image.NEAREST if im.width < tile else Image.LANCZOS)
+            im = im.resize((tile, tile), Image.Resampling.NEAREST if im.width < tile else Image.Resampling.LANCZOS)
             sheet.paste(im, (left + steps.index(step) * (tile + 2), y))
     return np.asarray(sheet)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .config import EraseConfig
-from .method import MethodSpec
+from .method import ClosedForm, MethodSpec
 
 
 @dataclass
@@ -48,7 +48,7 @@ class UCEConfig(EraseConfig):
             raise ValueError(f"{sorted(overlap)} cannot be both erased and preserved")
 
 
-PRESETS = {
+PRESETS: dict[str, dict] = {
     "object": {},
     "style": {},
     "nudity": {},
@@ -120,4 +120,4 @@ def _as_prompt(concept: str, template: str) -> str:
     return template.format(concept=concept.strip()) if concept.strip() else ""
 
 
-METHOD = UCE
+METHOD: type[ClosedForm] = UCE  # checked against the protocol (erasure.method)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +40,7 @@ def check_compare_inputs(prompts: list[str], seeds: list[int], runs: dict) -> No
 CHUNK_IMAGES = 16  # images per generation call: the unit of progress and of cancellation
 
 
-def compare(base, runs: dict[str, str], prompts: list[str], seeds: list[int], erased: list[str] = (),
+def compare(base, runs: dict[str, str], prompts: list[str], seeds: list[int], erased: Sequence[str] = (),
             settings: SamplerSettings | None = None, detector: NudityDetector | None = None,
             reveal: bool = False, progress=None, cancel=None) -> Comparison:
     """Samples of `base` and of each run (its result applied to a copy of base's UNet), same z_T.
@@ -127,7 +128,8 @@ def side_by_side(result: Comparison, tile: int | None = None, width: int = SHEET
             for j in range(n_s):
                 x0, y0, x1, y1 = layout.box(i, label, j)
                 im = Image.fromarray(result.images[label][i, j])
-                sheet.paste(im.resize((tile, tile), Image.NEAREST if im.width <= tile else Image.LANCZOS), (x0, y0))
+                resample = Image.Resampling.NEAREST if im.width <= tile else Image.Resampling.LANCZOS
+                sheet.paste(im.resize((tile, tile), resample), (x0, y0))
                 if result.flagged[label][i, j]:
                     draw.rectangle([x0, y0, x1 - 1, y1 - 1], outline="#c00000", width=3)
     return np.asarray(sheet), layout

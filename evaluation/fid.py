@@ -22,6 +22,7 @@ from torch import nn
 
 from backends.building import serialised
 from backends.loader import load_classifier
+from shapesworld.classifier import WorldClassifier
 from shapesworld.world import IMAGE_SIZE
 
 from .errors import MetricUnavailableError, hub_checkpoint, load_weights
@@ -96,7 +97,7 @@ def _extractor(features: str) -> nn.Module:
 class _WorldFeatures(nn.Module):
     """[B, 3, H, W] in 0..1 -> [B, 128]: the world classifier's trunk output (before the heads)."""
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(self, classifier: WorldClassifier):
         super().__init__()
         self.classifier = classifier.eval()
 

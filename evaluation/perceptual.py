@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backends.loader import load_classifier
+from shapesworld.classifier import WorldClassifier
 from shapesworld.data import to_tensor
 from shapesworld.world import IMAGE_SIZE
 
@@ -49,7 +50,7 @@ def lpips_distance(a: np.ndarray, b: np.ndarray, net: str = "world", device: str
 class WorldLPIPS(nn.Module):
     """Baseline LPIPS over the conv blocks of a WorldClassifier (images resized to 32x32 first)."""
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(self, classifier: WorldClassifier):
         super().__init__()
         self.blocks = classifier.features.eval()  # 3 blocks: [B, 32, 16, 16], [B, 64, 8, 8], [B, 128, 4, 4]
 

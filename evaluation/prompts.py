@@ -50,7 +50,8 @@ def draw_splits(classes: list[str], seed: int = SPLIT_SEED, n: int = 4) -> list[
     erased in exactly n/2 splits (classes keep their given order inside a split)."""
     import numpy as np
 
-    rng, half, out = np.random.default_rng(seed), len(classes) // 2, []
+    rng, half = np.random.default_rng(seed), len(classes) // 2
+    out: list[dict[str, list[str]]] = []
     while len(out) < n:
         perm = [classes[i] for i in rng.permutation(len(classes))]
         a, b = sorted(perm[:half], key=classes.index), sorted(perm[half:], key=classes.index)

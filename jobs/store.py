@@ -88,7 +88,8 @@ class JobFolder:
     def viewable_by(self, client: str | None) -> bool:
         """Python callers (None) see everything; a visitor sees its own jobs, public ones, and any job
         whose id it holds when that id carries a random part (a shared link)."""
-        return client is None or self.owner in (None, client) or bool(JOB_ID.match(self.id).group(1))
+        match = JOB_ID.match(self.id)
+        return client is None or self.owner in (None, client) or bool(match and match.group(1))
 
     def changeable_by(self, client: str | None) -> bool:
         """Cancel, resume, rerun, delete: Python callers, or the visitor who started it."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
+from typing import Any
 
 from .rows import Progress, SpectrumConfig, chunk_rows, load_models
 
@@ -63,7 +64,7 @@ def sharded_rows(model: str, run: str, concepts: list[str], config: SpectrumConf
     try:
         # Ray hides GPUs from actors that do not ask for one: share the GPUs among the workers
         gpus = 1.0 / workers if str(device).startswith("cuda") else 0
-        actor = ray.remote(num_cpus=1, num_gpus=gpus)(_Worker)
+        actor: Any = ray.remote(num_cpus=1, num_gpus=gpus)(_Worker)  # Ray's actor handles are built at runtime
         pool = [actor.remote(model, run, dataclasses.asdict(config), device, cache_root, 1) for _ in range(workers)]
         chunks = [concepts[i : i + config.chunk] for i in range(0, len(concepts), config.chunk)]
         pending = {pool[i % workers].rows.remote(chunk): i for i, chunk in enumerate(chunks)}

@@ -59,6 +59,7 @@ class SpectrumRequest:
         config = SpectrumConfig(targets=targets, **self.config).resolved(self.model).on_device(self.device)
         if not self.force:
             check_known_concepts(self.model, config.targets)
+        concepts: list[str] | None
         if self.words is not None:
             concepts = validate_concepts(with_neutral(list(self.words), config.targets), source=config.vocab)
         else:
@@ -137,6 +138,7 @@ def measure(resolved: ResolvedSpectrum, out: str | Path, progress: Progress | No
     if erased is None:
         folder = Path(erasure_dir) if erasure_dir is not None else SpectrumFolder(out).quick_erasure_path
         if not RunFolder.finished(folder):
+            assert resolved.erasure is not None, "a request without a run resolves its quick erasure (check)"
             if on_erasure is not None:
                 on_erasure()
             _quick_erasure(resolved.erasure, folder, progress, cancel)

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def check_writable(out: str | Path) -> Path:
 
 def summary(df: pd.DataFrame) -> dict:
     """The numbers a reader looks for first: where the target and the neutral concepts rank."""
-    out = {"concepts": len(df)}
+    out: dict = {"concepts": len(df)}
     if df["delta"].notna().any():
         ranked = df.sort_values("delta", ascending=False)
         out["top5"] = ranked["concept"].head(5).tolist()
@@ -95,8 +96,12 @@ def save_spectrum(df: pd.DataFrame, out: str | Path, config, model: str, run: st
     column = "proxy" if config.proxy_only else "delta"
     for name, fig in [("histogram", figures.histogram(df, column)), ("top", figures.top_affected(df, 20, column)),
                       ("similarity", figures.similarity_scatter(df, column))]:
-        atomic_write(out / "figures" / f"{name}.html", lambda p, f=fig: f.write_html(p, include_plotlyjs="cdn"))
+        atomic_write(out / "figures" / f"{name}.html", functools.partial(_write_html, fig))
     return out
+
+
+def _write_html(fig, path) -> None:
+    fig.write_html(path, include_plotlyjs="cdn")
 
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet runs as a formula at the start of a cell

@@ -154,6 +154,7 @@ class Models:
         """[n, d] unit text features that text_sim compares, in config.text_space; `emb` (the prompts'
         conditioning "emb") and `clip_text` (their scorer features) are reused when the caller has them."""
         if config.text_space == "scorer":
+            assert self.scorer is not None  # text_space "scorer" always loads one (needs_scorer)
             return clip_text if clip_text is not None else self.scorer.text_features(prompts)
         family = family_of(self.base)
         if emb is None:
@@ -231,6 +232,7 @@ def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig, canc
              "proxy": proxy[[at[p] for p in ps]].mean().item()} for c, ps in zip(concepts, own)]
     if config.proxy_only:
         return rows
+    assert text is not None and models.scorer is not None  # sampling always loads the scorer (needs_scorer)
     items = [(p, seed) for ps in per_seed for p, seed in zip(ps, config.seeds())]  # [n * k], concept-major
     feats_text = text[[at[p] for p, _ in items]]  # [n * k, d]: each image's own prompt
     k = config.k
@@ -248,6 +250,7 @@ def chunk_rows(models: Models, concepts: list[str], config: SpectrumConfig, canc
 def seed_prompts(concept: str, config: SpectrumConfig) -> list[str]:
     """The prompt of each of a concept's k seeds: the template's, or with world_prompts the captions the
     embedded world was trained on that show the word (shapesworld.captions.concept_prompts), in turn."""
+    assert config.template is not None, "resolve the config first (SpectrumConfig.resolved names the template)"
     own = [prompt_of(concept, config.template)]
     if config.world_prompts and concept not in NEUTRAL:
         own = concept_prompts(concept, avoid=config.targets) or own
@@ -292,8 +295,9 @@ def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tens
     groups: dict[str, list[int]] = {}  # prompt -> its items' positions
     for i, (p, _) in enumerate(items):
         groups.setdefault(p, []).append(i)
-    scores, feats = [None] * len(items), [None] * len(items)
-    missing = []
+    scores: dict[int, torch.Tensor] = {}  # item position -> its score [] and features [d]
+    feats: dict[int, torch.Tensor] = {}
+    missing: list[int] = []
     for p, at in groups.items():
         found = models.cache.get(p, [items[i][1] for i in at]) if models.cache else None
         if found is None:
@@ -302,6 +306,7 @@ def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tens
         for j, i in enumerate(at):
             scores[i], feats[i] = found[0][j], found[1][j]
     if missing:
+        assert models.scorer is not None  # only sampling spectra read samples
         new_scores, new_feats = _samples(models.base, models.scorer, [items[i] for i in missing], text[missing], config,
                                          cancel)
         for j, i in enumerate(missing):
@@ -311,4 +316,4 @@ def _base_samples(models: Models, items: list[tuple[str, int]], text: torch.Tens
                 if at[0] in set(missing):
                     models.cache.put(p, [items[i][1] for i in at], torch.stack([scores[i] for i in at]),
                                      torch.stack([feats[i] for i in at]))
-    return torch.stack(scores), torch.stack(feats)
+    return torch.stack([scores[i] for i in range(len(items))]), torch.stack([feats[i] for i in range(len(items))])
