@@ -30,7 +30,7 @@ import torch
 from backends import SamplerSettings, load_classifier, load_pipeline
 from erasure import erase
 from evaluation import world_erasure_report
-from sensitivity.scorers import get_scorer
+from evaluation.scorers import get_scorer
 
 from .common import print_table, write_result
 

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     out = RESULTS / "report_quick" if a.quick else REPORT
     if not a.render_only:
         from backends import load_classifier
-        from sensitivity.scorers import get_scorer
+        from evaluation.scorers import get_scorer
 
         torch.manual_seed(0)
         budget = protocols.Budget(seeds=1 if a.quick else a.seeds, steps_scale=0.05 if a.quick else 1.0,

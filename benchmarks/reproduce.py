@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     stored = {n: json.loads((REPORT / f"{n}.json").read_text()) for n in a.protocols}
     if not a.compare_only:
         from backends import load_classifier
-        from sensitivity.scorers import get_scorer
+        from evaluation.scorers import get_scorer
 
         classifier, scorer = load_classifier(), get_scorer("embedded")
         for name in a.protocols:

@@ -27,7 +27,8 @@ from shapesworld.classifier import WorldClassifier
 from shapesworld.data import to_tensor
 from shapesworld.tokenizer import TEXT_CONTEXT, write_clip_tokenizer
 from shapesworld.train_unet import caption_ids, diffusion_step, encode_latents, save_pipeline
-from shapesworld.training import EMA, Log, lr_at, save_safetensors, seed_everything, versions
+from shapesworld.training import EMA, Log, lr_at, seed_everything, versions
+from shapesworld.weights import save_safetensors
 
 from .captions import prompt, sample_caption
 from .data import make_dataset

@@ -1,13 +1,10 @@
-"""Reading a run's events back: progress with ETA, loss curves, the concept search's history
-(heatmaps of softmax(pi) and of every centre's loss) and the trajectory image strips (AP paper
-figure 6). Works on a live run folder too."""
+"""Reading a run's events back: progress with ETA, the concept search's history (softmax(pi), the
+sampled concept, every centre's loss) and the trajectory image strips (AP paper figure 6), as data; the
+app draws them (ui.plots). Works on a live run folder too."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-import plotly.graph_objects as go
 
 from .runs import RunFolder
 
@@ -59,16 +56,6 @@ def _eta(run: list[dict], step: int, total: int, snapshot_every: int) -> float |
     return round((total - step) * per_step + left * per_snap, 1)
 
 
-def loss_figure(events: list[dict]) -> go.Figure:
-    steps = [e for e in events if e["kind"] == "step"]
-    fig = go.Figure()
-    for name in sorted({k for e in steps for k in e.get("losses", {})}):
-        pts = [(e["step"], e["losses"][name]) for e in steps if name in e.get("losses", {})]
-        fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines", name=name))
-    fig.update_layout(title="losses", xaxis_title="step", yaxis_title="loss", height=320, margin=dict(t=40, b=40))
-    return fig
-
-
 def search_history(events: list[dict]) -> dict[str, dict]:
     """Per target prompt of a concept search (AP, AGE): the centres' words, and per step softmax(pi),
     the sampled concept and its preservation loss; at snapshots, every centre's loss (docs/design.md §3.3).
@@ -93,64 +80,6 @@ def search_history(events: list[dict]) -> dict[str, dict]:
     return out
 
 
-def search_heatmap(history: dict) -> go.Figure:
-    """Steps x the concepts ever in the top 5, coloured by p - 1/n (the change from a uniform search),
-    on a scale fitted to the data: red = searched more than uniform, blue = less."""
-    words, probs = history["words"], np.asarray(history["probs"], dtype=float)  # [S, n]
-    if not len(probs):
-        return _empty("no search steps yet")
-    top = np.argsort(-probs, axis=1)[:, :5]
-    ever = sorted(set(top.ravel().tolist()), key=lambda i: -probs[-1, i])  # most likely at the end first
-    z = (probs[:, ever] - 1.0 / len(words)).T  # [concepts, S]
-    span = float(np.abs(z).max()) or 1.0
-    fig = go.Figure(go.Heatmap(
-        x=history["steps"], y=[_label(words[i]) for i in ever], z=z.tolist(), zmid=0, zmin=-span, zmax=span,
-        colorscale="RdBu_r", colorbar=dict(title="p - 1/n"), customdata=probs[:, ever].T.tolist(),
-        hovertemplate="step %{x}<br>%{y}<br>p = %{customdata:.4f} (%{z:+.4f} from uniform)<extra></extra>"))
-    fig.update_layout(title=f"search distribution: the concepts ever in the top 5 (of {len(words)})",
-                      xaxis_title="step", height=110 + 16 * len(ever), margin=dict(t=40, b=40, l=10, r=10))
-    return fig
-
-
-def sampled_figure(history: dict) -> go.Figure:
-    """The concept sampled each step and the preservation loss it got (hover names the concept)."""
-    if not history["steps"]:
-        return _empty("no search steps yet")
-    fig = go.Figure(go.Scatter(x=history["steps"], y=history["l2"], mode="markers+lines", line=dict(width=1),
-                               text=[_label(w) for w in history["sampled"]],
-                               hovertemplate="step %{x}<br>%{text}<br>preservation loss %{y:.5f}<extra></extra>"))
-    fig.update_layout(title="sampled concept per step and its preservation loss", xaxis_title="step",
-                      yaxis_title="preservation loss", height=260, margin=dict(t=40, b=40, l=10, r=10))
-    return fig
-
-
-def centre_loss_heatmap(history: dict, top: int = 25) -> go.Figure:
-    """Snapshot steps x the `top` centres the erasure damaged most (preservation loss at the last
-    snapshot, under the current theta'), all measured on one fixed code: which concepts are hurt as training goes."""
-    values = np.asarray(history["centre_l2"], dtype=float)  # [K, n]
-    if not len(values):
-        return _empty("no snapshot yet (set 'trajectory image every N steps' above 0)")
-    order = np.argsort(-values[-1])[:top]
-    fig = go.Figure(go.Heatmap(
-        x=[str(s) for s in history["snap_steps"]], y=[_label(history["words"][i]) for i in order], z=values[:, order].T.tolist(),
-        colorscale="Viridis", colorbar=dict(title="loss"),
-        hovertemplate="step %{x}<br>%{y}<br>preservation loss %{z:.5f}<extra></extra>"))
-    fig.update_layout(title=f"damage to every centre (the {len(order)} most hurt of {values.shape[1]})",
-                      xaxis_title="snapshot step", height=120 + 20 * len(order), margin=dict(t=40, b=40, l=10, r=10))
-    return fig
-
-
-def _empty(text: str) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_layout(height=160, xaxis_visible=False, yaxis_visible=False, margin=dict(t=10, b=10))
-    return fig
-
-
-def _label(concept: str) -> str:
-    return concept if concept else '"" (null)'
-
-
 def snapshot_strips(run: str | Path | RunFolder, events: list[dict] | None = None) -> dict[str, list[tuple[int, Path]]]:
     """name ("target", "adversarial", ...) -> [(step, image file)] in step order; `events`: the run's
     events when the caller has read them already."""
@@ -162,30 +91,3 @@ def snapshot_strips(run: str | Path | RunFolder, events: list[dict] | None = Non
                 if (run.path / rel).exists():
                     strips.setdefault(name, []).append((e["step"], run.path / rel))
     return strips
-
-
-# what each snapshot strip shows, in plain words (the formal name G(theta'_t, z_T, c) in docs/design.md §3.3)
-STRIP_NAMES = {"ce": "erased concept", "ca": "adversarial concept", "ct": "AGE's target concept"}
-
-
-def strip_sheet(strips: dict[str, list[tuple[int, Path]]], tile: int = 64) -> np.ndarray | None:
-    """One compact image of every strip: a row per strip (its plain name at the left), a column per
-    snapshot step (the step above), one fixed start code; 32-px images enlarged pixel-exact. None if empty."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    if not strips:
-        return None
-    steps = sorted({s for rows in strips.values() for s, _ in rows})
-    font, left, top = ImageFont.load_default(size=12), 150, 18
-    sheet = Image.new("RGB", (left + len(steps) * (tile + 2), top + len(strips) * (tile + 4)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for j, step in enumerate(steps):
-        draw.text((left + j * (tile + 2) + 2, 2), f"step {step}", fill="black", font=font)
-    for i, (name, rows) in enumerate(strips.items()):
-        y = top + i * (tile + 4)
-        draw.text((4, y + tile // 2 - 6), STRIP_NAMES.get(name, name), fill="black", font=font)
-        for step, path in rows:
-            im = Image.open(path).convert("RGB")
-            im = im.resize((tile, tile), Image.Resampling.NEAREST if im.width < tile else Image.Resampling.LANCZOS)
-            sheet.paste(im, (left + steps.index(step) * (tile + 2), y))
-    return np.asarray(sheet)

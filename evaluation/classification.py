@@ -33,7 +33,7 @@ def world_erasure_report(pipe, classifier, erased_shapes: list[str], seeds: int 
                          settings: SamplerSettings | None = None, scorer=None) -> dict:
     """ESR/PSR over "a {colour} {shape}" prompts for every shape x colour x seed (seeds 0..seeds-1);
     20 DDIM steps with guidance 5 unless `settings` says otherwise. With a CLIP `scorer`
-    (sensitivity.scorers), also the mean CLIP score of each image with its own prompt, over the
+    (evaluation.scorers), also the mean CLIP score of each image with its own prompt, over the
     erased shapes' prompts ("clip_erased") and the kept ones' ("clip_kept")."""
     settings = settings or SamplerSettings(steps=20, guidance=5.0)
     unknown = set(erased_shapes) - set(SHAPES)

@@ -1,7 +1,7 @@
 """CLIP score (docs/design.md §4): 100 * max(cos(image, prompt), 0) of each image with its own prompt, on the
 erased concepts' prompts (should drop) and on the kept ones' (should not).
 
-    scorer = sensitivity.scorers.get_scorer("embedded")       # or "ViT-L-14/openai" for SD
+    scorer = evaluation.scorers.get_scorer("embedded")       # or "ViT-L-14/openai" for SD
     split_clip(scorer, images, prompts, is_erased)  # {"erased": {"mean", "std", "n"}, "kept": {...}}
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sensitivity.scorers import Scorer
+from .scorers import Scorer
 
 
 def clip_scores(scorer: Scorer, images: np.ndarray, prompts: list[str]) -> dict[str, float]:

@@ -5,9 +5,10 @@ of a vocabulary how much the model's ability to draw it dropped.
     df = compute_spectrum("embedded", run="runs/star", config=SpectrumConfig(targets=["star"]))
 """
 
+from evaluation.scorers import get_scorer
+
 from .request import ResolvedSpectrum, SpectrumRequest, measure, run
 from .results import load_spectrum, save_spectrum, summary
-from .scorers import get_scorer
 from .spectrum import COLUMNS, SpectrumConfig, compute_spectrum, load_models, quick_erasure, spectrum_rows
 from .vocab import NEUTRAL, VocabularyError, resolve_vocabulary
 

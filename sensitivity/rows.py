@@ -20,11 +20,11 @@ from backends.offload import execution_device
 from backends.precision import autocast, check_precision, resolve_precision
 from backends.prompts import model_traits
 from erasure import erased_copy
+from evaluation.scorers import Scorer, default_scorer_for, get_scorer, scores_from_features
 from shapesworld.captions import concept_prompts
 
 from .cache import SampleCache, pipeline_fingerprint
 from .proxy import proxy_divergence, proxy_points
-from .scorers import Scorer, default_scorer_for, get_scorer, scores_from_features
 from .vocab import NEUTRAL, kind_of, prompt_of
 
 Progress = Callable[[int, int, str], None]  # (concepts done, concepts total, message)

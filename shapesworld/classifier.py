@@ -42,7 +42,7 @@ class WorldClassifier(nn.Module):
         return {k: torch.cat([o[k] for o in outs]).softmax(-1) for k in self.classes}
 
     def save(self, folder: Path) -> None:
-        from .training import half_floats, save_safetensors
+        from .weights import half_floats, save_safetensors
 
         folder.mkdir(parents=True, exist_ok=True)
         cfg = {"width": self.width, "classes": {k: list(v) for k, v in self.classes.items()}}

@@ -23,7 +23,8 @@ from .captions import caption_from, is_true_of, prompt, sample_mentions
 from .data import make_dataset, to_tensor
 from .tokenizer import tokenize
 from .train_classifier import augment
-from .training import Log, half_floats, lr_at, save_safetensors, seed_everything, versions
+from .training import Log, lr_at, seed_everything, versions
+from .weights import half_floats, save_safetensors
 from .world import COLOURS, SHAPES
 
 # CLIP's own pixel normalisation is folded into the model input: images in [-1, 1].

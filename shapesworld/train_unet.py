@@ -24,7 +24,8 @@ from .architectures import TEXT_CONTEXT, new_scheduler, new_text_encoder, new_un
 from .captions import sample_caption
 from .data import make_dataset, to_tensor
 from .tokenizer import write_clip_tokenizer
-from .training import EMA, Log, lr_at, save_safetensors, seed_everything, versions
+from .training import EMA, Log, lr_at, seed_everything, versions
+from .weights import save_safetensors
 
 STATE = Path(".train") / "unet_state"
 LOG = Path(".train") / "unet.jsonl"

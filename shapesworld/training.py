@@ -5,13 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import platform
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -42,19 +40,6 @@ class EMA:
             s.lerp_(p.detach(), 1 - self.decay)
         for s, b in zip(self.shadow.buffers(), module.buffers()):
             s.copy_(b)
-
-
-def save_safetensors(state: dict[str, torch.Tensor], path: Path) -> None:
-    """Atomic write: a crash never leaves a half-written weights file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-    os.replace(tmp, path)
-
-
-def half_floats(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Store float tensors as fp16 (our own loaders cast back to fp32 in load_state_dict)."""
-    return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
 
 def versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ SETTINGS = SamplerSettings(steps=20, guidance=5.0)
 
 @pytest.mark.slow
 def test_ap_erases_star_and_keeps_the_other_shapes(ap_star_run):
-    from sensitivity.scorers import get_scorer
+    from evaluation.scorers import get_scorer
 
     classifier, scorer = load_classifier(), get_scorer("embedded")
     base = world_erasure_report(load_pipeline("embedded"), classifier, ["star"], seeds=8, settings=SETTINGS,

@@ -137,7 +137,7 @@ def test_nudity_rates_runs_the_detector_once_per_image():
 
 @pytest.fixture(scope="module")
 def scorer():
-    from sensitivity.scorers import get_scorer
+    from evaluation.scorers import get_scorer
 
     return get_scorer("embedded")
 

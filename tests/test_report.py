@@ -158,7 +158,7 @@ def test_the_colour_row_scores_the_base_model_as_drawing_every_colour():
     shapes are recognised, and no kept colour comes out red. (An erased model is what the protocol measures.)"""
     from backends import load_classifier, load_pipeline
     from benchmarks.protocols import Budget, colour_row
-    from sensitivity.scorers import get_scorer
+    from evaluation.scorers import get_scorer
 
     row = colour_row(load_pipeline("embedded"), load_classifier(), get_scorer("embedded"), "red", Budget(seeds=1))
     assert row["esr1"] <= 20 and row["psr1"] >= 80 and row["leak"] <= 10 and row["shape_kept"] >= 80

@@ -7,7 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from erasure import RunFolder, erase
-from erasure.trajectory import centre_loss_heatmap, search_heatmap, search_history, snapshot_strips, strip_sheet
+from erasure.trajectory import search_history, snapshot_strips
+from ui.plots import centre_loss_heatmap, search_heatmap, strip_sheet
 
 
 @pytest.fixture(scope="module")

@@ -169,3 +169,37 @@ def test_only_a_folders_own_class_names_the_files_inside_it():
         if found:
             offenders[rel] = sorted(found)
     assert offenders == {}
+
+
+# The floors, bottom up (docs/design.md §1): a module imports only from its own floor or the ones below.
+# A world's data (the renderer, captions, tokenizer, architectures, classifier) is the ground floor; its
+# training, evaluation and model-card scripts are tools on the top floor beside the benchmarks.
+WORLD_TOOLS = {"training", "evaluate", "model_card", "eval_kept"}
+FLOORS = ["world", "backends", "erasure", "evaluation", "sensitivity", "jobs", "ui", "tools"]
+
+
+def floor_of(module: str) -> str:
+    package, _, stem = module.partition(".")
+    if package in ("shapesworld", "emojiworld"):
+        return "tools" if stem.startswith("train_") or stem in WORLD_TOOLS else "world"
+    return {"app": "ui", "benchmarks": "tools"}.get(package, package)
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    rank = {f: i for i, f in enumerate(FLOORS)}
+    return sorted(f"{a} ({floor_of(a)}) imports {b} ({floor_of(b)})" for a, targets in graph.items()
+                  for b in targets if rank[floor_of(b)] > rank[floor_of(a)])
+
+
+def test_no_module_imports_from_a_floor_above_its_own():
+    modules = _modules()
+    assert {floor_of(m) for m in modules} == set(FLOORS)  # every floor has modules; none is unnamed
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    assert upward_imports(graph) == []
+
+
+def test_the_floor_check_finds_an_upward_import():
+    graph = {"backends.generate": {"erasure.events"}, "ui.state": {"jobs.manager"}, "shapesworld.world": set(),
+             "shapesworld.train_unet": {"backends.loader"}, "shapesworld.captions": {"shapesworld.training"}}
+    assert upward_imports(graph) == ["backends.generate (backends) imports erasure.events (erasure)",
+                                     "shapesworld.captions (world) imports shapesworld.training (tools)"]

@@ -10,12 +10,13 @@ import gradio as gr
 from erasure import CONCEPT_PRESETS as SCOPES
 from erasure import PARAM_GROUPS, list_methods
 from erasure import SPEED_PRESETS as SPEEDS
-from erasure.trajectory import loss_figure, progress
+from erasure.trajectory import progress
 
 from . import helptext, inputs, state
 from .guard import Number, md_text, scrub
 from .guard import handler as user_errors
 from .jobs_tab import duration, job_cancel, job_resume
+from .plots import loss_figure
 
 
 def presets(scope: str, speed: str) -> str:

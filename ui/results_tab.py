@@ -82,15 +82,16 @@ def results_summary(job_id: str, request: gr.Request = None) -> tuple:
     snapshot strips, and the run's latest spectrum job (its id; empty if none)."""
     from erasure import trajectory as tr
 
+    from . import plots
     from .erase_tab import run_events
 
     job = state.erase_job(job_id, request)
     events = run_events(job)  # read once: summary, search history and strips all come from them
     text, targets, adversarial = summary(job, events)
     history = next(iter(tr.search_history(events).values()), None)  # the first target's search
-    figures = ((tr.search_heatmap(history), tr.sampled_figure(history), tr.centre_loss_heatmap(history)) if history
-               else (None, None, None))
-    strips = tr.strip_sheet(tr.snapshot_strips(job.run_path, events)) if events else None
+    figures = ((plots.search_heatmap(history), plots.sampled_figure(history), plots.centre_loss_heatmap(history))
+               if history else (None, None, None))
+    strips = plots.strip_sheet(tr.snapshot_strips(job.run_path, events)) if events else None
     prompts = default_prompts(job.record["params"]["model"], targets, adversarial)
     return (text, prompts, *figures, strips, state.run_spectrum(job.id, request=request))
 
