@@ -1,4 +1,4 @@
-"""MCE settings on the embedded model: the README's MCE table and the comment in erasure/mce.py.
+"""MCE settings on the embedded model: the README's MCE table and the comment in erasure/methods/mce.py.
 
     python -m benchmarks.bench_mce_settings                          # every setting below
     python -m benchmarks.bench_mce_settings --settings '[{"beta": 1.0}]'

@@ -19,7 +19,7 @@ import torch
 from backends import SamplerSettings, denoiser, load_classifier, load_pipeline
 from erasure import resolve_config
 from erasure.masks import KINDS, bake, mask_sites
-from erasure.mce import MCE
+from erasure.methods.mce import MCE
 from erasure.trainer import Context
 from evaluation import world_erasure_report
 

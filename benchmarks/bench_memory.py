@@ -179,7 +179,7 @@ def space_worker(cache: str, words: int) -> None:
     from backends.paths import ASSETS
     from backends.sd import SD
     from backends.vocab import get_vocabulary
-    from erasure.search_space import build_search_space
+    from erasure.methods.search import build_search_space
 
     torch.manual_seed(0)
     base = load_pipeline("embedded")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import importlib
 
 _MODULES = {
-    "esd": "erasure.esd",
-    "ap": "erasure.ap",
-    "uce": "erasure.uce",
-    "ca": "erasure.ca",
-    "mce": "erasure.mce",
-    "age": "erasure.age",
+    "esd": "erasure.methods.esd",
+    "ap": "erasure.methods.ap",
+    "uce": "erasure.methods.uce",
+    "ca": "erasure.methods.ca",
+    "mce": "erasure.methods.mce",
+    "age": "erasure.methods.age",
 }
 
 

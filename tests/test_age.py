@@ -4,7 +4,7 @@ erased concept is mapped onto it and it is kept; pi ascends only the keep loss."
 import torch
 
 from erasure import get_method, resolve_config
-from erasure.age import gumbel_softmax_topk
+from erasure.methods.age import gumbel_softmax_topk
 from erasure.trainer import Context
 
 

@@ -14,9 +14,9 @@ from safetensors.torch import load_file
 
 from backends import load_pipeline
 from erasure import Cancelled, CancelToken, RunFolder, apply, erase, get_method, list_methods, resolve_config, resume
-from erasure.ap import gumbel_softmax_hard
+from erasure.methods.search import gumbel_softmax_hard
+from erasure.methods.search import kmeans_1d
 from erasure.params import select_parameters
-from erasure.search_space import kmeans_1d
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(steps=4, checkpoint_every=2, ddim_steps=6)  # a few steps of a 6-step sampler

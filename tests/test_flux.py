@@ -213,7 +213,7 @@ def test_mce_micro_batches_accumulate_the_whole_batch_gradient(model):
     one prompt) gives the loss and the mask-logit gradient of one pass over all four prompts, on the UNet
     and on FLUX. Negative control: one chunk's gradient alone is not the step's."""
     from backends import load_pipeline
-    from erasure.mce import MCE
+    from erasure.methods.mce import MCE
     from erasure.trainer import Context, resolve_config
 
     pipe = load_pipeline(model)

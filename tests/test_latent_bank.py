@@ -166,7 +166,7 @@ def test_ap_fast_keeps_every_centre_code_ahead_on_the_embedded_model_and_one_laz
 
 
 def test_the_centre_probe_reads_lazily_banked_centres_from_the_bank(embedded_pipe, cache):
-    from erasure.ap import AP
+    from erasure.methods.ap import AP
 
     cfg = resolve_config("ap", "embedded", "object,fast", targets=["star"], ddim_steps=4, bank_codes=2,
                          bank_centre_codes=1, n_centres=4, k_closest=8)

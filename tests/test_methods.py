@@ -6,7 +6,7 @@ import torch
 
 from backends.sd import SD
 from erasure import apply, erase, list_methods, resolve_config
-from erasure.uce import token_contexts, uce_solve
+from erasure.methods.uce import token_contexts, uce_solve
 
 
 def test_registry_offers_every_method():
@@ -215,7 +215,7 @@ def test_applying_mce_masks_reproduces_the_masked_model(embedded_pipe):
 
     from backends import SamplerSettings, generate
     from erasure.masks import bake, parse_key
-    from erasure.mce import MCE
+    from erasure.methods.mce import MCE
     from erasure.trainer import Context
 
     config = resolve_config("mce", "embedded", "object,fast", targets=["star"], steps=1)
@@ -242,7 +242,7 @@ def test_applying_mce_masks_reproduces_the_masked_model(embedded_pipe):
 
 
 def test_without_removes_the_concept_words():
-    from erasure.mce import without
+    from erasure.methods.mce import without
 
     assert without("a red star", "star") == "a red"
     assert without("Van Gogh style landscape", "van gogh") == "style landscape"

@@ -60,7 +60,7 @@ def test_esd_erases_on_sdxl_and_its_tensors_reapply(tmp_path, sdxl_pipe):
 
 def test_uce_edits_only_key_value_projections_on_sdxl(tmp_path):
     from erasure import erase
-    from erasure.uce import token_contexts
+    from erasure.methods.uce import token_contexts
 
     pipe = load_pipeline(TINY_SDXL)
     before = {k: v.clone() for k, v in pipe.unet.state_dict().items()}

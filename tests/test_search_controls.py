@@ -10,7 +10,7 @@ import pytest
 from backends import load_pipeline
 from erasure import config_sources, erase, resolve_config
 from erasure.diagnostics import entropy, spearman, summary, target_diagnostics
-from erasure.search_space import excluded_words, stem
+from erasure.methods.search import excluded_words, stem
 
 
 @pytest.fixture()

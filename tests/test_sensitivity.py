@@ -68,8 +68,8 @@ def test_real_vocabularies_hold_words_and_class_names():
     ImageNet's 1,000 class names (from torchvision, no download), imagenette its 10; AP searches english
     and AGE imagenet by default on hub models (the embedded model's profile keeps its world words)."""
     from backends.vocab import get_vocabulary
-    from erasure.age import AGEConfig
-    from erasure.ap import APConfig
+    from erasure.methods.age import AGEConfig
+    from erasure.methods.ap import APConfig
 
     english = resolve_vocabulary("english")
     assert len(english) == 20_000 == len(set(english)) and all(w.isalpha() and w.islower() for w in english)

@@ -14,8 +14,9 @@ TRAINING_SCRIPTS = {f"{world}.{f.stem}" for world in ("shapesworld", "emojiworld
 def _modules() -> dict[str, Path]:
     found = {}
     for package in PACKAGES:
-        for f in sorted((ROOT / package).glob("*.py")):
-            found[package if f.stem == "__init__" else f"{package}.{f.stem}"] = f
+        for f in sorted((ROOT / package).rglob("*.py")):  # sub-packages too (erasure.methods)
+            parts = f.relative_to(ROOT).with_suffix("").parts
+            found[".".join(parts[:-1] if f.stem == "__init__" else parts)] = f
     found["app"] = ROOT / "app.py"
     return found
 
@@ -159,7 +160,7 @@ def test_only_a_folders_own_class_names_the_files_inside_it():
     """RunFolder, SpectrumFolder and JobFolder own their file names (and the state those files hold): the UI,
     the jobs and the libraries ask them (`finished`, `record_or_empty`, `search`, `csv`), never the disk."""
     names = {n for files in FOLDER_FILES.values() for n in files} - {"run", "spectrum", "erasure", "figures"}
-    paths = [ROOT / "app.py"] + [f for package in FOLDER_USERS for f in sorted((ROOT / package).glob("*.py"))]
+    paths = [ROOT / "app.py"] + [f for package in FOLDER_USERS for f in sorted((ROOT / package).rglob("*.py"))]
     offenders = {}
     for path in paths:
         rel = str(path.relative_to(ROOT))

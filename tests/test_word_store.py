@@ -39,7 +39,7 @@ def test_chunked_distances_equal_the_whole_table_at_once(embedded_pipe, tmp_path
 def test_search_space_moves_only_its_centres_to_the_device(embedded_pipe, tmp_path, monkeypatch):
     from backends import word_store
     from backends.vocab import get_vocabulary
-    from erasure.search_space import build_search_space
+    from erasure.methods.search import build_search_space
 
     monkeypatch.setattr(word_store, "CACHE_ROOT", tmp_path)
     vocab = get_vocabulary("world", 10000)

@@ -13,8 +13,8 @@ import torch
 
 from backends.family import Cond, rows
 
-from .config import EraseConfig
-from .method import Method, MethodSpec
+from ..config import EraseConfig
+from ..method import Method, MethodSpec
 
 
 @dataclass

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .config import EraseConfig
-from .method import ClosedForm, MethodSpec
+from ..config import EraseConfig
+from ..method import ClosedForm, MethodSpec
 
 
 @dataclass

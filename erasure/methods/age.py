@@ -21,21 +21,21 @@ import torch
 
 from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
+from backends.vocab import VOCABULARIES
 
-from .ap import (
-    VOCABULARIES,
+from ..config import EraseConfig
+from ..method import MethodSpec, SearchesConcepts
+from .search import (
     CentreProbe,
     Space,
     build_spaces,
     centre_conds,
+    check_search_settings,
     gumbel_softmax_hard,
     load_spaces_state,
     no_param_grads,
     spaces_state,
 )
-from .config import EraseConfig
-from .method import MethodSpec, SearchesConcepts
-from .search_space import check_search_settings
 
 
 @dataclass

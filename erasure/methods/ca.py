@@ -14,9 +14,9 @@ import torch
 
 from backends.family import Cond, rows
 
-from .config import EraseConfig
-from .diffusion import sample_until
-from .method import Method, MethodSpec
+from ..config import EraseConfig
+from ..diffusion import sample_until
+from ..method import Method, MethodSpec
 
 
 @dataclass

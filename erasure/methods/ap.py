@@ -14,7 +14,6 @@ space each step, no ascent) and "all" (the mean L2 over `all_batch` centres each
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -23,12 +22,20 @@ from backends.family import Cond, detach, rows
 from backends.prompts import model_traits
 from backends.vocab import VOCABULARIES
 
-from .config import EraseConfig
-from .diffusion import sample_until
+from ..config import EraseConfig
+from ..method import MethodSpec, SearchesConcepts
 from .esd import esd_loss
-from .method import MethodSpec, SearchesConcepts
-from .search_space import build_search_space, check_search_settings, excluded_words
-from .state import load_optimizer
+from .search import (
+    CentreProbe,
+    Space,
+    build_spaces,
+    centre_conds,
+    check_search_settings,
+    gumbel_softmax_hard,
+    load_spaces_state,
+    no_param_grads,
+    spaces_state,
+)
 
 PRESERVE = ("adversarial", "none", "neutral", "fixed", "pgd", "random", "all")
 SEARCHED = ("adversarial", "pgd", "random", "all")  # the strategies that build a search space
@@ -101,137 +108,6 @@ PRESETS = {
     "fast": {"steps": 600, "ddim_steps": 10, "zt_from": "frozen", "n_iter": 1, "bank_codes": 16,
              "bank_centre_codes": 1},
 }
-
-
-def gumbel_softmax_hard(logits: torch.Tensor, tau: float, gen: torch.Generator) -> torch.Tensor:
-    """One-hot sample in the forward pass, softmax gradient in the backward pass; [n] -> [n]."""
-    u = torch.rand(logits.shape, generator=gen).to(logits.device)
-    soft = ((logits - torch.log(-torch.log(u + 1e-10) + 1e-10)) / tau).softmax(-1)
-    hard = torch.nn.functional.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
-    return hard - soft.detach() + soft
-
-
-@contextmanager
-def no_param_grads(params):
-    """The inner search only needs gradients w.r.t. pi: skip theta' gradients (cheaper)."""
-    params = list(params)
-    for p in params:
-        p.requires_grad_(False)
-    try:
-        yield
-    finally:
-        for p in params:
-            p.requires_grad_(True)
-
-
-class Space:
-    """One target's search state: words, R [n, L, d], pi [n] and its optimiser."""
-
-    def __init__(self, words: list[str], R: torch.Tensor, lr: float):
-        self.words, self.R = words, R
-        self.pi = torch.full((len(words),), 1.0 / len(words), device=R.device, requires_grad=True)
-        self.opt = torch.optim.Adam([self.pi], lr=lr)
-
-    def embed(self, onehot: torch.Tensor) -> Cond:
-        return {"emb": (onehot @ self.R.flatten(1)).view(1, *self.R.shape[1:])}  # [1, L, d]
-
-    def top(self, k: int = 5) -> list[tuple[str, float]]:
-        p = self.pi.detach().softmax(-1)
-        vals, idx = p.topk(min(k, len(self.words)))
-        return [(self.words[i], round(v, 4)) for v, i in zip(vals.tolist(), idx.tolist())]
-
-    def probs(self) -> list[float]:
-        """softmax(pi) over every centre, in `words` order (the trajectory heatmap's row per step)."""
-        return [round(v, 5) for v in self.pi.detach().softmax(-1).tolist()]
-
-
-PROBE_SEED = 7919  # offset of the centre-loss probe's own generator from the run seed: it never draws from ctx.gen
-PROBE_CHUNK = 16  # centres per batched sampler call of the probe
-
-
-class CentreProbe:
-    """The preservation loss of every centre under the current theta' (docs/design.md §3.3, "trajectory"):
-    ||eps_theta'(z_i, c_i, t) - eps_theta(z_i, c_i, t)||^2 for each row c_i of R, on one fixed start code
-    and sampler step. z_i is drawn once, by the frozen model under c_i, so values at two snapshots differ
-    only by theta'. Its own generator: a run's training draws are the same with or without it."""
-
-    def __init__(self, ctx):
-        self.ctx, self.z = ctx, {}  # prompt -> z_i [n, C, h, w], drawn on first use
-        gen = torch.Generator().manual_seed(ctx.config.seed + PROBE_SEED)
-        self.z_T = ctx.family.noise(ctx.pipe, 1, gen, ctx.size)  # [1, C, h, w]
-        self.k = ctx.config.ddim_steps // 2
-
-    def losses(self, prompt: str, space: Space) -> list[float]:
-        """Every centre's loss, rounded for the events (6 decimals)."""
-        return [round(v, 6) for v in self.values(prompt, space).tolist()]
-
-    @torch.no_grad()
-    def values(self, prompt: str, space: Space) -> torch.Tensor:
-        """Every centre's loss [n] (float32, CPU)."""
-        ctx, sched = self.ctx, self.ctx.scheduler
-        t = sched.timesteps[self.k]
-        alpha_bar = sched.alphas_cumprod[t].to(ctx.device, self.z_T.dtype)
-        out = []
-        for i in range(0, len(space.words), PROBE_CHUNK):
-            cond = {"emb": space.R[i : i + PROBE_CHUNK]}  # [c, L, d]
-            z = self._z(prompt, i, cond, space.words[i : i + PROBE_CHUNK])
-            tt = t.expand(len(z)).to(ctx.device)
-            pred, target = ctx.predict(ctx.denoiser, z, tt, cond), ctx.predict(ctx.frozen, z, tt, cond)
-            out += [ctx.loss(pred[j : j + 1], target[j : j + 1], z[j : j + 1], alpha_bar).float().cpu()
-                    for j in range(len(z))]
-        return torch.stack(out)
-
-    def _z(self, prompt: str, i: int, cond: Cond, words: list[str]) -> torch.Tensor:
-        key = (prompt, i)
-        if key not in self.z:
-            cfg, bank = self.ctx.config, self.ctx.bank
-            if bank is not None and cfg.centre_codes() < cfg.bank_codes:
-                # centres banked lazily (SD's 100): read z_i at step k of their code 0, which the search has
-                # mostly sampled already, instead of 100 more trajectories; fixed across snapshots all the same
-                labels = [f"word:{w}" for w in words]
-                bank.materialise(labels)  # the centres not drawn yet: one batched trajectory, not one each
-                self.z[key] = torch.cat([bank.get(label, (0,), self.k) for label in labels])
-            else:
-                z_T = self.z_T.expand(len(cond["emb"]), *self.z_T.shape[1:])
-                self.z[key] = sample_until(self.ctx.family, self.ctx.frozen, self.ctx.scheduler, z_T, cond,
-                                           self.ctx.emb_null, self.ctx.config.start_guidance, self.k)
-        return self.z[key]
-
-
-def build_spaces(pipe, cfg, prompts: list[str]) -> tuple[dict[str, Space], dict[str, list[str]]]:
-    """Each target prompt's search space from cfg's vocabulary and sizes, and the vocabulary words kept out of
-    it (the targets' words, their inflections, words too near); shared by AGE."""
-    from backends.vocab import get_vocabulary
-
-    vocab = get_vocabulary(cfg.vocab, cfg.vocab_size)
-    exclude = excluded_words(vocab, cfg.targets, cfg.exclude_inflections)
-    spaces, excluded = {}, {}
-    for prompt in prompts:
-        words, R, _, near = build_search_space(pipe, vocab, prompt, cfg.template, cfg.k_closest, cfg.n_centres,
-                                               exclude, cfg.exclude_near)
-        spaces[prompt] = Space(words, R, cfg.search_lr)
-        excluded[prompt] = sorted(w for w in exclude if w in vocab) + near
-    return spaces, excluded
-
-
-def centre_conds(spaces: dict[str, Space]) -> dict[str, Cond]:
-    """Every centre's one-row conditioning, labelled "word:<word>" (what a hard Gumbel sample of it is), for
-    a latent bank; shared by AGE."""
-    return {f"word:{w}": {"emb": s.R[i][None]} for s in spaces.values() for i, w in enumerate(s.words)}
-
-
-def spaces_state(spaces: dict[str, Space]) -> dict:
-    """Every target's pi and its optimiser, for exact resume (R is rebuilt from the vocabulary); the
-    checkpoint layout AP has always written ("pi", "pi_opt"), shared by AGE."""
-    return {"pi": {p: s.pi.detach() for p, s in spaces.items()},
-            "pi_opt": {p: s.opt.state_dict() for p, s in spaces.items()}}
-
-
-def load_spaces_state(spaces: dict[str, Space], state: dict) -> None:
-    for p, s in spaces.items():
-        with torch.no_grad():
-            s.pi.copy_(state["pi"][p])
-        load_optimizer(s.opt, state["pi_opt"][p])
 
 
 class AP:

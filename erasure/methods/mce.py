@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from backends.family import cat, rows
 
-from .config import EraseConfig
-from .masks import KINDS, RELAXATIONS, SEED_KINDS, Masker, bake, mask_sites, parse_key
-from .method import MethodSpec, TrainsOwnParameters
+from ..config import EraseConfig
+from ..masks import KINDS, RELAXATIONS, SEED_KINDS, Masker, bake, mask_sites, parse_key
+from ..method import MethodSpec, TrainsOwnParameters
 
 # Prompt templates when none are given: SD/FLUX-style phrasings of a concept and generic kept prompts.
 ERASE_TEMPLATES = ["a photo of a {concept}", "a painting of a {concept}", "{concept}", "a picture of a {concept}",
