@@ -1,4 +1,4 @@
-"""What a run costs in network calls: a figure no machine changes (README, "Cost in UNet rows").
+"""What a run costs in network calls: a figure no machine changes (docs/benchmarks.md, the rows table).
 
     python -m benchmarks.bench_rows            # ~45 min on 2 busy CPU cores (mostly AP/AGE reference on SD); results/rows.json
     python -m benchmarks.bench_rows --only ap  # one method
@@ -217,7 +217,7 @@ def main() -> None:
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of results/<out>.json that this call does not count again (each row has its date)")
     p.add_argument("--out", default="rows")
-    p.add_argument("--table", action="store_true", help="print the README's table from the stored result files, count nothing")
+    p.add_argument("--table", action="store_true", help="print docs/benchmarks.md's rows table from the stored result files, count nothing")
     a = p.parse_args()
     if a.table:
         print(markdown(stored_rows()))
@@ -255,7 +255,7 @@ def stored_rows(names: tuple[str, ...] = ("rows", "rows_embedded")) -> list[dict
 
 
 def markdown(rows: list[dict]) -> str:
-    """The README's table: UNet rows before step 1, per step, after the last step, per run, amortised."""
+    """docs/benchmarks.md's rows table: UNet rows before step 1, per step, after the last step, per run, amortised."""
     head = ["| model | method | preset | steps | before step 1 | per step (with grad) | after the last step | per run | "
             "per step, amortised |", "|---|---|---|---|---|---|---|---|---|"]
     body = [f"| {r['model']} | {r['method'].upper()} | `{r['preset']}` | {r['steps']:,} | {r['setup_unet_rows']:,} | "

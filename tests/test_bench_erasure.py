@@ -1,7 +1,7 @@
 """bench_erasure's comparison of batched training rows with their batch-1 rows (a pure function over rows)."""
 
 from benchmarks.bench_erasure import ROWS, batch1_name, batch_vs_one
-from erasure import ap, esd
+from erasure.methods import ap, esd
 
 
 def test_each_batched_row_is_compared_with_its_own_methods_batch1_row():
