@@ -217,7 +217,8 @@ def main() -> None:
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of results/<out>.json that this call does not count again (each row has its date)")
     p.add_argument("--out", default="rows")
-    p.add_argument("--table", action="store_true", help="print docs/benchmarks.md's rows table from the stored result files, count nothing")
+    p.add_argument("--table", action="store_true",
+                   help="print the rows table of docs/benchmarks.md from the stored results, count nothing")
     a = p.parse_args()
     if a.table:
         print(markdown(stored_rows()))

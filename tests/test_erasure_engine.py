@@ -14,8 +14,7 @@ from safetensors.torch import load_file
 
 from backends import load_pipeline
 from erasure import Cancelled, CancelToken, RunFolder, apply, erase, get_method, list_methods, resolve_config, resume
-from erasure.methods.search import gumbel_softmax_hard
-from erasure.methods.search import kmeans_1d
+from erasure.methods.search import gumbel_softmax_hard, kmeans_1d
 from erasure.params import select_parameters
 
 ROOT = Path(__file__).resolve().parent.parent
