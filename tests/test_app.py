@@ -211,3 +211,18 @@ def test_the_model_tabs_device_and_dtype_drive_generate_and_compare(monkeypatch)
     assert len(loads) == 2  # compare reused the bf16 pipeline; nothing was loaded twice
     assert np.array_equal(model_tab.generate_grid("embedded", "a red star", 0, 2, 6, 5.0, "cpu", "float32"), fp32)
     assert len(loads) == 3 and cache.loaded == ("embedded", "cpu", "float32")
+
+
+def test_the_named_endpoints_their_inputs_and_outputs_match_the_snapshot():
+    """The app's API is a contract (gradio_client callers, the README): a refactor that renames an endpoint,
+    or adds, drops or retypes an input or output, fails here. After an intended change, rewrite
+    tests/api_snapshot.json from `app.build_ui().get_api_info()` (the shape this test reads)."""
+    from pathlib import Path
+
+    info = app.build_ui().get_api_info()["named_endpoints"]
+    now = {name: {"parameters": [[p.get("parameter_name"), p.get("component"), p.get("python_type", {}).get("type")]
+                                 for p in ep["parameters"]],
+                  "returns": [[r.get("component"), r.get("python_type", {}).get("type")] for r in ep["returns"]]}
+           for name, ep in info.items()}
+    snapshot = json.loads((Path(__file__).parent / "api_snapshot.json").read_text())
+    assert now == snapshot
