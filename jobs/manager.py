@@ -336,8 +336,8 @@ class JobManager:
         def ran() -> float:
             return before + time.monotonic() - t0
 
-        def report(step: int, tot: int, message: str) -> None:
-            job.set_state("running", step, tot or total, message, ran())
+        def report(step: int, tot: int, message: str, phase: str = "") -> None:
+            job.set_state("running", step, tot or total, message, ran(), phase=phase)
 
         report(st.get("step", 0), total, "starting")
         try:

@@ -39,6 +39,7 @@ class JobInfo:
     created: str
     path: str
     run_s: float = 0.0  # seconds spent running, over every attempt (a resumed job adds its new attempt)
+    phase: str = ""  # what part of the job runs ("erasing": a spectrum job's quick erasure; jobs.tasks)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,11 +119,15 @@ class JobFolder:
         except (FileNotFoundError, json.JSONDecodeError):
             return {"state": "interrupted", "step": 0, "total": 0, "message": "state file missing"}
 
-    def set_state(self, state: str, step: int = 0, total: int = 0, message: str = "", run_s: float | None = None) -> None:
-        """Write the state; `run_s` (time spent running) carries over from the last state when not given."""
-        run_s = self.state().get("run_s", 0.0) if run_s is None else run_s
+    def set_state(self, state: str, step: int = 0, total: int = 0, message: str = "", run_s: float | None = None,
+                  phase: str | None = None) -> None:
+        """Write the state; `run_s` (time spent running) and `phase` carry over from the last state when not given."""
+        last = self.state()
+        run_s = last.get("run_s", 0.0) if run_s is None else run_s
+        phase = last.get("phase", "") if phase is None else phase
         write_json(self.path / "state.json", {"state": state, "step": step, "total": total, "message": message,
-                                              "run_s": round(run_s, 1), "pid": os.getpid(), "updated": time.time()})
+                                              "run_s": round(run_s, 1), "phase": phase, "pid": os.getpid(),
+                                              "updated": time.time()})
 
     def info(self, live: bool) -> JobInfo:
         """`live`: a worker of this process owns the job (queued or running); otherwise an unfinished
@@ -137,7 +142,7 @@ class JobFolder:
 
             step = max(step, RunFolder(self.run_path).status().get("step", 0))
         return JobInfo(self.id, rec["kind"], rec["title"], state, step, total, st.get("message", ""),
-                       rec["created"], str(self.path), st.get("run_s", 0.0))
+                       rec["created"], str(self.path), st.get("run_s", 0.0), st.get("phase", ""))
 
 
 def job_folders(root: Path) -> list[JobFolder]:

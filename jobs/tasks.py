@@ -1,6 +1,6 @@
 """What each job kind does: check its parameters (at submit time, before anything is queued or
 written), resolving them once into what the job stores (job.json's "resolved"), and run that (in the
-worker) without resolving again, reporting progress through `report(step, total, message)`."""
+worker) without resolving again, reporting progress through `report(step, total, message, phase)`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 from .store import JobFolder, find_job
 
-Report = Callable[[int, int, str], None]
+Report = Callable[..., None]  # report(step, total, message, phase="") -> None
+ERASING = "erasing"  # a spectrum job's phase while its quick erasure runs (steps, not concepts, in its message)
 CHECKPOINTS_PER_JOB = 10  # a job checkpoints ten times per run: a restart loses at most a tenth of it
 
 
@@ -101,15 +102,16 @@ def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
     throttle = _Throttle(report)
 
     def progress(done: int, total: int, message: str) -> None:
-        if is_quick_step(message):  # the erasure's steps are in the message; the job counts concepts
+        phase = ERASING if is_quick_step(message) else ""
+        if phase:  # the erasure's steps are in the message; the job counts concepts
             done, total = 0, 0
-        throttle(done, total, message, force=bool(total) and done == total)
+        throttle(done, total, message, force=bool(total) and done == total, phase=phase)
 
     stored = job.record.get("resolved") or check_spectrum(job.record["params"], job.path.parent).resolved
     resolved = sensitivity.ResolvedSpectrum.from_dict(stored)  # a job stored before jobs kept it: checked now
     first = f"erasing with {resolved.erasure.request.method.upper()} (fast) first" if resolved.erasure else ""
     sensitivity.measure(resolved, job.spectrum_path, progress=progress, cancel=cancel,
-                        on_erasure=lambda: report(0, 0, first), extra={"job": job.id},
+                        on_erasure=lambda: report(0, 0, first, phase=ERASING), extra={"job": job.id},
                         erasure_dir=job.quick_erasure_path)
 
 
@@ -132,11 +134,11 @@ class _Throttle:
     def __init__(self, report: Report, every_s: float = 0.5):
         self.report, self.every_s, self.last = report, every_s, 0.0
 
-    def __call__(self, step: int, total: int, message: str, force: bool = False) -> None:
+    def __call__(self, step: int, total: int, message: str, force: bool = False, phase: str = "") -> None:
         now = time.monotonic()
         if force or now - self.last >= self.every_s:
             self.last = now
-            self.report(step, total, message)
+            self.report(step, total, message, phase=phase)
 
 
 class JobKind(NamedTuple):

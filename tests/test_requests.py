@@ -141,6 +141,7 @@ def test_the_resolved_config_names_a_scorer_only_when_one_is_used():
     assert scorer(proxy_only=True) is None and scorer(proxy_only=True, scorer="embedded") is None
 
 
+@pytest.mark.slow
 def test_each_job_resolves_its_request_once_from_the_form_to_the_trainer(tmp_path, monkeypatch):
     """docs/design.md §3.1: the app's handler builds a request, the job manager checks it and stores its
     resolution, and the worker trains (or measures) that stored resolution without resolving it again."""
@@ -180,3 +181,24 @@ def test_each_job_resolves_its_request_once_from_the_form_to_the_trainer(tmp_pat
     with pytest.raises(Exception, match="2 steps per concept x 3 concepts = 6 steps, more than this app's limit of 5"):
         monkeypatch.setattr(manager, "limits", dataclasses.replace(state.LIMITS, max_erase_steps=5))
         erase_tab.erase_start("embedded", "esd", "star, heart, moon", "object", "fast", "xattn", 2, 1e-3, 0)
+
+
+@pytest.mark.slow
+def test_a_spectrum_job_reports_its_quick_erasure_as_a_phase_not_a_message_prefix(tmp_path, monkeypatch):
+    """The UI reads the job's phase (state.json) rather than matching the library's progress lines."""
+    import sensitivity.spectrum as spectrum
+    from backends.cancel import CancelToken
+    from jobs import JobManager
+    from jobs.tasks import ERASING, KINDS
+
+    quick = spectrum.quick_request
+    monkeypatch.setattr(spectrum, "quick_request", lambda *a, **kw: quick(*a, **kw, steps=2))
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    job = manager.folder(manager.submit("spectrum", {"model": "embedded", "targets": ["star"],
+                                                     "config": {"vocab": "world", "proxy_only": True}}))
+    reports = []
+    KINDS["spectrum"].run(job, CancelToken(), lambda step, total, message, phase="": reports.append((step, total, phase)))
+    phases = [phase for _, _, phase in reports]
+    assert phases[0] == ERASING and phases[-1] == "" and ERASING not in phases[phases.index(""):]  # erasure first
+    assert all(step == total == 0 for step, total, phase in reports if phase == ERASING)  # its steps are not concepts
+    assert reports[-1][0] == reports[-1][1] > 20  # then every concept of the world

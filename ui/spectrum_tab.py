@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 import pandas as pd
 
-from sensitivity.request import is_quick_step
+from jobs.tasks import ERASING
 from sensitivity.results import SpectrumFolder
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 from sensitivity.vocab import load_user_vocabulary
@@ -78,7 +78,7 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
 
     if info.kind != "spectrum":
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
-    erasing = is_quick_step(info.message) and info.state != "done"
+    erasing = info.phase == ERASING and info.state != "done"
     done = info.message if erasing else f"{info.step} / {info.total or '?'} concepts"  # the erasure's steps first
     text = f"**{info.state}** — {md_text(done)}. {md_text(info.title)}"
     if info.message and info.state != "done" and not erasing:
