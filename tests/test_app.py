@@ -190,6 +190,7 @@ def test_killed_app_shows_the_job_interrupted_and_resume_finishes_it(tmp_path):
     finally:
         server.kill()
 
+@pytest.mark.slow
 
 def test_the_model_tabs_device_and_dtype_drive_generate_and_compare(monkeypatch):
     """The dtype chosen in the Model tab reaches every sampling action, and one pipeline is held per

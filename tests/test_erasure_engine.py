@@ -129,6 +129,7 @@ def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
     _, info = method.loss(0)
     assert info["concept"] in space.words and info["sampled"] in space.words and len(info["top5"]) == 5
 
+@pytest.mark.slow
 
 def test_run_folder_records_and_apply_round_trip(pipe, tmp_path):
     run = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "run", pipe=pipe, snapshot_every=2, **TINY)
@@ -277,7 +278,8 @@ def test_x0_from_v_prediction_recovers_the_clean_latent(alpha_bar):
 
 
 @pytest.mark.parametrize("preserve, extra, concept", [
-    ("none", {}, None), ("neutral", {}, ""), ("fixed", {"fixed_concept": "heart"}, "heart"), ("pgd", {}, "pgd"),
+    ("none", {}, None), ("neutral", {}, ""), ("fixed", {"fixed_concept": "heart"}, "heart"),
+    pytest.param("pgd", {}, "pgd", marks=pytest.mark.slow),  # its inner PGD: ~8 s
 ])
 def test_preservation_variants_run_and_report_their_concept(pipe, tmp_path, preserve, extra, concept):
     run = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "run", pipe=pipe, steps=2, ddim_steps=4,

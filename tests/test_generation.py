@@ -1,6 +1,7 @@
 """The shipped pipeline: seeded determinism and a quality check an untrained model fails."""
 
 import numpy as np
+import pytest
 import torch
 from data_helpers import shape_accuracy
 from diffusers import UNet2DConditionModel
@@ -44,6 +45,7 @@ def test_initial_noise_depends_only_on_seed(embedded_pipe):
     assert z1.shape == (2, 4, 16, 16)
     assert torch.equal(z1[0], z2[1]) and torch.equal(z1[1], z2[0])
 
+@pytest.mark.slow
 
 def test_trained_model_draws_the_named_shape(embedded_pipe, classifier):
     prompts = [prompt(s, c) for s in SHAPES for c in ("red", "blue")]

@@ -81,6 +81,7 @@ def test_erase_then_spectrum_jobs_run_in_the_worker(tmp_path):
     assert len(table) == 1 + info.total and "star" in "".join(table)
     assert [j.id for j in manager.jobs()] == [spectrum_id, erase_id]  # newest first
 
+@pytest.mark.slow
 
 def test_cancel_then_resume_matches_an_uninterrupted_run(tmp_path):
     params = {**ESD, "overrides": {"steps": 30, "checkpoint_every": 5}}

@@ -146,6 +146,7 @@ def test_a_resolution_the_model_cannot_take_is_refused(tmp_path):
     with pytest.raises(ValueError, match="resolution must be 0"):
         erase("embedded", "esd", ["star"], "fast", tmp_path / "r2", steps=1, resolution=-1)
 
+@pytest.mark.slow
 
 def test_the_gpu_benchmark_runs_its_code_path_on_the_cpu(capsys):
     """benchmarks/bench_gpu.py at a tiny width: every row (AP and ESD steps with each preset on the SD

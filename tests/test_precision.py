@@ -87,8 +87,9 @@ def _matrix():
     from erasure import get_method
     from erasure.registry import list_methods
 
-    return [(m, model) for m in list_methods() for fam, model in FAMILY_MODELS.items()
-            if fam in get_method(m).SPEC.families]
+    # CA draws its anchor images before step 1: 20-30 s a model on 2 CPU cores, the slow lane's
+    return [pytest.param(m, model, marks=[pytest.mark.slow] if m == "ca" else [])
+            for m in list_methods() for fam, model in FAMILY_MODELS.items() if fam in get_method(m).SPEC.families]
 
 
 @pytest.mark.parametrize(("method", "model"), _matrix())

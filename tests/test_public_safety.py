@@ -69,6 +69,7 @@ def test_an_upload_is_read_at_submit_time_and_travels_in_the_job(tmp_path, monke
     assert record["params"]["words"] == ["circle", "heart"] and record["params"]["config"]["vocab"] == "upload:my words.txt"
     assert str(upload.parent) not in (tmp_path / "jobs" / job / "job.json").read_text()
 
+@pytest.mark.slow
 
 def test_a_served_app_refuses_server_files_through_the_api(canary, tmp_path):
     """Over HTTP, as an outsider: a vocabulary name that is a path, and a FileData naming a server file

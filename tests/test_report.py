@@ -152,6 +152,7 @@ def test_a_partial_run_merges_its_method_rows_into_the_stored_protocol(monkeypat
     whole = merge("table1", {**stored, "methods": [protocols.BASE, "ESD", "AP"]}, new, ["NEW"])
     assert "methods" not in whole  # the last method's rows make it a protocol measured whole
 
+@pytest.mark.slow
 
 def test_the_colour_row_scores_the_base_model_as_drawing_every_colour():
     """The base model draws red when asked: almost no red image counts as erased, the other colours and the

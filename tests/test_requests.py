@@ -56,6 +56,7 @@ def test_a_spectrum_request_round_trips_and_its_one_check_refuses_each_mistake()
     with pytest.raises(ValueError, match=r"unknown spectrum request field\(s\) \['vocab'\]"):
         SpectrumRequest.from_dict({"targets": ["star"], "vocab": "world"})
 
+@pytest.mark.slow
 
 def test_a_spectrum_run_erases_first_only_once_and_saves_its_record(tmp_path, monkeypatch):
     import erasure

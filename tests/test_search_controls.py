@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from backends import load_pipeline
-from erasure import config_sources, erase, resolve_config
+from erasure import RunFolder, config_sources, erase, resolve_config
 from erasure.diagnostics import entropy, spearman, summary, target_diagnostics
 from erasure.methods.search import excluded_words, stem
 
@@ -102,9 +102,9 @@ def test_searching_runs_write_sane_diagnostics(pipe, tmp_path, preserve):
     assert "l2" in steps[-1]["losses"]
     from ui.results_tab import search_line  # the Results view's sentence about the search
 
-    line = search_line(run.path / "search.json")
+    line = search_line(run.search())  # RunFolder reads its search.json
     assert "of the uniform entropy" in line and ("changed on" in line) == (preserve != "all")
-    assert search_line(tmp_path / "missing.json") == ""
+    assert search_line(RunFolder(tmp_path).search()) == ""  # no search.json yet: no sentence
 
 
 def test_random_control_draws_many_centres(pipe, tmp_path):

@@ -126,6 +126,7 @@ def test_unknown_or_missing_vocabulary():
     with pytest.raises(VocabularyError, match="no vocabulary"):
         resolve_vocabulary(" ")
 
+@pytest.mark.slow
 
 def test_nearest_k_ranks_by_text_embedding_distance(embedded_pipe):
     from backends.prompts import embed_prompts

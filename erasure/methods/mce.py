@@ -204,7 +204,7 @@ class MCE:
     def memory_estimate(self):
         """Memory the run adds (erasure.memory): ddim_steps differentiated sampler steps of micro_batch
         prompts, checkpointed per block on FLUX and per call on a UNet, beside the mask state."""
-        from . import memory
+        from .. import memory
 
         cfg, ctx = self.ctx.config, self.ctx
         one = self.sampler.embed([""])
