@@ -57,6 +57,7 @@ def test_saved_bytes_scale_with_prompts_and_steps():
     assert memory.activation_bytes(p, rows=2, calls=4, checkpointing="call") == 2 * (90 + 90)
 
 
+@pytest.mark.slow
 def test_a_run_that_will_not_fit_the_gpu_is_refused_naming_the_setting(tmp_path, monkeypatch):
     """Before the first step: MCE at micro_batch 4 on a GPU with too little free memory is refused with
     micro_batch named; the run folder says why. With micro_batch=1 the estimate's activations shrink 4x

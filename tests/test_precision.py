@@ -87,8 +87,9 @@ def _matrix():
     from erasure import get_method
     from erasure.registry import list_methods
 
-    # CA draws its anchor images before step 1: 20-30 s a model on 2 CPU cores, the slow lane's
-    return [pytest.param(m, model, marks=[pytest.mark.slow] if m == "ca" else [])
+    # CA draws its anchor images before step 1 (20-30 s a model on 2 CPU cores) and MCE's one step runs its
+    # few-step sampler through every mask site (~70 s on the embedded UNet): the slow lane's
+    return [pytest.param(m, model, marks=[pytest.mark.slow] if m in ("ca", "mce") else [])
             for m in list_methods() for fam, model in FAMILY_MODELS.items() if fam in get_method(m).SPEC.families]
 
 

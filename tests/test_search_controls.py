@@ -80,6 +80,7 @@ def test_exclude_near_drops_the_words_nearest_the_target(pipe, tmp_path):
         resolve_config("ap", "embedded", "object", targets=["star"], exclude_near=1.5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preserve", ["adversarial", "random", "all"])
 def test_searching_runs_write_sane_diagnostics(pipe, tmp_path, preserve):
     run = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "run", pipe=pipe, steps=6, ddim_steps=4,
