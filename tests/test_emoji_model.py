@@ -92,3 +92,17 @@ def test_a_spectrum_on_the_emoji_model_says_its_scorer_is_not_trained_yet():
     assert default_scorer_for(EMOJI) == "emoji" and default_scorer_for("embedded") == "embedded"
     with pytest.raises(MetricUnavailableError, match="not trained yet .* proxy-only spectrum"):
         get_scorer(default_scorer_for(EMOJI))
+
+
+@pytest.mark.slow
+def test_ap_erases_an_emoji_concept_searching_its_named_neighbours(emoji_folder, tmp_path):
+    import json
+
+    from erasure import erase
+
+    run = erase(EMOJI, "ap", ["tiger"], "object,fast", tmp_path / "run", steps=2, checkpoint_every=0)
+    start = next(e for e in run.events() if e["kind"] == "start")
+    centres = start["extra"]["search"]["a tiger"]
+    assert len(centres) == 100 and "tiger" not in centres and any(" " in c for c in centres)
+    assert json.loads((run.path / "config.json").read_text())["config"]["vocab"] == "emoji"
+    assert run.status()["state"] == "done" and run.result()  # the changed cross-attention tensors
