@@ -23,7 +23,8 @@ from .subsets import chosen, model_set
 
 def export(keep: Path, out: Path) -> Path:
     unet, text_encoder, tokenizer, vae, meta = load_kept(keep)
-    save_pipeline(out, unet.half(), text_encoder.half(), tokenizer, vae.half(), new_scheduler(zero_snr=True))
+    # the VAE as trained (float32): the preset folder's vae is also the training run's input
+    save_pipeline(out, unet.half(), text_encoder.half(), tokenizer, vae, new_scheduler(zero_snr=True))
     s = meta["settings"]
     (out / "emojiworld.json").write_text(json.dumps({"step": meta["step"], "of_steps": s["steps"], "settings": s},
                                                     indent=1))
