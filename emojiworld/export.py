@@ -25,6 +25,9 @@ def export(keep: Path, out: Path) -> Path:
     unet, text_encoder, tokenizer, vae, meta = load_kept(keep)
     # the VAE as trained (float32): the preset folder's vae is also the training run's input
     save_pipeline(out, unet.half(), text_encoder.half(), tokenizer, vae, new_scheduler(zero_snr=True))
+    vae_config = out / "vae" / "config.json"  # loaded from the preset's own folder: no path to record there
+    vae_config.write_text(json.dumps({k: v for k, v in json.loads(vae_config.read_text()).items()
+                                      if k != "_name_or_path"}, indent=2, sort_keys=True) + "\n")
     s = meta["settings"]
     (out / "emojiworld.json").write_text(json.dumps({"step": meta["step"], "of_steps": s["steps"], "settings": s},
                                                     indent=1))
