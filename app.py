@@ -21,7 +21,8 @@ import os
 
 import gradio as gr
 
-from backends import EMBEDDED, PRESETS
+from backends import EMBEDDED
+from backends.loader import listed_presets
 from ui import compare_tab, erase_tab, jobs_tab, live, model_tab, results_tab, spectrum_tab
 from ui.guard import Blocks
 from ui.theme import CSS, theme
@@ -34,7 +35,7 @@ def build_ui() -> gr.Blocks:
     # delete_cache: uploaded files (and served images) older than UPLOAD_MAX_AGE_S are removed, hourly
     with Blocks(title="Concept Sensitivity Explorer", delete_cache=(min(3600, UPLOAD_MAX_AGE_S), UPLOAD_MAX_AGE_S)) as demo:
         gr.Markdown("# Concept Sensitivity Explorer\nErase a concept from a text-to-image model and see what else it hurt.")
-        model = gr.Dropdown(list(PRESETS), value=EMBEDDED, label="Model", allow_custom_value=True,
+        model = gr.Dropdown(listed_presets(), value=EMBEDDED, label="Model", allow_custom_value=True,
                             info="a preset, a hub repo id this server allows (CSE_ALLOWED_MODELS) or a folder under "
                                  "CSE_MODEL_DIRS")
         with gr.Tabs() as tabs:

@@ -22,15 +22,25 @@ from .family import Family
 from .offload import DoesNotFitError, components, place
 from .offload import check_mode as offload_mode
 from .offload import plan as offload_plan
-from .paths import ASSETS, EMBEDDED
+from .paths import ASSETS, EMBEDDED, EMOJI, EMOJI_ASSETS
 
 PRESETS = {
     EMBEDDED: str(ASSETS / "pipeline"),
+    EMOJI: str(EMOJI_ASSETS / "pipeline"),
     "sd-1.4": "CompVis/stable-diffusion-v1-4",
     "sd-2.1": "stabilityai/stable-diffusion-2-1",
     "sdxl-1.0": "stabilityai/stable-diffusion-xl-base-1.0",
     "flux-schnell": "black-forest-labs/FLUX.1-schnell",
 }
+
+
+def listed_presets() -> list[str]:
+    """The presets a model picker offers: every hub preset, and a shipped one once its pipeline is in
+    assets/ (EmojiWorld's appears when its trained UNet ships)."""
+    return [name for name, source in PRESETS.items()
+            if not source.startswith("/") or (Path(source) / "model_index.json").is_file()]
+
+
 # Random weights built from configs (backends.flux, backends.sdxl): each family's code path offline, for
 # tests and timing. They draw noise, not pictures, so the app does not list them.
 TINY_FLUX = "flux-tiny-random"
@@ -73,6 +83,10 @@ def resolve_model(model: str) -> ModelSpec:
         return ModelSpec(model, f"{module}.{builder}", True)
     source = PRESETS.get(model, model)
     path = Path(source).expanduser()
+    if model == EMOJI and not (path / "model_index.json").is_file():
+        raise ModelUnavailableError(
+            "EmojiWorld's UNet is still in training (assets/emoji/README.md), so no pipeline ships yet; to try the "
+            "committed kept state, export it: `python -m emojiworld.export --out assets/emoji/pipeline`")
     if _exists(path):
         if not (path / "model_index.json").is_file():
             raise ModelUnavailableError(f"{path} is not a diffusers pipeline folder (no model_index.json)")

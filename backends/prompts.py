@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .offload import execution_device
-from .paths import EMBEDDED
+from .paths import EMBEDDED, EMOJI
 
 
 @dataclass(frozen=True)
@@ -27,16 +27,19 @@ class ModelTraits:
     vocabulary: str  # the words the model knows, for searches over concepts (AP, AGE, nearest-K)
     lr_scale: float = 1.0  # multiplies the published learning rates (docs/design.md §6: tiny models need more)
     sampler_steps: int | None = None  # the z_t sampler's steps, when the model is evaluated with fewer than 50
+    world: str | None = None  # the embedded world whose words alone the model knows ("shapes", "emoji"), or None
 
 
-_TRAITS = {EMBEDDED: ModelTraits("a {concept}", "world", lr_scale=100.0, sampler_steps=25)}
+_TRAITS = {EMBEDDED: ModelTraits("a {concept}", "world", lr_scale=100.0, sampler_steps=25, world="shapes"),
+           # EmojiWorld's model: the same architecture and training recipe at 32 px, its concept names as words
+           EMOJI: ModelTraits("a {concept}", "emoji", lr_scale=100.0, sampler_steps=25, world="emoji")}
 _DEFAULT = ModelTraits("{concept}", "clip-words")
 
 
 def model_traits(model: str) -> ModelTraits:
-    """The embedded model only learnt its world's captions and words, and lr 1e-5 moves nothing on its
-    3 M-parameter UNet; any other model takes the concept as it is, searches CLIP's whole-word
-    vocabulary and uses the published learning rates."""
+    """The embedded models only learnt their world's captions and words, and lr 1e-5 moves nothing on
+    their few-million-parameter UNets; any other model takes the concept as it is, searches CLIP's
+    whole-word vocabulary and uses the published learning rates."""
     return _TRAITS.get(model, _DEFAULT)
 
 

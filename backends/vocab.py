@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from pathlib import Path
 
 from .paths import SHARED_ASSETS
 
@@ -115,12 +116,15 @@ CONNECTIVES = ("a", "an", "on", "background")  # the captions' words besides the
 
 
 def check_known_concepts(model: str, concepts: list[str]) -> None:
-    """The embedded model only learnt its world's words: erasing or scoring any other word measures
-    nothing, so it is refused with the list of words it knows. Hub models accept any text.
+    """An embedded model only learnt its world's words: erasing or scoring any other word measures
+    nothing, so it is refused with the words it knows. Hub models accept any text.
     One guard for the app, the job manager and both CLIs (which offer --force to skip it)."""
-    from .loader import EMBEDDED
+    from .prompts import model_traits
 
-    if model != EMBEDDED:
+    world = model_traits(model).world
+    if world == "emoji":
+        return _check_known_emoji(model, concepts)
+    if world is None:
         return
     known = set(world_words())
     for concept in concepts:
@@ -131,16 +135,44 @@ def check_known_concepts(model: str, concepts: list[str]) -> None:
                                       f"use its words: {', '.join(sorted(known))}")
 
 
+def emoji_known(model: str) -> tuple[str, ...]:
+    """What an EmojiWorld pipeline learnt: its concept names (concepts.txt, written beside its weights by
+    emojiworld.export; every catalogue name when a folder has none), its style words and backgrounds."""
+    from emojiworld.world import BACKGROUNDS, STYLE_WORDS
+
+    from .loader import resolve_model
+
+    listed = Path(resolve_model(model).source) / "concepts.txt"
+    names = listed.read_text().splitlines() if listed.is_file() else emoji_words()
+    return (*names, *STYLE_WORDS.values(), *BACKGROUNDS)
+
+
+def _check_known_emoji(model: str, concepts: list[str]) -> None:
+    """EmojiWorld's concepts are names of several words ("cat face"): a concept is known as a whole."""
+    known = {k.lower() for k in emoji_known(model)}
+    for concept in concepts:
+        if " ".join(concept.lower().split()) not in known:
+            shown = concept if len(concept) <= 40 else concept[:40] + "…"
+            raise UnknownConceptError(f"the {model} model does not know {shown!r}; use one of its {len(known)} "
+                                      "concept names, style words or backgrounds (the `emoji` vocabulary, e.g. cat "
+                                      "face, slice of pizza, grayscale, striped)")
+
+
 def unknown_prompt_words(model: str, prompt: str) -> list[str]:
     """Words of a prompt that no training caption of the embedded model contains (it draws them as noise);
     [] for any other model, which was trained on open text."""
     from shapesworld.captions import caption_words
 
-    from .loader import EMBEDDED
+    from .prompts import model_traits
 
-    if model != EMBEDDED:
+    world = model_traits(model).world
+    if world is None:
         return []
-    known = set(caption_words())
+    if world == "emoji":  # its captions: the concept names, style words, backgrounds and the frames' words
+        known = {w for name in emoji_known(model) for w in re.findall(r"[a-z']+", name.lower())}
+        known |= {"a", "an", "of", "on", "picture", "emoji", "image", "background"}
+    else:
+        known = set(caption_words())
     words = re.findall(r"[a-z']+", prompt.lower())
     return list(dict.fromkeys(w for w in words if w not in known))
 

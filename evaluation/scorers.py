@@ -132,9 +132,14 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 @serialised  # builds a CLIP model (backends.building)
 def get_scorer(name: str = "embedded", device: str | torch.device = "cpu") -> Scorer:
-    """'embedded' or an open_clip 'arch/pretrained' tag."""
+    """'embedded' or an open_clip 'arch/pretrained' tag ('emoji': EmojiWorld's, not trained yet)."""
     if name == "embedded":
         return EmbeddedClipScorer(device)
+    if name == "emoji":
+        from .errors import MetricUnavailableError
+
+        raise MetricUnavailableError("EmojiWorld's CLIP scorer is not trained yet (assets/emoji/README.md), so delta "
+                                     "cannot be scored on the emoji model; compute a proxy-only spectrum meanwhile")
     if "/" not in name:
         raise ValueError(f"unknown scorer {name!r}; use 'embedded' or an open_clip 'arch/pretrained' tag "
                          f"such as {DEFAULT_SD_SCORER!r}")
@@ -142,4 +147,5 @@ def get_scorer(name: str = "embedded", device: str | torch.device = "cpu") -> Sc
 
 
 def default_scorer_for(model: str) -> str:
-    return "embedded" if model == "embedded" else DEFAULT_SD_SCORER
+    """The scorer of a model's own world ('embedded', 'emoji'), or open_clip's ViT-L-14 for models of open text."""
+    return {"embedded": "embedded", "emoji": "emoji"}.get(model, DEFAULT_SD_SCORER)

@@ -80,8 +80,10 @@ def save_pipeline(out: Path, unet, text_encoder, tokenizer, vae, scheduler) -> N
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
-    # transformers also writes tokenizer.json (3.6 MB), a copy of vocab.json + merges.txt that
-    # CLIPTokenizer rebuilds from them; dropping it keeps the assets under 40 MB.
+    # transformers 5 writes the tokenizer as tokenizer.json (3.6 MB) alone; the folder keeps the files
+    # CLIPTokenizer loads (vocab.json + merges.txt, written as training wrote them) and drops that copy,
+    # which keeps the assets small
+    write_clip_tokenizer(out / "tokenizer", tokenizer.model_max_length)
     (out / "tokenizer" / "tokenizer.json").unlink(missing_ok=True)
 
 

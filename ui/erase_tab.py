@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
+from backends.loader import listed_presets
+from backends.paths import EMOJI
 from erasure import CONCEPT_PRESETS as SCOPES
 from erasure import PARAM_GROUPS, list_methods
 from erasure import SPEED_PRESETS as SPEEDS
@@ -204,13 +206,17 @@ def build(demo, model) -> SimpleNamespace:
         # .input (a user's choice), not .change: showing a picked job's settings must not reset them to the presets'
         for w in (e_method, e_scope, e_speed):
             w.input(erase_defaults, form, [e_group, e_steps, e_lr], api_visibility="private")
-        # examples on the embedded model: clicking one fills the form with its presets' settings
-        gr.Examples([["embedded", "ap", "star", "object", "fast"], ["embedded", "esd", "red", "object", "fast"],
-                     ["embedded", "ap", "outline", "style", "fast"], ["embedded", "uce", "heart, moon", "object", "fast"]],
-                    [model, e_method, e_target, e_scope, e_speed], [e_group, e_steps, e_lr], erase_defaults_of_example,
-                    run_on_click=True, cache_examples=False, label="Examples (the embedded model)",
-                    example_labels=["erase star with AP", "erase red with ESD", "erase the outline style with AP",
-                                    "erase heart and moon with UCE"])
+        # examples on the embedded worlds: clicking one fills the form with its presets' settings
+        examples = [["embedded", "ap", "star", "object", "fast"], ["embedded", "esd", "red", "object", "fast"],
+                    ["embedded", "ap", "outline", "style", "fast"], ["embedded", "uce", "heart, moon", "object", "fast"]]
+        labels = ["erase star with AP", "erase red with ESD", "erase the outline style with AP",
+                  "erase heart and moon with UCE"]
+        if EMOJI in listed_presets():  # EmojiWorld's, once its pipeline ships
+            examples += [[EMOJI, "ap", "tiger", "object", "fast"], [EMOJI, "esd", "hamburger", "object", "fast"]]
+            labels += ["erase tiger with AP (emoji)", "erase hamburger with ESD (emoji)"]
+        gr.Examples(examples, [model, e_method, e_target, e_scope, e_speed], [e_group, e_steps, e_lr],
+                    erase_defaults_of_example, run_on_click=True, cache_examples=False,
+                    label="Examples (the embedded models)", example_labels=labels)
         about = [model, e_method, e_speed, e_steps]
         demo.load(method_help, about, e_help, api_visibility="private")
         for w in (e_method, e_speed, e_steps):

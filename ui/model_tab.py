@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 import numpy as np
 
-from backends import DTYPES, EMBEDDED, generate, grid
+from backends import DTYPES, generate, grid
 from backends.cancel import fork
 from backends.vocab import unknown_prompt_words, world_words
 
@@ -71,6 +71,31 @@ def generate_grid(model: str, prompt: str, seed: float, n_images: float, steps: 
     return state.enlarge(grid(np.concatenate(parts), min(len(seeds), 4)))
 
 
+def world_pickers(model: str) -> tuple:
+    """The Model tab's word pickers for the chosen model: ShapesWorld's 24 words as buttons, EmojiWorld's
+    concept names in a searchable list (hundreds of them); neither for a model trained on open text."""
+    from backends.prompts import model_traits
+
+    world = model_traits(model if isinstance(model, str) else "").world
+    names: list[str] = []
+    if world == "emoji":
+        from backends.vocab import emoji_known
+
+        try:
+            names = list(emoji_known(model))
+        except Exception:  # noqa: BLE001 - a model not shipped yet: Load says why; the list stays empty
+            names = []
+    return gr.Dataset(visible=world == "shapes"), gr.Dropdown(choices=names, value=None, visible=world == "emoji")
+
+
+def concept_prompt(concept: str | None, prompt: str) -> str:
+    """A picked EmojiWorld concept as the prompt its captions use ("a cat face"); the prompt as it was
+    for nothing picked."""
+    from emojiworld.captions import prompt as caption
+
+    return caption(concept) if isinstance(concept, str) and concept.strip() else prompt
+
+
 def add_word(prompt: str, sample: list) -> str:
     """A clicked vocabulary word appended to the prompt (a shape replaces nothing: the user edits)."""
     word = sample[0] if isinstance(sample, list | tuple) and sample else ""
@@ -101,6 +126,8 @@ def build(model) -> tuple:
                 words = gr.Dataset(components=["textbox"], samples=[[w] for w in world_words()],
                                    label="The embedded model's words (click to add one to the prompt)",
                                    samples_per_page=len(world_words()), elem_id="world-words")
+                concepts = gr.Dropdown([], value=None, filterable=True, visible=False, elem_id="emoji-concepts",
+                                       label="The emoji model's concepts (type to search; picking one writes its prompt)")
                 seed = Number(value=0, precision=0, label="First seed",
                               info="image i uses seed + i; the same seeds give the same images on every model")
                 n_images = Slider(1, state.LIMITS.max_images, value=8, step=1, label="Images")
@@ -119,7 +146,8 @@ def build(model) -> tuple:
                    concurrency_limit=state.INTERACTIVE_SLOTS)
         run.click(generate_grid, [model, prompt, seed, n_images, steps, guidance, device, dtype], out, api_name="generate",
                   concurrency_id="interactive", concurrency_limit=state.INTERACTIVE_SLOTS)
-        model.change(lambda m: gr.Dataset(visible=m == EMBEDDED), model, words, api_visibility="private")
+        model.change(world_pickers, model, [words, concepts], api_visibility="private")
+        concepts.input(concept_prompt, [concepts, prompt], prompt, api_visibility="private", show_progress="hidden")
         words.click(add_word, [prompt, words], prompt, api_visibility="private", show_progress="hidden")
         stop.click(cancel_sampling, None, info, api_name="cancel_sampling", concurrency_limit=None)
     return device, dtype

@@ -10,7 +10,6 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from backends import EMBEDDED
 from sensitivity.vocab import APP_VOCABULARIES as VOCABULARIES
 
 from . import inputs, state
@@ -19,18 +18,26 @@ from .guard import Number, Slider, md_text, scrub
 from .guard import handler as user_errors
 from .helptext import placeholder
 
-KEPT = {EMBEDDED: ["a red heart", "a green circle", "a yellow moon", "a blue square"],  # the grid's kept rows
+KEPT = {"shapes": ["a red heart", "a green circle", "a yellow moon", "a blue square"],  # the grid's kept rows, by world
+        "emoji": ["a dog face", "a hamburger", "a house", "an automobile"],
         None: ["a photo of a dog", "a city street at night", "a bowl of fruit", "a portrait of a woman"]}
 GRID_STEPS = 20  # sampler steps of the before/after images (the Compare tab's default)
 DRILL_PROMPTS = 4  # captions of a world attribute drawn when a spectrum concept is clicked (one row each)
 
 
 def default_prompts(model: str, targets: list[str], adversarial: str | None = None) -> str:
-    """The before/after rows: each target (embedded: in two colours), the run's final adversarial
-    concept (was it kept?) and concepts the erasure should not touch."""
-    if model == EMBEDDED:
+    """The before/after rows: each target (ShapesWorld: in two colours; EmojiWorld: as drawn and in
+    grayscale), the run's final adversarial concept (was it kept?) and concepts the erasure should not touch."""
+    from backends.prompts import model_traits
+    from emojiworld.captions import prompt
+
+    world = model_traits(model).world
+    if world == "shapes":
         rows = [f"a {colour} {t}" for t in targets[:2] for colour in ("red", "blue")]
-        kept = [p for p in KEPT[EMBEDDED] if p.split()[-1] not in targets]
+        kept = [p for p in KEPT["shapes"] if p.split()[-1] not in targets]
+    elif world == "emoji":
+        rows = [prompt(t, style) for t in targets[:2] for style in (None, "grayscale")]
+        kept = [p for p in KEPT["emoji"] if not any(p.endswith(f" {t}") for t in targets)]
     else:
         rows, kept = [f"a photo of a {t}" for t in targets[:3]], KEPT[None]
     if adversarial and not any(adversarial in p.split() for p in rows + kept):

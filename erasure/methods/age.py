@@ -89,7 +89,8 @@ class AGE:
     Config = AGEConfig
     PRESETS = PRESETS
     # the embedded world's own words, and a search space its size allows (as AP's profile)
-    PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16}}
+    PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16},
+                "emoji": {"vocab": model_traits("emoji").vocabulary}}  # as AP's (its search)
     SPEC = MethodSpec("age", "AGE: maps the concept onto an adaptively chosen nearby concept it keeps (Bui et al. 2025)",
                       families=("sd",), searches=True)  # R holds one text encoder's word embeddings, as AP's does
 

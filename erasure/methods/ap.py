@@ -118,7 +118,10 @@ class AP:
     # Its 16 centres keep every code ahead (bank_centre_codes 0): 4,896 batched rows, what `fast`'s stored
     # results were measured with.
     PROFILES = {"embedded": {"vocab": model_traits("embedded").vocabulary, "k_closest": 100, "n_centres": 16,
-                             "bank_centre_codes": 0}}
+                             "bank_centre_codes": 0},
+                # EmojiWorld knows 1,249 named concepts: the paper's search, 100 centres among the 1,000 names
+                # nearest the target, over them
+                "emoji": {"vocab": model_traits("emoji").vocabulary}}
     # the search space R holds one text encoder's word embeddings (backends.word_store)
     SPEC = MethodSpec("ap", "AP: negative guidance plus adversarial preservation of the concept the erasure damages "
                       "most (Bui et al.)", families=("sd",), searches=True)

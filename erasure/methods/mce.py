@@ -120,6 +120,18 @@ class MCE:
             "keep_prompts": ["a red circle", "a blue square", "a green triangle", "a yellow cross", "a purple diamond",
                              "an orange heart", "a red moon", "a blue arrow", "a green hourglass", "a yellow star"],
         },
+        # EmojiWorld (the same UNet architecture, 32 px): its captions' styles and backgrounds around the
+        # concept, the embedded sites and weight (not yet measured there), and ten concepts it learnt, of
+        # different groups, to keep
+        "emoji": {
+            "erase_templates": ["a {concept}", "a sketched {concept}", "a grayscale {concept}", "a pixelated {concept}",
+                                "an inverted {concept}", "a {concept} on a striped background",
+                                "a {concept} on a checkered background", "an emoji of a {concept}"],
+            "sites": ["ffn", "norm", "resnet"],
+            "beta": 0.1,
+            "keep_prompts": ["a dog face", "a hamburger", "an automobile", "a house", "a red apple", "a camel",
+                             "a motorcycle", "a lion", "a pretzel", "a bicycle"],
+        },
     }
     # only mask logits learn (the trainer selects no weights); masks sit in any denoiser and the loss runs
     # the family's few-step sampler

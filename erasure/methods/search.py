@@ -12,6 +12,7 @@ chosen centres [n, L, d] reach the device.
 
 from __future__ import annotations
 
+import re
 from contextlib import contextmanager
 
 import torch
@@ -70,6 +71,12 @@ def excluded_words(words: list[str], targets: list[str], inflections: bool) -> s
     return own | {w.lower() for w in words if stem(w) in stems}
 
 
+def usable(concept: str) -> bool:
+    """A search-space concept: one alphabetic word, or a name of several ("cat face", "upside-down face":
+    EmojiWorld's concepts) whose parts are alphabetic; numbers and symbols are not concepts to search."""
+    return concept.isalpha() or (" " in concept.strip() and all(p.isalpha() for p in re.split(r"[ -]+", concept.strip())))
+
+
 def kmeans_1d(values: torch.Tensor, n: int, iters: int = 100) -> torch.Tensor:
     """Lloyd's k-means on scalars, centres initialised at quantiles (deterministic); sorted centres."""
     values = values.float().flatten()
@@ -90,7 +97,7 @@ def build_search_space(pipe, words: list[str], target_prompt: str, template: str
     """(chosen words, R [n, L, d], their L2 distances to the target, the words left out as too near).
     `near` > 0 also leaves out every word closer to the target than `near` x the median word distance: a
     near-synonym embeds far closer to the target than a typical word does."""
-    candidates = [w for w in dict.fromkeys(words) if w.isalpha() and w.lower() not in exclude]
+    candidates = [w for w in dict.fromkeys(words) if usable(w) and w.lower() not in exclude]
     if len(candidates) < 2:
         raise ValueError("the search vocabulary has fewer than 2 usable words; choose a larger vocabulary")
     table = WordStore(pipe, template).table(candidates)  # memory-mapped [V, L, d] float16
