@@ -90,6 +90,7 @@ def test_kmeans_1d_finds_separated_clusters():
     centres = kmeans_1d(values, 3)
     assert torch.allclose(centres, torch.tensor([0.1, 5.05, 9.95]), atol=1e-4)
 
+@pytest.mark.slow
 
 def test_ap_search_returns_a_vocabulary_word_and_ascends_l2(pipe, tmp_path):
     from erasure.trainer import Context
@@ -151,6 +152,7 @@ def test_run_folder_records_and_apply_round_trip(pipe, tmp_path):
         assert torch.equal(fresh.unet.get_parameter(key.removeprefix("unet.")), value)
     assert not list(run.path.rglob("*.tmp"))
 
+@pytest.mark.slow
 
 def test_cancel_then_resume_equals_uninterrupted(tmp_path):
     full = erase("embedded", "ap", ["star"], "object,fast", tmp_path / "full", **TINY)

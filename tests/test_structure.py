@@ -175,7 +175,7 @@ def test_only_a_folders_own_class_names_the_files_inside_it():
 # The floors, bottom up (docs/design.md §1): a module imports only from its own floor or the ones below.
 # A world's data (the renderer, captions, tokenizer, architectures, classifier) is the ground floor; its
 # training, evaluation and model-card scripts are tools on the top floor beside the benchmarks.
-WORLD_TOOLS = {"training", "evaluate", "model_card", "eval_kept"}
+WORLD_TOOLS = {"training", "evaluate", "model_card", "eval_kept", "export"}
 FLOORS = ["world", "backends", "erasure", "evaluation", "sensitivity", "jobs", "ui", "tools"]
 
 
