@@ -4,6 +4,7 @@ downloads."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import gradio as gr
 
@@ -95,7 +96,24 @@ def erase_view(job_id: str, info) -> tuple[str, object]:
     return scrub("\n\n".join(lines)), loss_figure(events)
 
 
-def erase_settings(job_id: str, request=None) -> tuple:
+class EraseForm(NamedTuple):
+    """The Erase form's settings, by name: what a picked job ran with (build() wires them in this order)."""
+
+    method: Any
+    targets: Any  # comma-separated concepts
+    scope: Any  # the concept-type preset
+    speed: Any  # the settings preset
+    param_group: Any
+    steps: Any
+    lr: Any
+    snapshot_every: Any
+
+    @classmethod
+    def unchanged(cls) -> EraseForm:
+        return cls(*[gr.skip()] * len(cls._fields))
+
+
+def erase_settings(job_id: str, request=None) -> EraseForm:
     """The form's values of an erase job (method, concepts, the two presets, parameter
     group, steps, learning rate, snapshot cadence), so the form shows what the selected job ran with."""
     job = state.erase_job(job_id, request)
@@ -108,17 +126,17 @@ def erase_settings(job_id: str, request=None) -> tuple:
     def value(key):  # what the job asked for, else what its run resolved, else leave the form alone
         return over.get(key, config.get(key, gr.skip()))
 
-    return (params["method"], ", ".join(params["targets"]), scope, speed, value("param_group"), value("steps"),
-            value("lr"), value("snapshot_every"))
+    return EraseForm(params["method"], ", ".join(params["targets"]), scope, speed, value("param_group"),
+                     value("steps"), value("lr"), value("snapshot_every"))
 
 
-def job_settings(job_id: str, request: gr.Request = None) -> tuple:
+def job_settings(job_id: str, request: gr.Request = None) -> EraseForm:
     """The form's values for a picked job; nothing changes for no job or an unreadable one (its status
     line already says why)."""
     try:
-        return erase_settings(job_id, request) if job_id else (gr.skip(),) * 8
+        return erase_settings(job_id, request) if job_id else EraseForm.unchanged()
     except (KeyError, ValueError, OSError):
-        return (gr.skip(),) * 8
+        return EraseForm.unchanged()
 
 
 def method_help(model: str, method: str, speed: str, steps) -> str:
@@ -224,7 +242,7 @@ def build(demo, model) -> SimpleNamespace:
         e_start.click(erase_start, [model, e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap],
                       e_job, api_name="erase_start")
         e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
-        settings = [e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap]
+        settings = list(EraseForm(e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap))
         e_job.change(job_settings, e_job, settings, api_visibility="private")
         e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
         e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")

@@ -5,6 +5,7 @@ shared by the other tabs."""
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -94,16 +95,26 @@ def job_rerun(job_id: str, request: gr.Request = None) -> tuple[str, str]:
     return f"{job_id} started again as {new}", new
 
 
+class OpenJob(NamedTuple):
+    """What the Jobs tab's Open does, by name (ui.live.open_job wires it): the tab that shows a job and the
+    id for that tab's picker."""
+
+    tab: Any  # "erase" | "results" | "spectrum"
+    erase: Any  # the Erase tab's picker (gr.skip(): unchanged)
+    results: Any  # the Results view's picker
+    spectrum: Any  # the Spectrum tab's picker
+
+
 @user_errors
-def job_open(job_id: str, request: gr.Request = None) -> tuple:
-    """API `job_open`: the tab that shows a job (a finished erasure: Results; an erasure under way: Erase;
-    a spectrum: Spectrum) and the job id for that tab's picker: (tab id, erase, results, spectrum)."""
+def job_open(job_id: str, request: gr.Request = None) -> OpenJob:
+    """The tab that shows a job (a finished erasure: Results; an erasure under way: Erase; a spectrum:
+    Spectrum) and the job id for that tab's picker."""
     info = state.manager().info(state.job(job_id, request).id)
     if info.kind == "spectrum":
-        return "spectrum", gr.skip(), gr.skip(), info.id
+        return OpenJob("spectrum", gr.skip(), gr.skip(), info.id)
     if info.state == "done":
-        return "results", gr.skip(), info.id, gr.skip()
-    return "erase", info.id, gr.skip(), gr.skip()
+        return OpenJob("results", gr.skip(), info.id, gr.skip())
+    return OpenJob("erase", info.id, gr.skip(), gr.skip())
 
 
 def pick_row(rows: pd.DataFrame, evt: gr.SelectData) -> str:

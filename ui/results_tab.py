@@ -5,6 +5,7 @@ concept to its pictures. The Erase tab opens it when the job it watches finishes
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import gradio as gr
 import numpy as np
@@ -83,8 +84,21 @@ def search_line(diagnostics: dict | None) -> str:
             f"{s['top_p']:.3f}{switches}.")
 
 
+class ResultsView(NamedTuple):
+    """The outputs of API `results`, by name: build() wires the components in this order, the handler fills
+    the values in it (a Gradio output list is positional)."""
+
+    summary: Any  # markdown: what ran, and how the search ended
+    prompts: Any  # the before/after grid's default prompts, one per line
+    heatmap: Any  # the search distribution over steps (ui.plots)
+    sampled: Any  # the concept sampled each step and its preservation loss
+    centres: Any  # every centre's loss at the snapshots
+    strips: Any  # the trajectory strip sheet (an image)
+    spectrum_job: Any  # the run's latest spectrum job ("" if none)
+
+
 @user_errors
-def results_summary(job_id: str, request: gr.Request = None) -> tuple:
+def results_summary(job_id: str, request: gr.Request = None) -> ResultsView:
     """API `results`: the run's summary, the default before/after prompts, the search heatmaps, the
     snapshot strips, and the run's latest spectrum job (its id; empty if none)."""
     from erasure import trajectory as tr
@@ -100,7 +114,7 @@ def results_summary(job_id: str, request: gr.Request = None) -> tuple:
                if history else (None, None, None))
     strips = plots.strip_sheet(tr.snapshot_strips(job.run_path, events)) if events else None
     prompts = default_prompts(job.record["params"]["model"], targets, adversarial)
-    return (text, prompts, *figures, strips, state.run_spectrum(job.id, request=request))
+    return ResultsView(text, prompts, *figures, strips, state.run_spectrum(job.id, request=request))
 
 
 def _compare(job_id: str, prompts: list[str], n_seeds: int, device: str, dtype: str, request, progress):
@@ -251,7 +265,7 @@ def build(model_device_dtype) -> SimpleNamespace:
                 r_concept = gr.Textbox(label="Concept (or type one and press Enter)", elem_id="results-concept")
                 r_drill = gr.Image(label="The concept before / after", show_label=False, type="numpy", elem_id="results-drill",
                                    buttons=["download", "fullscreen"], placeholder="click a concept in the table")
-        views = [r_summary, r_prompts, r_heat, r_sampled, r_centres, r_strips, r_spec_job]
+        views = list(ResultsView(r_summary, r_prompts, r_heat, r_sampled, r_centres, r_strips, r_spec_job))
         # the named endpoints first: a function's second registration gets a numbered API name
         grid_args = ([r_job, r_prompts, r_seeds, device, dtype], [r_grid, r_recognised])
         r_grid_go.click(results_grid, *grid_args, api_name="results_grid", concurrency_id="heavy")

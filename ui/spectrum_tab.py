@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import gradio as gr
 import pandas as pd
@@ -64,16 +65,27 @@ def spectrum_start(model: str, target: str, vocab: str, vocab_file, size: float,
     return state.manager().submit("spectrum", job, *state.who(request))
 
 
+class SpectrumView(NamedTuple):
+    """The outputs of API `spectrum_status`, by name (build() wires the components in this order)."""
+
+    status: Any  # markdown: state, progress, title
+    histogram: Any  # delta (or the proxy) over every concept
+    top: Any  # the most affected concepts
+    scatter: Any  # similarity to the target against damage
+    table: Any  # the top-N table
+    csv: Any  # the spectrum CSV (a file; None until done)
+
+
 @user_errors
-def spectrum_status(job_id: str, top_n: float = 20, request: gr.Request = None) -> tuple:
+def spectrum_status(job_id: str, top_n: float = 20, request: gr.Request = None) -> SpectrumView:
     """API `spectrum_status`: progress, then the figures, the top-N table and the CSV file."""
     job = state.job(job_id, request, "Spectrum job", "spectrum")
     return spectrum_view(job.id, state.manager().info(job.id), inputs.whole(top_n, "Top N", 1, 1000))
 
 
 @user_errors
-def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
-    """The N_VIEWS outputs of a spectrum job whose info was read already (only the text until it is done)."""
+def spectrum_view(job_id: str, info, top_n: int = 20) -> SpectrumView:
+    """The views of a spectrum job whose info was read already (only the text until it is done)."""
     from sensitivity import figures
 
     if info.kind != "spectrum":
@@ -87,14 +99,14 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> tuple:
     if info.state != "done" or not folder.finished:
         wait = placeholder("the figures appear here when the spectrum is done" if info.state in ("running", "queued")
                            else f"no spectrum: the job is {info.state}")
-        return text, wait, wait, wait, pd.DataFrame(columns=TABLE_COLUMNS), None
+        return SpectrumView(text, wait, wait, wait, pd.DataFrame(columns=TABLE_COLUMNS), None)
     df = folder.load()
     text += guided_note(folder.path)
     column = "delta" if df["delta"].notna().any() else "proxy"
     top = df.sort_values(column, ascending=False).head(int(top_n))
     table = top[["concept", "kind", column, "proxy", "text_sim"]].round(4)
-    return (text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
-            figures.similarity_scatter(df, column), table, str(folder.csv))
+    return SpectrumView(text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
+                        figures.similarity_scatter(df, column), table, str(folder.csv))
 
 
 def guided_note(folder: Path) -> str:
@@ -154,7 +166,7 @@ def build(model) -> SimpleNamespace:
                 s_table = gr.Dataframe(pd.DataFrame(columns=TABLE_COLUMNS), label="Top concepts",
                                        elem_id="spectrum-table")
                 s_csv = gr.File(label="Spectrum CSV", elem_id="spectrum-csv")
-        views = [s_status, s_hist, s_top, s_scatter, s_table, s_csv]
+        views = list(SpectrumView(s_status, s_hist, s_top, s_scatter, s_table, s_csv))
         s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
                                        s_run, s_proxy, s_guided], s_job, api_name="spectrum_start")
         s_job.change(spectrum_status, s_job, views, api_name="spectrum_status")
