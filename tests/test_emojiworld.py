@@ -180,3 +180,20 @@ def test_a_learning_curve_point_reads_the_kept_state_and_judges_by_class_name(tm
     assert acc == {"concept_top1": 1.0, "concepts_at_least_half": 1.0, "images": 2}
     by_position = concept_accuracy(unet, text_encoder, tokenizer, vae, names, Oracle(), 1)  # names as the classes
     assert by_position["concept_top1"] == 0.0
+
+
+@pytest.mark.slow
+@needs_font
+def test_the_clip_trains_resumes_from_its_kept_state_and_reports_zero_shot_accuracy(tmp_path, capsys):
+    from emojiworld import train_clip
+
+    small = ["--concepts", "12", "--per-concept", "4", "--batch", "16", "--threads", "1", "--save-every", "3"]
+    first = train_clip.main(["--work", str(tmp_path / "a"), "--steps", "3", "--keep", str(tmp_path / "keep"), *small])
+    assert set(first["heldout_zero_shot_top1"]) == {"concept", "style", "background"}
+    assert (tmp_path / "a" / "clip" / "open_clip_model.safetensors").is_file()
+    assert json.loads((tmp_path / "keep" / "meta.json").read_text())["step"] == 3
+    capsys.readouterr()
+    train_clip.main(["--work", str(tmp_path / "b"), "--steps", "5", "--keep", str(tmp_path / "keep"), "--resume", *small])
+    out = capsys.readouterr().out
+    assert "resumed from the kept state at step 3" in out and "step=0 " not in out  # a new machine goes on
+    assert "--resume" not in first["command"] and "--keep" in first["command"]
