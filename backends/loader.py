@@ -260,14 +260,15 @@ def load_classifier(device: str | torch.device = "cpu"):
 
 
 @serialised
-def load_embedded_clip(device: str | torch.device = "cpu"):
-    """The embedded open_clip CLIP and its tokenizer function (texts -> ids)."""
+def load_embedded_clip(device: str | torch.device = "cpu", folder: Path = ASSETS / "clip"):
+    """An embedded world's open_clip CLIP (ShapesWorld's by default; EmojiWorld's in assets/emoji/clip) and
+    its tokenizer function (texts -> ids)."""
     from open_clip.model import CLIP
     from safetensors.torch import load_file
 
     from shapesworld.tokenizer import tokenize
 
-    cfg = json.loads((ASSETS / "clip" / "open_clip_config.json").read_text())
+    cfg = json.loads((folder / "open_clip_config.json").read_text())
     model = CLIP(**cfg["model_cfg"])
-    model.load_state_dict(load_file(ASSETS / "clip" / "open_clip_model.safetensors"))
+    model.load_state_dict(load_file(folder / "open_clip_model.safetensors"))
     return model.eval().to(device), tokenize

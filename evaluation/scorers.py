@@ -70,14 +70,16 @@ def scores_from_features(image_features: torch.Tensor, text_features: torch.Tens
 
 
 class EmbeddedClipScorer(Scorer):
-    """The tiny open_clip CLIP trained on ShapesWorld (assets/embedded/clip)."""
+    """A tiny open_clip CLIP trained on an embedded world: ShapesWorld's (assets/embedded/clip) or, with
+    `folder` and `name`, EmojiWorld's (assets/emoji/clip; emojiworld.train_clip)."""
 
     name = "embedded"
 
-    def __init__(self, device: str | torch.device = "cpu"):
+    def __init__(self, device: str | torch.device = "cpu", folder=None, name: str = "embedded"):
         from backends import load_embedded_clip
 
-        model, self.tokenize = load_embedded_clip(device)
+        model, self.tokenize = load_embedded_clip(device) if folder is None else load_embedded_clip(device, folder)
+        self.name = name
         super().__init__(model, device)
 
     def _encode_images(self, x):
@@ -136,10 +138,16 @@ def get_scorer(name: str = "embedded", device: str | torch.device = "cpu") -> Sc
     if name == "embedded":
         return EmbeddedClipScorer(device)
     if name == "emoji":
+        from backends.paths import EMOJI_ASSETS
+
         from .errors import MetricUnavailableError
 
-        raise MetricUnavailableError("EmojiWorld's CLIP scorer is not trained yet (assets/emoji/README.md), so delta "
-                                     "cannot be scored on the emoji model; compute a proxy-only spectrum meanwhile")
+        folder = EMOJI_ASSETS / "clip"
+        if not (folder / "open_clip_model.safetensors").is_file():
+            raise MetricUnavailableError("EmojiWorld's CLIP scorer is not trained yet (assets/emoji/README.md), so "
+                                         "delta cannot be scored on the emoji model; compute a proxy-only spectrum "
+                                         "meanwhile")
+        return EmbeddedClipScorer(device, folder, "emoji")
     if "/" not in name:
         raise ValueError(f"unknown scorer {name!r}; use 'embedded' or an open_clip 'arch/pretrained' tag "
                          f"such as {DEFAULT_SD_SCORER!r}")

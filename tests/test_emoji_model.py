@@ -6,6 +6,7 @@ the target; AGE its own published sizes), names of several words included."""
 from pathlib import Path
 
 import pytest
+import torch
 
 from backends import loader
 from backends.paths import EMOJI
@@ -85,9 +86,12 @@ def test_the_app_offers_the_emoji_words_and_prompts_when_it_is_chosen(emoji_fold
     assert rows[:3] == ["a tiger", "a grayscale tiger", "a lion"] and "a hamburger" in rows
 
 
-def test_a_spectrum_on_the_emoji_model_says_its_scorer_is_not_trained_yet():
+def test_a_spectrum_on_the_emoji_model_says_its_scorer_is_not_trained_yet(tmp_path, monkeypatch):
+    import backends.paths
     from evaluation.errors import MetricUnavailableError
     from evaluation.scorers import default_scorer_for, get_scorer
+
+    monkeypatch.setattr(backends.paths, "EMOJI_ASSETS", tmp_path)  # no clip/ folder: as before it ships
 
     assert default_scorer_for(EMOJI) == "emoji" and default_scorer_for("embedded") == "embedded"
     with pytest.raises(MetricUnavailableError, match="not trained yet .* proxy-only spectrum"):
@@ -106,3 +110,19 @@ def test_ap_erases_an_emoji_concept_searching_its_named_neighbours(emoji_folder,
     assert len(centres) == 100 and "tiger" not in centres and any(" " in c for c in centres)
     assert json.loads((run.path / "config.json").read_text())["config"]["vocab"] == "emoji"
     assert run.status()["state"] == "done" and run.result()  # the changed cross-attention tensors
+
+
+def test_a_trained_emoji_clip_becomes_the_emoji_models_scorer(tmp_path, monkeypatch):
+    """Once emojiworld.train_clip's folder is in assets/emoji/clip, `emoji` spectra score with it."""
+    import backends.paths
+    from emojiworld import train_clip
+    from evaluation.scorers import get_scorer
+
+    train_clip.main(["--work", str(tmp_path / "w"), "--concepts", "6", "--per-concept", "2", "--batch", "8",
+                     "--steps", "1", "--threads", "1"])
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "w" / "clip").rename(tmp_path / "assets" / "clip")
+    monkeypatch.setattr(backends.paths, "EMOJI_ASSETS", tmp_path / "assets")
+    scorer = get_scorer("emoji")
+    images = (torch.rand(2, 32, 32, 3) * 255).to(torch.uint8).numpy()
+    assert scorer.name == "emoji" and scorer.score(images, ["a dog face", "a hamburger"]).shape == (2,)
