@@ -29,7 +29,7 @@ from shapesworld.architectures import CLIP_CONFIG, new_clip
 from shapesworld.data import to_tensor
 from shapesworld.tokenizer import tokenize
 from shapesworld.train_classifier import augment
-from shapesworld.train_clip import soft_clip_loss
+from shapesworld.train_clip import clip_step
 from shapesworld.training import Log, lr_at, seed_everything, versions
 from shapesworld.weights import half_floats, save_safetensors
 
@@ -159,13 +159,7 @@ def train(a: argparse.Namespace) -> dict:
         idx = torch.randint(0, len(x_all), (a.batch,), generator=gen).tolist()
         mentions = [sample_mention(scenes[i], rng) for i in idx]
         pos = torch.tensor([[is_true_of(m, scenes[i]) for m in mentions] for i in idx])  # [B, B]
-        img, txt, scale = model(augment(x_all[idx], gen), tokenize([caption(m, rng) for m in mentions]))[:3]
-        loss = soft_clip_loss(img, txt, scale, pos)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, np.log(100))
+        loss, scale = clip_step(model, opt, augment(x_all[idx], gen), tokenize([caption(m, rng) for m in mentions]), pos)
         if step % 25 == 0:
             log(step=step, loss=loss.item(), scale=scale.item(), lr=opt.param_groups[0]["lr"])
         if (step + 1) % a.save_every == 0 or step + 1 == a.steps:

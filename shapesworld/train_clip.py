@@ -38,6 +38,19 @@ def soft_clip_loss(img: torch.Tensor, txt: torch.Tensor, scale: torch.Tensor, po
     return 0.5 * (torch.sum(-t_i * F.log_softmax(logits, 1), 1).mean() + torch.sum(-t_t * F.log_softmax(logits.T, 1), 1).mean())
 
 
+def clip_step(model, opt, x: torch.Tensor, tokens: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step of the soft contrastive loss on images x [B, 3, 32, 32] and caption tokens [B, L];
+    the logit scale stays within CLIP's bound (100). Returns (loss, scale). Shared with emojiworld.train_clip."""
+    img, txt, scale = model(x, tokens)[:3]
+    loss = soft_clip_loss(img, txt, scale, pos)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, np.log(100))
+    return loss, scale
+
+
 @torch.no_grad()
 def zero_shot(model, x: torch.Tensor, scenes) -> dict[str, float]:
     """Top-1 for shape ("a {shape}") and colour (prompt ensemble over shapes)."""
@@ -79,13 +92,8 @@ def train(out: Path, steps: int, batch: int, lr: float, seed: int) -> dict:
         idx = torch.randint(0, len(x_all), (batch,), generator=gen).tolist()
         mentions = [sample_mentions(scenes[i], rng) for i in idx]
         pos = torch.tensor([[is_true_of(m, scenes[i]) for m in mentions] for i in idx])
-        img, txt, scale = model(augment(x_all[idx], gen), tokenize([caption_from(m, rng) for m in mentions]))[:3]
-        loss = soft_clip_loss(img, txt, scale, pos)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, np.log(100))
+        loss, scale = clip_step(model, opt, augment(x_all[idx], gen), tokenize([caption_from(m, rng) for m in mentions]),
+                                pos)
         if step % 50 == 0:
             log(step=step, loss=loss.item(), scale=scale.item())
     acc = zero_shot(model, to_tensor(val_images), val_scenes)
