@@ -38,7 +38,7 @@ def listed_presets() -> list[str]:
     """The presets a model picker offers: every hub preset, and a shipped one once its pipeline is in
     assets/ (EmojiWorld's appears when its trained UNet ships)."""
     return [name for name, source in PRESETS.items()
-            if not source.startswith("/") or (Path(source) / "model_index.json").is_file()]
+            if not Path(source).is_absolute() or (Path(source) / "model_index.json").is_file()]
 
 
 # Random weights built from configs (backends.flux, backends.sdxl): each family's code path offline, for

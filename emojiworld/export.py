@@ -3,9 +3,10 @@ VAE, the CLIP BPE tokenizer and the training scheduler), loadable by StableDiffu
 
     python -m emojiworld.export --keep assets/emoji/training/unet_kept --out .train/emoji/pipeline_6000
 
-The weights are the kept EMA weights (bfloat16 on disk), written in float16 like the shipped ShapesWorld
-pipeline; `emojiworld.json` beside them records the step and the training settings they come from, and
-`concepts.txt` the concept names the model learnt (what the unknown-word guard accepts: backends.vocab).
+The UNet and text encoder are the kept EMA weights (bfloat16 on disk), written in float16 like the shipped
+ShapesWorld pipeline's; the VAE is copied as trained (float32). `emojiworld.json` beside them records the
+step and the training settings they come from, and `concepts.txt` the concept names the model learnt (what
+the unknown-word guard accepts: backends.vocab).
 """
 
 from __future__ import annotations

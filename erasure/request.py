@@ -160,8 +160,8 @@ def erase(model: str = "embedded", method: str = "ap", targets: Sequence[str] | 
     recorded, and `resume` loads the same. `checkpoints_total_limit` is how many checkpoints stay on disk
     (the oldest go first; on SD a full-UNet checkpoint is ~10 GB)."""
     names = (targets,) if isinstance(targets, str) else tuple(targets)
-    request = EraseRequest(model, method, names, presets if isinstance(presets, str) else ",".join(presets), overrides,
-                           device, dtype, force=True,
+    presets = presets if isinstance(presets, str) else ",".join(presets)
+    request = EraseRequest(model, method, names, presets, overrides, device, dtype, force=True,
                            checkpoints_total_limit=checkpoints_total_limit)
     return train(request.check(), out, callback=callback, cancel=cancel, pipe=pipe)
 

@@ -10,11 +10,14 @@ text-text similarities all come from the same vectors.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from backends.building import serialised
+from backends.paths import ASSETS
 from backends.storage import weights_fingerprint
 
 DEFAULT_SD_SCORER = "ViT-L-14/openai"
@@ -75,10 +78,10 @@ class EmbeddedClipScorer(Scorer):
 
     name = "embedded"
 
-    def __init__(self, device: str | torch.device = "cpu", folder=None, name: str = "embedded"):
+    def __init__(self, device: str | torch.device = "cpu", folder: Path = ASSETS / "clip", name: str = "embedded"):
         from backends import load_embedded_clip
 
-        model, self.tokenize = load_embedded_clip(device) if folder is None else load_embedded_clip(device, folder)
+        model, self.tokenize = load_embedded_clip(device, folder)
         self.name = name
         super().__init__(model, device)
 
@@ -134,7 +137,8 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 @serialised  # builds a CLIP model (backends.building)
 def get_scorer(name: str = "embedded", device: str | torch.device = "cpu") -> Scorer:
-    """'embedded' or an open_clip 'arch/pretrained' tag ('emoji': EmojiWorld's, not trained yet)."""
+    """'embedded', 'emoji' (EmojiWorld's CLIP, once it is in assets/emoji/clip) or an open_clip
+    'arch/pretrained' tag."""
     if name == "embedded":
         return EmbeddedClipScorer(device)
     if name == "emoji":

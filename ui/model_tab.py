@@ -79,11 +79,12 @@ def world_pickers(model: str) -> tuple:
     world = model_traits(model if isinstance(model, str) else "").world
     names: list[str] = []
     if world == "emoji":
+        from backends.loader import ModelUnavailableError
         from backends.vocab import emoji_known
 
         try:
             names = list(emoji_known(model))
-        except Exception:  # noqa: BLE001 - a model not shipped yet: Load says why; the list stays empty
+        except ModelUnavailableError:  # its pipeline has not shipped: Load says why; the list stays empty
             names = []
     return gr.Dataset(visible=world == "shapes"), gr.Dropdown(choices=names, value=None, visible=world == "emoji")
 
