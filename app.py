@@ -23,6 +23,7 @@ import gradio as gr
 
 from backends import EMBEDDED
 from backends.loader import listed_presets
+from jobs import examples
 from ui import compare_tab, erase_tab, jobs_tab, live, model_tab, results_tab, spectrum_tab
 from ui.guard import Blocks
 from ui.theme import CSS, theme
@@ -38,7 +39,8 @@ def build_ui() -> gr.Blocks:
         model = gr.Dropdown(listed_presets(), value=EMBEDDED, label="Model", allow_custom_value=True,
                             info="a preset, a hub repo id this server allows (CSE_ALLOWED_MODELS) or a folder under "
                                  "CSE_MODEL_DIRS")
-        with gr.Tabs() as tabs:
+        # a first visit opens on a finished example's Results (ui.live.restore picks it) when examples ship
+        with gr.Tabs(selected="results" if examples.first() else None) as tabs:
             device, dtype = model_tab.build(model)
             erase = erase_tab.build(demo, model)
             results = results_tab.build((device, dtype))
@@ -68,4 +70,7 @@ def launch_options() -> dict:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from ui import state
+
+    state.manager()  # the jobs folder, with the shipped examples in it, before the first request
     build_ui().queue(default_concurrency_limit=1).launch(**launch_options())

@@ -32,8 +32,16 @@ class ModelTraits:
 
 _TRAITS = {EMBEDDED: ModelTraits("a {concept}", "world", lr_scale=100.0, sampler_steps=25, world="shapes"),
            # EmojiWorld's model: the same architecture and training recipe at 32 px, its concept names as words
-           EMOJI: ModelTraits("a {concept}", "emoji", lr_scale=100.0, sampler_steps=25, world="emoji")}
+           # ("{a}": the concept's article, as its captions write it: "an otter", "a cat face")
+           EMOJI: ModelTraits("{a} {concept}", "emoji", lr_scale=100.0, sampler_steps=25, world="emoji")}
 _DEFAULT = ModelTraits("{concept}", "clip-words")
+
+
+def fill(template: str, concept: str) -> str:
+    """A concept in a prompt template: "{concept}" is the concept, and "{a}" its English article ("an" before a
+    vowel), for worlds whose captions write it (EmojiWorld's "an otter"; ShapesWorld's stored template, "a
+    {concept}", keeps its numbers unchanged)."""
+    return template.format(concept=concept, a="an" if concept[:1].lower() in "aeiou" and concept else "a")
 
 
 def model_traits(model: str) -> ModelTraits:

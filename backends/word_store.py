@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import save_file
 
 from .offload import execution_device
-from .prompts import embed_prompts
+from .prompts import embed_prompts, fill
 from .storage import CACHE_ROOT, atomic_write, weights_fingerprint
 
 SHARD_WORDS = 2048  # words per shard file (~240 MB on SD in float16; one shard is held while it is filled)
@@ -109,7 +109,7 @@ class WordStore:
 
     @torch.no_grad()
     def _write_shard(self, words: list[str]) -> None:
-        prompts = [self.template.format(concept=w) for w in words]
+        prompts = [fill(self.template, w) for w in words]
         first = embed_prompts(self.pipe, prompts[:EMBED_BATCH]).float().cpu().half()
         # [n, L, d] float16, filled batch by batch (no second copy from a concatenation)
         emb = torch.empty((len(prompts), *first.shape[1:]), dtype=torch.float16)

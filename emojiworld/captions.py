@@ -1,7 +1,7 @@
 """Captions for EmojiWorld scenes: "a cat face", "a sketched cat face on a striped background".
 
-The concept template is "a {concept}", as in ShapesWorld, so targets and vocabularies read the same
-in both worlds; training captions name the style and background at random (never a wrong one).
+The concept template is "{a} {concept}" (backends.prompts.fill: the concept with its article, "an otter"),
+the form training captions use; they name the style and background at random (never a wrong one).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from .world import STYLE_WORDS, Scene
 
 FRAMES = ("{np}", "a picture of {np}", "an emoji of {np}", "an image of {np}")
-CONCEPT_TEMPLATE = "a {concept}"
+CONCEPT_TEMPLATE = "{a} {concept}"
 
 
 def article(phrase: str) -> str:

@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from backends.generate import check_resolution
 from backends.precision import check_precision
-from backends.prompts import model_traits
+from backends.prompts import fill, model_traits
 
 PARAM_GROUPS = ("xattn", "noxattn", "kv", "full")
 MAX_STEPS = 1_000_000  # outer steps of one run (the message below says 1e6)
@@ -110,7 +110,7 @@ class EraseConfig:
         check_resolution(self.resolution)
 
     def prompts(self) -> list[str]:
-        return [self.template.format(concept=t.strip()) for t in self.targets]
+        return [fill(self.template, t.strip()) for t in self.targets]
 
     def centre_codes(self) -> int:
         """Start codes each search centre gets in the latent bank: bank_centre_codes when that is fewer than

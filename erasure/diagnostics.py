@@ -79,6 +79,15 @@ def search_diagnostics(history: dict[str, dict], final_l2: dict[str, list[float]
     return {p: target_diagnostics(h, final_l2.get(p)) | {"excluded": excluded.get(p, [])} for p, h in history.items()}
 
 
+CONCENTRATED = 2.0  # a search "concentrated" when its most likely concept is at least this many times uniform (1/n)
+
+
+def concentrated(final: dict, n: int) -> bool:
+    """Whether a target's final search distribution picked a concept out: top p >= CONCENTRATED / n. Below
+    that the search stayed near uniform, and its argmax is noise that no view should present as a finding."""
+    return final["top_p"] * n >= CONCENTRATED
+
+
 def summary(diagnostics: dict) -> dict:
     """The numbers a report row keeps: means over targets of the final entropy ratio, top-p, switch rate,
     and the pi-loss rank correlation (None when every target's pi stayed uniform)."""
@@ -92,4 +101,6 @@ def summary(diagnostics: dict) -> dict:
 
     return {"entropy_ratio": mean(f["entropy_ratio"] for f, _ in finals), "top_p": mean(f["top_p"] for f, _ in finals),
             "switch_rate": mean(s for _, s in finals), "pi_l2_spearman": mean(f.get("pi_l2_spearman") for f, _ in finals),
-            "top": [f["top"] for f, _ in finals]}
+            "top": [f["top"] for f, _ in finals],
+            "concentrated": [concentrated(d["final"], d["n"]) for d in diagnostics.values() if d.get("final")],
+            "top_ratio": mean(d["final"]["top_p"] * d["n"] for d in diagnostics.values() if d.get("final"))}

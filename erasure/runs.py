@@ -88,6 +88,33 @@ class RunFolder:
     def save_search(self, diagnostics: dict) -> None:
         write_json(self.path / "search.json", diagnostics)
 
+    def damage(self) -> list[dict] | None:
+        """The run judged over every concept of its world (evaluation.damage rows), once measured; else None."""
+        path = self.path / "damage.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def save_damage(self, rows: list[dict]) -> None:
+        write_json(self.path / "damage.json", rows)
+
+    def grid(self, key: dict) -> tuple[Path, str] | None:
+        """The cached before/after sheet drawn with `key` (prompts, seeds, sampler, ...): (PNG path, its
+        markdown), or None when it was not drawn with exactly that key."""
+        meta = self.path / "grid.json"
+        if not meta.is_file() or not (self.path / "grid.png").is_file():
+            return None
+        cached = json.loads(meta.read_text())
+        return (self.path / "grid.png", cached["text"]) if cached["key"] == key else None
+
+    def save_grid(self, key: dict, image, text: str) -> None:
+        """Keep one before/after sheet (uint8 [H, W, 3]) with the key it was drawn with: the Results view
+        draws a run's default grid once."""
+        from PIL import Image
+
+        tmp = self.path / "grid.png.tmp"
+        Image.fromarray(image).save(tmp, format="PNG")
+        tmp.replace(self.path / "grid.png")
+        write_json(self.path / "grid.json", {"key": key, "text": text})
+
     def trajectory_image(self, step: int, name: str) -> tuple[Path, str]:
         """Where a snapshot image goes: (absolute path, the path relative to the run that events record)."""
         (self.path / "trajectory").mkdir(exist_ok=True)

@@ -12,7 +12,8 @@ ETA_WINDOW = 20  # recent steps whose median duration the ETA uses (a checkpoint
 
 
 def progress(events: list[dict], snapshot_every: int = 0) -> dict:
-    """Step, total, ETA, current concept and top-5, and the phase ("training" | "finishing" | "done").
+    """Step, total, ETA, current concept and top-5, and the phase ("training" | "picture": a snapshot is being
+    drawn | "finishing" | "done").
 
     Measured since the latest start or resume: ETA = remaining steps x the median duration of the last
     ETA_WINDOW steps + remaining snapshots (every `snapshot_every` steps) x their mean duration, so the
@@ -33,7 +34,9 @@ def progress(events: list[dict], snapshot_every: int = 0) -> dict:
         out.update(step=last["step"], concept=last.get("concept"), top5=last.get("top5", []),
                    losses=last.get("losses", {}))
         out["eta_s"] = _eta(run, last["step"], last["total"], snapshot_every)
-        if last["step"] >= last["total"]:
+        if snapshot_every and run[-1] is last and (last["step"] % snapshot_every == 0 or last["step"] == 1):
+            out["phase"] = "picture"  # the step's snapshot is being drawn (its event comes when it is done)
+        elif last["step"] >= last["total"]:
             out["phase"] = "finishing"
     if any(e["kind"] == "done" for e in events):
         out.update(step=out["total"], eta_s=0.0, phase="done")

@@ -24,6 +24,7 @@ from backends import SamplerSettings, generate, initial_latents
 from backends.families import family_of
 from backends.generate import generate_from_embeddings, native_size
 from backends.offload import execution_device
+from backends.prompts import fill
 
 Judge = Callable[[np.ndarray], np.ndarray]  # uint8 images [N, H, W, 3] -> bool [N]: concept recognised
 
@@ -121,7 +122,7 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
     config.check()
     pipe, sched, family = erased_pipe, erased_pipe.scheduler, family_of(erased_pipe)
     net = family.denoiser(pipe)
-    x0 = _concept_latents(base_pipe, template.format(concept=concept), [10_000 + i for i in range(config.n_train)],
+    x0 = _concept_latents(base_pipe, fill(template, concept), [10_000 + i for i in range(config.n_train)],
                           settings)
     prompt = TokenPrompt(pipe, config.prefix, config.n_tokens, concept)
     opt = torch.optim.Adam([prompt.vectors], lr=config.lr)
@@ -145,6 +146,6 @@ def adversarial_prompt_attack(base_pipe, erased_pipe, concept: str, judge: Judge
         emb = prompt.embed()  # [1, L, d]
         images = generate_from_embeddings(pipe, {"emb": emb.expand(len(seeds), -1, -1)}, family.encode(pipe, [""]),
                                           seeds, settings)
-    plain = generate(pipe, [template.format(concept=concept)] * len(seeds), seeds, settings)
+    plain = generate(pipe, [fill(template, concept)] * len(seeds), seeds, settings)
     return {"asr": attack_success(images, judge), "plain_asr": attack_success(plain, judge),
             "loss_first": losses[0], "loss_last": float(np.mean(losses[-10:])), "images": images}

@@ -336,8 +336,8 @@ class JobManager:
         def ran() -> float:
             return before + time.monotonic() - t0
 
-        def report(step: int, tot: int, message: str, phase: str = "") -> None:
-            job.set_state("running", step, tot or total, message, ran(), phase=phase)
+        def report(step: int, tot: int, message: str, phase: str = "", eta_s: float | None = None) -> None:
+            job.set_state("running", step, tot or total, message, ran(), phase=phase, eta_s=eta_s)
 
         report(st.get("step", 0), total, "starting")
         try:
@@ -349,7 +349,7 @@ class JobManager:
             job.save_error(traceback.format_exc())
         else:
             done = max(total, self._step(job))  # a vocabulary known only when it runs may exceed the first count
-            job.set_state("done", done, done, "finished", ran())
+            job.set_state("done", done, done, "finished", ran(), phase="")  # no phase left to show
 
     @staticmethod
     def _step(job: JobFolder) -> int:

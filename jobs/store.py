@@ -40,9 +40,18 @@ class JobInfo:
     path: str
     run_s: float = 0.0  # seconds spent running, over every attempt (a resumed job adds its new attempt)
     phase: str = ""  # what part of the job runs ("erasing": a spectrum job's quick erasure; jobs.tasks)
+    updated: float = 0.0  # when the state was last written (epoch seconds)
+    eta_s: float | None = None  # seconds left, measured in this run (spectrum jobs); None: not known yet
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def elapsed(self, now: float | None = None) -> float:
+        """Seconds spent running until `now` (default: now): a running job's time ticks between its state
+        writes too (loading the model, building a latent bank and drawing pictures write none)."""
+        if self.state != "running" or not self.updated:
+            return self.run_s
+        return self.run_s + max(0.0, (time.time() if now is None else now) - self.updated)
 
 
 class JobFolder:
@@ -120,13 +129,15 @@ class JobFolder:
             return {"state": "interrupted", "step": 0, "total": 0, "message": "state file missing"}
 
     def set_state(self, state: str, step: int = 0, total: int = 0, message: str = "", run_s: float | None = None,
-                  phase: str | None = None) -> None:
-        """Write the state; `run_s` (time spent running) and `phase` carry over from the last state when not given."""
+                  phase: str | None = None, eta_s: float | None = None) -> None:
+        """Write the state; `run_s` (time spent running) and `phase` carry over from the last state when not
+        given; `eta_s`: the seconds left when the job measured them."""
         last = self.state()
         run_s = last.get("run_s", 0.0) if run_s is None else run_s
         phase = last.get("phase", "") if phase is None else phase
         write_json(self.path / "state.json", {"state": state, "step": step, "total": total, "message": message,
                                               "run_s": round(run_s, 1), "phase": phase, "pid": os.getpid(),
+                                              "eta_s": None if eta_s is None else round(eta_s, 1),
                                               "updated": time.time()})
 
     def info(self, live: bool) -> JobInfo:
@@ -142,7 +153,8 @@ class JobFolder:
 
             step = max(step, RunFolder(self.run_path).status().get("step", 0))
         return JobInfo(self.id, rec["kind"], rec["title"], state, step, total, st.get("message", ""),
-                       rec["created"], str(self.path), st.get("run_s", 0.0), st.get("phase", ""))
+                       rec["created"], str(self.path), st.get("run_s", 0.0), st.get("phase", ""),
+                       st.get("updated", 0.0), st.get("eta_s"))
 
 
 def job_folders(root: Path) -> list[JobFolder]:

@@ -4,6 +4,7 @@ worker) without resolving again, reporting progress through `report(step, total,
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +12,12 @@ from typing import NamedTuple
 
 from .store import JobFolder, find_job
 
-Report = Callable[..., None]  # report(step, total, message, phase="") -> None
+Report = Callable[..., None]  # report(step, total, message, phase="", eta_s=None) -> None
 ERASING = "erasing"  # a spectrum job's phase while its quick erasure runs (steps, not concepts, in its message)
+JUDGING = "judging"  # an erase job's phase after training: its world's concepts drawn and judged (evaluation.damage)
+# Seeds per concept when a finished erasure on a world model is judged over every concept of its world
+# (evaluation.damage: 2 models x 23 ShapesWorld concepts x this many images); 0 skips the judging
+JUDGE_SEEDS = int(os.environ.get("CSE_JUDGE_SEEDS", "4"))
 CHECKPOINTS_PER_JOB = 10  # a job checkpoints ten times per run: a restart loses at most a tenth of it
 
 
@@ -49,7 +54,32 @@ def run_erase(job: JobFolder, cancel, report: Report) -> None:
     def on_event(event) -> None:
         throttle(event.step, event.total, event.concept or "", force=event.kind != "step")
 
-    erasure.train(_resolved_erase(job), job.run_path, callback=on_event, cancel=cancel, resume_existing=True)
+    resolved = _resolved_erase(job)
+    erasure.train(resolved, job.run_path, callback=on_event, cancel=cancel, resume_existing=True)
+    judge_erasure(job.run_path, resolved.request, cancel, lambda message: report(resolved.steps, resolved.steps,
+                                                                                  message, phase=JUDGING))
+
+
+def judge_erasure(run: Path, request, cancel, say: Callable[[str], None]) -> None:
+    """A world model's finished run judged over every concept of its world (evaluation.damage), once, and
+    kept in the run folder: what the Results headline says and which concepts its grid adds. Models with no
+    world classifier (hub models) are not judged."""
+    from backends import load_classifier, load_pipeline, torch_dtype
+    from backends.prompts import model_traits
+    from erasure import RunFolder, erased_copy
+    from evaluation import damage
+
+    folder = RunFolder(run)
+    if not JUDGE_SEEDS or model_traits(request.model).world != "shapes" or folder.damage() is not None:
+        return
+    say("judging every concept of the world: 0 %")
+    base = load_pipeline(request.model, device=request.device, dtype=torch_dtype(request.dtype))
+    progress = _Throttle(lambda done, total, message, phase="": say(message))
+    rows = damage.measure_damage(base, erased_copy(base, run), load_classifier(), request.targets, JUDGE_SEEDS,
+                                 cancel=cancel,
+                                 progress=lambda done, total: progress(
+                                     done, total, f"judging every concept of the world: {100 * done // total} %"))
+    folder.save_damage(damage.to_json(rows))
 
 
 def _resolved_erase(job: JobFolder):
@@ -80,7 +110,9 @@ def check_spectrum(params: dict, root: Path, limits=None) -> Checked:
         if ran_on != request.model:
             raise ValueError(f"job {params['run']} erased {ran_on!r}, not {request.model!r}: pick an erasure of "
                              f"{request.model!r}, or choose {ran_on!r} as the model")
-    what = f"job {params['run']}" if params.get("run") else f"a quick {resolved.erasure.request.method.upper()} erasure"
+    # the erasure by its title, not its id: typing an erase job's id in a picker must match that job alone
+    what = (find_job(root, params["run"]).record["title"] if params.get("run")
+            else f"a quick {resolved.erasure.request.method.upper()} erasure")
     return Checked(f"spectrum of {', '.join(config.targets)} ({config.vocab}, k={config.k}) after {what}",
                    len(resolved.concepts or []), resolved.to_dict())
 
@@ -99,13 +131,14 @@ def run_spectrum(job: JobFolder, cancel, report: Report) -> None:
     import sensitivity
     from sensitivity.request import is_quick_step
 
-    throttle = _Throttle(report)
+    throttle, rate = _Throttle(report), Rate()
 
     def progress(done: int, total: int, message: str) -> None:
         phase = ERASING if is_quick_step(message) else ""
         if phase:  # the erasure's steps are in the message; the job counts concepts
             done, total = 0, 0
-        throttle(done, total, message, force=bool(total) and done == total, phase=phase)
+        throttle(done, total, message, force=bool(total) and done == total, phase=phase,
+                 eta_s=None if phase else rate.left(done, total))
 
     stored = job.record.get("resolved") or check_spectrum(job.record["params"], job.path.parent).resolved
     resolved = sensitivity.ResolvedSpectrum.from_dict(stored)  # a job stored before jobs kept it: checked now
@@ -127,6 +160,22 @@ def _erasure_run_of(root: Path, job_id: str) -> Path:
     return job.run_path
 
 
+class Rate:
+    """Seconds left of a count of work, measured from the first report of it: (total - done) x the time per
+    unit since then (the quick erasure before it and the set-up are not counted in)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock, self.first = clock, None
+
+    def left(self, done: int, total: int) -> float | None:
+        now = self.clock()
+        if self.first is None or done < self.first[0]:
+            self.first = (done, now)
+            return None
+        units, seconds = done - self.first[0], now - self.first[1]
+        return (total - done) * seconds / units if units > 0 else None
+
+
 class _Throttle:
     """Forward progress at most twice a second (and always when forced), so a fast GPU loop
     does not spend its time rewriting state.json."""
@@ -134,11 +183,11 @@ class _Throttle:
     def __init__(self, report: Report, every_s: float = 0.5):
         self.report, self.every_s, self.last = report, every_s, 0.0
 
-    def __call__(self, step: int, total: int, message: str, force: bool = False, phase: str = "") -> None:
+    def __call__(self, step: int, total: int, message: str, force: bool = False, phase: str = "", **more) -> None:
         now = time.monotonic()
         if force or now - self.last >= self.every_s:
             self.last = now
-            self.report(step, total, message, phase=phase)
+            self.report(step, total, message, phase=phase, **more)
 
 
 class JobKind(NamedTuple):

@@ -19,6 +19,7 @@ import io
 import re
 from pathlib import Path
 
+from backends.prompts import fill
 from backends.vocab import FIXED, SIZED, clip_all, clip_words, get_vocabulary, world_words
 
 NULL, PHOTO = "", "a photo"
@@ -130,7 +131,7 @@ def kind_of(concept: str, targets: list[str]) -> str:
 
 def prompt_of(concept: str, template: str) -> str:
     """The prompt for a concept; the neutral concepts are prompts in their own right, never templated."""
-    return concept if concept in NEUTRAL else template.format(concept=concept)
+    return concept if concept in NEUTRAL else fill(template, concept)
 
 
 def nearest(pipe, target: str | None, k: int, template: str, pool: list[str]) -> list[str]:
@@ -144,5 +145,5 @@ def nearest(pipe, target: str | None, k: int, template: str, pool: list[str]) ->
         raise VocabularyError(f"nearest-K needs K >= 1, got {k}")
     words = [w for w in pool if w != target]
     table = WordStore(pipe, template).table(words)  # memory-mapped, distances in CPU chunks
-    order = table.distances(embed_prompts(pipe, [template.format(concept=target)])[0]).argsort()[:k]
+    order = table.distances(embed_prompts(pipe, [fill(template, target)])[0]).argsort()[:k]
     return [table.words[i] for i in order.tolist()]

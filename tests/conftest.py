@@ -4,6 +4,9 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+# A finished erase job on the embedded model is judged over its whole world (jobs.tasks.JUDGE_SEEDS: 184 images);
+# the tests of that judging turn it on where they run it (tests/test_app.py's served app), the rest skip its cost
+os.environ.setdefault("CSE_JUDGE_SEEDS", "0")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

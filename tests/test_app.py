@@ -58,7 +58,8 @@ from tests.app_server import AppServer  # noqa: E402
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    server = AppServer(tmp_path_factory.mktemp("app") / "jobs").start()
+    # the app as shipped: a finished erasure is judged over every concept of the world (the Results headline)
+    server = AppServer(tmp_path_factory.mktemp("app") / "jobs", env={"CSE_JUDGE_SEEDS": "4"}).start()
     yield server, Client(server.url, verbose=False)
     server.kill()
 
@@ -88,16 +89,18 @@ def test_api_flow_erase_results_compare_spectrum_downloads(served):
     assert c.predict("embedded", "ap", "object", "fast", api_name="/erase_defaults")[0] == "xattn"
     job = c.predict("embedded", "ap", "star", "object", "fast", "xattn", 24, 1e-3, 8, api_name="/erase_start")
     status = _until(c, "/erase_status", job, lambda o: "done" in _headline(o) or "failed" in _headline(o))
-    assert "**done** — step 24 / 24" in status[0] and "adversarial concept" in status[0]
+    assert "**done** — step 24 / 24" in status[0] and "concept the search preserves now" in status[0]
     # the Results view: what ran, the search's history, base and erased side by side
-    text, prompts, heat, sampled, centres, strips, attached = c.predict(job, api_name="/results")
-    assert "AP · star · 24 steps" in text and "Most likely adversarial concept" in text and attached == ""
+    text, prompts, heat, sampled, centres, strips, attached, link = c.predict(job, api_name="/results")
+    assert "AP · star · 24 steps" in text and "The search " in text and attached == "" and link == f"?job={job}"
+    # the job judged every concept of the world once it finished: the headline (evaluation.damage)
+    assert "**In short:** star is" in text and "over the 22 other concepts of the world" in text
     assert prompts.splitlines()[:2] == ["a red star", "a blue star"] and "a red heart" in prompts
-    z = json.loads(heat["plot"])["data"][0]["z"]  # concepts x steps, p - 1/n
+    z = json.loads(heat["plot"])["data"][0]["z"]  # concepts x steps, log2 of p x n
     assert len(z) >= 2 and len(z[0]) == 24 and max(abs(v) for row in z for v in row) > 0
     assert len(json.loads(centres["plot"])["data"][0]["x"]) == 4  # snapshots at steps 1, 8, 16, 24
     strip = imread(strips)
-    assert strip.shape[1] == 150 + 4 * 66  # the label column and four snapshot steps
+    assert strip.shape[1] == 150 + 4 * 98  # the label column and four snapshot steps of 96-px tiles
     grid, recognised = c.predict(job, "a red star\na blue heart", 2, "cpu", "float32", api_name="/results_grid")
     grid = imread(grid)
     assert grid.shape[1] == 170 + 2 * 2 * 128 + 16  # one image: base and erased, two seeds each

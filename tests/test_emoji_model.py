@@ -59,11 +59,13 @@ def test_ap_and_age_search_100_centres_among_the_1000_nearest_names(emoji_folder
     from erasure.methods.search import build_search_space, excluded_words
 
     cfg = resolve_config("ap", EMOJI, "object,fast", targets=["tiger"])
-    assert (cfg.vocab, cfg.k_closest, cfg.n_centres, cfg.template) == ("emoji", 1000, 100, "a {concept}")
+    assert (cfg.vocab, cfg.k_closest, cfg.n_centres, cfg.template) == ("emoji", 1000, 100, "{a} {concept}")
+    assert cfg.prompts() == ["a tiger"] and resolve_config("ap", EMOJI, "object,fast", targets=["otter"]).prompts() == \
+        ["an otter"]  # the captions' article (backends.prompts.fill), not "a otter"
     age = resolve_config("age", EMOJI, "object,fast", targets=["tiger"])  # AGE's own published sizes
-    assert (age.vocab, age.template) == ("emoji", "a {concept}")
+    assert (age.vocab, age.template) == ("emoji", "{a} {concept}")
     vocab = get_vocabulary("emoji", 10000)
-    words, R, dist, _ = build_search_space(load_pipeline(EMOJI), vocab, "a tiger", "a {concept}", 1000, 100,
+    words, R, dist, _ = build_search_space(load_pipeline(EMOJI), vocab, "a tiger", "{a} {concept}", 1000, 100,
                                            excluded_words(vocab, ["tiger"], True))
     assert len(words) == 100 and R.shape[0] == 100 and "tiger" not in words
     assert any(" " in w for w in words)  # names of several words are concepts too ("dog face")

@@ -1,6 +1,7 @@
 """What the app shows about jobs: the ETA (snapshots counted, smoothed), resume explanations, the job
 table's filters and durations, and the Erase form filled from a picked job."""
 
+import gradio as gr
 import pandas as pd
 import pytest
 
@@ -44,6 +45,25 @@ def test_progress_phases_and_the_resume_point():
     assert progress(resumed)["resumed_at"] == 12 and progress(resumed)["step"] == 15
 
 
+def test_a_picture_being_drawn_is_its_own_phase_and_elapsed_time_ticks_between_state_writes():
+    events = _events(1.0, 30.0, 25, 100, 25)[:-1]  # step 25's event, its snapshot not yet drawn
+    assert progress(events, 25)["phase"] == "picture" and progress(events + [events[-1] | {"kind": "snapshot"}],
+                                                                   25)["phase"] == "training"
+    running = JobInfo("erase-20261203-090000-000", "erase", "t", "running", 1, 4, "", "", "/x", 10.0, "", 1000.0)
+    assert running.elapsed(now=1042.0) == 52.0  # 10 s at the last write, 42 s since: it keeps ticking
+    assert JobInfo(*running.__dict__.values()).elapsed(now=1042.0) == 52.0
+    done = JobInfo("erase-20261203-090000-000", "erase", "t", "done", 4, 4, "", "", "/x", 10.0, "", 1000.0)
+    assert done.elapsed(now=5000.0) == 10.0  # a finished job's time stands still
+
+
+def test_the_erase_status_names_what_a_running_job_is_doing():
+    assert "preparing: loading the model" in erase_tab._eta_text(progress([]))
+    assert "drawing the trajectory picture of step 25" in erase_tab._eta_text(progress(_events(1.0, 30.0, 25, 100, 25)[:-1], 25))
+    judging = JobInfo("erase-20261203-090000-000", "erase", "t", "running", 4, 4,
+                      "judging every concept of the world: 40 %", "", "/x", 10.0, "judging", 1000.0)
+    assert erase_tab._eta_text(progress(_events(1.0, 0.0, 4, 4, 100)), judging).endswith("world: 40 %")
+
+
 def _info(id_, kind, state_, run_s=0.0):
     return JobInfo(id_, kind, f"{kind} job", state_, 1, 4, "", "2026-12-03 09:00:00", "/srv/x", run_s)
 
@@ -77,6 +97,12 @@ def test_a_picked_job_fills_the_erase_form_and_opens_in_its_tab(app_jobs):
     app_jobs.wait(job, 300)
     tab, erase, results, spectrum = jobs_tab.job_open(job)
     assert tab == "results" and results == job  # a finished erasure lands on its Results view
+    from jobs.tasks import check_spectrum
+
+    spectrum = check_spectrum({"model": "embedded", "targets": ["star"], "config": {"vocab": "world", "k": 1},
+                               "run": job}, app_jobs.root)
+    # named by the erasure's title, not its id: typing the erase job's id in a picker matches that job alone
+    assert job not in spectrum.title and app_jobs.info(job).title in spectrum.title
     assert "last checkpoint, at step 2;" in jobs_tab.resume_point(job)  # checkpoint_every 1: steps 1, 2 (not 3)
 
 
@@ -84,9 +110,26 @@ def test_the_selection_survives_a_reload_only_for_jobs_that_still_exist(app_jobs
     job = app_jobs.submit("erase", {"model": "embedded", "method": "esd", "targets": ["star"],
                                     "presets": "object,fast", "overrides": {"steps": 2}})
     saved = live.remember(live.remember({}, job, which="erase"), "erase-20000101-000000-000", which="results")
-    erase, results, spectrum = live.restore(saved)
+    erase, results, spectrum, tab = live.restore(saved)
     assert erase == job and not isinstance(results, str) and not isinstance(spectrum, str)  # skipped
+    assert tab == gr.skip()  # the tab stays as it is
     app_jobs.wait(job, 300)
+
+
+def test_a_first_visit_is_shown_the_first_shipped_example(tmp_path, monkeypatch):
+    """jobs.examples.install copies the shipped examples into a jobs folder; a Results picker with nothing to
+    restore gets the first one (ui.live.restore), which everyone may view and nobody may change."""
+    from jobs import examples
+
+    shipped = examples.shipped()
+    assert len(shipped) >= 4 and examples.install(tmp_path / "jobs") == [e["id"] for e in shipped]
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    monkeypatch.setattr(state, "_manager", manager)
+    erase, results, spectrum, _ = live.restore({})
+    assert results == shipped[0]["id"] and manager.info(results).state == "done"
+    with pytest.raises(ValueError, match="shared example"):
+        manager.delete(results, "a-visitor")
+    assert not list((tmp_path / "jobs").glob(".*.part"))  # copies are renamed into place whole
 
 
 def test_pick_row_takes_the_clicked_rows_id():
@@ -153,3 +196,16 @@ def test_the_spectrum_form_asks_for_a_proxy_guided_spectrum_and_shows_its_calibr
     (tmp_path / "out" / "config.json").write_text(json.dumps({"summary": summary}))
     note = spectrum_tab.guided_note(tmp_path / "out")
     assert "63 of 1403 concepts" in note and "1 of the random ones" in note and "about 67.0" in note
+
+
+def test_a_spectrum_job_shows_concepts_done_and_the_time_left_it_measured():
+    from jobs.tasks import Rate
+    from ui.spectrum_tab import timing
+
+    clock = iter([100.0, 110.0, 130.0])
+    rate = Rate(lambda: next(clock))
+    assert rate.left(2, 27) is None  # the first report of the count: nothing measured yet
+    assert rate.left(4, 27) == pytest.approx(23 * 5.0) and rate.left(6, 27) == pytest.approx(21 * 7.5)
+    running = JobInfo("spectrum-20261203-090000-000", "spectrum", "t", "running", 6, 27, "", "", "/x", 40.0, "", 0.0, 157.5)
+    assert timing(running.id, running, erasing=False).startswith(", about 2 min 38 s left · ")
+    assert "left" not in timing(running.id, running, erasing=True)  # the quick erasure's steps come first

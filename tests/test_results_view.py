@@ -51,7 +51,7 @@ def test_the_search_history_holds_pi_per_step_and_every_centre_at_snapshots(runs
     assert search_history(RunFolder.open(runs["plain"].path).events())["a star"]["snap_steps"] == []
 
 
-def test_heatmap_shows_the_change_from_uniform_of_the_concepts_ever_in_the_top_5(runs):
+def test_heatmap_shows_the_ratio_to_uniform_of_the_concepts_ever_in_the_top_5(runs):
     h = search_history(runs["probed"].events())["a star"]
     data = search_heatmap(h).data[0]
     probs = np.asarray(h["probs"])
@@ -59,12 +59,14 @@ def test_heatmap_shows_the_change_from_uniform_of_the_concepts_ever_in_the_top_5
     assert len(data.y) == len(ever) >= 5 and list(data.x) == h["steps"]
     z = np.asarray(data.z)
     assert z.shape == (len(ever), 8)
-    assert np.allclose(z + 1 / len(h["words"]), np.asarray(data.customdata))  # z = p - 1/n
+    ratio = np.asarray(data.customdata)  # p x n: 1 = uniform
+    assert np.allclose(ratio, probs[:, sorted(ever, key=lambda i: -probs[-1, i])].T * len(h["words"]))
+    assert np.allclose(z, np.clip(np.log2(ratio), -2, 2))  # log2 of the ratio, clipped to 1/4x .. 4x
     assert (np.abs(z) > 1e-4).any(axis=1).sum() >= 2  # the search moved away from uniform
-    assert data.zmax == -data.zmin == pytest.approx(np.abs(z).max())  # the colour scale is fitted to the data
+    assert data.zmax == -data.zmin == 2  # a fixed scale: noise around uniform stays pale
     centres = centre_loss_heatmap(h, top=5).data[0]
     last = np.asarray(h["centre_l2"][-1])
-    assert list(centres.y) == [h["words"][i] or '"" (null)' for i in np.argsort(-last)[:5]]  # most hurt first
+    assert list(centres.y) == [h["words"][i] or "(empty prompt)" for i in np.argsort(-last)[:5]]  # most hurt first
 
 
 def test_strip_sheet_lays_every_strip_out_by_step(runs):
@@ -73,6 +75,9 @@ def test_strip_sheet_lays_every_strip_out_by_step(runs):
     sheet = strip_sheet(strips, tile=64)
     assert sheet.shape == (18 + 2 * 68, 150 + 3 * 66, 3)
     assert strip_sheet({}) is None
+    labelled = strip_sheet(strips, tile=96, concepts={1: "cross", 4: "", 8: "a very long concept name indeed"})
+    assert labelled.shape == (34 + 2 * 100, 150 + 3 * 98, 3)  # a second header line names the kept concept
+    assert (labelled[18:30, 150:150 + 96] != 255).any()  # step 1's label is drawn under its step
 
 
 def test_results_view_prompts_name_the_targets_the_adversary_and_kept_concepts():

@@ -103,9 +103,11 @@ def test_searching_runs_write_sane_diagnostics(pipe, tmp_path, preserve):
     assert "l2" in steps[-1]["losses"]
     from ui.results_tab import search_line  # the Results view's sentence about the search
 
-    line = search_line(run.search())  # RunFolder reads its search.json
-    assert "of the uniform entropy" in line and ("changed on" in line) == (preserve != "all")
-    assert search_line(RunFolder(tmp_path).search()) == ""  # no search.json yet: no sentence
+    line, adversarial = search_line(run.search(), steps[-1])  # RunFolder reads its search.json
+    assert "of uniform (1 = uniform)" in line and ("changed on" in line) == (preserve != "all")
+    if preserve != "adversarial":  # pi never moves: the view must say so and single out no concept
+        assert "stayed near uniform" in line and adversarial is None and "**" not in line
+    assert search_line(RunFolder(tmp_path).search()) == ("", None)  # no search.json yet: no sentence
 
 
 def test_random_control_draws_many_centres(pipe, tmp_path):
@@ -125,7 +127,29 @@ def test_diagnostics_arithmetic():
     d = target_diagnostics(history, [0.1, 0.2, 0.9])
     assert d["switch_rate"] == 0.5 and d["final"]["top"] == "c" and d["final"]["top_l2_rank"] == 1
     assert d["final"]["pi_l2_spearman"] == pytest.approx(1.0) and d["final"]["top_p"] == pytest.approx(0.7)
-    assert summary({"a x": d})["top"] == ["c"]
+    assert summary({"a x": d})["top"] == ["c"] and summary({"a x": d})["concentrated"] == [True]  # 0.7 = 2.1x uniform
+
+
+def test_a_uniform_search_is_reported_as_uniform_and_names_no_concept():
+    """Issue 42: a search whose distribution ended near uniform (top p 0.080 of 16 centres: 1.28x) must read
+    as such: no bold concept, no adversarial row in the grid, and the heatmap pale (a fixed 1/4x..4x scale)."""
+    from ui.plots import search_heatmap
+    from ui.results_tab import default_prompts, search_line
+
+    words = [f"w{i}" for i in range(16)]
+    near = [0.080] + [(1 - 0.080) / 15] * 15
+    history = {"words": words, "steps": [1, 2], "probs": [[1 / 16] * 16, near], "sampled": ["w3", "w0"],
+               "snap_steps": [], "centre_l2": []}
+    diagnostics = {"a star": target_diagnostics(history, None)}
+    line, adversarial = search_line(diagnostics, {"concept": "w0", "top5": [["w0", 0.08]]})
+    assert "stayed near uniform" in line and "**" not in line and adversarial is None
+    assert "w0" not in default_prompts("embedded", ["star"], adversarial)
+    z = np.asarray(search_heatmap(history).data[0].z)
+    assert np.abs(z).max() < 0.4  # log2(1.28) = 0.36 on a scale that spans +-2: pale, not a red band
+    peaked = [0.5] + [0.5 / 15] * 15  # 8x uniform: the same view calls it a concentration and bolds it
+    history["probs"][-1] = peaked
+    line, adversarial = search_line({"a star": target_diagnostics(history, None)}, {"concept": "w0", "top5": [["w0", 0.5]]})
+    assert "concentrated on **w0**" in line and adversarial == "w0"
 
 
 def test_multi_gives_every_target_its_budget_and_leaves_single_targets_alone():

@@ -200,6 +200,18 @@ def test_jobs_of_different_visitors_take_turns_and_a_queued_cancel_is_at_once(tm
     manager.delete(a2, "v-a")  # no longer live: it can go at once
 
 
+def test_a_queued_jobs_view_says_where_it_waits(tmp_path, monkeypatch):
+    from ui import erase_tab, state
+
+    manager = JobManager(tmp_path / "jobs", workers=0)
+    monkeypatch.setattr(state, "_manager", manager)
+    request = {**ESD, "overrides": {"steps": 2}}
+    a, b, c = (manager.submit("erase", request, v) for v in ("v-a", "v-a", "v-b"))
+    assert "next in the queue" in erase_tab.erase_view(a, manager.info(a))[0]
+    assert "1 job ahead in the queue" in erase_tab.erase_view(c, manager.info(c))[0]  # visitors take turns
+    assert "2 jobs ahead in the queue" in erase_tab.erase_view(b, manager.info(b))[0]
+
+
 def test_the_sampling_budget_refills_and_lets_one_large_request_through(monkeypatch):
     from types import SimpleNamespace
 

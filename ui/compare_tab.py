@@ -99,7 +99,7 @@ def _rates(rows: list[dict], labels: list[str]) -> str:
         return "–" if not n else f"{100 * (n - hit if erased else hit) / n:.0f} %"
 
     return "; ".join(f"**{label}**: erasure rate {rate(label, True)}, preservation rate {rate(label, False)}"
-                     for label in labels) + " (the world classifier as judge)."
+                     for label in labels) + " on these rows (the world classifier as judge)."
 
 
 def build(model, device, dtype) -> gr.Dropdown:

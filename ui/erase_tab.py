@@ -18,7 +18,7 @@ from erasure.trajectory import progress
 from . import helptext, inputs, state
 from .guard import Number, md_text, scrub
 from .guard import handler as user_errors
-from .jobs_tab import duration, job_cancel, job_resume
+from .jobs_tab import duration, job_cancel, job_resume, queue_text
 from .plots import loss_figure
 
 
@@ -80,15 +80,15 @@ def erase_view(job_id: str, info) -> tuple[str, object]:
     events = run_events(job)
     p = progress(events, run_config(job).get("snapshot_every", 0))
     lines = [f"**{info.state}** — step {max(p['step'], info.step)} / {info.total}"
-             + (_eta_text(p) if info.state == "running" else "")
-             + (f" · {duration(info.run_s)} so far" if info.state == "running" else
+             + (_eta_text(p, info) if info.state == "running" else queue_text(job_id) if info.state == "queued" else "")
+             + (f" · {duration(info.elapsed())} so far" if info.state == "running" else
                 f" · ran {duration(info.run_s)}" if info.run_s else ""), md_text(info.title)]
     if p["resumed_at"] is not None and info.state in ("running", "queued"):
         lines.append(f"Resumed from its last checkpoint, at step {p['resumed_at']}: the steps after it are run again "
                      "(with the same random draws, so the result equals an uninterrupted run's).")
     if p["concept"] is not None:
-        top = ", ".join(f"{w or chr(34) * 2} {q:.2f}" for w, q in p["top5"])
-        lines.append(f"adversarial concept: **{p['concept'] or chr(34) * 2}** (top-5: {top})")
+        top = ", ".join(f"{w or '(empty prompt)'} {q:.2f}" for w, q in p["top5"])
+        lines.append(f"concept the search preserves now: {p['concept'] or '(empty prompt)'} (top-5: {top})")
     if info.message and info.state in ("failed", "cancelled", "interrupted"):
         lines.append(f"message: {md_text(info.message)}")
     if info.state == "interrupted":
@@ -149,7 +149,17 @@ def method_help(model: str, method: str, speed: str, steps) -> str:
         return ""
 
 
-def _eta_text(p: dict) -> str:
+def _eta_text(p: dict, info=None) -> str:
+    """What a running erasure is doing now, and the time left when its steps have been timed."""
+    from jobs.tasks import JUDGING
+
+    if info is not None and info.phase == JUDGING:  # trained: the world's concepts are drawn and judged
+        return f" — {md_text(info.message)}"
+    if not p["total"]:  # no start event yet
+        return " — preparing: loading the model and, for AP's fast preset, building its latent bank"
+    if p["phase"] == "picture":
+        return f" — drawing the trajectory picture of step {p['step']}" + (
+            f"; about {duration(p['eta_s'])} left" if p["eta_s"] else "")
     if p["phase"] == "finishing":
         return " — finishing (last snapshot, saving the result)"
     return f", about {duration(p['eta_s'])} left" if p["eta_s"] else ""

@@ -46,6 +46,35 @@ SETTING = {
 }
 
 
+# every term the Results and Spectrum views show, in plain words (the "What the words mean" box)
+GLOSSARY = {
+    "In short": "one paragraph measured after the run: the base and erased models draw every concept of the "
+                "world on the same 4 seeds and the world classifier reads what they drew",
+    "erasure rate (ESR)": "share of the erased concept's images the classifier no longer recognises as it",
+    "preservation rate (PSR)": "share of every other concept's images it still recognises",
+    "hit hardest": "other concepts that lost at least half their recognised images (4/4 → 2/4 or worse)",
+    "δ (delta)": "how much the erasure lowered a concept's CLIP score (image vs its prompt), base minus erased on "
+                 "shared seeds, in CLIP points; 0 = untouched, the target's own δ is the erasure's strength",
+    "D(c) (the proxy)": "how far the erased denoiser's prediction for a concept's prompt moved from the base's, "
+                        "no images drawn: fast, and it ranks concepts roughly as δ does",
+    "text_sim": "how close a concept's prompt is to the target's in the text encoder (cosine)",
+    "search distribution": "AP and AGE keep a probability per candidate concept and draw the one to preserve "
+                           "from it; p × n is how many times more likely than uniform (1× = uniform)",
+    "near uniform / concentrated": "a search concentrated when its likeliest concept ended at least 2× uniform; "
+                                   "otherwise its pick is noise, not an adversarial concept",
+    "damage to every concept": "each candidate concept's preservation loss: how far the erased model's "
+                               "prediction for it moved from the base's, on one fixed code, at each snapshot",
+    "parameter group": "which weights the erasure changes: xattn = cross-attention keys and values, "
+                       "full = every UNet weight",
+    "(empty prompt)": "the null concept \"\": what the model draws with no prompt at all",
+}
+
+
+def glossary() -> str:
+    """The glossary as a Markdown list."""
+    return "\n".join(f"- **{term}**: {text}" for term, text in GLOSSARY.items())
+
+
 def method_choices() -> list[tuple[str, str]]:
     """(label, value) per method for a dropdown: the method's one line, e.g. "ESD: negative guidance ..."."""
     return [(get_method(m).SPEC.summary, m) for m in list_methods()]

@@ -105,6 +105,14 @@ class OpenJob(NamedTuple):
     spectrum: Any  # the Spectrum tab's picker
 
 
+def queue_text(job_id: str) -> str:
+    """Where a queued job waits: " · next in the queue" or " · 2 jobs ahead in the queue"."""
+    ahead = state.manager().position(job_id)
+    if ahead is None:
+        return ""
+    return " · next in the queue" if ahead == 0 else f" · {ahead} job{'s' if ahead > 1 else ''} ahead in the queue"
+
+
 @user_errors
 def job_open(job_id: str, request: gr.Request = None) -> OpenJob:
     """The tab that shows a job (a finished erasure: Results; an erasure under way: Erase; a spectrum:

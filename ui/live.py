@@ -43,9 +43,22 @@ def remember(saved: dict, job_id: str, which: str) -> dict:
 
 
 def restore(saved: dict, request: gr.Request = None) -> tuple:
-    """The selected jobs of the last visit (per picker in SELECTED order), those that still exist."""
-    return tuple(job if (job := (saved or {}).get(w)) and info_or_none(job, request) is not None else gr.skip()
-                 for w in SELECTED)
+    """What a page opens with: the selected job per picker (SELECTED order) and the tab. A link's ?job=<id>
+    opens that job (an erasure in Results, a spectrum in Spectrum); else the last visit's selections that
+    still exist; a Results picker with nothing to restore shows the first shipped example (jobs.examples)."""
+    from jobs import examples
+
+    picked = [job if (job := (saved or {}).get(w)) and info_or_none(job, request) is not None else None
+              for w in SELECTED]
+    tab = None
+    linked = str(request.query_params.get("job") or "") if request is not None else ""
+    info = info_or_none(linked, request) if linked else None
+    if info is not None:
+        tab = "results" if info.kind == "erase" and info.state == "done" else info.kind
+        picked[SELECTED.index("results" if tab == "results" else tab)] = linked
+    elif picked[1] is None and (example := examples.first()) and info_or_none(example, request) is not None:
+        picked[1] = example
+    return (*[job or gr.skip() for job in picked], gr.Tabs(selected=tab) if tab else gr.skip())
 
 
 def open_job(job_id: str, request: gr.Request = None) -> tuple:
@@ -120,7 +133,7 @@ def wire(demo, pickers: list, erase, spectrum, results, jobs, tabs) -> None:
     selected = [erase.job, results.job, spectrum.job]  # SELECTED's order
     for which, picker in zip(SELECTED, selected):
         picker.change(functools.partial(remember, which=which), [saved, picker], saved, **quiet)
-    demo.load(restore, saved, selected, api_visibility="private")
+    demo.load(restore, saved, [*selected, tabs], api_visibility="private")
     jobs.open.click(open_job, jobs.pick, [tabs, *selected], api_visibility="private")
     e_seen, s_seen, r_seen = gr.State(""), gr.State(""), gr.State("")
     timer.tick(poll_erase, [erase.job, e_seen], [*erase.views, tabs, results.job, e_seen], **quiet)

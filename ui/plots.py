@@ -20,23 +20,33 @@ def loss_figure(events: list[dict]) -> go.Figure:
     return fig
 
 
+RATIO_SPAN = 2  # the heatmap's colour range in log2 of p / (1/n): a quarter of uniform .. four times uniform
+
+
 def search_heatmap(history: dict) -> go.Figure:
-    """Steps x the concepts ever in the top 5, coloured by p - 1/n (the change from a uniform search),
-    on a scale fitted to the data: red = searched more than uniform, blue = less."""
+    """Steps x the concepts ever in the top 5, coloured by p / (1/n) (how many times uniform) on a fixed log
+    scale from 1/4x to 4x: a search that stays near uniform looks uniform (pale), whatever its noise; red =
+    searched more than uniform, blue = less."""
     words, probs = history["words"], np.asarray(history["probs"], dtype=float)  # [S, n]
     if not len(probs):
         return _empty("no search steps yet")
     top = np.argsort(-probs, axis=1)[:, :5]
     ever = sorted(set(top.ravel().tolist()), key=lambda i: -probs[-1, i])  # most likely at the end first
-    z = (probs[:, ever] - 1.0 / len(words)).T  # [concepts, S]
-    span = float(np.abs(z).max()) or 1.0
+    ratio = probs[:, ever].T * len(words)  # [concepts, S], 1 = uniform
+    z = np.clip(np.log2(np.maximum(ratio, 1e-9)), -RATIO_SPAN, RATIO_SPAN)
+    ticks = list(range(-RATIO_SPAN, RATIO_SPAN + 1))
     fig = go.Figure(go.Heatmap(
-        x=history["steps"], y=[_label(words[i]) for i in ever], z=z.tolist(), zmid=0, zmin=-span, zmax=span,
-        colorscale="RdBu_r", colorbar=dict(title="p - 1/n"), customdata=probs[:, ever].T.tolist(),
-        hovertemplate="step %{x}<br>%{y}<br>p = %{customdata:.4f} (%{z:+.4f} from uniform)<extra></extra>"))
-    fig.update_layout(title=f"search distribution: the concepts ever in the top 5 (of {len(words)})",
+        x=history["steps"], y=[_label(words[i]) for i in ever], z=z.tolist(), zmid=0, zmin=-RATIO_SPAN,
+        zmax=RATIO_SPAN, colorscale="RdBu_r", customdata=ratio.tolist(),
+        colorbar=dict(title="p × n", tickvals=ticks, ticktext=[_times(2.0 ** t) for t in ticks]),
+        hovertemplate="step %{x}<br>%{y}<br>%{customdata:.2f} × uniform<extra></extra>"))
+    fig.update_layout(title=f"search distribution: the concepts ever in the top 5 (of {len(words)}; 1× = uniform)",
                       xaxis_title="step", height=110 + 16 * len(ever), margin=dict(t=40, b=40, l=10, r=10))
     return fig
+
+
+def _times(x: float) -> str:
+    return f"{x:g}×" if x >= 1 else f"1/{1 / x:g}×"
 
 
 def sampled_figure(history: dict) -> go.Figure:
@@ -75,26 +85,34 @@ def _empty(text: str) -> go.Figure:
 
 
 def _label(concept: str) -> str:
-    return concept if concept else '"" (null)'
+    return concept if concept else "(empty prompt)"
 
 
 # what each snapshot strip shows, in plain words (the formal name G(theta'_t, z_T, c) in docs/design.md §3.3)
 STRIP_NAMES = {"ce": "erased concept", "ca": "adversarial concept", "ct": "AGE's target concept"}
 
 
-def strip_sheet(strips: dict[str, list[tuple[int, Path]]], tile: int = 64) -> np.ndarray | None:
-    """One compact image of every strip: a row per strip (its plain name at the left), a column per
-    snapshot step (the step above), one fixed start code; 32-px images enlarged pixel-exact. None if empty."""
+def strip_sheet(strips: dict[str, list[tuple[int, Path]]], tile: int = 64,
+                concepts: dict[int, str] | None = None) -> np.ndarray | None:
+    """One image of every strip: a row per strip (its plain name at the left), a column per snapshot step
+    (the step above it and, given `concepts` {step: concept}, the concept the search preserved at that step),
+    one fixed start code; 32-px images enlarged pixel-exact. None if empty."""
     from PIL import Image, ImageDraw, ImageFont
 
     if not strips:
         return None
     steps = sorted({s for rows in strips.values() for s, _ in rows})
-    font, left, top = ImageFont.load_default(size=12), 150, 18
+    font, left = ImageFont.load_default(size=12), 150
+    top = 34 if concepts else 18
     sheet = Image.new("RGB", (left + len(steps) * (tile + 2), top + len(strips) * (tile + 4)), "white")
     draw = ImageDraw.Draw(sheet)
+    if concepts:
+        draw.text((4, 18), "search keeps:", fill="black", font=font)
     for j, step in enumerate(steps):
-        draw.text((left + j * (tile + 2) + 2, 2), f"step {step}", fill="black", font=font)
+        x = left + j * (tile + 2) + 2
+        draw.text((x, 2), f"step {step}", fill="black", font=font)
+        if concepts and step in concepts:
+            draw.text((x, 18), _fit(_label(concepts[step]), tile, font, draw), fill="#1f4e9c", font=font)
     for i, (name, rows) in enumerate(strips.items()):
         y = top + i * (tile + 4)
         draw.text((4, y + tile // 2 - 6), STRIP_NAMES.get(name, name), fill="black", font=font)
@@ -103,3 +121,10 @@ def strip_sheet(strips: dict[str, list[tuple[int, Path]]], tile: int = 64) -> np
             im = im.resize((tile, tile), Image.Resampling.NEAREST if im.width < tile else Image.Resampling.LANCZOS)
             sheet.paste(im, (left + steps.index(step) * (tile + 2), y))
     return np.asarray(sheet)
+
+
+def _fit(text: str, width: int, font, draw) -> str:
+    """`text` cut with an ellipsis to fit `width` pixels."""
+    while text and draw.textlength(text, font=font) > width - 4:
+        text = text[:-2] + "…" if len(text) > 2 else ""
+    return text

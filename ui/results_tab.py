@@ -4,6 +4,7 @@ concept to its pictures. The Erase tab opens it when the job it watches finishes
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -17,25 +18,29 @@ from . import inputs, state
 from .compare_tab import recognition_table
 from .guard import Number, Slider, md_text, scrub
 from .guard import handler as user_errors
-from .helptext import placeholder
+from .helptext import glossary, placeholder
 
 KEPT = {"shapes": ["a red heart", "a green circle", "a yellow moon", "a blue square"],  # the grid's kept rows, by world
         "emoji": ["a dog face", "a hamburger", "a house", "an automobile"],
         None: ["a photo of a dog", "a city street at night", "a bowl of fruit", "a portrait of a woman"]}
 GRID_STEPS = 20  # sampler steps of the before/after images (the Compare tab's default)
+STRIP_TILE = 96  # pixels per image of the training strips (32-px images enlarged 3x: readable on a laptop)
+HIT_ROWS = 3  # rows of the grid given to the concepts the erasure hit hardest (evaluation.damage)
 DRILL_PROMPTS = 4  # captions of a world attribute drawn when a spectrum concept is clicked (one row each)
 
 
-def default_prompts(model: str, targets: list[str], adversarial: str | None = None) -> str:
+def default_prompts(model: str, targets: list[str], adversarial: str | None = None, hit: Sequence[str] = ()) -> str:
     """The before/after rows: each target (ShapesWorld: in two colours; EmojiWorld: as drawn and in
-    grayscale), the run's final adversarial concept (was it kept?) and concepts the erasure should not touch."""
+    grayscale), the concepts the erasure hit hardest (evaluation.damage; they replace kept rows), the run's
+    adversarial concept when its search concentrated (was it kept?), and concepts it should not touch."""
     from backends.prompts import model_traits
     from emojiworld.captions import prompt
 
     world = model_traits(model).world
     if world == "shapes":
         rows = [f"a {colour} {t}" for t in targets[:2] for colour in ("red", "blue")]
-        kept = [p for p in KEPT["shapes"] if p.split()[-1] not in targets]
+        rows += [_world_prompt(c) for c in hit[:HIT_ROWS]]
+        kept = [p for p in KEPT["shapes"] if p.split()[-1] not in targets and p.split()[-1] not in hit]
     elif world == "emoji":
         rows = [prompt(t, style) for t in targets[:2] for style in (None, "grayscale")]
         kept = [p for p in KEPT["emoji"] if not any(p.endswith(f" {t}") for t in targets)]
@@ -46,13 +51,29 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
     return "\n".join(rows + kept[: max(2, 7 - len(rows))])
 
 
-def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
-    """Markdown of what an erase job ran (method, targets, settings, time) from its folder and run events,
-    the targets and the final adversarial concept."""
+def _world_prompt(concept: str) -> str:
+    """A ShapesWorld prompt that shows `concept` (a shape in red, a colour on a circle, a background or style)."""
+    from shapesworld.captions import prompt
+    from shapesworld.world import BACKGROUNDS, COLOURS, STYLES
+
+    if concept in COLOURS:
+        return prompt("circle", concept)
+    if concept in BACKGROUNDS:
+        return prompt("circle", "red", concept)
+    if concept in STYLES:
+        return prompt("circle", "red", style=concept)
+    return prompt(concept, "red")
+
+
+def summary(job, events: list[dict], request=None) -> tuple[str, list[str], str | None, list[str]]:
+    """Markdown of an erase job: the plain headline (what the target became, who else was hurt: headline()),
+    what ran (method, targets, settings, time) and how the concept search ended; with the targets, the final
+    adversarial concept (None when the search stayed near uniform) and the concepts the erasure hit hardest."""
     from erasure import RunFolder, get_method
 
     info, params = state.manager().info(job.id), job.record["params"]
-    record = RunFolder(job.run_path).record_or_empty()
+    folder = RunFolder(job.run_path)
+    record = folder.record_or_empty()
     config = record.get("config", {})
     done = next((e for e in reversed(events) if e["kind"] == "done"), None)
     last = next((e for e in reversed(events) if e["kind"] == "step"), {})
@@ -61,27 +82,67 @@ def summary(job, events: list[dict]) -> tuple[str, list[str], str | None]:
     lines = [f"{method.SPEC.summary}. Model **{params['model']}**, presets `{params['presets'] or 'none'}`, "
              f"{config.get('steps', '?')} steps, lr {config.get('lr', '?')}, parameters "
              f"`{config.get('param_group', '?')}`, weights {weights}" + (f", {done['elapsed_s']:.0f} s." if done else ".")]
-    if last.get("top5"):
-        top = ", ".join(f"{w or chr(34) * 2} {p:.3f}" for w, p in last["top5"])
-        lines.append(f"Most likely adversarial concept at the end: **{last['concept'] or chr(34) * 2}** (top 5: {top}).")
-    lines.append(search_line(RunFolder(job.run_path).search()))
-    lines = [f"#### {md_text(state.run_label(job.id))} — {info.state}", " ".join(lines)]
-    return scrub("\n\n".join(lines)), list(params["targets"]), last.get("concept")
+    diagnostics = folder.search()
+    line, adversarial = search_line(diagnostics, last)
+    lines.append(line)
+    text, hit = headline(job, request)
+    parts = [f"#### {md_text(state.run_label(job.id))} — {info.state}", example_line(job.id), text,
+             " ".join(p for p in lines if p)]
+    return scrub("\n\n".join(p for p in parts if p)), list(params["targets"]), adversarial, hit
 
 
-def search_line(diagnostics: dict | None) -> str:
-    """One sentence on how far the concept search moved from uniform (erasure.diagnostics: a run's
-    RunFolder.search(); "" before the run wrote it)."""
+def example_line(job_id: str) -> str:
+    """What a shipped example is, for a first visit: "" for any other job."""
+    from jobs import examples
+
+    if job_id not in {e["id"] for e in examples.shipped()}:
+        return ""
+    return ("*A shipped example (read-only), finished before you came: the base model (left) and the erased "
+            "model (right) draw the same prompts on the same seeds. Try your own in the **Erase** tab; other "
+            "examples are in the picker above.*")
+
+
+def headline(job, request=None) -> tuple[str, list[str]]:
+    """The run's plain headline from its judged world concepts (evaluation.damage, measured once by the job)
+    and its spectrum when one finished; with the other concepts it hit hardest. ("", []) when not judged."""
+    from erasure import RunFolder
+    from evaluation import damage
+
+    rows = RunFolder(job.run_path).damage()
+    if rows is None:
+        return "", []
+    judged = damage.from_json(rows)
+    spectrum = state.run_spectrum(job.id, done=True, request=request)
+    df = None
+    if spectrum:
+        from sensitivity import load_spectrum
+
+        df = load_spectrum(state.manager().folder(spectrum).spectrum_path)
+    return f"**In short:** {md_text(damage.headline(judged, df))}", [d.concept for d in damage.worst_hit(judged)]
+
+
+def search_line(diagnostics: dict | None, last: dict | None = None) -> tuple[str, str | None]:
+    """How far the concept search moved from uniform (erasure.diagnostics: a run's RunFolder.search()), in
+    plain words, and the adversarial concept when the search concentrated on one (None when it stayed near
+    uniform: its argmax is noise, so it is neither bold nor added to the grid). ("", None) with no search."""
     from erasure.diagnostics import summary as search_summary
 
-    if not diagnostics:
-        return ""
-    s = search_summary(diagnostics)
+    s = search_summary(diagnostics) if diagnostics else {}
     if not s:
-        return ""
+        return "", None
     switches = "" if s["switch_rate"] is None else f"; the sampled concept changed on {100 * s['switch_rate']:.0f} % of steps"
-    return (f"The search ended at {s['entropy_ratio']:.2f} of the uniform entropy (1 = uniform), top probability "
-            f"{s['top_p']:.3f}{switches}.")
+    numbers = (f"entropy {s['entropy_ratio']:.2f} of uniform (1 = uniform), its most likely concept "
+               f"{s['top_ratio']:.2f}× as likely as uniform{switches}")
+    top = (last or {}).get("concept")
+    if not all(s["concentrated"]):
+        return (f"The search stayed near uniform ({numbers}): it singled out no adversarial concept; the one it "
+                f"sampled last ({_named(top)}) is noise, not a finding."), None
+    top5 = ", ".join(f"{_named(w)} {p:.3f}" for w, p in (last or {}).get("top5", []))
+    return (f"The search concentrated on **{_named(top)}** ({numbers}; top 5: {top5})."), top
+
+
+def _named(concept: str | None) -> str:
+    return "(empty prompt)" if concept == "" else str(concept)
 
 
 class ResultsView(NamedTuple):
@@ -95,6 +156,7 @@ class ResultsView(NamedTuple):
     centres: Any  # every centre's loss at the snapshots
     strips: Any  # the trajectory strip sheet (an image)
     spectrum_job: Any  # the run's latest spectrum job ("" if none)
+    link: Any  # a URL that opens this result (the page's address with ?job=<id>)
 
 
 @user_errors
@@ -108,13 +170,28 @@ def results_summary(job_id: str, request: gr.Request = None) -> ResultsView:
 
     job = state.erase_job(job_id, request)
     events = run_events(job)  # read once: summary, search history and strips all come from them
-    text, targets, adversarial = summary(job, events)
+    text, targets, adversarial, hit = summary(job, events, request)
     history = next(iter(tr.search_history(events).values()), None)  # the first target's search
     figures = ((plots.search_heatmap(history), plots.sampled_figure(history), plots.centre_loss_heatmap(history))
                if history else (None, None, None))
-    strips = plots.strip_sheet(tr.snapshot_strips(job.run_path, events)) if events else None
-    prompts = default_prompts(job.record["params"]["model"], targets, adversarial)
-    return ResultsView(text, prompts, *figures, strips, state.run_spectrum(job.id, request=request))
+    # 96-px tiles (32-px images x 3), each column labelled with the concept the search kept at that step
+    kept = {e["step"]: e["concept"] for e in events if e["kind"] == "step" and e.get("concept") is not None}
+    strips = plots.strip_sheet(tr.snapshot_strips(job.run_path, events), tile=STRIP_TILE, concepts=kept) if events else None
+    prompts = default_prompts(job.record["params"]["model"], targets, adversarial, hit)
+    return ResultsView(text, prompts, *figures, strips, state.run_spectrum(job.id, request=request),
+                       share_link(job.id, request))
+
+
+def share_link(job_id: str, request=None) -> str:
+    """The address of the page the visitor is on (its Referer) with ?job=<id>: whoever opens it sees this
+    result (a job id is a capability: jobs.store); just the query when the page's address is unknown."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    page = (request.headers.get("referer") or "") if request is not None else ""
+    parts = urlsplit(page)
+    if not parts.scheme.startswith("http") or not parts.netloc:
+        return f"?job={job_id}"
+    return urlunsplit((parts.scheme, parts.netloc, parts.path or "/", f"job={job_id}", ""))
 
 
 def _compare(job_id: str, prompts: list[str], n_seeds: int, device: str, dtype: str, request, progress):
@@ -138,13 +215,40 @@ def results_grid(job_id: str, prompts: str, n_seeds: float, device: str = state.
                  request: gr.Request = None, progress=gr.Progress()) -> tuple[np.ndarray, str]:  # noqa: B008
     """API `results_grid`: one image, a row per prompt with the base model's images on the left and the
     erased model's on the right (same seeds in the same columns), and on the embedded model how many
-    images the world classifier recognises, with the erasure and preservation rates they give."""
+    images the world classifier recognises, with the erasure and preservation rates over every concept of
+    the world when the run was judged (evaluation.damage). Drawn once per run and settings: the run folder
+    keeps the last sheet (RunFolder.grid), so opening a result again shows it at once."""
+    from erasure import RunFolder
     from evaluation.compare import side_by_side
 
     lines = inputs.prompt_lines(prompts, "Prompts", state.LIMITS.max_prompts)
     n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
+    run = RunFolder(state.done_run(job_id, request))
+    key = {"prompts": lines, "seeds": n, "steps": GRID_STEPS, "guidance": 5.0, "dtype": dtype}
+    cached = run.grid(key)
+    if cached is not None:
+        from PIL import Image
+
+        return np.asarray(Image.open(cached[0]).convert("RGB")), cached[1]
     model, result = _compare(job_id, lines, n, device, dtype, request, progress)
-    return side_by_side(result)[0], recognition_table(model, result, rates=True)
+    # rates over the whole world when the run was judged; else over these rows, and said so
+    image, text = side_by_side(result)[0], recognition_table(model, result, rates=run.damage() is None) + world_rates(run)
+    run.save_grid(key, image, text)
+    return image, text
+
+
+def world_rates(run) -> str:
+    """The run's erasure and preservation rates over every concept of its world (evaluation.damage), as a
+    line under the grid's table; "" when the run was not judged."""
+    from evaluation import damage
+
+    rows = run.damage()
+    if rows is None:
+        return ""
+    r = damage.rates(damage.from_json(rows))
+    return (f"\n\nOver every concept of the world (4 seeds each, the world classifier as judge): erasure rate "
+            f"{r['erasure']:.0f} %, preservation rate {r['preservation']:.0f} % over the {r['kept_concepts']} "
+            f"other concepts (base model {r['preservation_base']:.0f} %).")
 
 
 @user_errors
@@ -223,6 +327,8 @@ def build(model_device_dtype) -> SimpleNamespace:
             r_show = gr.Button("Show results", elem_id="results-show", scale=1)
         r_summary = gr.Markdown("Pick a finished erasure, or start one in the Erase tab: its results open here.",
                                 elem_id="results-summary")
+        r_link = gr.Textbox(label="Link to this result", interactive=False, buttons=["copy"], elem_id="results-link",
+                            info="whoever opens it sees this result")
         # one screen: before/after on the left, the search and the spectrum beside it (a laptop's 1280 px)
         with gr.Row():
             with gr.Column(scale=5):
@@ -236,9 +342,11 @@ def build(model_device_dtype) -> SimpleNamespace:
                 r_spec_status = gr.Markdown(elem_id="results-spectrum-status")
                 r_spec_plot = gr.Plot(placeholder("no spectrum of this run yet"), label="Spectrum: the most affected concepts",
                                       elem_id="results-spectrum-plot")
+        with gr.Accordion("What the words mean", open=False, elem_id="results-glossary"):
+            gr.Markdown(glossary())
         with gr.Accordion("Prompts and seeds of the before / after image", open=False):
             with gr.Row():
-                r_prompts = gr.Textbox(lines=4, scale=3,
+                r_prompts = gr.Textbox(lines=4, scale=3, elem_id="results-prompts",
                                        label="Prompts (one per line; rows naming the erased concept are marked x)")
                 with gr.Column(scale=1):
                     r_seeds = Slider(1, state.LIMITS.max_seeds, value=4, step=1, label="Seeds")
@@ -265,7 +373,7 @@ def build(model_device_dtype) -> SimpleNamespace:
                 r_concept = gr.Textbox(label="Concept (or type one and press Enter)", elem_id="results-concept")
                 r_drill = gr.Image(label="The concept before / after", show_label=False, type="numpy", elem_id="results-drill",
                                    buttons=["download", "fullscreen"], placeholder="click a concept in the table")
-        views = list(ResultsView(r_summary, r_prompts, r_heat, r_sampled, r_centres, r_strips, r_spec_job))
+        views = list(ResultsView(r_summary, r_prompts, r_heat, r_sampled, r_centres, r_strips, r_spec_job, r_link))
         # the named endpoints first: a function's second registration gets a numbered API name
         grid_args = ([r_job, r_prompts, r_seeds, device, dtype], [r_grid, r_recognised])
         r_grid_go.click(results_grid, *grid_args, api_name="results_grid", concurrency_id="heavy")

@@ -18,8 +18,8 @@ from sensitivity.vocab import load_user_vocabulary
 from . import inputs, state
 from .guard import Number, md_text
 from .guard import handler as user_errors
-from .helptext import SETTING, placeholder
-from .jobs_tab import job_cancel
+from .helptext import SETTING, glossary, placeholder
+from .jobs_tab import duration, job_cancel, queue_text
 
 TABLE_COLUMNS = ["concept", "kind", "delta", "proxy", "text_sim"]  # the top table's columns (proxy-only: no delta)
 QUICK_ERASURE = "quick erasure (fast preset: ESD; MCE on FLUX)"  # the run picker's choice that erases first
@@ -92,7 +92,7 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> SpectrumView:
         raise ValueError(f"{job_id} is a {info.kind} job; pick a spectrum job")
     erasing = info.phase == ERASING and info.state != "done"
     done = info.message if erasing else f"{info.step} / {info.total or '?'} concepts"  # the erasure's steps first
-    text = f"**{info.state}** — {md_text(done)}. {md_text(info.title)}"
+    text = f"**{info.state}** — {md_text(done)}{timing(job_id, info, erasing)}. {md_text(info.title)}"
     if info.message and info.state != "done" and not erasing:
         text += f"\n\n{md_text(info.message)}"
     folder = SpectrumFolder(state.manager().folder(job_id).spectrum_path)
@@ -107,6 +107,16 @@ def spectrum_view(job_id: str, info, top_n: int = 20) -> SpectrumView:
     table = top[["concept", "kind", column, "proxy", "text_sim"]].round(4)
     return SpectrumView(text, figures.histogram(df, column), figures.top_affected(df, int(top_n), column),
                         figures.similarity_scatter(df, column), table, str(folder.csv))
+
+
+def timing(job_id: str, info, erasing: bool) -> str:
+    """A spectrum job's place in the queue, or its time so far and (counting concepts) the time left."""
+    if info.state == "queued":
+        return queue_text(job_id)
+    if info.state != "running":
+        return f" · ran {duration(info.run_s)}" if info.run_s else ""
+    left = f", about {duration(info.eta_s)} left" if info.eta_s is not None and not erasing else ""
+    return f"{left} · {duration(info.elapsed())} so far"
 
 
 def guided_note(folder: Path) -> str:
@@ -160,6 +170,8 @@ def build(model) -> SimpleNamespace:
             with gr.Column(scale=2):
                 s_job = gr.Dropdown([], label="Spectrum job", allow_custom_value=True, elem_id="spectrum-job")
                 s_status = gr.Markdown(elem_id="spectrum-status")
+                with gr.Accordion("What the words mean", open=False):
+                    gr.Markdown(glossary())
                 s_hist = gr.Plot(placeholder(), label="Histogram")
                 s_top = gr.Plot(placeholder(), label="Most affected")
                 s_scatter = gr.Plot(placeholder(), label="Similarity vs damage")

@@ -43,14 +43,21 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # jobs and grids run he
 JOB_DTYPE = os.environ.get("CSE_DTYPE", "float32")
 PIPELINES = PipelineCache()  # one loaded pipeline, keyed by (model, device, dtype) chosen in the Model tab
 _manager: JobManager | None = None
+_manager_lock = threading.Lock()
 _sampling: dict[str, set[CancelToken]] = {}  # browser session -> cancel tokens of its running generate/compare
 
 
 def manager() -> JobManager:
-    """The job manager of JOBS_DIR, started on first use (its worker runs the queued jobs)."""
+    """The job manager of JOBS_DIR, started on first use (its worker runs the queued jobs), with the shipped
+    examples copied in first: it is published only once they are all there, so no request of a first visit
+    looks an example up mid-copy."""
     global _manager
-    if _manager is None:
-        _manager = JobManager(JOBS_DIR, limits=LIMITS)
+    with _manager_lock:
+        if _manager is None:
+            from jobs import examples
+
+            examples.install(Path(JOBS_DIR))
+            _manager = JobManager(JOBS_DIR, limits=LIMITS)
     return _manager
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from backends.family import Cond, detach, rows
-from backends.prompts import model_traits
+from backends.prompts import fill, model_traits
 from backends.vocab import VOCABULARIES
 
 from ..config import EraseConfig
@@ -137,7 +137,7 @@ class AP:
             self.spaces, self.excluded = build_spaces(ctx.pipe, cfg, prompts)
             self.delta = {p: torch.zeros_like(self.emb_targets[p]["emb"]) for p in prompts}
         if cfg.preserve in ("neutral", "fixed"):
-            fixed = "" if cfg.preserve == "neutral" else cfg.template.format(concept=cfg.fixed_concept.strip())
+            fixed = "" if cfg.preserve == "neutral" else fill(cfg.template, cfg.fixed_concept.strip())
             self.emb_fixed = ctx.embed([fixed])
         self.probe = CentreProbe(ctx) if self.spaces else None
         ctx.bank_add(self.bank_conds(), centres=tuple(centre_conds(self.spaces)))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from backends.family import Cond, rows
+from backends.prompts import fill
 
 from ..config import EraseConfig
 from ..diffusion import sample_until
@@ -59,7 +60,7 @@ class CA:
         self.ctx, cfg = ctx, ctx.config
         prompts = cfg.prompts()
         self.emb_targets = dict(zip(prompts, rows(ctx.embed(prompts))))
-        anchor = cfg.template.format(concept=cfg.anchor.strip()) if cfg.anchor.strip() else ""
+        anchor = fill(cfg.template, cfg.anchor.strip()) if cfg.anchor.strip() else ""
         self.emb_anchor = ctx.embed([anchor])  # c*, one row
         self.anchor_latents = self._anchor_latents()  # [n, C, h, w]
 

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.family import cat, rows
+from backends.prompts import fill
 
 from ..config import EraseConfig
 from ..masks import KINDS, RELAXATIONS, SEED_KINDS, Masker, bake, mask_sites, parse_key
@@ -145,7 +146,7 @@ class MCE:
         self.model.requires_grad_(False)  # frozen weights: only the masks learn
         self.masker = Masker(self.model, mask_sites(self.model, tuple(cfg.sites)), cfg.init_logit, self.sampler.component,
                              cfg.relaxation).to(ctx.device)
-        self.pairs = [(t.format(concept=c.strip()), without(t.format(concept=c.strip()), c))
+        self.pairs = [(fill(t, c.strip()), without(fill(t, c.strip()), c))
                       for c in cfg.targets for t in cfg.erase_templates]  # (with, without the concept)
         words = {w.lower() for c in cfg.targets for w in c.split()}
         self.keep = [q for q in cfg.keep_prompts if not words & set(q.lower().split())]  # none naming a target

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from backends.prompts import fill
+
 from ..config import EraseConfig
 from ..method import ClosedForm, MethodSpec
 
@@ -117,7 +119,7 @@ class UCE:
 
 
 def _as_prompt(concept: str, template: str) -> str:
-    return template.format(concept=concept.strip()) if concept.strip() else ""
+    return fill(template, concept.strip()) if concept.strip() else ""
 
 
 METHOD: type[ClosedForm] = UCE  # checked against the protocol (erasure.method)
