@@ -148,7 +148,8 @@ def _drawn_as(d: ConceptDamage) -> str:
         return ""
     first, *rest = others
     tail = f" and {rest[0][0]} ({rest[0][1]})" if rest else ""
-    return f"{d.concept} is now drawn as {first[0]} ({first[1]} of {d.n}){tail}."
+    still = f"; still as itself in {d.erased}" if d.erased else ""
+    return f"{d.concept} is now drawn as {first[0]} ({first[1]} of {d.n}){tail}{still}."
 
 
 def _spectrum_line(df, targets: set[str]) -> str:

@@ -3,7 +3,8 @@ and their spectra, with their judged concepts, search records and drawn before/a
 visit opens on a result instead of an empty form. `python -m benchmarks.examples` makes them.
 
     assets/examples/examples.json   [{"id": <job id>, "label": "AP erases star"}, ...], the first is opened
-    assets/examples/<job id>/        a whole job folder (jobs.store), owned by nobody: shared, read-only
+    assets/examples/<job id>/        a whole job folder (jobs.store), owned by nobody: shared, read-only;
+                                     the examples' spectrum jobs ship beside them
 
 They are copied into the app's jobs folder at start (an example the visitor's folder lacks); a job owned by
 nobody can be viewed by every visitor and changed by none (JobFolder.changeable_by), so an example cannot
@@ -28,11 +29,14 @@ def shipped(folder: Path = EXAMPLES) -> list[dict]:
 
 
 def install(root: Path, folder: Path = EXAMPLES) -> list[str]:
-    """Copy every shipped example job that `root` lacks into it (whole, then renamed into place: a listing
-    never sees half an example); returns the examples' ids."""
+    """Copy every shipped job folder that `root` lacks into it (the examples and the spectrum jobs attached to
+    them; whole, then renamed into place: a listing never sees half an example); returns the examples' ids."""
+    from .store import JOB_ID
+
     root.mkdir(parents=True, exist_ok=True)
     ids = [e["id"] for e in shipped(folder)]
-    for job_id in ids:
+    jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and JOB_ID.match(p.name)) if ids else []
+    for job_id in jobs:
         if (root / job_id).exists():
             continue
         part = root / f".{job_id}.part"

@@ -165,7 +165,8 @@ class Rate:
     unit since then (the quick erasure before it and the set-up are not counted in)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic):
-        self.clock, self.first = clock, None
+        self.clock = clock
+        self.first: tuple[int, float] | None = None  # (units done, time) at the first report
 
     def left(self, done: int, total: int) -> float | None:
         now = self.clock()

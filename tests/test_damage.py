@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from evaluation.damage import ConceptDamage, from_json, headline, rates, to_json, world_items, worst_hit
+from evaluation.damage import ConceptDamage, from_json, headline, measure_damage, rates, to_json, world_items, worst_hit
 
 
 def _world(hurt: dict[str, tuple[int, dict]]) -> list[ConceptDamage]:
@@ -47,3 +47,22 @@ def test_headline_adds_the_spectrums_ranking():
     df = pd.DataFrame({"concept": ["star", "arrow", "", "cross"], "delta": [21.3, 70.7, 1.0, 66.2]})
     text = headline(_world({"star": (0, {"cross": 4})}), df)
     assert "The spectrum (δ) ranks first among the others: arrow, cross, (empty prompt); star ranks 3 of 4." in text
+
+
+@pytest.mark.slow
+def test_an_erasure_that_breaks_an_unlisted_neighbour_is_named_in_the_headline(embedded_pipe, classifier, tmp_path):
+    """Issue 42's bar: ESD erasing star (the shipped example's settings) turns arrows and crosses into other
+    shapes, which the grid's kept list (heart, circle, moon, square) never shows; judged over the whole world,
+    the headline names them, and preservation counts all 22 other concepts."""
+    from erasure import erase, erased_copy
+    from ui.results_tab import KEPT
+
+    run = erase("embedded", "esd", ["star"], "object,fast", tmp_path / "run", steps=100, checkpoint_every=0)
+    damage = measure_damage(embedded_pipe, erased_copy(embedded_pipe, run.path), classifier, ["star"])
+    hit = worst_hit(damage)
+    listed = {p.split()[-1] for p in KEPT["shapes"]}
+    assert hit and hit[0].concept not in listed, [(d.concept, d.base, d.erased) for d in damage]
+    text = headline(damage)
+    assert f"hit hardest: {hit[0].concept} ({hit[0].base}/4 → {hit[0].erased}/4)" in text
+    assert rates(damage)["kept_concepts"] == 22 and sum(d.n for d in damage if not d.targeted) == 88
+    assert "star is now drawn as" in text  # the target itself is gone

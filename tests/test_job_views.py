@@ -130,6 +130,8 @@ def test_a_first_visit_is_shown_the_first_shipped_example(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="shared example"):
         manager.delete(results, "a-visitor")
     assert not list((tmp_path / "jobs").glob(".*.part"))  # copies are renamed into place whole
+    spectra = [j for j in manager.jobs("spectrum") if manager.folder(j.id).record["params"]["run"] == results]
+    assert spectra and state.run_spectrum(results, done=True) == spectra[0].id  # its spectrum ships with it
 
 
 def test_pick_row_takes_the_clicked_rows_id():
@@ -209,3 +211,20 @@ def test_a_spectrum_job_shows_concepts_done_and_the_time_left_it_measured():
     running = JobInfo("spectrum-20261203-090000-000", "spectrum", "t", "running", 6, 27, "", "", "/x", 40.0, "", 0.0, 157.5)
     assert timing(running.id, running, erasing=False).startswith(", about 2 min 38 s left · ")
     assert "left" not in timing(running.id, running, erasing=True)  # the quick erasure's steps come first
+
+
+def test_the_method_line_times_a_run_on_this_server_or_says_its_figure_is_a_reference():
+    from ui.helptext import run_time
+
+    here = run_time("esd", "fast", 200, "embedded", (60.0, 100))
+    assert "On this server its latest 100-step job took 60 s" in here and "about 2 min for 200 steps" in here
+    assert "a reference figure" in run_time("esd", "fast", 50, "embedded")
+
+
+def test_the_method_line_reads_this_servers_latest_finished_job(app_jobs):
+    job = app_jobs.submit("erase", {"model": "embedded", "method": "esd", "targets": ["star"],
+                                    "presets": "object,fast", "overrides": {"steps": 2}})
+    assert erase_tab.measured_here("embedded", "esd", "fast") is None  # not finished yet: nothing measured
+    info = app_jobs.wait(job, 300)
+    assert erase_tab.measured_here("embedded", "esd", "fast") == (info.run_s, 2)
+    assert erase_tab.measured_here("embedded", "ap", "fast") is None

@@ -98,3 +98,14 @@ def test_generate_reports_every_sampler_step_of_every_batch_and_draws_the_same_i
                       progress=lambda done, total: seen.append((done, total)))
     assert seen == [(i, 8) for i in range(1, 9)]  # two batches x four steps
     assert np.array_equal(images, generate(embedded_pipe, ["a red star"] * 3, [0, 1, 2], settings, batch_size=2))
+
+
+def test_the_grid_shows_an_erased_colour_background_or_style_on_shapes():
+    from ui.results_tab import default_prompts
+
+    assert default_prompts("embedded", ["red"]).splitlines()[:2] == ["a red star", "a red heart"]
+    assert default_prompts("embedded", ["striped"]).splitlines()[:2] == [
+        "a red star on a striped background", "a blue heart on a striped background"]
+    assert default_prompts("embedded", ["outline"]).splitlines()[0] == "an outlined red star"
+    rows = default_prompts("embedded", ["star"], None, ["arrow", "cross"]).splitlines()
+    assert rows[:4] == ["a red star", "a blue star", "a red arrow", "a red cross"]  # the hardest-hit follow

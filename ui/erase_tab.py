@@ -144,9 +144,25 @@ def method_help(model: str, method: str, speed: str, steps) -> str:
     (the form's own checks say what is wrong when it is submitted)."""
     try:
         n = inputs.whole(steps, "Steps", 1, state.LIMITS.max_erase_steps)
-        return helptext.run_time(inputs.choice(method, "Method", list_methods()), speed, n, str(model))
+        method = inputs.choice(method, "Method", list_methods())
+        return helptext.run_time(method, speed, n, str(model), measured_here(str(model), method, speed))
     except (ValueError, TypeError):
         return ""
+
+
+def measured_here(model: str, method: str, speed: str) -> tuple[float, int] | None:
+    """(seconds, steps) of this server's latest finished erase job of that model, method and speed preset
+    (any visitor's: it measures the machine, not the visitor), or None."""
+    from jobs import examples
+
+    manager, shipped = state.manager(), {e["id"] for e in examples.shipped()}  # examples ran elsewhere
+    for info in manager.jobs(kind="erase", max_age=5.0):  # newest first
+        if info.state != "done" or not info.run_s or info.id in shipped:
+            continue
+        params = manager.folder(info.id).record["params"]
+        if (params["model"], params["method"]) == (model, method) and speed in params.get("presets", "").split(","):
+            return info.run_s, info.total
+    return None
 
 
 def _eta_text(p: dict, info=None) -> str:

@@ -102,16 +102,23 @@ def seconds_per_step() -> dict[tuple[str, str], float]:
     return out
 
 
-def run_time(method: str, speed: str, steps: int, model: str) -> str:
-    """One line: the method and roughly how long `steps` steps take, where measured."""
+def run_time(method: str, speed: str, steps: int, model: str, here: tuple[float, int] | None = None) -> str:
+    """One line: the method and roughly how long `steps` steps take. `here` (seconds, steps) is this server's
+    latest finished job of the same method, speed and model, the figure that counts; without it, the
+    reference figure measured on an idle 2-core CPU, said to be one."""
     line = f"**{get_method(method).SPEC.summary}**. {PAPER.get(method, '')}."
     if get_method(method).SPEC.closed_form:
         return line + " Takes under a second on the embedded model."
+    if here is not None:
+        seconds, ran = here
+        return line + (f" On this server its latest {ran}-step job took {_minutes(seconds)} in all (start-up and "
+                       f"judging included): about {_minutes(seconds * steps / ran)} for {steps} steps.")
     per = seconds_per_step().get((method, speed))
     if per is None:
         return line
     where = "" if model == "embedded" else " (measured there only: a real-size model on a GPU differs)"
-    return line + f" About {_minutes(per * steps)} for {steps} steps on the embedded model, 2-core CPU{where}."
+    return line + (f" About {_minutes(per * steps)} for {steps} steps on the embedded model (a reference figure: an "
+                   f"idle 2-core CPU; a busy machine takes longer){where}.")
 
 
 def _minutes(seconds: float) -> str:

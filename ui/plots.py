@@ -40,7 +40,7 @@ def search_heatmap(history: dict) -> go.Figure:
         zmax=RATIO_SPAN, colorscale="RdBu_r", customdata=ratio.tolist(),
         colorbar=dict(title="p × n", tickvals=ticks, ticktext=[_times(2.0 ** t) for t in ticks]),
         hovertemplate="step %{x}<br>%{y}<br>%{customdata:.2f} × uniform<extra></extra>"))
-    fig.update_layout(title=f"search distribution: the concepts ever in the top 5 (of {len(words)}; 1× = uniform)",
+    fig.update_layout(title=f"search distribution<br><sup>the concepts ever in its top 5, of {len(words)}; 1× = uniform</sup>",
                       xaxis_title="step", height=110 + 16 * len(ever), margin=dict(t=40, b=40, l=10, r=10))
     return fig
 
@@ -56,7 +56,7 @@ def sampled_figure(history: dict) -> go.Figure:
     fig = go.Figure(go.Scatter(x=history["steps"], y=history["l2"], mode="markers+lines", line=dict(width=1),
                                text=[_label(w) for w in history["sampled"]],
                                hovertemplate="step %{x}<br>%{text}<br>preservation loss %{y:.5f}<extra></extra>"))
-    fig.update_layout(title="sampled concept per step and its preservation loss", xaxis_title="step",
+    fig.update_layout(title="sampled concept per step<br><sup>and its preservation loss</sup>", xaxis_title="step",
                       yaxis_title="preservation loss", height=260, margin=dict(t=40, b=40, l=10, r=10))
     return fig
 
@@ -72,7 +72,7 @@ def centre_loss_heatmap(history: dict, top: int = 25) -> go.Figure:
         x=[str(s) for s in history["snap_steps"]], y=[_label(history["words"][i]) for i in order], z=values[:, order].T.tolist(),
         colorscale="Viridis", colorbar=dict(title="loss"),
         hovertemplate="step %{x}<br>%{y}<br>preservation loss %{z:.5f}<extra></extra>"))
-    fig.update_layout(title=f"damage to every centre (the {len(order)} most hurt of {values.shape[1]})",
+    fig.update_layout(title=f"damage to every centre<br><sup>the {len(order)} most hurt of {values.shape[1]}</sup>",
                       xaxis_title="snapshot step", height=120 + 20 * len(order), margin=dict(t=40, b=40, l=10, r=10))
     return fig
 

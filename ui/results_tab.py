@@ -38,7 +38,7 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
 
     world = model_traits(model).world
     if world == "shapes":
-        rows = [f"a {colour} {t}" for t in targets[:2] for colour in ("red", "blue")]
+        rows = [p for t in targets[:2] for p in _target_rows(t)]
         rows += [_world_prompt(c) for c in hit[:HIT_ROWS]]
         kept = [p for p in KEPT["shapes"] if p.split()[-1] not in targets and p.split()[-1] not in hit]
     elif world == "emoji":
@@ -49,6 +49,24 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
     if adversarial and not any(adversarial in p.split() for p in rows + kept):
         rows.append(f"a {adversarial}")
     return "\n".join(rows + kept[: max(2, 7 - len(rows))])
+
+
+def _target_rows(target: str) -> list[str]:
+    """Two ShapesWorld prompts that show an erased concept: a shape in red and blue, a colour on a star and a
+    heart, a background or style on a red star and a blue heart (anything else: "a {target}")."""
+    from shapesworld.captions import prompt
+    from shapesworld.world import BACKGROUNDS, COLOURS, SHAPES, STYLES
+
+    pairs = (("star", "red"), ("heart", "blue"))
+    if target in SHAPES:
+        return [prompt(target, "red"), prompt(target, "blue")]
+    if target in COLOURS:
+        return [prompt(shape, target) for shape, _ in pairs]
+    if target in BACKGROUNDS:
+        return [prompt(shape, colour, target) for shape, colour in pairs]
+    if target in STYLES:
+        return [prompt(shape, colour, style=target) for shape, colour in pairs]
+    return [f"a {target}"]
 
 
 def _world_prompt(concept: str) -> str:
@@ -88,7 +106,7 @@ def summary(job, events: list[dict], request=None) -> tuple[str, list[str], str 
     text, hit = headline(job, request)
     parts = [f"#### {md_text(state.run_label(job.id))} — {info.state}", example_line(job.id), text,
              " ".join(p for p in lines if p)]
-    return scrub("\n\n".join(p for p in parts if p)), list(params["targets"]), adversarial, hit
+    return "\n\n".join(scrub(p) for p in parts if p), list(params["targets"]), adversarial, hit
 
 
 def example_line(job_id: str) -> str:
@@ -321,14 +339,14 @@ def build(model_device_dtype) -> SimpleNamespace:
     """The tab; returns its job picker and what the Erase tab's watcher updates when a job finishes."""
     device, dtype = model_device_dtype
     with gr.Tab("Results", id="results"):
-        with gr.Row():
+        with gr.Row(equal_height=True):
             r_job = gr.Dropdown([], label="Erasure (a finished erase job)", allow_custom_value=True,
-                                elem_id="results-job", scale=3)
-            r_show = gr.Button("Show results", elem_id="results-show", scale=1)
+                                elem_id="results-job", scale=3, min_width=240)
+            r_link = gr.Textbox(label="Link to this result (whoever opens it sees it)", interactive=False,
+                                buttons=["copy"], elem_id="results-link", scale=2, min_width=240)
+            r_show = gr.Button("Show results", elem_id="results-show", scale=0, min_width=120)
         r_summary = gr.Markdown("Pick a finished erasure, or start one in the Erase tab: its results open here.",
                                 elem_id="results-summary")
-        r_link = gr.Textbox(label="Link to this result", interactive=False, buttons=["copy"], elem_id="results-link",
-                            info="whoever opens it sees this result")
         # one screen: before/after on the left, the search and the spectrum beside it (a laptop's 1280 px)
         with gr.Row():
             with gr.Column(scale=5):

@@ -22,4 +22,16 @@ def theme() -> gr.themes.Base:
 
 # The theme has no dark variant of the accent (the selected tab's label): one blue cannot reach 4.5 : 1 on
 # both white and Gradio's near-black, so dark mode gets a lighter one.
-CSS = ".dark { --color-accent: var(--primary-400); }"
+CSS = ".dark { --color-accent: var(--primary-400); }" + """
+/* Phones (docs/design.md §5): every tab fits one row instead of hiding behind Gradio's overflow menu; the
+   before/after sheets keep a legible width and scroll sideways in their own frame (not the page); table
+   headers break between words, not inside them. */
+@media (max-width: 520px) {
+  .tab-container button { padding: 4px 5px !important; font-size: 13px !important; }
+  #results-grid .image-frame, #results-drill .image-frame, #compare-grid .image-frame {
+    overflow-x: auto; display: block; justify-content: flex-start; }
+  #results-grid .image-frame img, #results-drill .image-frame img, #compare-grid .image-frame img {
+    min-width: 640px; max-width: none; }
+}
+.prose th, .prose td { word-break: normal !important; overflow-wrap: normal !important; }
+"""
