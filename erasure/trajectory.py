@@ -20,7 +20,7 @@ def progress(events: list[dict], snapshot_every: int = 0) -> dict:
     snapshots' sampling is counted instead of being spread over the steps (which made the ETA climb). After
     the last step and before "done" the run is "finishing" (last snapshot, result save)."""
     out: dict = {"step": 0, "total": 0, "eta_s": None, "concept": None, "top5": [], "losses": {}, "phase": "training",
-           "resumed_at": None}
+           "resumed_at": None, "untimed_pictures": 0}
     starts = [i for i, e in enumerate(events) if e["kind"] == "start"]
     if not starts:
         return out
@@ -34,6 +34,9 @@ def progress(events: list[dict], snapshot_every: int = 0) -> dict:
         out.update(step=last["step"], concept=last.get("concept"), top5=last.get("top5", []),
                    losses=last.get("losses", {}))
         out["eta_s"] = _eta(run, last["step"], last["total"], snapshot_every)
+        left = sum(1 for s in range(last["step"] + 1, last["total"] + 1) if snapshot_every and s % snapshot_every == 0)
+        # pictures still to draw while none has been timed in this run: the ETA counts each as a step
+        out["untimed_pictures"] = left if left and not any(e["kind"] == "snapshot" for e in run) else 0
         if snapshot_every and run[-1] is last and (last["step"] % snapshot_every == 0 or last["step"] == 1):
             out["phase"] = "picture"  # the step's snapshot is being drawn (its event comes when it is done)
         elif last["step"] >= last["total"]:

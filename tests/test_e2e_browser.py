@@ -167,13 +167,19 @@ def test_user_flow_in_a_real_browser(browser_page):
     _fill(page, "erase-snapshot", 10)
     page.locator("#erase-start").click()
     page.wait_for_selector("#erase-status:has-text('running')")
-    seen = set()
+    seen, ticks, texts = set(), [], []
     while "done" not in (text := page.inner_text("#erase-status")):
         assert "failed" not in text, text
+        texts.append(text)
         if m := re.search(r"step (\d+) / 60", text):
             seen.add(int(m.group(1)))
+        if m := re.search(r"(?:(\d+) min )?(\d+) s so far", text):
+            ticks.append(60 * int(m.group(1) or 0) + int(m.group(2)))
         page.wait_for_timeout(500)
     assert any(0 < s < 60 for s in seen), f"no intermediate progress shown: {seen}"
+    # the time so far ticks from the start, set-up and pictures included (it once froze between events)
+    assert ticks == sorted(ticks) and len(set(ticks)) >= 3, ticks
+    assert any("preparing" in t for t in texts) or not any("step 0 /" in t for t in texts[4:]), texts[:6]
     job = _job_id(page, "erase-job")
     assert job.startswith("erase-")
     _shot(page, "erase")
@@ -295,7 +301,13 @@ def test_user_flow_in_a_real_browser(browser_page):
     _fill(page, "spectrum-k", 2)
     _fill(page, "spectrum-steps", 10)
     page.locator("#spectrum-start").click()
-    page.wait_for_selector("#spectrum-status:has-text('done')")
+    shown = []
+    while "done" not in (text := page.inner_text("#spectrum-status")):
+        assert "failed" not in text, text
+        shown.append(text)
+        page.wait_for_timeout(500)
+    # while it runs: concepts done of the total and the time so far (the time left once it has measured one)
+    assert any(re.search(r"\d+ / 27 concepts", t) and "so far" in t for t in shown), shown[-3:]
     page.wait_for_function("document.querySelector('#spectrum-table').innerText.includes('star')", timeout=60_000)
     with page.expect_download() as download:
         page.locator("#spectrum-csv a").first.click()
@@ -308,6 +320,54 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.get_by_role("button", name="Refresh").click()
     page.wait_for_function(f"document.querySelector('#job-table').innerText.includes('{job}')", timeout=60_000)
     _shot(page, "jobs")
+
+
+def _row_click(page, job_id: str) -> None:
+    """Click the Jobs table's row of a job (its first cell) and wait for the picker to take it."""
+    page.locator("#job-table tbody tr", has_text=job_id).first.locator("td").first.click()
+    page.wait_for_function(f"document.querySelector('#jobs-pick input').value.includes('{job_id}')", timeout=30_000)
+
+
+def _selected_tab(page) -> str:
+    return page.locator("[role=tab][aria-selected=true]").first.inner_text().strip()
+
+
+@pytest.mark.slow
+def test_jobs_row_click_picks_open_goes_to_its_tab_and_a_queued_job_cancels_at_once(browser_page):
+    from jobs.examples import EXAMPLES, shipped
+
+    page = browser_page
+    erase = shipped()[1]["id"]
+    spectrum = next(p.name for p in sorted(EXAMPLES.iterdir()) if p.name.startswith("spectrum-"))
+    page.get_by_role("tab", name="Jobs").click()
+    for job, tab, picker in ((spectrum, "Spectrum", "spectrum-job"), (erase, "Results", "results-job")):
+        _row_click(page, job)
+        page.locator("#jobs-open").click()  # the job's own tab, with the job picked there
+        page.wait_for_function(f"document.querySelector('#{picker} input').value.includes('{job}')", timeout=30_000)
+        assert _selected_tab(page) == tab
+        page.get_by_role("tab", name="Jobs").click()
+    # two long erasures: the first runs, the second waits; cancelling the waiting one ends it at once
+    page.get_by_role("tab", name="Erase").click()
+    ids = []
+    for _ in range(2):
+        _fill(page, "erase-target", "star")
+        _fill(page, "erase-steps", 500)
+        page.locator("#erase-start").click()
+        page.wait_for_function(f"(v => v && !{ids!r}.some(i => v.includes(i)) && /erase-/.test(v))"
+                               f"(document.querySelector('#erase-job input').value)", timeout=60_000)
+        ids.append(_job_id(page, "erase-job"))
+    page.wait_for_selector("#erase-status:has-text('ahead in the queue'), #erase-status:has-text('next in the queue')")
+    page.get_by_role("tab", name="Jobs").click()
+    _row_click(page, ids[1])
+    page.locator("#jobs-cancel").click()
+    t0 = page.evaluate("performance.now()")
+    page.wait_for_function(f"[...document.querySelectorAll('#job-table tbody tr')].some(r => r.innerText.includes("
+                           f"'{ids[1]}') && r.innerText.includes('cancelled'))", timeout=30_000)
+    assert page.evaluate("performance.now()") - t0 < 10_000  # not when the worker reaches it
+    _row_click(page, ids[0])  # the running one too: nothing left running for the next test
+    page.locator("#jobs-cancel").click()
+    page.wait_for_function(f"[...document.querySelectorAll('#job-table tbody tr')].some(r => r.innerText.includes("
+                           f"'{ids[0]}') && r.innerText.includes('cancelled'))", timeout=120_000)
 
 
 # WCAG contrast of every visible text (SVG excepted: plots draw their own white box) against the first

@@ -56,6 +56,13 @@ def test_a_picture_being_drawn_is_its_own_phase_and_elapsed_time_ticks_between_s
     assert done.elapsed(now=5000.0) == 10.0  # a finished job's time stands still
 
 
+def test_the_time_left_says_when_pictures_are_not_timed_yet():
+    before = progress([e for e in _events(1.0, 30.0, 10, 100, 25) if e["kind"] != "snapshot"], 25)  # none drawn yet
+    assert before["untimed_pictures"] == 4 and "4 trajectory pictures not yet timed" in erase_tab._eta_text(before)
+    after = progress(_events(1.0, 30.0, 30, 100, 25), 25)  # step 1's and 25's pictures were timed
+    assert after["untimed_pictures"] == 0 and "not yet timed" not in erase_tab._eta_text(after)
+
+
 def test_the_erase_status_names_what_a_running_job_is_doing():
     assert "preparing: loading the model" in erase_tab._eta_text(progress([]))
     assert "drawing the trajectory picture of step 25" in erase_tab._eta_text(progress(_events(1.0, 30.0, 25, 100, 25)[:-1], 25))
@@ -228,3 +235,13 @@ def test_the_method_line_reads_this_servers_latest_finished_job(app_jobs):
     info = app_jobs.wait(job, 300)
     assert erase_tab.measured_here("embedded", "esd", "fast") == (info.run_s, 2)
     assert erase_tab.measured_here("embedded", "ap", "fast") is None
+
+
+def test_a_picked_spectrum_job_fills_its_form_exactly(tmp_path, monkeypatch):
+    from ui import spectrum_tab
+
+    monkeypatch.setattr(state, "_manager", JobManager(tmp_path / "jobs", workers=0))
+    job = spectrum_tab.spectrum_start("embedded", "star, heart", "world", None, 12, 3, 17, 4.5, 7, "", False, 6)
+    form = spectrum_tab.spectrum_form(job)
+    assert form == ("star, heart", spectrum_tab.QUICK_ERASURE, "world", 12, 3, 17, 4.5, 7, False, 6)
+    assert spectrum_tab.spectrum_form("") == spectrum_tab.SpectrumForm(*[gr.skip()] * 10)  # no job: untouched

@@ -178,7 +178,16 @@ def _eta_text(p: dict, info=None) -> str:
             f"; about {duration(p['eta_s'])} left" if p["eta_s"] else "")
     if p["phase"] == "finishing":
         return " — finishing (last snapshot, saving the result)"
-    return f", about {duration(p['eta_s'])} left" if p["eta_s"] else ""
+    if not p["eta_s"]:
+        return ""
+    untimed = p.get("untimed_pictures", 0)
+    return f", about {duration(p['eta_s'])} left" + (f" (plus {untimed} trajectory picture{'s' if untimed > 1 else ''} "
+                                                   "not yet timed)" if untimed else "")
+
+
+def stale_message(job_id: str) -> str:
+    """The Cancel/Resume message clears when another job becomes the subject (it named the last one)."""
+    return ""
 
 
 def run_config(job) -> dict:
@@ -270,6 +279,7 @@ def build(demo, model) -> SimpleNamespace:
         e_job.change(erase_status, e_job, [e_status, e_losses], api_name="erase_status")
         settings = list(EraseForm(e_method, e_target, e_scope, e_speed, e_group, e_steps, e_lr, e_snap))
         e_job.change(job_settings, e_job, settings, api_visibility="private")
+        e_job.change(stale_message, e_job, e_msg, api_visibility="private", show_progress="hidden")
         e_cancel.click(job_cancel, e_job, e_msg, api_name="job_cancel")
         e_resume.click(job_resume, e_job, e_msg, api_name="job_resume")
         e_delta.click(download_delta, e_job, e_files, api_name="download_delta")

@@ -152,6 +152,7 @@ def build() -> SimpleNamespace:
             w.change(job_table, filters, j_table, api_visibility="private")
         refresh.click(job_table, filters, j_table, api_name="job_list")
         j_table.select(pick_row, j_table, pick, api_visibility="private")
+        pick.change(lambda job_id: "", pick, msg, api_visibility="private", show_progress="hidden")  # stale message
         b_cancel.click(job_cancel, pick, msg, api_visibility="private")
         b_resume.click(job_resume, pick, msg, api_visibility="private")
         b_delete.click(job_delete, pick, msg, api_name="job_delete").then(job_table, filters, j_table,

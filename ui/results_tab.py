@@ -40,7 +40,7 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
     if world == "shapes":
         rows = [p for t in targets[:2] for p in _target_rows(t)]
         rows += [_world_prompt(c) for c in hit[:HIT_ROWS]]
-        kept = [p for p in KEPT["shapes"] if p.split()[-1] not in targets and p.split()[-1] not in hit]
+        kept = [p for p in KEPT["shapes"] if not set(p.split()) & {*targets, *hit}]  # no erased or hit word
     elif world == "emoji":
         rows = [prompt(t, style) for t in targets[:2] for style in (None, "grayscale")]
         kept = [p for p in KEPT["emoji"] if not any(p.endswith(f" {t}") for t in targets)]

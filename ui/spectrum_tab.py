@@ -140,6 +140,38 @@ def download_csv(job_id: str, request: gr.Request = None) -> str:
     return str(folder.csv)
 
 
+class SpectrumForm(NamedTuple):
+    """The form's settings, by name: what a picked spectrum job ran with (build() wires them in this order)."""
+
+    targets: Any
+    run: Any  # the erase job it measured, or the quick erasure
+    vocab: Any  # a named vocabulary (an uploaded one leaves the field as it is)
+    size: Any
+    k: Any
+    steps: Any
+    guidance: Any
+    seed: Any
+    proxy_only: Any
+    delta_top: Any
+
+
+def spectrum_form(job_id: str, request: gr.Request = None) -> SpectrumForm:
+    """The form's values of a picked spectrum job, so the form shows exactly what it ran with; nothing
+    changes for no job or an unreadable one (its status line says why)."""
+    skip = SpectrumForm(*[gr.skip()] * len(SpectrumForm._fields))
+    try:
+        params = state.job(job_id, request, "Spectrum job", "spectrum").record["params"] if job_id else None
+    except (KeyError, ValueError, OSError):
+        return skip
+    if params is None:
+        return skip
+    c = params.get("config", {})
+    vocab = c.get("vocab") if c.get("vocab") in VOCABULARIES else gr.skip()
+    return SpectrumForm(", ".join(params["targets"]), params.get("run") or QUICK_ERASURE, vocab, c.get("size") or 0,
+                        c.get("k", gr.skip()), c.get("steps", gr.skip()), c.get("guidance", gr.skip()),
+                        c.get("seed", gr.skip()), bool(c.get("proxy_only")), c.get("delta_top") or 0)
+
+
 def build(model) -> SimpleNamespace:
     """The tab; returns its run and job pickers and the N_VIEWS views the live updates refresh."""
     with gr.Tab("Spectrum", id="spectrum"):
@@ -182,6 +214,8 @@ def build(model) -> SimpleNamespace:
         s_start.click(spectrum_start, [model, s_target, s_vocab, s_file, s_size, s_k, s_steps, s_guidance, s_seed,
                                        s_run, s_proxy, s_guided], s_job, api_name="spectrum_start")
         s_job.change(spectrum_status, s_job, views, api_name="spectrum_status")
+        form = list(SpectrumForm(s_target, s_run, s_vocab, s_size, s_k, s_steps, s_guidance, s_seed, s_proxy, s_guided))
+        s_job.change(spectrum_form, s_job, form, api_visibility="private", show_progress="hidden")
         gr.Button("Cancel spectrum").click(job_cancel, s_job, s_status, api_visibility="private")
         s_dl = gr.Button("Download CSV", visible=False)
         s_dl.click(download_csv, s_job, s_csv, api_name="download_csv")
