@@ -188,13 +188,17 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.wait_for_selector("#results-summary:has-text('AP · star · 60 steps')")
     assert _job_id(page, "results-job") == job
     # progress shows while base and erased are sampled, then one image holds both, side by side
+    # (the shipped example's grid was on screen before: wait for this run's table, its label in the header)
+    page.wait_for_selector("#results-recognised:has-text('AP · star · 60 steps')")
     page.wait_for_selector("#results-recognised:has-text('erasure rate')")
     _showed_progress(page, "results-grid")
     grid = _image(page, "results-grid")
     tile = (grid.shape[1] - 170 - 16) // 8  # 4 seeds x (base, erased) + the label column and the gap
     # 2 star rows, the concepts the erasure hit hardest, the adversarial concept if the search concentrated,
     # then kept shapes (ui.results_tab.default_prompts)
-    rows = page.locator("#results-prompts textarea").input_value().splitlines()
+    if not page.locator("#results-prompts textarea").is_visible():  # the prompts sit in a closed accordion
+        page.get_by_text("Prompts and seeds of the before / after image").click()
+    rows = page.locator("#results-prompts textarea").input_value(timeout=30_000).splitlines()
     n_rows = len(rows)
     assert tile % 32 == 0 and grid.shape[0] == 44 + n_rows * tile and rows[:2] == ["a red star", "a blue star"]
 
@@ -228,7 +232,8 @@ def test_user_flow_in_a_real_browser(browser_page):
     page.wait_for_function("document.querySelector('#results-concept textarea, #results-concept input').value.length > 0")
     drill = _image(page, "results-drill")
     _showed_progress(page, "results-drill")
-    assert drill.shape[1] == grid.shape[1] and drill.shape[0] == 44 + tile  # one row: base | erased
+    # a grid: star as the spectrum drew it and in three colours (ui.results_tab.drill_prompts), base | erased
+    assert drill.shape[1] == grid.shape[1] and drill.shape[0] == 44 + 4 * tile
     page.evaluate("document.querySelector('#results-job').scrollIntoView({block: 'start'})")
     _shot(page, "results", full_page=False)  # what a laptop shows of the view: grid, search, spectrum
     page.evaluate("document.querySelector('#results-spectrum-table').scrollIntoView({block: 'center'})")

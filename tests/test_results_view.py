@@ -110,3 +110,11 @@ def test_the_grid_shows_an_erased_colour_background_or_style_on_shapes():
     assert default_prompts("embedded", ["outline"]).splitlines()[0] == "an outlined red star"
     rows = default_prompts("embedded", ["star"], None, ["arrow", "cross"]).splitlines()
     assert rows[:4] == ["a red star", "a blue star", "a red arrow", "a red cross"]  # the hardest-hit follow
+
+
+def test_the_drill_down_is_a_grid_of_the_concepts_prompts():
+    from ui.results_tab import drill_prompts
+
+    assert drill_prompts("embedded", ["star"], "cross") == ["a cross", "a red cross", "a blue cross", "a green cross"]
+    assert drill_prompts("embedded", ["star"], "red") == ["a red circle", "a red square", "a red triangle", "a red cross"]
+    assert drill_prompts("embedded", ["star"], "") == [""]  # the empty prompt is drawn as it is

@@ -274,14 +274,27 @@ def results_concept(job_id: str, concept: str, n_seeds: float, device: str = sta
                     request: gr.Request = None, progress=gr.Progress()) -> np.ndarray:  # noqa: B008
     """API `results_concept`: one concept of the spectrum drawn by the base and the erased model, same seeds."""
     from evaluation.compare import side_by_side
-    from sensitivity.rows import drawn_prompts
 
     concept = inputs.text(concept, "Concept", inputs.MAX_PROMPT, required=False)
     params = state.erase_job(job_id, request).record["params"]
     n = inputs.whole(n_seeds, "Seeds", 1, state.LIMITS.max_seeds)
-    # the prompts the spectrum drew the concept with (a world colour on several shapes: a row for each of 4)
-    prompts = drawn_prompts(params["model"], params["targets"], concept, DRILL_PROMPTS)
+    prompts = drill_prompts(params["model"], params["targets"], concept)
     return side_by_side(_compare(job_id, prompts, n, device, dtype, request, progress)[1])[0]
+
+
+def drill_prompts(model: str, targets: list[str], concept: str) -> list[str]:
+    """The drill-down's rows: the prompts the spectrum drew the concept with (a world colour on several shapes:
+    a row for each of 4); a ShapesWorld shape, drawn with one prompt, also in three colours, so the drill-down
+    is a before/after grid rather than one row."""
+    from backends.prompts import model_traits
+    from sensitivity.rows import drawn_prompts
+    from shapesworld.captions import prompt
+    from shapesworld.world import SHAPES
+
+    prompts = drawn_prompts(model, targets, concept, DRILL_PROMPTS)
+    if model_traits(model).world == "shapes" and concept in SHAPES:
+        prompts += [prompt(concept, c) for c in ("red", "blue", "green")]
+    return list(dict.fromkeys(prompts))[:DRILL_PROMPTS]
 
 
 @user_errors

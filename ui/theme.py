@@ -34,4 +34,7 @@ CSS = ".dark { --color-accent: var(--primary-400); }" + """
     min-width: 640px; max-width: none; }
 }
 .prose th, .prose td { word-break: normal !important; overflow-wrap: normal !important; }
+/* the sheets' download and full-screen buttons sit above the image, not over its column headers */
+#results-grid .icon-button-wrapper, #results-drill .icon-button-wrapper, #compare-grid .icon-button-wrapper,
+#results-strips .icon-button-wrapper { position: static; justify-content: flex-end; margin-bottom: 4px; }
 """
