@@ -121,12 +121,13 @@ def test_api_flow_erase_results_compare_spectrum_downloads(served):
     csv = open(c.predict(spec, api_name="/download_csv")).read()
     assert csv.startswith("concept,") and "\nstar,target," in csv
     # the spectrum is attached to the run's Results view, and a concept of it drawn before and after
-    assert c.predict(job, api_name="/results")[-1] == spec
+    assert c.predict(job, api_name="/results")[-2] == spec  # (the last output is the link)
     text, _, table = c.predict(spec, api_name="/results_spectrum")
     deltas = [row[2] for row in table["data"]]  # concept, kind, delta: most damaged first
     assert text.startswith("Spectrum **done**") and table["headers"][2] == "delta" and deltas == sorted(deltas, reverse=True)
     drill = imread(c.predict(job, "heart", 2, "cpu", "float32", api_name="/results_concept"))
-    assert drill.shape[0] == 44 + 128 and drill.shape[1] == grid.shape[1]  # one row: base | erased
+    # heart as the spectrum drew it and in three colours (ui.results_tab.drill_prompts): four rows, base | erased
+    assert drill.shape[0] == 44 + 4 * 128 and drill.shape[1] == grid.shape[1]
 
 
 @pytest.mark.slow
