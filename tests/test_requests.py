@@ -198,7 +198,7 @@ def test_a_spectrum_job_reports_its_quick_erasure_as_a_phase_not_a_message_prefi
     job = manager.folder(manager.submit("spectrum", {"model": "embedded", "targets": ["star"],
                                                      "config": {"vocab": "world", "proxy_only": True}}))
     reports = []
-    KINDS["spectrum"].run(job, CancelToken(), lambda step, total, message, phase="": reports.append((step, total, phase)))
+    KINDS["spectrum"].run(job, CancelToken(), lambda step, total, message, phase="", **_: reports.append((step, total, phase)))
     phases = [phase for _, _, phase in reports]
     assert phases[0] == ERASING and phases[-1] == "" and ERASING not in phases[phases.index(""):]  # erasure first
     assert all(step == total == 0 for step, total, phase in reports if phase == ERASING)  # its steps are not concepts
