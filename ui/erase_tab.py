@@ -18,7 +18,7 @@ from erasure.trajectory import progress
 from . import helptext, inputs, state
 from .guard import Number, md_text, scrub
 from .guard import handler as user_errors
-from .jobs_tab import duration, job_cancel, job_resume, queue_text
+from .jobs_tab import duration, job_cancel, job_resume, queue_text, stale_message
 from .plots import loss_figure
 
 
@@ -183,11 +183,6 @@ def _eta_text(p: dict, info=None) -> str:
     untimed = p.get("untimed_pictures", 0)
     return f", about {duration(p['eta_s'])} left" + (f" (plus {untimed} trajectory picture{'s' if untimed > 1 else ''} "
                                                    "not yet timed)" if untimed else "")
-
-
-def stale_message(job_id: str) -> str:
-    """The Cancel/Resume message clears when another job becomes the subject (it named the last one)."""
-    return ""
 
 
 def run_config(job) -> dict:

@@ -105,6 +105,11 @@ class OpenJob(NamedTuple):
     spectrum: Any  # the Spectrum tab's picker
 
 
+def stale_message(job_id: str) -> str:
+    """A Cancel/Resume message clears when another job becomes the subject (it named the last one)."""
+    return ""
+
+
 def queue_text(job_id: str) -> str:
     """Where a queued job waits: " · next in the queue" or " · 2 jobs ahead in the queue"."""
     ahead = state.manager().position(job_id)
@@ -152,7 +157,7 @@ def build() -> SimpleNamespace:
             w.change(job_table, filters, j_table, api_visibility="private")
         refresh.click(job_table, filters, j_table, api_name="job_list")
         j_table.select(pick_row, j_table, pick, api_visibility="private")
-        pick.change(lambda job_id: "", pick, msg, api_visibility="private", show_progress="hidden")  # stale message
+        pick.change(stale_message, pick, msg, api_visibility="private", show_progress="hidden")
         b_cancel.click(job_cancel, pick, msg, api_visibility="private")
         b_resume.click(job_resume, pick, msg, api_visibility="private")
         b_delete.click(job_delete, pick, msg, api_name="job_delete").then(job_table, filters, j_table,

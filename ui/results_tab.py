@@ -38,8 +38,8 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
 
     world = model_traits(model).world
     if world == "shapes":
-        rows = [p for t in targets[:2] for p in _target_rows(t)]
-        rows += [_world_prompt(c) for c in hit[:HIT_ROWS]]
+        rows = [p for t in targets[:2] for p in _world_rows(t, TARGET_PAIRS)]
+        rows += [_world_rows(c, HIT_PAIR)[0] for c in hit[:HIT_ROWS]]
         kept = [p for p in KEPT["shapes"] if not set(p.split()) & {*targets, *hit}]  # no erased or hit word
     elif world == "emoji":
         rows = [prompt(t, style) for t in targets[:2] for style in (None, "grayscale")]
@@ -51,36 +51,26 @@ def default_prompts(model: str, targets: list[str], adversarial: str | None = No
     return "\n".join(rows + kept[: max(2, 7 - len(rows))])
 
 
-def _target_rows(target: str) -> list[str]:
-    """Two ShapesWorld prompts that show an erased concept: a shape in red and blue, a colour on a star and a
-    heart, a background or style on a red star and a blue heart (anything else: "a {target}")."""
+def _world_rows(concept: str, pairs: tuple[tuple[str, str], ...]) -> list[str]:
+    """ShapesWorld prompts that show `concept`, one per (shape, colour) pair: a shape in each pair's colour, a
+    colour on each pair's shape, a background or style on each pair's coloured shape (anything else:
+    "a {concept}")."""
     from shapesworld.captions import prompt
     from shapesworld.world import BACKGROUNDS, COLOURS, SHAPES, STYLES
 
-    pairs = (("star", "red"), ("heart", "blue"))
-    if target in SHAPES:
-        return [prompt(target, "red"), prompt(target, "blue")]
-    if target in COLOURS:
-        return [prompt(shape, target) for shape, _ in pairs]
-    if target in BACKGROUNDS:
-        return [prompt(shape, colour, target) for shape, colour in pairs]
-    if target in STYLES:
-        return [prompt(shape, colour, style=target) for shape, colour in pairs]
-    return [f"a {target}"]
-
-
-def _world_prompt(concept: str) -> str:
-    """A ShapesWorld prompt that shows `concept` (a shape in red, a colour on a circle, a background or style)."""
-    from shapesworld.captions import prompt
-    from shapesworld.world import BACKGROUNDS, COLOURS, STYLES
-
+    if concept in SHAPES:
+        return [prompt(concept, colour) for _, colour in pairs]
     if concept in COLOURS:
-        return prompt("circle", concept)
+        return [prompt(shape, concept) for shape, _ in pairs]
     if concept in BACKGROUNDS:
-        return prompt("circle", "red", concept)
+        return [prompt(shape, colour, concept) for shape, colour in pairs]
     if concept in STYLES:
-        return prompt("circle", "red", style=concept)
-    return prompt(concept, "red")
+        return [prompt(shape, colour, style=concept) for shape, colour in pairs]
+    return [f"a {concept}"]
+
+
+TARGET_PAIRS = (("star", "red"), ("heart", "blue"))  # an erased concept's two grid rows
+HIT_PAIR = (("circle", "red"),)  # a hit concept's one row
 
 
 def summary(job, events: list[dict], request=None) -> tuple[str, list[str], str | None, list[str]]:
